@@ -1,0 +1,256 @@
+//! The one error type of the log.
+
+use std::path::PathBuf;
+
+use crate::types::{EventId, ExpectedVersion, StreamId};
+
+/// Everything that can go wrong in the log.
+///
+/// Each variant carries what a caller needs to act on it; "Handling" says how,
+/// and which HTTP status strata-http maps it to. No variant writes anything:
+/// an append that fails leaves the log as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream moved on since the caller read it, or a retry's event ids
+    /// only partly match what the stream holds.
+    ///
+    /// Handling: re-read the stream (its version is `actual`), decide again,
+    /// and append with the new version; or report the conflict (HTTP 409).
+    #[error("wrong expected version for stream {stream}: expected {expected}, actual {actual}")]
+    WrongExpectedVersion {
+        /// The stream whose version did not match.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was judged.
+        actual: u64,
+    },
+
+    /// A string is not a valid stream id.
+    ///
+    /// Handling: bad input, fix the id (HTTP 400).
+    #[error("invalid stream id {stream:?}: {reason}")]
+    InvalidStreamId {
+        /// The offending id (its first 64 characters, control characters removed).
+        stream: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+
+    /// An append with no events.
+    ///
+    /// Handling: bad input (HTTP 400). Nothing was written.
+    #[error("append to stream {stream} has no events")]
+    EmptyAppend {
+        /// The stream of the empty append.
+        stream: StreamId,
+    },
+
+    /// An append with more events than [`crate::Limits::max_events_per_append`].
+    ///
+    /// Handling: split the append, or raise the limit (HTTP 413).
+    #[error("append to stream {stream} has {count} events, more than the limit of {limit}")]
+    TooManyEvents {
+        /// The stream of the append.
+        stream: StreamId,
+        /// How many events it had.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// An append (all its streams) whose payloads and metadata add up to more
+    /// than [`crate::Limits::max_append_bytes`].
+    ///
+    /// Handling: split the append, or raise the limit (HTTP 413).
+    #[error("append of {size} bytes exceeds the limit of {limit} bytes")]
+    AppendTooLarge {
+        /// Payload and metadata bytes in the append.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// An event payload larger than [`crate::Limits::max_payload_bytes`].
+    ///
+    /// Handling: store less in the event, or raise the limit (HTTP 413).
+    #[error("event {event_id} for stream {stream} has a payload of {size} bytes, more than the limit of {limit}")]
+    PayloadTooLarge {
+        /// The stream of the append.
+        stream: StreamId,
+        /// The event's id.
+        event_id: EventId,
+        /// Its payload size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// Event metadata larger than [`crate::Limits::max_metadata_bytes`].
+    ///
+    /// Handling: carry less metadata (HTTP 413).
+    #[error("event {event_id} for stream {stream} has {size} bytes of metadata, more than the limit of {limit}")]
+    MetadataTooLarge {
+        /// The stream of the append.
+        stream: StreamId,
+        /// The event's id.
+        event_id: EventId,
+        /// The metadata's size as counted by [`crate::Metadata::size`].
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// An event type that is empty, holds control characters, or is longer
+    /// than [`crate::Limits::max_event_type_bytes`].
+    ///
+    /// Handling: bad input, fix the type name (HTTP 400).
+    #[error("event {event_id} for stream {stream} has an invalid event type: {reason}")]
+    InvalidEventType {
+        /// The stream of the append.
+        stream: StreamId,
+        /// The event's id.
+        event_id: EventId,
+        /// What rule it breaks.
+        reason: String,
+    },
+
+    /// An event id used twice in one append, or an id the stream already holds
+    /// at another place than the append's expected version points to.
+    ///
+    /// Handling: give each new event a fresh id; to retry an append, reuse its
+    /// ids with the same expected version (HTTP 409).
+    #[error("event id {event_id} is already used in stream {stream}{}", existing_version.map(|v| format!(" at version {v}")).unwrap_or_else(|| " by another event of the append".into()))]
+    DuplicateEventId {
+        /// The stream.
+        stream: StreamId,
+        /// The repeated id.
+        event_id: EventId,
+        /// The version that holds it, or `None` when it repeats within the append.
+        existing_version: Option<u64>,
+    },
+
+    /// The same stream named twice in one `append_multi`.
+    ///
+    /// Handling: merge the two parts into one (HTTP 400).
+    #[error("stream {stream} appears more than once in one multi-stream append")]
+    DuplicateStream {
+        /// The repeated stream.
+        stream: StreamId,
+    },
+
+    /// A stored record failed its checksum or could not be decoded. It is
+    /// never served as an event.
+    ///
+    /// Handling: the data on disk is damaged; restore from a backup (HTTP 500).
+    #[error("corrupt record ({location}): {detail}")]
+    Corrupt {
+        /// Which record, e.g. `event at position 42`.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// Another process (or another open store in this one) owns the directory.
+    ///
+    /// Handling: stop the other owner, or use another directory.
+    #[error("the store at {} is already open in another process or handle", path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// The directory holds data of a format this version cannot read.
+    ///
+    /// Handling: open it with the strata version that wrote it.
+    #[error("the store at {} has format {found:?}, this build reads {expected:?}", path.display())]
+    IncompatibleFormat {
+        /// The directory.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+        /// The format this build writes.
+        expected: String,
+    },
+
+    /// Configured limits that make no sense (zero, or above what the codec decodes).
+    ///
+    /// Handling: fix the configuration.
+    #[error("invalid limits: {reason}")]
+    InvalidLimits {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The store can no longer accept appends: it was closed, or a write or
+    /// flush failed, after which the outcome of in-flight appends is unknown
+    /// until the store is reopened (reopening recovers what is on disk).
+    ///
+    /// Handling: reopen the store; retry appends with the same event ids,
+    /// which are answered idempotently if they did land (HTTP 503).
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+
+    /// An I/O error outside sled (lock file, fsync of sled's files).
+    ///
+    /// Handling: check the disk (HTTP 500).
+    #[error("i/o error while {context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error from sled.
+    ///
+    /// Handling: check the disk (HTTP 500).
+    #[error("sled error: {0}")]
+    Sled(#[source] sled::Error),
+}
+
+impl StoreError {
+    /// Whether this is a [`StoreError::WrongExpectedVersion`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::WrongExpectedVersion { .. })
+    }
+
+    /// Whether the caller's input is at fault (validation errors).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidStreamId { .. }
+                | StoreError::EmptyAppend { .. }
+                | StoreError::TooManyEvents { .. }
+                | StoreError::AppendTooLarge { .. }
+                | StoreError::PayloadTooLarge { .. }
+                | StoreError::MetadataTooLarge { .. }
+                | StoreError::InvalidEventType { .. }
+                | StoreError::DuplicateStream { .. }
+        )
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                location: format!("sled page at {at:?}"),
+                detail: "sled reported corruption".into(),
+            },
+            other => StoreError::Sled(other),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! strata-store: the event log of strata.
+//!
+//! Streams of events with optimistic concurrency: every append names the
+//! stream version it was decided on and is refused, writing nothing, when the
+//! stream has moved on. Retries are recognised by event id and answered
+//! from the log. Two backends share one set of rules ([`EventStore`]):
+//! [`MemoryStore`] for tests and [`SledStore`], the embedded default, with
+//! durable group commit.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StoreError, StreamId};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SledStore::open(dir.path())?;
+//! let stream = StreamId::new("account-7")?;
+//!
+//! let opened = NewEvent::new("AccountOpened", r#"{"owner":"ada"}"#);
+//! let r = store.append(&stream, ExpectedVersion::NoStream, vec![opened.clone()]).await?;
+//! assert_eq!((r.stream_version, r.first_position), (1, 1));
+//!
+//! // A retry with the same event id is answered from the log: nothing is written twice.
+//! let again = store.append(&stream, ExpectedVersion::NoStream, vec![opened]).await?;
+//! assert_eq!(again, r);
+//!
+//! // A writer that decided on a stale version is refused with the current one.
+//! let stale = store.append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new("Deposited", "{}")]).await;
+//! assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { actual: 1, .. })));
+//! # Ok::<(), StoreError>(())
+//! # }).unwrap();
+//! ```
+
+mod codec;
+mod decide;
+mod error;
+mod limits;
+mod memory;
+mod sled_store;
+mod store;
+mod subscription;
+mod types;
+
+pub use error::StoreError;
+pub use limits::Limits;
+pub use memory::MemoryStore;
+pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
+pub use store::EventStore;
+pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
+pub use types::{
+    AppendResult, Direction, EventId, ExpectedVersion, MAX_STREAM_ID_BYTES, Metadata, NewEvent, RecordedEvent,
+    StreamAppend, StreamId,
+};

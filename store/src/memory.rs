@@ -1,0 +1,201 @@
+//! `MemoryStore`: the log in memory, with exactly the rules of the durable
+//! backends (it is no weaker test double).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
+use crate::error::StoreError;
+use crate::limits::Limits;
+use crate::store::EventStore;
+use crate::subscription::EventSubscription;
+use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId, from_micros, now_micros};
+
+/// The log in memory. Cheap to clone; clones share the log.
+///
+/// Used to replay history in tests and as a reference for the other
+/// backends: it checks expected versions, recognises retries by event id and
+/// enforces the same limits. Nothing survives the process.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use strata_store::{Direction, EventStore, ExpectedVersion, MemoryStore, NewEvent, StreamId};
+/// let store = MemoryStore::new();
+/// let s = StreamId::new("order-1").unwrap();
+/// store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("OrderPlaced", "{}")]).await.unwrap();
+/// let events = store.read_stream(&s, 1, Direction::Forward, 10).await.unwrap();
+/// assert_eq!(events[0].event_type, "OrderPlaced");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    head: watch::Sender<u64>,
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every event; the event at position `p` is at index `p - 1`.
+    log: Vec<RecordedEvent>,
+    streams: HashMap<StreamId, Stream>,
+}
+
+#[derive(Default)]
+struct Stream {
+    /// Position of each version; version `v` is at index `v - 1`.
+    positions: Vec<u64>,
+    ids: HashMap<EventId, IdEntry>,
+}
+
+impl StreamView for State {
+    fn version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(self.streams.get(stream).map_or(0, |s| s.positions.len() as u64))
+    }
+
+    fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
+        Ok(self.streams.get(stream).and_then(|s| s.ids.get(id).copied()))
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty log with the default [`Limits`].
+    pub fn new() -> MemoryStore {
+        MemoryStore::with_limits(Limits::default()).expect("default limits are valid")
+    }
+
+    /// An empty log with the given limits.
+    pub fn with_limits(limits: Limits) -> Result<MemoryStore, StoreError> {
+        limits.validate()?;
+        Ok(MemoryStore {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                head: watch::Sender::new(0),
+                limits,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied append:
+        // appends are planned first and applied without fallible steps.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        self.inner.limits.check(&appends)?;
+        let (results, head) = {
+            let mut state = self.state();
+            let plans = plan_multi(&mut *state, &appends)?;
+            if let Some(results) = all_done(&plans) {
+                return Ok(results);
+            }
+            let recorded_at = from_micros(now_micros());
+            let mut results = Vec::with_capacity(appends.len());
+            for (append, plan) in appends.into_iter().zip(plans) {
+                let Plan::Write { current } = plan else {
+                    unreachable!("plan_multi refuses mixed plans")
+                };
+                let first_position = state.log.len() as u64 + 1;
+                let stream_state = state.streams.entry(append.stream.clone()).or_default();
+                let mut version = current;
+                let mut events = Vec::with_capacity(append.events.len());
+                for (i, event) in append.events.into_iter().enumerate() {
+                    version += 1;
+                    let position = first_position + i as u64;
+                    stream_state.positions.push(position);
+                    stream_state.ids.insert(event.id, IdEntry { version, position });
+                    events.push(RecordedEvent {
+                        stream_id: append.stream.clone(),
+                        version,
+                        position,
+                        id: event.id,
+                        event_type: event.event_type,
+                        payload: event.payload,
+                        metadata: event.metadata,
+                        recorded_at,
+                    });
+                }
+                state.log.extend(events);
+                results.push(AppendResult {
+                    stream_version: version,
+                    first_position,
+                    last_position: state.log.len() as u64,
+                });
+            }
+            let head = state.log.len() as u64;
+            (results, head)
+        };
+        // Appends may finish out of order here: the head only moves forward.
+        self.inner.head.send_if_modified(|h| {
+            let moved = head > *h;
+            *h = (*h).max(head);
+            moved
+        });
+        Ok(results)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.state();
+        let Some(s) = state.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let positions: Vec<u64> = match direction {
+            Direction::Forward => {
+                let start = (from_version.max(1) - 1).min(s.positions.len() as u64) as usize;
+                s.positions[start..].iter().take(limit).copied().collect()
+            }
+            Direction::Backward => {
+                if from_version == 0 {
+                    return Ok(Vec::new());
+                }
+                let end = (from_version.min(s.positions.len() as u64)) as usize;
+                s.positions[..end].iter().rev().take(limit).copied().collect()
+            }
+        };
+        Ok(positions
+            .into_iter()
+            .map(|p| state.log[p as usize - 1].clone())
+            .collect())
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.state();
+        let start = (from_position.max(1) - 1).min(state.log.len() as u64) as usize;
+        Ok(state.log[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.state().version(stream)
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(self.state().log.len() as u64)
+    }
+
+    fn subscribe_all(&self, after: u64) -> EventSubscription {
+        EventSubscription::follow(self.clone(), self.inner.head.subscribe(), after)
+    }
+}
