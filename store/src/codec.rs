@@ -19,16 +19,21 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
-/// Encodes a serde value with the store's bincode configuration.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+/// Encodes a serde value with bincode 2 in the configuration the store uses
+/// (standard, varint). Every bincode call of the workspace goes through this
+/// and [`from_bincode`].
+pub fn to_bincode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| StoreError::Corrupt {
         location: "record being encoded".into(),
         detail: e.to_string(),
     })
 }
 
-/// Decodes a serde value, refusing trailing bytes and anything over the limit.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+/// Decodes a serde value written by [`to_bincode`], with an explicit size
+/// limit (64 MiB) so a damaged length prefix cannot make it allocate more,
+/// and refusing trailing bytes. Failures are [`StoreError::Corrupt`] naming
+/// `location()`.
+pub fn from_bincode<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     location: impl FnOnce() -> String,
 ) -> Result<T, StoreError> {
@@ -151,15 +156,15 @@ mod tests {
         // A string whose varint length prefix claims u64::MAX bytes.
         let mut bytes = vec![253u8];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        let r: Result<String, _> = decode(&bytes, || "test".into());
+        let r: Result<String, _> = from_bincode(&bytes, || "test".into());
         assert!(matches!(r, Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
     fn decode_refuses_trailing_bytes() {
-        let mut bytes = encode(&7u32).unwrap();
+        let mut bytes = to_bincode(&7u32).unwrap();
         bytes.push(0);
-        let r: Result<u32, _> = decode(&bytes, || "test".into());
+        let r: Result<u32, _> = from_bincode(&bytes, || "test".into());
         assert!(matches!(r, Err(StoreError::Corrupt { .. })));
     }
 
@@ -174,13 +179,13 @@ mod tests {
             metadata: Metadata::default(),
             payload: Bytes::from(vec![255u8; 1000]),
         };
-        let bytes = encode(&ev).unwrap();
+        let bytes = to_bincode(&ev).unwrap();
         assert!(
             bytes.len() < 1100,
             "payload bytes must not be varint-expanded: {}",
             bytes.len()
         );
-        let back: StoredEvent = decode(&bytes, String::new).unwrap();
+        let back: StoredEvent = from_bincode(&bytes, String::new).unwrap();
         assert_eq!(back.payload, ev.payload);
         assert_eq!(back.id, ev.id);
     }

@@ -40,6 +40,7 @@ mod store;
 mod subscription;
 mod types;
 
+pub use codec::{from_bincode, to_bincode};
 pub use error::StoreError;
 pub use limits::Limits;
 pub use memory::MemoryStore;

@@ -18,7 +18,7 @@ use self::keys::{
     stream_key_version,
 };
 use self::writer::{Request, Syncer};
-use crate::codec::{StoredEvent, decode, unseal};
+use crate::codec::{StoredEvent, from_bincode, unseal};
 use crate::decide::IdEntry;
 use crate::error::StoreError;
 use crate::limits::Limits;
@@ -326,7 +326,7 @@ impl SledStore {
             detail: "the event is missing".into(),
         })?;
         let body = unseal(&key, &value, location)?;
-        let stored: StoredEvent = decode(body, location)?;
+        let stored: StoredEvent = from_bincode(body, location)?;
         Ok(stored.into_recorded(position))
     }
 
@@ -439,7 +439,7 @@ impl EventStore for SledStore {
             let position = event_key_position(&k)?;
             let location = || format!("event at position {position}");
             let body = unseal(&k, &v, location)?;
-            let stored: StoredEvent = decode(body, location)?;
+            let stored: StoredEvent = from_bincode(body, location)?;
             out.push(stored.into_recorded(position));
             if out.len() == limit {
                 break;

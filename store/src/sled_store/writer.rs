@@ -19,7 +19,7 @@ use tracing::{debug_span, error};
 
 use super::keys::{id_key, id_value, stream_key, stream_value};
 use super::{Durability, Shared};
-use crate::codec::{StoredEvent, encode, seal};
+use crate::codec::{StoredEvent, seal, to_bincode};
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
 use crate::error::StoreError;
 use crate::types::{AppendResult, EventId, StreamAppend, StreamId, now_micros};
@@ -172,7 +172,7 @@ impl<'a> Commit<'a> {
                     payload: event.payload,
                 };
                 let ekey = super::keys::event_key(position);
-                staged.push((ekey.to_vec(), seal(&ekey, &encode(&record)?)));
+                staged.push((ekey.to_vec(), seal(&ekey, &to_bincode(&record)?)));
                 let skey = stream_key(&append.stream, version);
                 let svalue = stream_value(&skey, position);
                 staged.push((skey, svalue));

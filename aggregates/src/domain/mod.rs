@@ -1,0 +1,4 @@
+//! The domain strata ships with: an order state machine and stock per SKU.
+
+pub mod order;
+pub mod stock;
