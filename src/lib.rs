@@ -1,6 +1,9 @@
-//! strata: an event-sourced aggregate store.
+#![doc = include_str!("../README.md")]
 //!
-//! This facade re-exports the crates of the workspace. A service that only
+//! This facade re-exports the crates of the workspace: a service that only
 //! needs the log can depend on `strata-store` directly.
 
+/// The event log: [`strata_store`].
 pub use strata_store as store;
+
+pub mod workload;

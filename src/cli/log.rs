@@ -1,0 +1,123 @@
+//! `strata append` and `strata read`: the log of a sled directory, by hand.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use clap::Args;
+use strata_store::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, SledStore, StreamId};
+
+use super::CliResult;
+
+/// Where the sled store lives.
+#[derive(Args)]
+pub struct DataDir {
+    /// The store directory (created when absent).
+    #[arg(long, env = "STRATA_DATA", default_value = "./strata-data")]
+    pub data: PathBuf,
+}
+
+/// Arguments of `strata append`.
+#[derive(Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The stream to append to.
+    #[arg(long)]
+    stream: String,
+    /// The event type.
+    #[arg(long = "type")]
+    event_type: String,
+    /// The version the append was decided on: a number, `no-stream`, `exists` or `any`.
+    #[arg(long, default_value = "any", value_parser = parse_expected)]
+    expected: ExpectedVersion,
+    /// The payloads, one event each.
+    #[arg(required = true)]
+    payloads: Vec<String>,
+}
+
+/// Arguments of `strata read`.
+#[derive(Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The stream to read; the whole log when absent.
+    #[arg(long)]
+    stream: Option<String>,
+    /// First version (with --stream) or position to read.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// Most events to print.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Newest first (with --stream; --from defaults to the newest).
+    #[arg(long)]
+    backward: bool,
+}
+
+/// Parses `--expected`.
+pub fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
+    match s {
+        "any" => Ok(ExpectedVersion::Any),
+        "no-stream" => Ok(ExpectedVersion::NoStream),
+        "exists" => Ok(ExpectedVersion::StreamExists),
+        n => n
+            .parse()
+            .map(ExpectedVersion::Exact)
+            .map_err(|_| format!("{s:?} is not a version, `no-stream`, `exists` or `any`")),
+    }
+}
+
+pub async fn append(args: AppendArgs) -> CliResult {
+    let store = SledStore::open(&args.data.data)?;
+    let stream = StreamId::new(&args.stream)?;
+    let events = args
+        .payloads
+        .into_iter()
+        .map(|p| NewEvent::new(args.event_type.clone(), Bytes::from(p)))
+        .collect();
+    let r = store.append(&stream, args.expected, events).await?;
+    println!(
+        "appended to {stream}: version {}, positions {}..={}",
+        r.stream_version, r.first_position, r.last_position
+    );
+    Ok(())
+}
+
+pub async fn read(args: ReadArgs) -> CliResult {
+    let store = SledStore::open(&args.data.data)?;
+    let events = match &args.stream {
+        Some(s) => {
+            let stream = StreamId::new(s)?;
+            let (from, direction) = if args.backward {
+                let from = if args.from == 1 { u64::MAX } else { args.from };
+                (from, Direction::Backward)
+            } else {
+                (args.from, Direction::Forward)
+            };
+            store.read_stream(&stream, from, direction, args.limit).await?
+        }
+        None => store.read_all(args.from, args.limit).await?,
+    };
+    let mut out = std::io::stdout().lock();
+    for e in &events {
+        writeln!(out, "{}", serde_json::to_string(&event_json(e))?)?;
+    }
+    Ok(())
+}
+
+/// An event as one JSON line; the payload as text when it is UTF-8.
+fn event_json(e: &RecordedEvent) -> serde_json::Value {
+    let payload = match std::str::from_utf8(&e.payload) {
+        Ok(text) => serde_json::Value::String(text.to_string()),
+        Err(_) => serde_json::Value::Array(e.payload.iter().map(|b| (*b).into()).collect()),
+    };
+    serde_json::json!({
+        "stream": e.stream_id.as_str(),
+        "version": e.version,
+        "position": e.position,
+        "id": e.id.to_string(),
+        "type": e.event_type,
+        "payload": payload,
+    })
+}

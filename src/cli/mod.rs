@@ -1,0 +1,6 @@
+//! The subcommands of `strata`, one module each.
+
+pub mod log;
+
+/// An error a subcommand reports before exiting non-zero.
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
