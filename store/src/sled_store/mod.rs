@@ -5,13 +5,14 @@ mod writer;
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use self::keys::{
     FORMAT, FORMAT_KEY, decode_id_value, decode_stream_value, event_key, event_key_position, id_key, stream_key,
@@ -74,15 +75,23 @@ impl Default for SledOptions {
     }
 }
 
-/// Counters of the group commit since the store was opened.
+/// Counters of the group commit since the store was opened: where an
+/// append's time goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct CommitStats {
-    /// Group commits that wrote something (one flush each, in the durable modes).
+    /// Flushes that made appends durable (one per commit of one or more
+    /// groups; in `Buffered` mode, publications without a flush).
     pub commits: u64,
+    /// Groups the writer applied (each one sled batch).
+    pub groups: u64,
     /// Appends answered by those commits (including refused ones).
     pub appends: u64,
     /// Events written.
     pub events: u64,
+    /// Time the writer spent judging appends and applying batches.
+    pub apply_time: Duration,
+    /// Time the syncer spent in sled's `flush()` and `fdatasync`.
+    pub sync_time: Duration,
 }
 
 impl CommitStats {
@@ -94,20 +103,38 @@ impl CommitStats {
             self.events as f64 / self.commits as f64
         }
     }
+
+    /// Average time of one flush (and fsync), zero before the first.
+    pub fn mean_sync_time(&self) -> Duration {
+        if self.commits == 0 {
+            Duration::ZERO
+        } else {
+            self.sync_time / self.commits as u32
+        }
+    }
 }
 
 #[derive(Default)]
 struct Stats {
     commits: AtomicU64,
+    groups: AtomicU64,
     appends: AtomicU64,
     events: AtomicU64,
+    apply_nanos: AtomicU64,
+    sync_nanos: AtomicU64,
 }
 
 impl Stats {
-    fn record(&self, appends: u64, events: u64) {
+    fn record_apply(&self, took: Duration) {
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.apply_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn record_commit(&self, appends: u64, events: u64, took: Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.appends.fetch_add(appends, Ordering::Relaxed);
         self.events.fetch_add(events, Ordering::Relaxed);
+        self.sync_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -119,9 +146,27 @@ struct Shared {
     visible: AtomicU64,
     head: watch::Sender<u64>,
     stats: Stats,
+    /// Set when a write or flush failed: the store takes no more appends.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a failed write or flush and returns the reason given to callers.
+    fn fail(&self, e: &StoreError) -> String {
+        let reason =
+            format!("a write failed, the outcome of in-flight appends is unknown until the store is reopened: {e}");
+        error!(error = %e, "sled write or flush failed; refusing further appends");
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason)
+            .clone()
+    }
+
     fn visible(&self) -> u64 {
         self.visible.load(Ordering::Acquire)
     }
@@ -165,7 +210,7 @@ pub struct SledStore {
 struct Inner {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     db: sled::Db,
     path: PathBuf,
     options: SledOptions,
@@ -174,12 +219,13 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue lets the writer finish what is queued, then stop.
+        // Closing the queue lets the writer finish what is queued, then stop;
+        // the syncer stops after answering the writer's last group.
         drop(self.tx.take());
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            warn!("the strata writer thread panicked");
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                warn!("a strata writer thread panicked");
+            }
         }
         if let Err(e) = self.db.flush() {
             warn!(error = %e, "flushing sled on close failed");
@@ -262,23 +308,34 @@ impl SledStore {
             visible: AtomicU64::new(head),
             head: watch::Sender::new(head),
             stats: Stats::default(),
+            failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(options.queue_capacity);
-        let writer = {
-            let shared = shared.clone();
-            let durability = options.durability;
-            let max_group = options.max_group_appends;
+        let (applied_tx, applied_rx) = std::sync::mpsc::channel();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name("strata-writer".into())
-                .spawn(move || writer::run(shared, rx, syncer, durability, max_group))
-                .map_err(|e| StoreError::io("starting the writer thread", e))?
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::io("starting the writer threads", e))
         };
+        let threads = vec![
+            spawn("strata-writer", {
+                let shared = shared.clone();
+                let max_group = options.max_group_appends;
+                Box::new(move || writer::run_writer(shared, rx, applied_tx, max_group))
+            })?,
+            spawn("strata-syncer", {
+                let shared = shared.clone();
+                let durability = options.durability;
+                Box::new(move || writer::run_syncer(shared, applied_rx, syncer, durability))
+            })?,
+        ];
         info!(path = %path.display(), head, durability = ?options.durability, "opened sled store");
         Ok(SledStore {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
-                writer: Some(writer),
+                threads,
                 db,
                 path,
                 options,
@@ -309,8 +366,11 @@ impl SledStore {
         let s = &self.inner.shared.stats;
         CommitStats {
             commits: s.commits.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
             appends: s.appends.load(Ordering::Relaxed),
             events: s.events.load(Ordering::Relaxed),
+            apply_time: Duration::from_nanos(s.apply_nanos.load(Ordering::Relaxed)),
+            sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
         }
     }
 
