@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use strata::workload::{AppendSpec, Streams, run_appends, run_naive_sled};
+use strata::workload::{AppendSpec, Budget, Streams, run_appends, run_naive_sled};
 use strata_store::{Durability, EventStore, SledOptions, SledStore};
 
 const WRITERS: [usize; 3] = [1, 8, 64];
@@ -59,13 +59,17 @@ fn append_throughput(c: &mut Criterion) {
     let mut run = 0u64;
     for writers in WRITERS {
         group.bench_function(BenchmarkId::new("naive_sled_insert_flush", writers), |b| {
-            b.iter_custom(|iters| run_naive_sled(&naive, spec(writers), iters).unwrap().elapsed)
+            b.iter_custom(|iters| {
+                run_naive_sled(&naive, spec(writers), Budget::Appends(iters))
+                    .unwrap()
+                    .elapsed
+            })
         });
         for (name, store) in [("strata_sled_durable", &durable), ("strata_sled_buffered", &buffered)] {
             group.bench_function(BenchmarkId::new(name, writers), |b| {
                 b.iter_custom(|iters| {
                     run += 1;
-                    rt.block_on(run_appends(store.clone(), spec(writers), iters, run))
+                    rt.block_on(run_appends(store.clone(), spec(writers), Budget::Appends(iters), run))
                         .unwrap()
                         .elapsed
                 })

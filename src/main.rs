@@ -20,6 +20,8 @@ enum Command {
     Append(cli::log::AppendArgs),
     /// Read a stream, or the whole log, of a sled store directory.
     Read(cli::log::ReadArgs),
+    /// Measure append throughput against the disk's ceiling and the naive append, side by side.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Append(args) => cli::log::append(args).await,
             Command::Read(args) => cli::log::read(args).await,
+            Command::Bench(args) => cli::bench::bench(args).await,
         }
     });
     match result {

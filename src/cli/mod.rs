@@ -1,5 +1,6 @@
 //! The subcommands of `strata`, one module each.
 
+pub mod bench;
 pub mod log;
 
 /// An error a subcommand reports before exiting non-zero.

@@ -1,0 +1,499 @@
+//! `strata bench`: append throughput side by side with the disk's ceiling
+//! and the naive embedded append, in one run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use strata::workload::{
+    AppendSpec, Budget, FileMode, RunStats, Streams, run_appends, run_disk_ceiling, run_naive_sled,
+};
+use strata_store::{Durability, EventStore, MemoryStore, SledOptions, SledStore};
+
+use super::CliResult;
+
+/// Who is measured.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Contender {
+    /// sled insert + `flush()` per append (no fsync, no batching across writers).
+    Naive,
+    /// strata on sled, `Durability::Fsync` (the default): group commit, flush + fdatasync.
+    Durable,
+    /// strata on sled, `Durability::Buffered`: acknowledged before any flush.
+    Buffered,
+    /// strata's `MemoryStore`.
+    Memory,
+}
+
+impl Contender {
+    fn label(self) -> &'static str {
+        match self {
+            Contender::Naive => "naive sled insert+flush",
+            Contender::Durable => "strata sled durable",
+            Contender::Buffered => "strata sled buffered",
+            Contender::Memory => "strata memory",
+        }
+    }
+
+    fn is_strata(self) -> bool {
+        !matches!(self, Contender::Naive)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum StreamsArg {
+    Distinct,
+    Hot,
+}
+
+/// Arguments of `strata bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Concurrent writers, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 64])]
+    writers: Vec<usize>,
+    /// Event payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [200, 4096])]
+    sizes: Vec<usize>,
+    /// Events per append.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 100])]
+    batches: Vec<usize>,
+    /// Distinct streams per writer, and/or one hot stream with `Exact` versions.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [StreamsArg::Distinct, StreamsArg::Hot])]
+    streams: Vec<StreamsArg>,
+    /// The contenders, run in turn for every workload.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory])]
+    contenders: Vec<Contender>,
+    /// Records per `fdatasync` for the disk's ceiling.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
+    disk_batches: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// How many times every workload cycles through the contenders.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Directory for the stores and files under test (a temporary one inside it per run).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw throughput against writers for every contender (SVG) here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// A tiny configuration (a second or two), for smoke tests.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// `disk_ceiling` or a contender.
+    pub contender: String,
+    /// The workload (for the disk's ceiling: 1 writer, `events_per_append` = records per fdatasync).
+    pub workload: AppendSpec,
+    /// For the disk's ceiling: how the file was laid out.
+    pub file_mode: Option<FileMode>,
+    /// Round number.
+    pub round: usize,
+    /// Appends acknowledged.
+    pub appends: u64,
+    /// Events acknowledged.
+    pub events: u64,
+    /// Events the store holds after the run (strata contenders), to check the count.
+    pub events_in_store: Option<u64>,
+    /// Conflicts (hot stream).
+    pub conflicts: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
+    /// Payload MB (10^6 bytes) per second.
+    pub mb_per_sec: f64,
+    /// Median append latency, µs.
+    pub p50_us: u32,
+    /// 99th percentile append latency, µs.
+    pub p99_us: u32,
+    /// Durable strata on sled: events per flush actually achieved.
+    pub events_per_flush: Option<f64>,
+    /// Durable strata on sled: mean time of one flush + fdatasync, µs.
+    pub mean_sync_us: Option<f64>,
+    /// Events/s over the naive append's at the same workload and round.
+    pub ratio_to_naive: Option<f64>,
+    /// Events/s over the disk's ceiling at the nearest batch size.
+    pub ratio_to_disk: Option<f64>,
+    /// The disk ceiling's batch size used for `ratio_to_disk`.
+    pub disk_batch: Option<usize>,
+}
+
+/// Everything `strata bench` measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// strata's version.
+    pub version: &'static str,
+    /// Cores the machine has.
+    pub cores: usize,
+    /// Seconds per run.
+    pub seconds_per_run: f64,
+    /// Every run, disk ceiling first.
+    pub rows: Vec<Row>,
+}
+
+impl BenchArgs {
+    fn apply_quick(&mut self) {
+        if self.quick {
+            self.writers = vec![1, 4];
+            self.sizes = vec![200];
+            self.batches = vec![1];
+            self.disk_batches = vec![1, 10];
+            self.seconds = self.seconds.min(0.15);
+            self.rounds = 1;
+        }
+    }
+
+    fn workloads(&self) -> Vec<AppendSpec> {
+        let mut out = Vec::new();
+        for &streams in &self.streams {
+            for &event_bytes in &self.sizes {
+                for &events_per_append in &self.batches {
+                    for &writers in &self.writers {
+                        out.push(AppendSpec {
+                            writers,
+                            event_bytes,
+                            events_per_append,
+                            streams: match streams {
+                                StreamsArg::Distinct => Streams::Distinct,
+                                StreamsArg::Hot => Streams::Hot,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn row(contender: String, workload: AppendSpec, round: usize, s: &RunStats) -> Row {
+    Row {
+        contender,
+        workload,
+        file_mode: None,
+        round,
+        appends: s.appends,
+        events: s.events,
+        events_in_store: None,
+        conflicts: s.conflicts,
+        seconds: s.elapsed.as_secs_f64(),
+        events_per_sec: s.events_per_sec(),
+        mb_per_sec: s.mb_per_sec(),
+        p50_us: s.latency_us(0.5),
+        p99_us: s.latency_us(0.99),
+        events_per_flush: None,
+        mean_sync_us: None,
+        ratio_to_naive: None,
+        ratio_to_disk: None,
+        disk_batch: None,
+    }
+}
+
+async fn run_contender(
+    contender: Contender,
+    spec: AppendSpec,
+    budget: Budget,
+    dir: &Path,
+    round: usize,
+    run: u64,
+) -> Result<Row, Box<dyn std::error::Error + Send + Sync>> {
+    let tmp = tempfile::tempdir_in(dir)?;
+    let label = contender.label().to_string();
+    if contender == Contender::Naive {
+        let db = sled::open(tmp.path())?;
+        let stats = tokio::task::block_in_place(|| run_naive_sled(&db, spec, budget))?;
+        return Ok(row(label, spec, round, &stats));
+    }
+    let (store, sled): (Arc<dyn EventStore>, Option<SledStore>) = match contender {
+        Contender::Memory => (Arc::new(MemoryStore::new()), None),
+        _ => {
+            let durability = if contender == Contender::Durable {
+                Durability::Fsync
+            } else {
+                Durability::Buffered
+            };
+            let s = SledStore::open_with(
+                tmp.path(),
+                SledOptions {
+                    durability,
+                    ..SledOptions::default()
+                },
+            )?;
+            (Arc::new(s.clone()), Some(s))
+        }
+    };
+    let stats = run_appends(store.clone(), spec, budget, run).await?;
+    let mut r = row(label, spec, round, &stats);
+    r.events_in_store = Some(store.head_position().await?);
+    if let Some(s) = sled.filter(|_| contender == Contender::Durable) {
+        let c = s.commit_stats();
+        r.events_per_flush = Some(c.events_per_commit());
+        r.mean_sync_us = Some(c.mean_sync_time().as_secs_f64() * 1e6);
+    }
+    Ok(r)
+}
+
+/// Fills in every strata row's ratios to the naive append and the disk.
+fn add_ratios(rows: &mut [Row]) {
+    let naive: BTreeMap<(AppendSpecKey, usize), f64> = rows
+        .iter()
+        .filter(|r| r.contender == Contender::Naive.label())
+        .map(|r| ((key(&r.workload), r.round), r.events_per_sec))
+        .collect();
+    let disk: Vec<(usize, usize, f64)> = rows
+        .iter()
+        .filter(|r| r.contender == "disk ceiling" && r.file_mode == Some(FileMode::Growing))
+        .map(|r| (r.workload.event_bytes, r.workload.events_per_append, r.events_per_sec))
+        .collect();
+    for r in rows.iter_mut().filter(|r| r.contender.starts_with("strata")) {
+        r.ratio_to_naive = naive.get(&(key(&r.workload), r.round)).map(|n| r.events_per_sec / n);
+        // The batch the disk saw: what one flush carried, or one append's events.
+        let achieved = r
+            .events_per_flush
+            .unwrap_or(r.workload.events_per_append as f64)
+            .max(1.0);
+        let nearest = disk
+            .iter()
+            .filter(|(size, _, _)| *size == r.workload.event_bytes)
+            .min_by(|a, b| {
+                let da = ((a.1 as f64).ln() - achieved.ln()).abs();
+                let db = ((b.1 as f64).ln() - achieved.ln()).abs();
+                da.total_cmp(&db)
+            });
+        if let Some((_, batch, eps)) = nearest {
+            r.ratio_to_disk = Some(r.events_per_sec / eps);
+            r.disk_batch = Some(*batch);
+        }
+    }
+}
+
+type AppendSpecKey = (usize, usize, usize, bool);
+
+fn key(w: &AppendSpec) -> AppendSpecKey {
+    (w.writers, w.event_bytes, w.events_per_append, w.streams == Streams::Hot)
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>12}",
+        "contender",
+        "writers",
+        "bytes",
+        "batch",
+        "streams",
+        "events/s",
+        "MB/s",
+        "p50 µs",
+        "p99 µs",
+        "conflicts",
+        "ev/flush",
+        "×naive",
+        "×disk(batch)"
+    );
+    for r in &report.rows {
+        let streams = match (r.file_mode, r.workload.streams) {
+            (Some(FileMode::Preallocated), _) => "prealloc",
+            (Some(FileMode::Growing), _) => "growing",
+            (None, Streams::Distinct) => "distinct",
+            (None, Streams::Hot) => "hot",
+        };
+        println!(
+            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>8} {:>7} {:>12}",
+            r.contender,
+            r.workload.writers,
+            r.workload.event_bytes,
+            r.workload.events_per_append,
+            streams,
+            r.events_per_sec,
+            r.mb_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.conflicts,
+            r.events_per_flush.map(|v| format!("{v:.1}")).unwrap_or_default(),
+            r.ratio_to_naive.map(|v| format!("{v:.2}")).unwrap_or_default(),
+            match (r.ratio_to_disk, r.disk_batch) {
+                (Some(v), Some(b)) => format!("{v:.2} ({b})"),
+                _ => String::new(),
+            },
+        );
+    }
+}
+
+/// Per contender, (writers, events/s) points.
+type Lines = BTreeMap<String, Vec<(usize, f64)>>;
+
+/// Throughput against writers, one panel per workload, one line per contender.
+fn plot(report: &Report, path: &Path) -> CliResult {
+    use plotters::prelude::*;
+
+    let mut panels: BTreeMap<(usize, usize, bool), Lines> = BTreeMap::new();
+    for r in report.rows.iter().filter(|r| r.file_mode.is_none()) {
+        let w = &r.workload;
+        panels
+            .entry((w.event_bytes, w.events_per_append, w.streams == Streams::Hot))
+            .or_default()
+            .entry(r.contender.clone())
+            .or_default()
+            .push((w.writers, r.events_per_sec));
+    }
+    if panels.is_empty() {
+        return Err("nothing to plot".into());
+    }
+    let cols = panels.len().min(4);
+    let rows = panels.len().div_ceil(cols);
+    let root = SVGBackend::new(path, (420 * cols as u32, 320 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((rows, cols));
+    let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    for (area, ((bytes, batch, hot), lines)) in areas.iter().zip(&panels) {
+        let max_writers = lines.values().flatten().map(|p| p.0).max().unwrap_or(1).max(2);
+        let max_y = lines.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        let title = format!(
+            "{bytes} B, {batch}/append, {}",
+            if *hot { "hot stream" } else { "distinct" }
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d((1usize..max_writers).log_scale(), 0f64..max_y)?;
+        chart
+            .configure_mesh()
+            .x_desc("writers")
+            .y_desc("events/s")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        for (i, (name, points)) in lines.iter().enumerate() {
+            let color = palette[i % palette.len()];
+            let mut points = points.clone();
+            points.sort_by_key(|p| p.0);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+pub async fn bench(mut args: BenchArgs) -> CliResult {
+    args.apply_quick();
+    let base = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => std::env::temp_dir(),
+    };
+    let budget = Budget::Time(Duration::from_secs_f64(args.seconds));
+    let workloads = args.workloads();
+    let mut contenders = args.contenders.clone();
+    contenders.sort();
+    contenders.dedup();
+    let disk_runs = args.sizes.len() * args.disk_batches.len() * 2;
+    let total = disk_runs + workloads.len() * contenders.len() * args.rounds;
+    let progress = ProgressBar::new(total as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    let mut rows = Vec::new();
+    let ceiling_dir = tempfile::tempdir_in(&base)?;
+    for &size in &args.sizes {
+        for &batch in &args.disk_batches {
+            for mode in [FileMode::Preallocated, FileMode::Growing] {
+                progress.set_message(format!("disk ceiling {size} B × {batch} per fdatasync ({mode:?})"));
+                let spec = AppendSpec {
+                    writers: 1,
+                    event_bytes: size,
+                    events_per_append: batch,
+                    streams: Streams::Distinct,
+                };
+                let dir = ceiling_dir.path().to_path_buf();
+                let stats = tokio::task::block_in_place(|| run_disk_ceiling(&dir, size, batch, mode, budget))?;
+                let mut r = row("disk ceiling".into(), spec, 0, &stats);
+                r.file_mode = Some(mode);
+                rows.push(r);
+                progress.inc(1);
+            }
+        }
+    }
+    let mut run = 0u64;
+    for spec in &workloads {
+        for round in 0..args.rounds {
+            for &contender in &contenders {
+                progress.set_message(format!(
+                    "{} · {} writers · {} B × {} · {:?}",
+                    contender.label(),
+                    spec.writers,
+                    spec.event_bytes,
+                    spec.events_per_append,
+                    spec.streams
+                ));
+                run += 1;
+                let r = run_contender(contender, *spec, budget, &base, round, run).await?;
+                if let Some(stored) = r.events_in_store
+                    && stored != r.events
+                {
+                    return Err(format!(
+                        "{}: {} events acknowledged but {stored} in the store",
+                        r.contender, r.events
+                    )
+                    .into());
+                }
+                rows.push(r);
+                progress.inc(1);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    add_ratios(&mut rows);
+    let report = Report {
+        version: env!("CARGO_PKG_VERSION"),
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        seconds_per_run: args.seconds,
+        rows,
+    };
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot(&report, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let strata: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.contender.starts_with("strata"))
+        .collect();
+    if strata.iter().any(|r| r.events == 0) && !contenders.iter().all(|c| !c.is_strata()) {
+        return Err("a strata contender acknowledged no events".into());
+    }
+    Ok(())
+}

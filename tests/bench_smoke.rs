@@ -1,0 +1,81 @@
+//! `strata bench` on a tiny configuration: the JSON report has every
+//! contender and workload, and every strata row's events are in its store.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+#[test]
+fn bench_quick_reports_every_contender_and_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let plot = dir.path().join("bench.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--quick", "--seconds", "0.05", "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strata bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+
+    let contenders: BTreeSet<&str> = rows.iter().map(|r| r["contender"].as_str().unwrap()).collect();
+    for c in [
+        "disk ceiling",
+        "naive sled insert+flush",
+        "strata sled durable",
+        "strata sled buffered",
+        "strata memory",
+    ] {
+        assert!(contenders.contains(c), "missing contender {c}: {contenders:?}");
+    }
+    // --quick: writers 1 and 4, 200 B, 1 event per append, distinct and hot.
+    for contender in [
+        "naive sled insert+flush",
+        "strata sled durable",
+        "strata sled buffered",
+        "strata memory",
+    ] {
+        let mut workloads = BTreeSet::new();
+        for r in rows.iter().filter(|r| r["contender"] == contender) {
+            let w = &r["workload"];
+            workloads.insert((
+                w["writers"].as_u64().unwrap(),
+                w["streams"].as_str().unwrap().to_string(),
+            ));
+        }
+        let want: BTreeSet<_> = [(1, "distinct"), (4, "distinct"), (1, "hot"), (4, "hot")]
+            .into_iter()
+            .map(|(w, s)| (w, s.to_string()))
+            .collect();
+        assert_eq!(workloads, want, "{contender}");
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r["contender"].as_str().unwrap().starts_with("strata"))
+    {
+        let events = r["events"].as_u64().unwrap();
+        assert!(events > 0, "{r}");
+        assert_eq!(
+            r["events_in_store"].as_u64(),
+            Some(events),
+            "acknowledged events are in the store: {r}"
+        );
+        assert!(r["ratio_to_naive"].as_f64().is_some(), "{r}");
+        assert!(r["ratio_to_disk"].as_f64().is_some(), "{r}");
+    }
+    let durable = rows.iter().find(|r| r["contender"] == "strata sled durable").unwrap();
+    assert!(durable["events_per_flush"].as_f64().unwrap() >= 1.0);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("strata sled durable"),
+        "the plot names the contenders"
+    );
+}
