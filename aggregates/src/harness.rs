@@ -165,3 +165,57 @@ impl<A: Aggregate> Debug for When<A> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::stock::{StockCommand, StockError, StockEvent, StockItem};
+
+    fn registered() -> StockEvent {
+        StockEvent::StockItemRegistered {
+            sku: "tea".into(),
+            name: "Tea".into(),
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "the command decided other events")]
+    fn then_expect_fails_on_other_events() {
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 2 })
+            .then_expect([StockEvent::StockReceived { quantity: 3 }]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the command was refused")]
+    fn then_expect_fails_on_a_refusal() {
+        given_no_events::<StockItem>()
+            .when(StockCommand::Receive { quantity: 2 })
+            .then_expect([StockEvent::StockReceived { quantity: 2 }]);
+    }
+
+    #[test]
+    #[should_panic(expected = "expected the error")]
+    fn then_error_fails_on_success() {
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 2 })
+            .then_error(StockError::EmptyName);
+    }
+
+    #[test]
+    #[should_panic(expected = "refused with another error")]
+    fn then_error_fails_on_another_error() {
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 0 })
+            .then_error(StockError::EmptyName);
+    }
+
+    #[test]
+    fn then_assert_sees_the_state_after_the_events() {
+        let mut seen = None;
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 2 })
+            .then_assert(|result, after| seen = Some((result.is_ok(), after.on_hand())));
+        assert_eq!(seen, Some((true, 2)));
+    }
+}

@@ -521,3 +521,288 @@ impl Aggregate for Order {
 impl Snapshottable for Order {
     const SNAPSHOT_VERSION: u32 = 1;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{given, given_no_events};
+
+    fn line(sku: &str, quantity: u32, unit_price_cents: u64) -> OrderLine {
+        OrderLine {
+            sku: sku.into(),
+            quantity,
+            unit_price_cents,
+        }
+    }
+
+    fn place(lines: Vec<OrderLine>) -> OrderCommand {
+        OrderCommand::Place {
+            order_id: "o-1".into(),
+            customer: "ada".into(),
+            lines,
+        }
+    }
+
+    fn placed() -> OrderEvent {
+        OrderEvent::OrderPlaced {
+            order_id: "o-1".into(),
+            customer: "ada".into(),
+            lines: vec![line("tea", 2, 250), line("cup", 1, 1000)],
+            total_cents: 1500,
+        }
+    }
+
+    /// The history that leads to each status.
+    fn history(status: OrderStatus) -> Vec<OrderEvent> {
+        let paid = OrderEvent::OrderPaid { amount_cents: 1500 };
+        let shipped = OrderEvent::OrderShipped {
+            tracking: Some("trk-1".into()),
+        };
+        let cancelled = OrderEvent::OrderCancelled {
+            reason: Some("changed mind".into()),
+        };
+        match status {
+            OrderStatus::New => vec![],
+            OrderStatus::Placed => vec![placed()],
+            OrderStatus::Paid => vec![placed(), paid],
+            OrderStatus::Shipped => vec![placed(), paid, shipped],
+            OrderStatus::Delivered => vec![placed(), paid, shipped, OrderEvent::OrderDelivered],
+            OrderStatus::Cancelled => vec![placed(), cancelled],
+        }
+    }
+
+    /// A valid command of each kind, and the event it decides when allowed.
+    fn command(kind: OrderCommandKind) -> (OrderCommand, OrderEvent) {
+        match kind {
+            OrderCommandKind::Place => (place(vec![line("tea", 2, 250), line("cup", 1, 1000)]), placed()),
+            OrderCommandKind::Pay => (
+                OrderCommand::Pay { amount_cents: 1500 },
+                OrderEvent::OrderPaid { amount_cents: 1500 },
+            ),
+            OrderCommandKind::Ship => (
+                OrderCommand::Ship {
+                    tracking: Some("trk-9".into()),
+                },
+                OrderEvent::OrderShipped {
+                    tracking: Some("trk-9".into()),
+                },
+            ),
+            OrderCommandKind::Deliver => (OrderCommand::Deliver, OrderEvent::OrderDelivered),
+            OrderCommandKind::Cancel => (
+                OrderCommand::Cancel { reason: None },
+                OrderEvent::OrderCancelled { reason: None },
+            ),
+        }
+    }
+
+    /// The state machine of DESIGN.md, written out independently of the code.
+    const TRANSITIONS: [(OrderStatus, OrderCommandKind, OrderStatus); 6] = [
+        (OrderStatus::New, OrderCommandKind::Place, OrderStatus::Placed),
+        (OrderStatus::Placed, OrderCommandKind::Pay, OrderStatus::Paid),
+        (OrderStatus::Placed, OrderCommandKind::Cancel, OrderStatus::Cancelled),
+        (OrderStatus::Paid, OrderCommandKind::Ship, OrderStatus::Shipped),
+        (OrderStatus::Paid, OrderCommandKind::Cancel, OrderStatus::Cancelled),
+        (OrderStatus::Shipped, OrderCommandKind::Deliver, OrderStatus::Delivered),
+    ];
+
+    #[test]
+    fn every_status_and_command() {
+        let mut cases = 0;
+        for from in OrderStatus::ALL {
+            let before = given::<Order>(history(from));
+            assert_eq!(before.state().status(), from, "the history leads to {from}");
+            for kind in OrderCommandKind::ALL {
+                let (cmd, event) = command(kind);
+                let transition = TRANSITIONS.iter().find(|(f, k, _)| *f == from && *k == kind);
+                let when = given::<Order>(history(from)).when(cmd.clone());
+                match transition {
+                    Some((_, _, to)) => {
+                        given::<Order>(history(from)).when(cmd).then_expect([event]);
+                        when.then_assert(|_, after| assert_eq!(after.status(), *to, "{from} --{kind}-->"));
+                    }
+                    None if kind == OrderCommandKind::Place => when.then_error(OrderError::AlreadyExists {
+                        order_id: "o-1".into(),
+                        status: from,
+                    }),
+                    None => when.then_error(OrderError::InvalidTransition { from, command: kind }),
+                }
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 30);
+    }
+
+    #[test]
+    fn allowed_commands_list_exactly_the_transitions() {
+        for from in OrderStatus::ALL {
+            let mut expected: Vec<_> = TRANSITIONS
+                .iter()
+                .filter(|(f, _, _)| *f == from)
+                .map(|(_, k, _)| *k)
+                .collect();
+            expected.sort();
+            let order = given::<Order>(history(from)).state().clone();
+            let mut allowed = order.allowed_commands().to_vec();
+            allowed.sort();
+            assert_eq!(allowed, expected, "allowed commands when {from}");
+        }
+    }
+
+    #[test]
+    fn place_computes_the_total() {
+        given_no_events::<Order>()
+            .when(place(vec![line("tea", 3, 199), line("cup", 2, 1000)]))
+            .then_expect([OrderEvent::OrderPlaced {
+                order_id: "o-1".into(),
+                customer: "ada".into(),
+                lines: vec![line("tea", 3, 199), line("cup", 2, 1000)],
+                total_cents: 2597,
+            }]);
+    }
+
+    #[test]
+    fn place_validates_its_input() {
+        let refuse = |cmd: OrderCommand, error: OrderError| given_no_events::<Order>().when(cmd).then_error(error);
+        refuse(place(vec![]), OrderError::NoLines);
+        refuse(
+            place(vec![line("tea", 0, 100)]),
+            OrderError::ZeroQuantity { sku: "tea".into() },
+        );
+        refuse(
+            place(vec![line("tea", 1, 100), line("tea", 2, 100)]),
+            OrderError::DuplicateSku { sku: "tea".into() },
+        );
+        refuse(
+            place(vec![line("", 1, 100)]),
+            OrderError::InvalidSku {
+                sku: "".into(),
+                reason: "must not be empty",
+            },
+        );
+        refuse(
+            place(vec![line("te\na", 1, 100)]),
+            OrderError::InvalidSku {
+                sku: "te\na".into(),
+                reason: "must not contain control characters",
+            },
+        );
+        let long = "s".repeat(251);
+        refuse(
+            place(vec![line(&long, 1, 100)]),
+            OrderError::InvalidSku {
+                sku: long.clone(),
+                reason: "too long to name a stream",
+            },
+        );
+        refuse(place(vec![line("tea", u32::MAX, u64::MAX)]), OrderError::TotalOverflow);
+        refuse(
+            place(vec![line("a", 1, u64::MAX), line("b", 1, 1)]),
+            OrderError::TotalOverflow,
+        );
+        let many: Vec<_> = (0..=MAX_ORDER_LINES).map(|i| line(&format!("s{i}"), 1, 1)).collect();
+        refuse(
+            place(many),
+            OrderError::TooManyLines {
+                count: MAX_ORDER_LINES + 1,
+                max: MAX_ORDER_LINES,
+            },
+        );
+        refuse(
+            OrderCommand::Place {
+                order_id: "o-1".into(),
+                customer: "  ".into(),
+                lines: vec![line("tea", 1, 1)],
+            },
+            OrderError::EmptyCustomer,
+        );
+        refuse(
+            OrderCommand::Place {
+                order_id: "".into(),
+                customer: "ada".into(),
+                lines: vec![line("tea", 1, 1)],
+            },
+            OrderError::InvalidOrderId {
+                order_id: "".into(),
+                reason: "must not be empty",
+            },
+        );
+    }
+
+    #[test]
+    fn a_free_order_is_paid_with_zero() {
+        given_no_events::<Order>()
+            .when(place(vec![line("sample", 1, 0)]))
+            .then_assert(|r, after| {
+                assert!(r.is_ok());
+                assert_eq!(after.total_cents(), 0);
+            });
+        let free = OrderEvent::OrderPlaced {
+            order_id: "o-1".into(),
+            customer: "ada".into(),
+            lines: vec![line("sample", 1, 0)],
+            total_cents: 0,
+        };
+        given::<Order>([free])
+            .when(OrderCommand::Pay { amount_cents: 0 })
+            .then_expect([OrderEvent::OrderPaid { amount_cents: 0 }]);
+    }
+
+    #[test]
+    fn payment_must_match_the_total() {
+        for amount_cents in [0, 1499, 1501, u64::MAX] {
+            given::<Order>(history(OrderStatus::Placed))
+                .when(OrderCommand::Pay { amount_cents })
+                .then_error(OrderError::PaymentMismatch {
+                    total_cents: 1500,
+                    amount_cents,
+                });
+        }
+        assert_eq!(
+            OrderError::PaymentMismatch {
+                total_cents: 1,
+                amount_cents: 2
+            }
+            .http_status(),
+            422
+        );
+    }
+
+    #[test]
+    fn the_state_records_what_happened() {
+        given::<Order>(history(OrderStatus::Shipped))
+            .when(OrderCommand::Deliver)
+            .then_assert(|_, after| {
+                assert_eq!(after.id(), "o-1");
+                assert_eq!(after.customer(), "ada");
+                assert_eq!(after.lines().len(), 2);
+                assert_eq!(after.paid_cents(), 1500);
+                assert_eq!(after.tracking(), Some("trk-1"));
+                assert_eq!(after.status(), OrderStatus::Delivered);
+            });
+        given::<Order>(history(OrderStatus::Paid))
+            .when(OrderCommand::Cancel {
+                reason: Some("late".into()),
+            })
+            .then_assert(|_, after| assert_eq!(after.cancel_reason(), Some("late")));
+    }
+
+    #[test]
+    fn http_statuses_of_refusals() {
+        let dup = OrderError::AlreadyExists {
+            order_id: "o".into(),
+            status: OrderStatus::Paid,
+        };
+        assert_eq!(dup.http_status(), 409);
+        let invalid = OrderError::InvalidTransition {
+            from: OrderStatus::Placed,
+            command: OrderCommandKind::Ship,
+        };
+        assert_eq!(invalid.http_status(), 409);
+        let missing = OrderError::InvalidTransition {
+            from: OrderStatus::New,
+            command: OrderCommandKind::Pay,
+        };
+        assert_eq!(missing.http_status(), 404);
+        assert_eq!(OrderError::NoLines.http_status(), 422);
+    }
+}

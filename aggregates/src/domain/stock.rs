@@ -476,3 +476,261 @@ impl Aggregate for StockItem {
 impl Snapshottable for StockItem {
     const SNAPSHOT_VERSION: u32 = 1;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{given, given_no_events};
+
+    fn registered() -> StockEvent {
+        StockEvent::StockItemRegistered {
+            sku: "tea".into(),
+            name: "Green tea".into(),
+        }
+    }
+
+    fn received(quantity: u64) -> StockEvent {
+        StockEvent::StockReceived { quantity }
+    }
+
+    fn reserved(order_id: &str, quantity: u64) -> StockEvent {
+        StockEvent::StockReserved {
+            order_id: order_id.into(),
+            quantity,
+        }
+    }
+
+    fn reserve(order_id: &str, quantity: u64) -> StockCommand {
+        StockCommand::Reserve {
+            order_id: order_id.into(),
+            quantity,
+        }
+    }
+
+    /// 10 on hand, 3 reserved by o-1: 7 available.
+    fn stocked() -> Vec<StockEvent> {
+        vec![registered(), received(10), reserved("o-1", 3)]
+    }
+
+    #[test]
+    fn register() {
+        given_no_events::<StockItem>()
+            .when(StockCommand::Register {
+                sku: "tea".into(),
+                name: "Green tea".into(),
+            })
+            .then_expect([registered()]);
+        given::<StockItem>([registered()])
+            .when(StockCommand::Register {
+                sku: "tea".into(),
+                name: "Again".into(),
+            })
+            .then_error(StockError::AlreadyRegistered { sku: "tea".into() });
+        given_no_events::<StockItem>()
+            .when(StockCommand::Register {
+                sku: "tea".into(),
+                name: " ".into(),
+            })
+            .then_error(StockError::EmptyName);
+        given_no_events::<StockItem>()
+            .when(StockCommand::Register {
+                sku: "".into(),
+                name: "x".into(),
+            })
+            .then_error(StockError::InvalidSku {
+                sku: "".into(),
+                reason: "must not be empty",
+            });
+    }
+
+    #[test]
+    fn every_command_but_register_needs_a_registered_sku() {
+        let commands = [
+            StockCommand::Receive { quantity: 1 },
+            reserve("o-1", 1),
+            StockCommand::Release { order_id: "o-1".into() },
+            StockCommand::Commit { order_id: "o-1".into() },
+            StockCommand::Adjust { counted: 1 },
+        ];
+        for command in commands {
+            let kind = command.kind();
+            given_no_events::<StockItem>()
+                .when(command)
+                .then_error(StockError::NotRegistered { command: kind });
+        }
+        assert_eq!(
+            StockError::NotRegistered {
+                command: StockCommandKind::Receive
+            }
+            .http_status(),
+            404
+        );
+    }
+
+    #[test]
+    fn receive() {
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 5 })
+            .then_expect([received(5)]);
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: 0 })
+            .then_error(StockError::ZeroQuantity {
+                command: StockCommandKind::Receive,
+            });
+        given::<StockItem>([registered(), received(u64::MAX)])
+            .when(StockCommand::Receive { quantity: 1 })
+            .then_error(StockError::Overflow);
+    }
+
+    #[test]
+    fn reserve_up_to_what_is_available() {
+        given::<StockItem>(stocked())
+            .when(reserve("o-2", 7))
+            .then_expect([reserved("o-2", 7)]);
+        given::<StockItem>(stocked())
+            .when(reserve("o-2", 8))
+            .then_error(StockError::InsufficientStock {
+                requested: 8,
+                available: 7,
+            });
+        given::<StockItem>([registered()])
+            .when(reserve("o-2", 1))
+            .then_error(StockError::InsufficientStock {
+                requested: 1,
+                available: 0,
+            });
+        given::<StockItem>(stocked())
+            .when(reserve("o-2", 0))
+            .then_error(StockError::ZeroQuantity {
+                command: StockCommandKind::Reserve,
+            });
+        given::<StockItem>(stocked())
+            .when(reserve("", 1))
+            .then_error(StockError::InvalidOrderId {
+                order_id: "".into(),
+                reason: "must not be empty",
+            });
+    }
+
+    #[test]
+    fn a_reservation_per_order_is_applied_once() {
+        // The same reservation again changes nothing (a safe retry)...
+        given::<StockItem>(stocked()).when(reserve("o-1", 3)).then_expect([]);
+        // ...another quantity for the same order is refused.
+        given::<StockItem>(stocked())
+            .when(reserve("o-1", 4))
+            .then_error(StockError::AlreadyReserved {
+                order_id: "o-1".into(),
+                reserved: 3,
+            });
+    }
+
+    #[test]
+    fn release_returns_the_units() {
+        given::<StockItem>(stocked())
+            .when(StockCommand::Release { order_id: "o-1".into() })
+            .then_assert(|r, after| {
+                assert_eq!(
+                    r.as_ref().unwrap(),
+                    &vec![StockEvent::StockReleased {
+                        order_id: "o-1".into(),
+                        quantity: 3
+                    }]
+                );
+                assert_eq!((after.on_hand(), after.reserved(), after.available()), (10, 0, 10));
+                assert_eq!(after.reservation("o-1"), None);
+            });
+        given::<StockItem>(stocked())
+            .when(StockCommand::Release { order_id: "o-9".into() })
+            .then_error(StockError::NoReservation { order_id: "o-9".into() });
+    }
+
+    #[test]
+    fn commit_takes_the_units_out() {
+        given::<StockItem>(stocked())
+            .when(StockCommand::Commit { order_id: "o-1".into() })
+            .then_assert(|r, after| {
+                assert_eq!(
+                    r.as_ref().unwrap(),
+                    &vec![StockEvent::StockCommitted {
+                        order_id: "o-1".into(),
+                        quantity: 3
+                    }]
+                );
+                assert_eq!((after.on_hand(), after.reserved(), after.available()), (7, 0, 7));
+            });
+        let committed = StockEvent::StockCommitted {
+            order_id: "o-1".into(),
+            quantity: 3,
+        };
+        let mut shipped = stocked();
+        shipped.push(committed);
+        given::<StockItem>(shipped)
+            .when(StockCommand::Commit { order_id: "o-1".into() })
+            .then_error(StockError::NoReservation { order_id: "o-1".into() });
+    }
+
+    #[test]
+    fn adjust_sets_on_hand_but_never_below_reserved() {
+        given::<StockItem>(stocked())
+            .when(StockCommand::Adjust { counted: 12 })
+            .then_expect([StockEvent::StockAdjusted { counted: 12, delta: 2 }]);
+        given::<StockItem>(stocked())
+            .when(StockCommand::Adjust { counted: 3 })
+            .then_expect([StockEvent::StockAdjusted { counted: 3, delta: -7 }]);
+        given::<StockItem>(stocked())
+            .when(StockCommand::Adjust { counted: 2 })
+            .then_error(StockError::BelowReserved {
+                counted: 2,
+                reserved: 3,
+            });
+        given::<StockItem>([registered(), received(u64::MAX)])
+            .when(StockCommand::Adjust { counted: 0 })
+            .then_error(StockError::Overflow);
+    }
+
+    #[test]
+    fn allowed_commands_follow_the_state() {
+        use StockCommandKind::*;
+        assert_eq!(
+            given_no_events::<StockItem>().state().allowed_commands(),
+            vec![Register]
+        );
+        assert_eq!(
+            given::<StockItem>([registered()]).state().allowed_commands(),
+            vec![Receive, Adjust]
+        );
+        assert_eq!(
+            given::<StockItem>(stocked()).state().allowed_commands(),
+            vec![Receive, Reserve, Release, Commit, Adjust]
+        );
+        let sold_out = vec![registered(), received(3), reserved("o-1", 3)];
+        assert_eq!(
+            given::<StockItem>(sold_out).state().allowed_commands(),
+            vec![Receive, Release, Commit, Adjust]
+        );
+    }
+
+    #[test]
+    fn reserved_is_the_sum_of_the_reservations() {
+        let history = vec![
+            registered(),
+            received(20),
+            reserved("o-1", 3),
+            reserved("o-2", 5),
+            StockEvent::StockReleased {
+                order_id: "o-1".into(),
+                quantity: 3,
+            },
+            reserved("o-3", 4),
+            StockEvent::StockCommitted {
+                order_id: "o-2".into(),
+                quantity: 5,
+            },
+        ];
+        let item = given::<StockItem>(history).state().clone();
+        assert_eq!(item.reserved(), item.reservations().values().sum::<u64>());
+        assert_eq!((item.on_hand(), item.reserved(), item.available()), (15, 4, 11));
+        assert_eq!(item.reservation("o-3"), Some(4));
+    }
+}
