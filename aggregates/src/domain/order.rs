@@ -133,7 +133,9 @@ impl fmt::Display for OrderStatus {
 /// What can be asked of an order.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum OrderCommand {
-    /// Place a new order (the order's stream must have no events).
+    /// Place a new order (the order's stream must have no events). Send it
+    /// through [`OrderService`](crate::domain::service::OrderService) to
+    /// reserve the stock in the same atomic append.
     Place {
         /// The order's id; must be the id the command is executed on.
         order_id: String,
