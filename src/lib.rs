@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 //!
-//! This facade re-exports the crates of the workspace: a service that only
-//! needs the log can depend on `strata-store` directly.
+//! This facade re-exports the crates of the workspace. A service that only
+//! needs the log can depend on `strata-store` directly, one that runs
+//! aggregates on `strata-aggregates`.
 
+/// Aggregates, the repository and the order and stock domain: [`strata_aggregates`].
+pub use strata_aggregates as aggregates;
 /// The event log: [`strata_store`].
 pub use strata_store as store;
 

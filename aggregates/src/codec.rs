@@ -159,7 +159,13 @@ pub enum CodecError {
 pub fn encode<E: DomainEvent>(event: &E, format: Format) -> Result<NewEvent, CodecError> {
     let payload = match format {
         Format::Bincode => to_bincode(event).map_err(CodecError::Encode)?,
-        Format::Json => serde_json::to_vec(event).expect("domain events serialize to JSON"),
+        Format::Json => serde_json::to_vec(event).map_err(|e| {
+            // e.g. a map with non-string keys: JSON cannot say it.
+            CodecError::Encode(StoreError::Corrupt {
+                location: format!("{} being encoded as JSON", event.event_type()),
+                detail: e.to_string(),
+            })
+        })?,
     };
     let mut metadata = Metadata::default();
     metadata
@@ -207,4 +213,31 @@ pub fn decode<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, CodecError>
         Ok(_) | Err(_) => E::upcast(&shape)?,
     };
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    /// An event JSON cannot represent: a map with tuple keys.
+    #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+    struct TupleKeys(BTreeMap<(u8, u8), u8>);
+
+    impl DomainEvent for TupleKeys {
+        fn event_type(&self) -> &'static str {
+            "TupleKeys"
+        }
+    }
+
+    #[test]
+    fn an_event_json_cannot_hold_is_an_encode_error_not_a_panic() {
+        let event = TupleKeys(BTreeMap::from([((1, 2), 3)]));
+        assert!(matches!(encode(&event, Format::Json), Err(CodecError::Encode(_))));
+        let stored = encode(&event, Format::Bincode).unwrap();
+        assert_eq!(stored.metadata.extra[FORMAT_KEY], "bincode");
+    }
 }

@@ -1,0 +1,192 @@
+//! What a repository returns when a command does not land.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use strata_store::{EventId, RecordedEvent, StoreError, StreamId};
+
+use crate::aggregate::Aggregate;
+use crate::codec::{CodecError, DomainEvent, decode};
+
+/// A decoded event with where the log holds it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct EventEnvelope<E> {
+    /// The stream it belongs to.
+    pub stream_id: StreamId,
+    /// Its version in the stream (1 for the first event).
+    pub version: u64,
+    /// Its global position.
+    pub position: u64,
+    /// The id it was appended with.
+    pub id: EventId,
+    /// The stored type name.
+    pub event_type: String,
+    /// When the store committed it.
+    pub recorded_at: SystemTime,
+    /// The event, upcast to its current shape.
+    pub event: E,
+}
+
+impl<E: DomainEvent> EventEnvelope<E> {
+    /// Decodes a recorded event (upcasting older shapes).
+    pub fn decode(recorded: &RecordedEvent) -> Result<EventEnvelope<E>, CodecError> {
+        Ok(EventEnvelope {
+            stream_id: recorded.stream_id.clone(),
+            version: recorded.version,
+            position: recorded.position,
+            id: recorded.id,
+            event_type: recorded.event_type.clone(),
+            recorded_at: recorded.recorded_at,
+            event: decode(recorded)?,
+        })
+    }
+}
+
+/// A write decided on a version the stream has moved past: what the caller
+/// needs to show a diff, merge, or decide again.
+#[derive(Clone)]
+pub struct Conflict<A: Aggregate> {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The version the command was decided on (the caller's `If-Match`, or
+    /// the version the last retry read).
+    pub expected: u64,
+    /// The stream's version now.
+    pub current: u64,
+    /// The aggregate's state at `current`.
+    pub state: A,
+    /// The events after `expected` up to `current`, oldest first (at most
+    /// the repository's `conflict_event_limit`; see `events_since_complete`).
+    pub events_since: Vec<EventEnvelope<A::Event>>,
+    /// Whether `events_since` holds every event after `expected`.
+    pub events_since_complete: bool,
+    /// How many attempts were made (1 when the caller named the version).
+    pub attempts: u32,
+}
+
+impl<A: Aggregate> fmt::Debug for Conflict<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conflict")
+            .field("stream", &self.stream)
+            .field("expected", &self.expected)
+            .field("current", &self.current)
+            .field("events_since", &self.events_since)
+            .field("events_since_complete", &self.events_since_complete)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Repository::execute`](crate::Repository::execute) or
+/// [`Repository::load`](crate::Repository::load) did not succeed. Nothing was
+/// appended in any case.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError<A: Aggregate> {
+    /// The stream moved past the version the command was decided on: the
+    /// caller's version was stale, or every retry lost its race.
+    ///
+    /// Handling: show the caller the current state and the events since its
+    /// version so it can re-read, merge and retry (HTTP 409, or 412 when so
+    /// configured, with `ETag` of `current`). When the repository was
+    /// retrying (`expected: None`), the stream is hot: retry later (503 with
+    /// `Retry-After` is also fair).
+    #[error(
+        "conflict on stream {}: decided on version {}, the stream is at {} (after {} attempts)",
+        .0.stream, .0.expected, .0.current, .0.attempts
+    )]
+    Conflict(Box<Conflict<A>>),
+
+    /// The aggregate refused the command: its own typed error.
+    ///
+    /// Handling: as the domain error says (strata's domain errors document
+    /// their status: a state conflict is 409, invalid input 422).
+    #[error(transparent)]
+    Rejected(A::Error),
+
+    /// A stored event of the stream cannot be decoded (or upcast).
+    ///
+    /// Handling: the stream holds data this code does not understand; deploy
+    /// an upcaster or the version that wrote it (HTTP 500).
+    #[error("cannot decode event {version} of stream {stream}: {source}")]
+    Decode {
+        /// The stream.
+        stream: StreamId,
+        /// The event's version in the stream.
+        version: u64,
+        /// What failed.
+        #[source]
+        source: CodecError,
+    },
+
+    /// An event the command produced cannot be encoded.
+    ///
+    /// Handling: a bug in the event type (HTTP 500).
+    #[error("cannot encode an event for stream {stream}: {source}")]
+    Encode {
+        /// The stream.
+        stream: StreamId,
+        /// What failed.
+        #[source]
+        source: CodecError,
+    },
+
+    /// The store failed or refused the input: an invalid id
+    /// ([`StoreError::InvalidStreamId`], HTTP 400), limits (413), an
+    /// unavailable store (503), corruption or I/O (500). Never a version
+    /// conflict, which is [`RepositoryError::Conflict`].
+    ///
+    /// Handling: see [`StoreError`]; `StoreError::is_invalid_input` tells
+    /// the caller's fault from the store's.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl<A: Aggregate> RepositoryError<A> {
+    /// The conflict, if this is one.
+    pub fn conflict(&self) -> Option<&Conflict<A>> {
+        match self {
+            RepositoryError::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The aggregate's refusal, if this is one.
+    pub fn rejection(&self) -> Option<&A::Error> {
+        match self {
+            RepositoryError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<A: Aggregate> From<StoreError> for RepositoryError<A> {
+    fn from(e: StoreError) -> Self {
+        RepositoryError::Store(e)
+    }
+}
+
+impl<A: Aggregate> fmt::Debug for RepositoryError<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryError::Conflict(c) => f.debug_tuple("Conflict").field(c).finish(),
+            RepositoryError::Rejected(e) => f.debug_tuple("Rejected").field(e).finish(),
+            RepositoryError::Decode {
+                stream,
+                version,
+                source,
+            } => f
+                .debug_struct("Decode")
+                .field("stream", stream)
+                .field("version", version)
+                .field("source", source)
+                .finish(),
+            RepositoryError::Encode { stream, source } => f
+                .debug_struct("Encode")
+                .field("stream", stream)
+                .field("source", source)
+                .finish(),
+            RepositoryError::Store(e) => f.debug_tuple("Store").field(e).finish(),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Every execute runs in a `strata.execute` span that records the stream,
+//! the expected and resulting version, the retries and the outcome.
+//! (Its own test binary: the capturing subscriber is the only one around.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use common::{Counter, CounterCommand, CounterEvent, RacingStore};
+use strata_aggregates::{Format, Repository, RetryPolicy, encode};
+use strata_store::MemoryStore;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+type Fields = BTreeMap<String, String>;
+
+/// Records every span's name and fields.
+#[derive(Clone, Default)]
+struct Capture {
+    spans: Arc<Mutex<Vec<(String, Fields)>>>,
+}
+
+struct Visitor<'a>(&'a mut Fields);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut fields = Fields::new();
+        attrs.record(&mut Visitor(&mut fields));
+        let mut spans = self.spans.lock().unwrap();
+        spans.push((attrs.metadata().name().into(), fields));
+        Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut spans = self.spans.lock().unwrap();
+        let (_, fields) = &mut spans[span.into_u64() as usize - 1];
+        values.record(&mut Visitor(fields));
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+impl Capture {
+    fn execute_spans(&self) -> Vec<Fields> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| name == "strata.execute")
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn execute_records_stream_versions_retries_and_outcome() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let memory = MemoryStore::new();
+    let racing = RacingStore::new(memory.clone(), "counter-c", 2, || {
+        encode(
+            &CounterEvent::Added {
+                amount: 1,
+                note: String::new(),
+            },
+            Format::Bincode,
+        )
+        .unwrap()
+    });
+    let repo = Repository::<Counter>::new(Arc::new(racing))
+        .with_retry_policy(RetryPolicy::default().with_backoff(std::time::Duration::ZERO, std::time::Duration::ZERO));
+    // Two other writers get in first: two retries, then version 3.
+    repo.execute("c", CounterCommand::Add(5), None).await.unwrap();
+    // A stale version: a conflict at version 3.
+    repo.execute("c", CounterCommand::Add(5), Some(1)).await.unwrap_err();
+
+    let spans = capture.execute_spans();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let get = |i: usize, k: &str| spans[i].get(k).cloned();
+    assert_eq!(get(0, "stream").as_deref(), Some("counter-c"));
+    assert_eq!(get(0, "kind").as_deref(), Some("counter"));
+    assert_eq!(get(0, "expected"), None, "no expected version was named");
+    assert_eq!(get(0, "version").as_deref(), Some("3"));
+    assert_eq!(get(0, "retries").as_deref(), Some("2"));
+    assert_eq!(get(0, "outcome").as_deref(), Some("appended"));
+
+    assert_eq!(get(1, "expected").as_deref(), Some("1"));
+    assert_eq!(get(1, "version").as_deref(), Some("3"));
+    assert_eq!(get(1, "retries").as_deref(), Some("0"));
+    assert_eq!(get(1, "outcome").as_deref(), Some("conflict"));
+}
