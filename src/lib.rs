@@ -3,4 +3,5 @@
 //! This facade re-exports the crates of the workspace. A service that only
 //! needs the log can depend on `strata-store` directly.
 
+pub use strata_projections as projections;
 pub use strata_store as store;
