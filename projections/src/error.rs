@@ -192,6 +192,15 @@ pub enum ProjectionError {
         name: String,
     },
 
+    /// The same read model named twice in one `rebuild_all`.
+    ///
+    /// Handling: name each model once.
+    #[error("read model {projection} is named twice in one rebuild")]
+    DuplicateModel {
+        /// The model's name.
+        projection: String,
+    },
+
     /// A read model was opened for a projection of another name.
     ///
     /// Handling: pass the model store opened under the projection's name.

@@ -11,7 +11,7 @@ use crate::error::ProjectionError;
 use crate::model::ModelStore;
 use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
 use crate::projection::Projection;
-use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild};
+use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all};
 use crate::runner::{ProjectionRunner, RunnerOptions};
 use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 
@@ -171,22 +171,14 @@ impl Projections {
         self.stock.model().wait_for(position, left).await
     }
 
-    /// Rebuilds both read models from the log, one after the other, while
-    /// the runners (if started) keep serving the old ones; see [`rebuild`].
-    /// `progress` is called with the projection's name.
+    /// Rebuilds both read models from the log in one pass, while the
+    /// runners (if started) keep serving the old ones; see [`rebuild_all`].
     pub async fn rebuild(
         &self,
-        mut progress: impl FnMut(&str, RebuildProgress) + Send,
+        progress: impl FnMut(RebuildProgress) + Send,
     ) -> Result<Vec<RebuildReport>, ProjectionError> {
-        let mut reports = Vec::new();
-        for (model, projection) in self.parts() {
-            let name = projection.name().to_string();
-            let report = rebuild(&*self.store, &model, &*projection, RebuildOptions::default(), |p| {
-                progress(&name, p)
-            })
-            .await?;
-            reports.push(report);
-        }
-        Ok(reports)
+        let parts = self.parts();
+        let targets: Vec<(&ModelStore, &dyn Projection)> = parts.iter().map(|(m, p)| (m, &**p)).collect();
+        rebuild_all(&*self.store, &targets, RebuildOptions::default(), progress).await
     }
 }

@@ -68,25 +68,55 @@ pub async fn rebuild(
     model: &ModelStore,
     projection: &dyn Projection,
     options: RebuildOptions,
-    mut progress: impl FnMut(RebuildProgress) + Send,
+    progress: impl FnMut(RebuildProgress) + Send,
 ) -> Result<RebuildReport, ProjectionError> {
-    let name = projection.name();
-    if name != model.name() {
-        return Err(ProjectionError::NameMismatch {
-            model: model.name().to_string(),
-            projection: name.to_string(),
-        });
+    let mut reports = rebuild_all(store, &[(model, projection)], options, progress).await?;
+    Ok(reports.pop().expect("one report per model"))
+}
+
+/// Rebuilds several read models in one pass over the log: each event is
+/// read once and applied to every projection's fresh generation; all are
+/// swapped in together once caught up. Otherwise as [`rebuild`]; if any
+/// projection fails, none is swapped in. Returns a report per model, in
+/// the order given.
+pub async fn rebuild_all(
+    store: &dyn EventStore,
+    targets: &[(&ModelStore, &dyn Projection)],
+    options: RebuildOptions,
+    mut progress: impl FnMut(RebuildProgress) + Send,
+) -> Result<Vec<RebuildReport>, ProjectionError> {
+    for (i, (model, projection)) in targets.iter().enumerate() {
+        if projection.name() != model.name() {
+            return Err(ProjectionError::NameMismatch {
+                model: model.name().to_string(),
+                projection: projection.name().to_string(),
+            });
+        }
+        if targets[..i].iter().any(|(m, _)| m.name() == model.name()) {
+            return Err(ProjectionError::DuplicateModel {
+                projection: model.name().to_string(),
+            });
+        }
     }
+    let Some((first, _)) = targets.first() else {
+        return Ok(Vec::new());
+    };
+    let name = first.name();
     let started = Instant::now();
     let batch_size = options.batch_size.max(1);
-    let building = model.begin_generation()?;
+    let building = targets
+        .iter()
+        .map(|(model, projection)| Ok((model.begin_generation()?, *projection)))
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
     let mut total = head(store, name).await?;
-    info!(
-        projection = name,
-        generation = building.id(),
-        total,
-        "rebuilding read model"
-    );
+    for (b, p) in &building {
+        info!(
+            projection = p.name(),
+            generation = b.id(),
+            total,
+            "rebuilding read model"
+        );
+    }
     progress(RebuildProgress { done: 0, total });
     let mut done = 0;
     // Catch up without holding anything up, until at most a batch is left.
@@ -95,49 +125,58 @@ pub async fn rebuild(
         if total - done <= batch_size as u64 {
             break;
         }
-        done = replay_batch(store, &building, projection, done, batch_size, u64::MAX).await?;
+        done = replay_batch(store, &building, done, batch_size, u64::MAX).await?;
         progress(RebuildProgress { done, total });
     }
-    // The rest with the live runner's commits held off, up to the head seen
-    // now; the live runner takes over from there after the swap.
-    let _commits = model.lock_commits().await;
+    // The rest with the live runners' commits held off, up to the head seen
+    // now; the live runners take over from there after the swap. (Runners
+    // take one model's lock at a time, so taking several here cannot deadlock.)
+    let mut locks = Vec::with_capacity(targets.len());
+    for (model, _) in targets {
+        locks.push(model.lock_commits().await);
+    }
     let target = head(store, name).await?;
     total = total.max(target);
     while done < target {
-        done = replay_batch(store, &building, projection, done, batch_size, target).await?;
+        done = replay_batch(store, &building, done, batch_size, target).await?;
         progress(RebuildProgress { done, total });
     }
-    let generation = building.id();
-    building.swap_in(done)?;
     let elapsed = started.elapsed();
-    info!(
-        projection = name,
-        generation,
-        events = done,
-        ?elapsed,
-        "rebuilt read model swapped in"
-    );
-    Ok(RebuildReport {
-        events: done,
-        generation,
-        elapsed,
-    })
+    let mut reports = Vec::with_capacity(building.len());
+    for (b, p) in building {
+        let generation = b.id();
+        b.swap_in(done)?;
+        info!(
+            projection = p.name(),
+            generation,
+            events = done,
+            ?elapsed,
+            "rebuilt read model swapped in"
+        );
+        reports.push(RebuildReport {
+            events: done,
+            generation,
+            elapsed,
+        });
+    }
+    drop(locks);
+    Ok(reports)
 }
 
 /// Replays the events after `done` (at most `limit` and up to `until`) into
-/// the generation being built; returns the position reached.
+/// the generations being built; returns the position reached.
 async fn replay_batch(
     store: &dyn EventStore,
-    building: &Building,
-    projection: &dyn Projection,
+    building: &[(Building, &dyn Projection)],
     done: u64,
     limit: usize,
     until: u64,
 ) -> Result<u64, ProjectionError> {
-    let name = projection.name();
+    let name = building[0].1.name();
     let span = info_span!(
         "rebuild_batch",
         projection = name,
+        models = building.len(),
         first = done + 1,
         events = tracing::field::Empty
     );
@@ -148,17 +187,17 @@ async fn replay_batch(
             .map_err(|e| ProjectionError::store(name, e))?;
         events.retain(|e| e.position <= until);
         tracing::Span::current().record("events", events.len());
-        let mut ws = building.write_set();
-        let mut next = done + 1;
-        for event in &events {
-            check_and_apply(projection, event, next, &mut ws)?;
-            next += 1;
-        }
-        if next == done + 1 {
+        let Some(last) = events.last().map(|e| e.position) else {
             return Ok(done);
+        };
+        for (b, projection) in building {
+            let mut ws = b.write_set();
+            for (i, event) in events.iter().enumerate() {
+                check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
+            }
+            b.commit(ws, last)?;
         }
-        building.commit(ws, next - 1)?;
-        Ok(next - 1)
+        Ok(last)
     }
     .instrument(span)
     .await
