@@ -6,6 +6,8 @@
 
 /// Aggregates, the repository and the order and stock domain: [`strata_aggregates`].
 pub use strata_aggregates as aggregates;
+/// Read models folded from the log, with checkpoints: [`strata_projections`].
+pub use strata_projections as projections;
 /// The event log: [`strata_store`].
 pub use strata_store as store;
 

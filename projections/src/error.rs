@@ -1,0 +1,230 @@
+//! The one error type of the projections.
+
+use std::time::Duration;
+
+use strata_aggregates::CodecError;
+use strata_store::{StoreError, StreamId};
+
+/// Everything that can go wrong while projecting the log into read models.
+///
+/// Each variant carries what a caller needs to act on it; "Handling" says
+/// how, and which HTTP status strata-http maps it to. A projection never
+/// commits part of a failed batch: the read model and its checkpoint stay as
+/// they were after the last event that applied cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// A projection's `apply` failed on the event at `position`; the runner
+    /// stopped there. Every event before it is applied and checkpointed
+    /// (the checkpoint is `position - 1`), nothing after it is.
+    ///
+    /// Handling: fix the cause (`source` says what it is: an undecodable
+    /// payload, an event the model cannot take) and start the runner again;
+    /// it resumes at `position` (HTTP 500 for reads that wait on it).
+    #[error("projection {projection} failed at position {position} ({stream} {event_type}): {source}")]
+    Apply {
+        /// The projection's name.
+        projection: String,
+        /// The position of the event that failed.
+        position: u64,
+        /// Its stream.
+        stream: StreamId,
+        /// Its type.
+        event_type: String,
+        /// Why `apply` failed.
+        #[source]
+        source: Box<ProjectionError>,
+    },
+
+    /// An event's payload does not decode as the domain event its stream
+    /// holds. Returned by `apply`; the runner wraps it in [`ProjectionError::Apply`].
+    ///
+    /// Handling: the log holds an event this code does not understand; add
+    /// an upcaster or run the code that wrote it.
+    #[error("cannot decode {event_type} of stream {stream}: {source}")]
+    Decode {
+        /// The event's stream.
+        stream: StreamId,
+        /// The event's type.
+        event_type: String,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+
+    /// An event that contradicts the read model (an order paid before it was
+    /// placed, more stock released than was reserved). Returned by `apply`;
+    /// the runner wraps it in [`ProjectionError::Apply`].
+    ///
+    /// Handling: the log disagrees with the projection's rules; fix the
+    /// projection (or the writer that broke the domain's rules) and restart.
+    #[error("event {event_type} of stream {stream} does not fit the read model: {reason}")]
+    Inconsistent {
+        /// The event's stream.
+        stream: StreamId,
+        /// The event's type.
+        event_type: String,
+        /// What does not fit.
+        reason: String,
+    },
+
+    /// Reading the log failed.
+    ///
+    /// Handling: see [`StoreError`]; restart the runner once the store is
+    /// available again (HTTP 503).
+    #[error("projection {projection} could not read the log: {source}")]
+    Store {
+        /// The projection's name.
+        projection: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+
+    /// The read model's storage (sled) failed.
+    ///
+    /// Handling: check the disk (HTTP 500).
+    #[error("read model {projection}: storage error: {source}")]
+    Storage {
+        /// The projection's name.
+        projection: String,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+
+    /// A stored read-model value does not decode.
+    ///
+    /// Handling: the read model is damaged; rebuild it (HTTP 500).
+    #[error("read model {projection}: corrupt value at {key}: {detail}")]
+    Corrupt {
+        /// The projection's name.
+        projection: String,
+        /// The key, printed lossily.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// The checkpoint is beyond the newest event of the log. This happens
+    /// when the log lost acknowledged appends that the read model had
+    /// already seen (a store opened with a non-durable mode after a crash),
+    /// or when the read model belongs to another log. Following the log from
+    /// there would silently skip the events that will be written at
+    /// `head + 1 ..= checkpoint`, so the runner refuses to start.
+    ///
+    /// Handling: rebuild the read model from the log (`rebuild`), which
+    /// makes it match the log as it is now (HTTP 500 until then).
+    #[error("projection {projection}: checkpoint {checkpoint} is beyond the log's head {head}; rebuild the read model")]
+    CheckpointAhead {
+        /// The projection's name.
+        projection: String,
+        /// The read model's checkpoint.
+        checkpoint: u64,
+        /// The log's head position.
+        head: u64,
+    },
+
+    /// The log delivered an event out of order (a gap or a repeat). The
+    /// store's contract rules this out; the runner stops rather than apply it.
+    ///
+    /// Handling: report a bug in the store backend; restart the runner.
+    #[error("projection {projection}: expected position {expected}, the log delivered {got}")]
+    OutOfOrder {
+        /// The projection's name.
+        projection: String,
+        /// The position that should have come next.
+        expected: u64,
+        /// The position that came.
+        got: u64,
+    },
+
+    /// `wait_for` gave up: the projection had not applied `position` within
+    /// `timeout`.
+    ///
+    /// Handling: the read is not yet up to date; retry, or answer with the
+    /// stale model and say so (HTTP 504, or 200 with a staleness header).
+    #[error("projection {projection} has applied up to {applied}, not {position}, after {timeout:?}")]
+    Timeout {
+        /// The projection's name.
+        projection: String,
+        /// The position waited for.
+        position: u64,
+        /// The position applied when the wait ended.
+        applied: u64,
+        /// How long it waited.
+        timeout: Duration,
+    },
+
+    /// `wait_for` cannot succeed: the runner is not running (never started,
+    /// stopped, or failed) and the position is not applied.
+    ///
+    /// Handling: start the runner; when `failure` is set, it failed with
+    /// that error (see the runner's own result for the typed error) (HTTP 503).
+    #[error("projection {projection} is not running (applied up to {applied}, waiting for {position}){}", failure.as_ref().map(|f| format!(": it failed: {f}")).unwrap_or_default())]
+    NotRunning {
+        /// The projection's name.
+        projection: String,
+        /// The position waited for.
+        position: u64,
+        /// The position applied.
+        applied: u64,
+        /// The failure that stopped the runner, if it failed.
+        failure: Option<String>,
+    },
+
+    /// A runner for this read model is already running.
+    ///
+    /// Handling: stop it first, or use its handle.
+    #[error("projection {projection} is already running")]
+    AlreadyRunning {
+        /// The projection's name.
+        projection: String,
+    },
+
+    /// A projection name that cannot name sled trees: it must be 1..=64
+    /// ASCII letters, digits, `_` or `-`.
+    ///
+    /// Handling: choose another name.
+    #[error("invalid projection name {name:?}: use 1..=64 ASCII letters, digits, '_' or '-'")]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+
+    /// The same read model named twice in one `rebuild_all`.
+    ///
+    /// Handling: name each model once.
+    #[error("read model {projection} is named twice in one rebuild")]
+    DuplicateModel {
+        /// The model's name.
+        projection: String,
+    },
+
+    /// A read model was opened for a projection of another name.
+    ///
+    /// Handling: pass the model store opened under the projection's name.
+    #[error("read model {model} cannot hold projection {projection}")]
+    NameMismatch {
+        /// The read model's name.
+        model: String,
+        /// The projection's name.
+        projection: String,
+    },
+}
+
+impl ProjectionError {
+    pub(crate) fn storage(projection: &str, source: sled::Error) -> ProjectionError {
+        ProjectionError::Storage {
+            projection: projection.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn store(projection: &str, source: StoreError) -> ProjectionError {
+        ProjectionError::Store {
+            projection: projection.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! [`Projections`]: both read models over one store, for a server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_store::{EventStore, SledStore};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::error::ProjectionError;
+use crate::model::ModelStore;
+use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
+use crate::projection::Projection;
+use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all};
+use crate::runner::{ProjectionRunner, RunnerOptions};
+use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
+
+/// The order summary and stock levels over one store: start and stop their
+/// runners, read them, wait for them, rebuild them.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use strata_aggregates::{Format, encode, domain::stock::StockEvent};
+/// use strata_projections::Projections;
+/// use strata_store::{EventStore, ExpectedVersion, SledStore, StreamId};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SledStore::open(dir.path()).unwrap();
+/// let projections = Projections::open(&store).unwrap();
+/// projections.start().await.unwrap();
+///
+/// let registered = StockEvent::StockItemRegistered { sku: "tea".into(), name: "Tea".into() };
+/// let received = StockEvent::StockReceived { quantity: 3 };
+/// let events = vec![encode(&registered, Format::Bincode).unwrap(), encode(&received, Format::Bincode).unwrap()];
+/// let r = store.append(&StreamId::new("stock-tea").unwrap(), ExpectedVersion::NoStream, events).await.unwrap();
+///
+/// // Read your writes: wait until both read models have applied the append.
+/// projections.wait_for(r.last_position, Duration::from_secs(5)).await.unwrap();
+/// assert_eq!(projections.stock().get("tea").unwrap().unwrap().available(), 3);
+/// assert_eq!(projections.stock().low_stock(5).unwrap().len(), 1);
+/// projections.stop().await.unwrap();
+/// # });
+/// ```
+pub struct Projections {
+    store: Arc<dyn EventStore>,
+    orders: OrderSummaries,
+    stock: StockLevels,
+    options: RunnerOptions,
+    runners: Mutex<Vec<ProjectionRunner>>,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projections")
+            .field("orders", self.orders.model())
+            .field("stock", self.stock.model())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projections {
+    /// Both read models in the sled database of `store`, beside the log.
+    pub fn open(store: &SledStore) -> Result<Projections, ProjectionError> {
+        Ok(Projections::with_models(
+            Arc::new(store.clone()),
+            ModelStore::open_sled(store, ORDER_SUMMARY)?,
+            ModelStore::open_sled(store, STOCK_LEVELS)?,
+        ))
+    }
+
+    /// Both read models in memory, over any store (e.g. a `MemoryStore`).
+    pub fn in_memory(store: Arc<dyn EventStore>) -> Result<Projections, ProjectionError> {
+        Ok(Projections::with_models(
+            store,
+            ModelStore::memory(ORDER_SUMMARY)?,
+            ModelStore::memory(STOCK_LEVELS)?,
+        ))
+    }
+
+    fn with_models(store: Arc<dyn EventStore>, orders: ModelStore, stock: ModelStore) -> Projections {
+        Projections {
+            store,
+            orders: OrderSummaries::new(orders),
+            stock: StockLevels::new(stock),
+            options: RunnerOptions::default(),
+            runners: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The same, with these runner options for [`start`](Self::start).
+    pub fn with_options(mut self, options: RunnerOptions) -> Projections {
+        self.options = options;
+        self
+    }
+
+    fn parts(&self) -> [(ModelStore, Arc<dyn Projection>); 2] {
+        [
+            (self.orders.model().clone(), Arc::new(OrderSummaryProjection)),
+            (self.stock.model().clone(), Arc::new(StockLevelsProjection)),
+        ]
+    }
+
+    /// The order summary.
+    pub fn orders(&self) -> &OrderSummaries {
+        &self.orders
+    }
+
+    /// The stock levels.
+    pub fn stock(&self) -> &StockLevels {
+        &self.stock
+    }
+
+    /// Starts both runners in the background (inside a tokio runtime). If
+    /// the second cannot start, the first is stopped again.
+    pub async fn start(&self) -> Result<(), ProjectionError> {
+        let mut runners = self.runners.lock().await;
+        if let Some(running) = runners.iter().find(|r| r.is_running()) {
+            return Err(ProjectionError::AlreadyRunning {
+                projection: running.name().to_string(),
+            });
+        }
+        runners.clear();
+        for (model, projection) in self.parts() {
+            match ProjectionRunner::start(self.store.clone(), model, projection, self.options).await {
+                Ok(runner) => runners.push(runner),
+                Err(e) => {
+                    for runner in runners.drain(..) {
+                        let _ = runner.stop().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops both runners; returns the first failure either had.
+    pub async fn stop(&self) -> Result<(), ProjectionError> {
+        let mut first = Ok(());
+        for runner in self.runners.lock().await.drain(..) {
+            let result = runner.stop().await;
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+
+    /// The larger lag of the two: head position minus checkpoint.
+    pub async fn lag(&self) -> Result<u64, ProjectionError> {
+        let head = self
+            .store
+            .head_position()
+            .await
+            .map_err(|e| ProjectionError::store(ORDER_SUMMARY, e))?;
+        Ok(head.saturating_sub(self.checkpoint()))
+    }
+
+    /// The smaller checkpoint of the two: both have applied every event up to it.
+    pub fn checkpoint(&self) -> u64 {
+        self.orders.model().checkpoint().min(self.stock.model().checkpoint())
+    }
+
+    /// Waits until both read models have applied `position`, within one
+    /// `timeout` overall; see [`ModelStore::wait_for`].
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let deadline = Instant::now() + timeout;
+        self.orders.model().wait_for(position, timeout).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.stock.model().wait_for(position, left).await
+    }
+
+    /// Rebuilds both read models from the log in one pass, while the
+    /// runners (if started) keep serving the old ones; see [`rebuild_all`].
+    pub async fn rebuild(
+        &self,
+        progress: impl FnMut(RebuildProgress) + Send,
+    ) -> Result<Vec<RebuildReport>, ProjectionError> {
+        let parts = self.parts();
+        let targets: Vec<(&ModelStore, &dyn Projection)> = parts.iter().map(|(m, p)| (m, &**p)).collect();
+        rebuild_all(&*self.store, &targets, RebuildOptions::default(), progress).await
+    }
+}

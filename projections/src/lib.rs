@@ -1,0 +1,33 @@
+//! strata-projections: read models folded from the strata log, exactly once.
+//!
+//! A [`Projection`] applies events to a read model through a [`WriteSet`];
+//! the [`ProjectionRunner`] commits each batch's changes together with the
+//! batch's last position (the checkpoint) in one atomic write to a
+//! [`ModelStore`] (sled trees beside the log, or memory), so after a crash
+//! a projection resumes exactly after the last event it applied: none twice,
+//! none skipped. It catches up from the checkpoint, then follows the log
+//! live; [`ModelStore::wait_for`] gives read-your-writes; [`rebuild`] (and
+//! [`rebuild_all`], one pass for several models) replays the log into a
+//! fresh generation and swaps it in whole.
+//!
+//! Two read models ship: the order summary ([`OrderSummaries`]) and stock
+//! levels ([`StockLevels`]); [`Projections`] runs both over one store.
+//! See `docs/projections.md` for the decisions behind it.
+
+mod error;
+mod handle;
+mod model;
+mod orders;
+mod projection;
+mod rebuild;
+mod runner;
+mod stock;
+
+pub use error::ProjectionError;
+pub use handle::Projections;
+pub use model::{Entry, ModelStore, RunState, WriteSet};
+pub use orders::{ORDER_SUMMARY, OrderSummaries, OrderSummary, OrderSummaryProjection};
+pub use projection::Projection;
+pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild, rebuild_all};
+pub use runner::{ProjectionRunner, RunnerOptions};
+pub use stock::{STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection};

@@ -1,0 +1,791 @@
+//! Where a read model and its checkpoint live: [`ModelStore`], over sled
+//! trees beside the log or over memory, and [`WriteSet`], the changes of
+//! one batch of events staged for one atomic commit.
+//!
+//! # Layout in sled
+//!
+//! | tree                          | key            | value                               |
+//! |-------------------------------|----------------|-------------------------------------|
+//! | `projection.<name>.meta`      | `current`      | the generation readers see (u64 BE) |
+//! |                               | `building`     | a generation being rebuilt (u64 BE) |
+//! | `projection.<name>.gen.<id>`  | `c`            | the checkpoint (u64 BE)             |
+//! |                               | `m` + key      | the read model's own keys           |
+//!
+//! A batch of events is committed as one sled `Batch` on the generation's
+//! tree holding the read model's changes and the new checkpoint, so the two
+//! can never disagree, whatever moment the process dies at.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_store::{SledStore, StoreError, from_bincode, to_bincode};
+use tokio::sync::{Mutex, MutexGuard, watch};
+use tracing::{info, warn};
+
+use crate::error::ProjectionError;
+
+/// The key of the checkpoint in a generation.
+const CHECKPOINT_KEY: &[u8] = b"c";
+/// The prefix of every read-model key in a generation.
+const DATA: u8 = b'm';
+const META_CURRENT: &[u8] = b"current";
+const META_BUILDING: &[u8] = b"building";
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A key and its value, as read from a model.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(DATA);
+    k.extend_from_slice(key);
+    k
+}
+
+fn decode_u64(projection: &str, key: &[u8], value: &[u8]) -> Result<u64, ProjectionError> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| ProjectionError::Corrupt {
+            projection: projection.to_string(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            detail: format!("expected 8 bytes, found {}", value.len()),
+        })
+}
+
+fn decode_value<T: DeserializeOwned>(projection: &str, key: &[u8], bytes: &[u8]) -> Result<T, ProjectionError> {
+    from_bincode(bytes, String::new).map_err(|e| ProjectionError::Corrupt {
+        projection: projection.to_string(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: match e {
+            StoreError::Corrupt { detail, .. } => detail,
+            other => other.to_string(),
+        },
+    })
+}
+
+fn encode_value<T: Serialize>(projection: &str, key: &[u8], value: &T) -> Result<Vec<u8>, ProjectionError> {
+    to_bincode(value).map_err(|e| ProjectionError::Corrupt {
+        projection: projection.to_string(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: format!("cannot encode: {e}"),
+    })
+}
+
+/// The upper bound of the keys starting with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One copy of a read model with its checkpoint.
+#[derive(Clone)]
+enum Generation {
+    Sled { id: u64, tree: sled::Tree },
+    Memory { id: u64, map: Arc<RwLock<Map>> },
+}
+
+impl Generation {
+    fn id(&self) -> u64 {
+        match self {
+            Generation::Sled { id, .. } | Generation::Memory { id, .. } => *id,
+        }
+    }
+
+    fn read_map(map: &RwLock<Map>) -> RwLockReadGuard<'_, Map> {
+        map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        match self {
+            Generation::Sled { tree, .. } => Ok(tree.get(key)?.map(|v| v.to_vec())),
+            Generation::Memory { map, .. } => Ok(Self::read_map(map).get(key).cloned()),
+        }
+    }
+
+    /// Read-model entries with keys in `[from, to)` (full keys, with the data prefix).
+    fn range_raw(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<Entry>, sled::Error> {
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        match self {
+            Generation::Sled { tree, .. } => tree
+                .range::<Vec<u8>, _>((Bound::Included(from), upper))
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect(),
+            Generation::Memory { map, .. } => Ok(Self::read_map(map)
+                .range::<Vec<u8>, _>((Bound::Included(from), upper))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()),
+        }
+    }
+
+    fn checkpoint(&self, projection: &str) -> Result<u64, ProjectionError> {
+        match self
+            .get_raw(CHECKPOINT_KEY)
+            .map_err(|e| ProjectionError::storage(projection, e))?
+        {
+            Some(v) => decode_u64(projection, CHECKPOINT_KEY, &v),
+            None => Ok(0),
+        }
+    }
+
+    /// Writes `staged` and the checkpoint in one atomic step.
+    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, checkpoint: u64) -> Result<(), sled::Error> {
+        match self {
+            Generation::Sled { tree, .. } => {
+                let mut batch = sled::Batch::default();
+                for (k, v) in staged {
+                    let k = data_key(&k);
+                    match v {
+                        Some(v) => batch.insert(k, v),
+                        None => batch.remove(k),
+                    }
+                }
+                batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+                tree.apply_batch(batch)
+            }
+            Generation::Memory { map, .. } => {
+                let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+                for (k, v) in staged {
+                    let k = data_key(&k);
+                    match v {
+                        Some(v) => map.insert(k, v),
+                        None => map.remove(&k),
+                    };
+                }
+                map.insert(CHECKPOINT_KEY.to_vec(), checkpoint.to_be_bytes().to_vec());
+                Ok(())
+            }
+        }
+    }
+}
+
+enum Backend {
+    Sled { db: sled::Db, meta: sled::Tree },
+    Memory { next_id: AtomicU64 },
+}
+
+struct Inner {
+    name: String,
+    backend: Backend,
+    /// The generation readers see and the live runner writes to.
+    current: RwLock<Arc<Generation>>,
+    /// Generations swapped out, removed once no reader holds them.
+    retired: std::sync::Mutex<Vec<Arc<Generation>>>,
+    /// Held for every commit to the current generation and for a swap, so a
+    /// commit is never split across generations.
+    commit: Mutex<()>,
+    /// The current generation's checkpoint, for `wait_for` and lag.
+    applied: watch::Sender<u64>,
+    /// Whether a runner owns this model, and how the last one ended.
+    state: watch::Sender<RunState>,
+}
+
+/// Whether a runner follows the log into a read model.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub enum RunState {
+    /// No runner was started.
+    #[default]
+    Idle,
+    /// A runner is following the log.
+    Running,
+    /// The runner was stopped.
+    Stopped,
+    /// The runner failed; the model holds everything before `position`.
+    Failed {
+        /// The position it failed at (the one after the checkpoint), if the
+        /// failure belongs to an event.
+        position: Option<u64>,
+        /// The error, as text (the runner's result has the typed error).
+        error: String,
+    },
+}
+
+/// The storage of one projection's read model and checkpoint.
+///
+/// Cheap to clone; clones share the model. Readers (the read model's query
+/// methods, or [`ModelStore::get`]) always see one whole generation: a
+/// rebuild writes a fresh generation and swaps it in only when it has
+/// caught up with the log.
+///
+/// Open one `ModelStore` per projection name and database, and share it by
+/// cloning: two stores opened on the same trees do not coordinate.
+#[derive(Clone)]
+pub struct ModelStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ModelStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelStore")
+            .field("name", &self.inner.name)
+            .field("generation", &self.generation())
+            .field("checkpoint", &self.checkpoint())
+            .finish()
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), ProjectionError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProjectionError::InvalidName { name: name.to_string() })
+    }
+}
+
+impl ModelStore {
+    /// Opens (or creates) the read model `name` in the sled database of
+    /// `store`, beside the log, in trees named `projection.<name>.*`.
+    pub fn open_sled(store: &SledStore, name: &str) -> Result<ModelStore, ProjectionError> {
+        ModelStore::open_in_db(store.db(), name)
+    }
+
+    /// Opens (or creates) the read model `name` in trees
+    /// `projection.<name>.*` of `db`. Removes the remains of a rebuild that
+    /// did not finish (its generation was never swapped in).
+    pub fn open_in_db(db: &sled::Db, name: &str) -> Result<ModelStore, ProjectionError> {
+        validate_name(name)?;
+        let storage = |e| ProjectionError::storage(name, e);
+        let meta = db.open_tree(format!("projection.{name}.meta")).map_err(storage)?;
+        let current_id = match meta.get(META_CURRENT).map_err(storage)? {
+            Some(v) => decode_u64(name, META_CURRENT, &v)?,
+            None => {
+                meta.insert(META_CURRENT, &1u64.to_be_bytes()).map_err(storage)?;
+                1
+            }
+        };
+        let gen_prefix = format!("projection.{name}.gen.");
+        let current_tree = format!("{gen_prefix}{current_id}");
+        for tree_name in db.tree_names() {
+            let tree_name = String::from_utf8_lossy(&tree_name).into_owned();
+            if tree_name.starts_with(&gen_prefix) && tree_name != current_tree {
+                warn!(projection = name, tree = %tree_name, "dropping a generation left by an unfinished rebuild");
+                db.drop_tree(tree_name.as_bytes()).map_err(storage)?;
+            }
+        }
+        meta.remove(META_BUILDING).map_err(storage)?;
+        let tree = db.open_tree(current_tree.as_bytes()).map_err(storage)?;
+        let generation = Generation::Sled { id: current_id, tree };
+        let checkpoint = generation.checkpoint(name)?;
+        info!(
+            projection = name,
+            generation = current_id,
+            checkpoint,
+            "opened read model"
+        );
+        Ok(ModelStore::new(
+            name,
+            Backend::Sled { db: db.clone(), meta },
+            generation,
+            checkpoint,
+        ))
+    }
+
+    /// An empty read model in memory (for tests and for a `MemoryStore`).
+    /// Its checkpoint starts at 0; nothing survives the process.
+    pub fn memory(name: &str) -> Result<ModelStore, ProjectionError> {
+        validate_name(name)?;
+        let generation = Generation::Memory {
+            id: 1,
+            map: Arc::new(RwLock::new(Map::new())),
+        };
+        Ok(ModelStore::new(
+            name,
+            Backend::Memory {
+                next_id: AtomicU64::new(2),
+            },
+            generation,
+            0,
+        ))
+    }
+
+    fn new(name: &str, backend: Backend, generation: Generation, checkpoint: u64) -> ModelStore {
+        ModelStore {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                backend,
+                current: RwLock::new(Arc::new(generation)),
+                retired: std::sync::Mutex::new(Vec::new()),
+                commit: Mutex::new(()),
+                applied: watch::Sender::new(checkpoint),
+                state: watch::Sender::new(RunState::Idle),
+            }),
+        }
+    }
+
+    /// The projection name this model belongs to.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The position of the last event applied to the model readers see (0
+    /// before any).
+    pub fn checkpoint(&self) -> u64 {
+        *self.inner.applied.borrow()
+    }
+
+    /// The id of the generation readers see; it changes when a rebuild is
+    /// swapped in.
+    pub fn generation(&self) -> u64 {
+        self.current().id()
+    }
+
+    /// The value stored under `key` in the model readers see.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
+        self.current()
+            .get_raw(&data_key(key))
+            .map_err(|e| ProjectionError::storage(self.name(), e))
+    }
+
+    /// The value under `key`, decoded (as written by [`WriteSet::put_value`]).
+    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
+        self.get(key)?.map(|v| decode_value(self.name(), key, &v)).transpose()
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order, from one
+    /// generation.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, ProjectionError> {
+        let from = data_key(prefix);
+        let to = prefix_end(&from);
+        self.scan(from, to)
+    }
+
+    /// Every entry whose key starts with `prefix`, decoded (as written by
+    /// [`WriteSet::put_value`]), in key order, from one generation.
+    pub fn scan_prefix_values<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, ProjectionError> {
+        self.scan_prefix(prefix)?
+            .into_iter()
+            .map(|(k, v)| decode_value(self.name(), &k, &v).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Every entry with a key in `from..to` (`to` exclusive; `None` runs to
+    /// the end), in key order, from one generation.
+    pub fn range(&self, from: &[u8], to: Option<&[u8]>) -> Result<Vec<Entry>, ProjectionError> {
+        self.scan(data_key(from), Some(to.map_or_else(|| vec![DATA + 1], data_key)))
+    }
+
+    /// Every entry of the model readers see, in key order (for tests and
+    /// tools that compare two models).
+    pub fn entries(&self) -> Result<Vec<Entry>, ProjectionError> {
+        self.scan(vec![DATA], Some(vec![DATA + 1]))
+    }
+
+    fn scan(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<Entry>, ProjectionError> {
+        let mut entries = self
+            .current()
+            .range_raw(from, to)
+            .map_err(|e| ProjectionError::storage(self.name(), e))?;
+        for (k, _) in &mut entries {
+            k.remove(0);
+        }
+        Ok(entries)
+    }
+
+    fn current(&self) -> Arc<Generation> {
+        self.inner.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.inner.applied.subscribe()
+    }
+
+    /// Whether a runner is following the log into this model, and how the
+    /// last one ended.
+    pub fn run_state(&self) -> RunState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Waits until the model readers see has applied `position` (read your
+    /// writes: pass the `last_position` of an append).
+    ///
+    /// Errors with [`ProjectionError::Timeout`] when `timeout` passes first,
+    /// and at once with [`ProjectionError::NotRunning`] when no runner is
+    /// following the log into this model (or it fails while waiting), since
+    /// the position would then never come.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut applied = self.applied_watch();
+        let mut state = self.inner.state.subscribe();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let now = *applied.borrow_and_update();
+            if now >= position {
+                return Ok(());
+            }
+            let run_state = state.borrow_and_update().clone();
+            if run_state != RunState::Running {
+                return Err(ProjectionError::NotRunning {
+                    projection: self.inner.name.clone(),
+                    position,
+                    applied: now,
+                    failure: match run_state {
+                        RunState::Failed { error, .. } => Some(error),
+                        _ => None,
+                    },
+                });
+            }
+            tokio::select! {
+                _ = &mut deadline => {
+                    return Err(ProjectionError::Timeout {
+                        projection: self.inner.name.clone(),
+                        position,
+                        applied: *applied.borrow(),
+                        timeout,
+                    });
+                }
+                _ = applied.changed() => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+
+    /// Marks the model as owned by a runner; false if one already owns it.
+    pub(crate) fn claim(&self) -> bool {
+        self.inner.state.send_if_modified(|s| {
+            if *s == RunState::Running {
+                false
+            } else {
+                *s = RunState::Running;
+                true
+            }
+        })
+    }
+
+    /// Records how the runner that owned the model ended.
+    pub(crate) fn release(&self, ended: RunState) {
+        self.inner.state.send_replace(ended);
+    }
+
+    /// A fresh write set over the current generation.
+    pub(crate) fn write_set(&self) -> WriteSet {
+        WriteSet::new(self.current(), self.inner.name.clone())
+    }
+
+    /// Commits a write set and its checkpoint to the current generation, if
+    /// it is still the one the write set was staged on. Returns false (and
+    /// writes nothing) when a rebuild swapped in another generation since.
+    pub(crate) async fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<bool, ProjectionError> {
+        let _guard = self.inner.commit.lock().await;
+        if self.current().id() != ws.generation.id() {
+            return Ok(false);
+        }
+        ws.generation
+            .commit(ws.staged, checkpoint)
+            .map_err(|e| ProjectionError::storage(&self.inner.name, e))?;
+        self.inner.applied.send_replace(checkpoint);
+        self.reap();
+        Ok(true)
+    }
+
+    /// Removes the swapped-out generations no reader holds any more. A
+    /// reader that cloned a generation before a swap finishes its read on
+    /// it; only then is its tree dropped. (Whatever is left at exit is
+    /// dropped by the next open.)
+    fn reap(&self) {
+        let Backend::Sled { db, .. } = &self.inner.backend else {
+            self.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            return;
+        };
+        let mut retired = self.inner.retired.lock().unwrap_or_else(|p| p.into_inner());
+        if retired.is_empty() {
+            return;
+        }
+        let name = &self.inner.name;
+        retired.retain(|generation| {
+            // Only this list holds it, and `current()` can no longer hand it out.
+            if Arc::strong_count(generation) > 1 {
+                return true;
+            }
+            let tree_name = format!("projection.{name}.gen.{}", generation.id());
+            match db.drop_tree(tree_name.as_bytes()) {
+                Ok(_) => false,
+                Err(e) => {
+                    warn!(projection = %name, tree = %tree_name, error = %e, "could not drop a retired generation; the next open drops it");
+                    false
+                }
+            }
+        });
+    }
+
+    /// Starts a new, empty generation that readers do not see.
+    pub(crate) fn begin_generation(&self) -> Result<Building, ProjectionError> {
+        let name = &self.inner.name;
+        let storage = |e| ProjectionError::storage(name, e);
+        let generation = match &self.inner.backend {
+            Backend::Sled { db, meta } => {
+                let current = self.current().id();
+                let building = match meta.get(META_BUILDING).map_err(storage)? {
+                    Some(v) => decode_u64(name, META_BUILDING, &v)?,
+                    None => 0,
+                };
+                let id = current.max(building) + 1;
+                meta.insert(META_BUILDING, &id.to_be_bytes()).map_err(storage)?;
+                let tree_name = format!("projection.{name}.gen.{id}");
+                // A tree of that name can only be the remains of a failed rebuild.
+                db.drop_tree(tree_name.as_bytes()).map_err(storage)?;
+                let tree = db.open_tree(tree_name.as_bytes()).map_err(storage)?;
+                Generation::Sled { id, tree }
+            }
+            Backend::Memory { next_id } => Generation::Memory {
+                id: next_id.fetch_add(1, Ordering::Relaxed),
+                map: Arc::new(RwLock::new(Map::new())),
+            },
+        };
+        Ok(Building {
+            model: self.clone(),
+            generation: Some(Arc::new(generation)),
+        })
+    }
+
+    /// Takes the commit lock: while it is held, the live runner cannot commit.
+    pub(crate) async fn lock_commits(&self) -> MutexGuard<'_, ()> {
+        self.inner.commit.lock().await
+    }
+}
+
+/// A generation being rebuilt; dropped without [`Building::swap_in`], it is
+/// removed.
+pub(crate) struct Building {
+    model: ModelStore,
+    generation: Option<Arc<Generation>>,
+}
+
+impl Building {
+    pub(crate) fn write_set(&self) -> WriteSet {
+        WriteSet::new(
+            self.generation.clone().expect("present until swapped"),
+            self.model.inner.name.clone(),
+        )
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.generation.as_ref().expect("present until swapped").id()
+    }
+
+    /// Commits to the generation being built (no reader sees it).
+    pub(crate) fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<(), ProjectionError> {
+        ws.generation
+            .commit(ws.staged, checkpoint)
+            .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
+    }
+
+    /// Makes this generation the one readers see and the live runner writes
+    /// to, and removes the old one. The caller holds the commit lock.
+    pub(crate) fn swap_in(mut self, checkpoint: u64) -> Result<(), ProjectionError> {
+        let generation = self.generation.take().expect("present until swapped");
+        let name = &self.model.inner.name;
+        let storage = |e| ProjectionError::storage(name, e);
+        let old = self.model.current();
+        if let Backend::Sled { db, meta } = &self.model.inner.backend {
+            // Everything of the new generation is on disk before the pointer
+            // names it, and the pointer is on disk before the old tree goes.
+            db.flush().map_err(storage)?;
+            let mut batch = sled::Batch::default();
+            batch.insert(META_CURRENT, &generation.id().to_be_bytes());
+            batch.remove(META_BUILDING);
+            meta.apply_batch(batch).map_err(storage)?;
+            db.flush().map_err(storage)?;
+        }
+        *self.model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
+        self.model.inner.applied.send_replace(checkpoint);
+        self.model
+            .inner
+            .retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(old);
+        self.model.reap();
+        Ok(())
+    }
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        if let Some(generation) = self.generation.take()
+            && let Backend::Sled { db, meta } = &self.model.inner.backend
+        {
+            let name = &self.model.inner.name;
+            let tree_name = format!("projection.{name}.gen.{}", generation.id());
+            drop(generation);
+            if let Err(e) = db
+                .drop_tree(tree_name.as_bytes())
+                .and_then(|_| meta.remove(META_BUILDING))
+            {
+                warn!(projection = %name, error = %e, "could not remove an abandoned rebuild; it is removed on the next open");
+            }
+        }
+    }
+}
+
+/// The changes one batch of events makes to a read model, staged in memory
+/// and committed together with the checkpoint in one atomic write.
+///
+/// Reads see the batch's own staged changes first, then the committed model.
+/// Keys are the read model's own; the store keeps them apart from the
+/// checkpoint.
+pub struct WriteSet {
+    generation: Arc<Generation>,
+    projection: String,
+    staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for WriteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteSet")
+            .field("projection", &self.projection)
+            .field("generation", &self.generation.id())
+            .field("staged", &self.staged.len())
+            .finish()
+    }
+}
+
+impl WriteSet {
+    fn new(generation: Arc<Generation>, projection: String) -> WriteSet {
+        WriteSet {
+            generation,
+            projection,
+            staged: BTreeMap::new(),
+        }
+    }
+
+    /// The value under `key`: staged in this batch, else committed.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
+        if let Some(staged) = self.staged.get(key) {
+            return Ok(staged.clone());
+        }
+        self.generation
+            .get_raw(&data_key(key))
+            .map_err(|e| ProjectionError::storage(&self.projection, e))
+    }
+
+    /// The value under `key`, decoded (as written by [`WriteSet::put_value`]).
+    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
+        self.get(key)?
+            .map(|v| decode_value(&self.projection, key, &v))
+            .transpose()
+    }
+
+    /// Stages `value` under `key`.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.staged.insert(key.into(), Some(value.into()));
+    }
+
+    /// Stages `value`, encoded, under `key`.
+    pub fn put_value<T: Serialize>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<(), ProjectionError> {
+        let key = key.into();
+        let bytes = encode_value(&self.projection, &key, value)?;
+        self.staged.insert(key, Some(bytes));
+        Ok(())
+    }
+
+    /// Stages the removal of `key`.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.staged.insert(key.into(), None);
+    }
+
+    /// How many keys the batch changes so far.
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Whether the batch changes nothing so far.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_skips_trailing_max_bytes() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 255]), Some(vec![2]));
+        assert_eq!(prefix_end(&[255, 255]), None);
+    }
+
+    #[tokio::test]
+    async fn a_commit_writes_the_model_and_the_checkpoint_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let mut ws = model.write_set();
+        ws.put(b"k".to_vec(), b"v".to_vec());
+        assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            model.get(b"k").unwrap(),
+            None,
+            "staged changes are invisible to readers"
+        );
+        assert!(model.commit(ws, 7).await.unwrap());
+        assert_eq!(model.get(b"k").unwrap(), Some(b"v".to_vec()));
+        drop(model);
+        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        assert_eq!(model.checkpoint(), 7);
+        assert_eq!(model.entries().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn a_write_set_of_a_replaced_generation_is_refused() {
+        let model = ModelStore::memory("t").unwrap();
+        let stale = model.write_set();
+        let building = model.begin_generation().unwrap();
+        let mut ws = building.write_set();
+        ws.put(b"new".to_vec(), b"1".to_vec());
+        building.commit(ws, 3).unwrap();
+        {
+            let _lock = model.lock_commits().await;
+            building.swap_in(3).unwrap();
+        }
+        assert!(!model.commit(stale, 9).await.unwrap());
+        assert_eq!(model.checkpoint(), 3);
+        assert_eq!(model.get(b"new").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn an_unfinished_rebuild_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let building = model.begin_generation().unwrap();
+        let id = building.id();
+        std::mem::forget(building); // as if the process died mid-rebuild
+        drop(model);
+        let name = format!("projection.t.gen.{id}");
+        assert!(db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()));
+        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()));
+        assert_eq!(model.generation(), 1);
+    }
+
+    #[test]
+    fn names_that_cannot_name_trees_are_refused() {
+        assert!(matches!(
+            ModelStore::memory(""),
+            Err(ProjectionError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            ModelStore::memory("a.b"),
+            Err(ProjectionError::InvalidName { .. })
+        ));
+        assert!(ModelStore::memory("order_summary-2").is_ok());
+    }
+}

@@ -1,0 +1,50 @@
+//! The [`Projection`] trait: a name and a fallible fold of one event.
+
+use strata_store::RecordedEvent;
+
+use crate::error::ProjectionError;
+use crate::model::WriteSet;
+
+/// Folds events of the log into a read model.
+///
+/// `apply` reads the model through `model` and stages its changes there;
+/// it does not write anywhere else. The runner applies a batch of events
+/// to one [`WriteSet`] and commits it together with the batch's last
+/// position, in one atomic write, so a read model change and its checkpoint
+/// are never apart: after a crash no event is applied twice and none is
+/// skipped.
+///
+/// `apply` must be deterministic (the same model and event give the same
+/// changes): when it fails on an event, the runner applies the events of
+/// the batch before it again to commit them without the failed one. It sees
+/// every event of the log, in position order; it ignores the ones it does
+/// not project by returning `Ok(())`.
+///
+/// ```
+/// use strata_projections::{Projection, ProjectionError, WriteSet};
+/// use strata_store::RecordedEvent;
+///
+/// /// Counts events per type.
+/// struct TypeCounts;
+///
+/// impl Projection for TypeCounts {
+///     fn name(&self) -> &str {
+///         "type_counts"
+///     }
+///     fn apply(&self, event: &RecordedEvent, model: &mut WriteSet) -> Result<(), ProjectionError> {
+///         let key = event.event_type.as_bytes();
+///         let n: u64 = model.get_value(key)?.unwrap_or(0);
+///         model.put_value(key, &(n + 1))
+///     }
+/// }
+/// ```
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name: it names the read model's storage (sled trees
+    /// `projection.<name>.*`), so it must stay the same across restarts. 1..=64
+    /// ASCII letters, digits, `_` or `-`.
+    fn name(&self) -> &str;
+
+    /// Applies one event to the read model, or says why it cannot. An error
+    /// stops the runner at this event's position.
+    fn apply(&self, event: &RecordedEvent, model: &mut WriteSet) -> Result<(), ProjectionError>;
+}

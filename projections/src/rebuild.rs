@@ -1,0 +1,231 @@
+//! `rebuild`: a fresh copy of a read model, replayed from position 1 and
+//! swapped in when it has caught up.
+
+use std::time::{Duration, Instant};
+
+use strata_store::{EventStore, RecordedEvent};
+use tracing::{Instrument, info, info_span};
+
+use crate::error::ProjectionError;
+use crate::model::{Building, ModelStore};
+use crate::projection::Projection;
+
+/// How a rebuild batches its work.
+#[derive(Clone, Copy, Debug)]
+pub struct RebuildOptions {
+    /// Events read from the log and committed per atomic write (default 4,096).
+    pub batch_size: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions { batch_size: 4096 }
+    }
+}
+
+/// How far a rebuild is: `done` of `total` events, for a progress bar.
+/// `total` is the log's head position, so it grows while writers append.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RebuildProgress {
+    /// Events replayed so far (the position reached).
+    pub done: u64,
+    /// Events to replay (the head position last seen).
+    pub total: u64,
+}
+
+/// What a finished rebuild did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RebuildReport {
+    /// Events replayed (= the new checkpoint).
+    pub events: u64,
+    /// The generation now served.
+    pub generation: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Rebuilds `projection`'s read model from the start of the log.
+///
+/// Replays every event from position 1 into a fresh, empty generation of
+/// `model` with its own checkpoint, which readers do not see; reports
+/// `progress` after each batch. Once it has caught up with the log, it
+/// holds off the live runner's commits for the last few events, then swaps
+/// the new generation in atomically (on sled: one write of the pointer in
+/// `projection.<name>.meta`) and drops the old one. Readers see the old
+/// model until the swap and the whole new one after it, never a half-built
+/// one.
+///
+/// A live [`ProjectionRunner`](crate::ProjectionRunner) on the same model
+/// may keep running: it keeps the old generation up to date until the swap,
+/// then notices it, drops its uncommitted batch and follows on from the new
+/// generation's checkpoint.
+///
+/// If the rebuild fails (or the process dies), the model readers see is
+/// untouched and the partial generation is removed (on sled, at the latest
+/// by the next open).
+pub async fn rebuild(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    projection: &dyn Projection,
+    options: RebuildOptions,
+    progress: impl FnMut(RebuildProgress) + Send,
+) -> Result<RebuildReport, ProjectionError> {
+    let mut reports = rebuild_all(store, &[(model, projection)], options, progress).await?;
+    Ok(reports.pop().expect("one report per model"))
+}
+
+/// Rebuilds several read models in one pass over the log: each event is
+/// read once and applied to every projection's fresh generation; all are
+/// swapped in together once caught up. Otherwise as [`rebuild`]; if any
+/// projection fails, none is swapped in. Returns a report per model, in
+/// the order given.
+pub async fn rebuild_all(
+    store: &dyn EventStore,
+    targets: &[(&ModelStore, &dyn Projection)],
+    options: RebuildOptions,
+    mut progress: impl FnMut(RebuildProgress) + Send,
+) -> Result<Vec<RebuildReport>, ProjectionError> {
+    for (i, (model, projection)) in targets.iter().enumerate() {
+        if projection.name() != model.name() {
+            return Err(ProjectionError::NameMismatch {
+                model: model.name().to_string(),
+                projection: projection.name().to_string(),
+            });
+        }
+        if targets[..i].iter().any(|(m, _)| m.name() == model.name()) {
+            return Err(ProjectionError::DuplicateModel {
+                projection: model.name().to_string(),
+            });
+        }
+    }
+    let Some((first, _)) = targets.first() else {
+        return Ok(Vec::new());
+    };
+    let name = first.name();
+    let started = Instant::now();
+    let batch_size = options.batch_size.max(1);
+    let building = targets
+        .iter()
+        .map(|(model, projection)| Ok((model.begin_generation()?, *projection)))
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    let mut total = head(store, name).await?;
+    for (b, p) in &building {
+        info!(
+            projection = p.name(),
+            generation = b.id(),
+            total,
+            "rebuilding read model"
+        );
+    }
+    progress(RebuildProgress { done: 0, total });
+    let mut done = 0;
+    // Catch up without holding anything up, until at most a batch is left.
+    loop {
+        total = total.max(head(store, name).await?);
+        if total - done <= batch_size as u64 {
+            break;
+        }
+        done = replay_batch(store, &building, done, batch_size, u64::MAX).await?;
+        progress(RebuildProgress { done, total });
+    }
+    // The rest with the live runners' commits held off, up to the head seen
+    // now; the live runners take over from there after the swap. (Runners
+    // take one model's lock at a time, so taking several here cannot deadlock.)
+    let mut locks = Vec::with_capacity(targets.len());
+    for (model, _) in targets {
+        locks.push(model.lock_commits().await);
+    }
+    let target = head(store, name).await?;
+    total = total.max(target);
+    while done < target {
+        done = replay_batch(store, &building, done, batch_size, target).await?;
+        progress(RebuildProgress { done, total });
+    }
+    let elapsed = started.elapsed();
+    let mut reports = Vec::with_capacity(building.len());
+    for (b, p) in building {
+        let generation = b.id();
+        b.swap_in(done)?;
+        info!(
+            projection = p.name(),
+            generation,
+            events = done,
+            ?elapsed,
+            "rebuilt read model swapped in"
+        );
+        reports.push(RebuildReport {
+            events: done,
+            generation,
+            elapsed,
+        });
+    }
+    drop(locks);
+    Ok(reports)
+}
+
+/// Replays the events after `done` (at most `limit` and up to `until`) into
+/// the generations being built; returns the position reached.
+async fn replay_batch(
+    store: &dyn EventStore,
+    building: &[(Building, &dyn Projection)],
+    done: u64,
+    limit: usize,
+    until: u64,
+) -> Result<u64, ProjectionError> {
+    let name = building[0].1.name();
+    let span = info_span!(
+        "rebuild_batch",
+        projection = name,
+        models = building.len(),
+        first = done + 1,
+        events = tracing::field::Empty
+    );
+    async {
+        let mut events = store
+            .read_all(done + 1, limit)
+            .await
+            .map_err(|e| ProjectionError::store(name, e))?;
+        events.retain(|e| e.position <= until);
+        tracing::Span::current().record("events", events.len());
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(done);
+        };
+        for (b, projection) in building {
+            let mut ws = b.write_set();
+            for (i, event) in events.iter().enumerate() {
+                check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
+            }
+            b.commit(ws, last)?;
+        }
+        Ok(last)
+    }
+    .instrument(span)
+    .await
+}
+
+fn check_and_apply(
+    projection: &dyn Projection,
+    event: &RecordedEvent,
+    expected: u64,
+    ws: &mut crate::model::WriteSet,
+) -> Result<(), ProjectionError> {
+    let name = projection.name();
+    if event.position != expected {
+        return Err(ProjectionError::OutOfOrder {
+            projection: name.to_string(),
+            expected,
+            got: event.position,
+        });
+    }
+    projection.apply(event, ws).map_err(|source| ProjectionError::Apply {
+        projection: name.to_string(),
+        position: event.position,
+        stream: event.stream_id.clone(),
+        event_type: event.event_type.clone(),
+        source: Box::new(source),
+    })
+}
+
+async fn head(store: &dyn EventStore, name: &str) -> Result<u64, ProjectionError> {
+    store.head_position().await.map_err(|e| ProjectionError::store(name, e))
+}

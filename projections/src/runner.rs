@@ -1,0 +1,332 @@
+//! The runner: catches a projection up from its checkpoint, then follows
+//! the log, one atomic commit per batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_store::{EventStore, RecordedEvent};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::error::ProjectionError;
+use crate::model::{ModelStore, RunState};
+use crate::projection::Projection;
+
+/// How a runner batches its work.
+#[derive(Clone, Copy, Debug)]
+pub struct RunnerOptions {
+    /// The most events applied and committed as one atomic write (default
+    /// 512). When the runner is behind, batches are full; when it keeps up,
+    /// a batch holds whatever has arrived since the last one.
+    pub batch_size: usize,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions { batch_size: 512 }
+    }
+}
+
+/// A projection following the log into its read model, in a tokio task.
+///
+/// Started with [`ProjectionRunner::start`]; it runs until [`stop`](Self::stop)
+/// or until it fails (an `apply` error, a store error), which it reports
+/// through [`join`](Self::join) / [`stop`](Self::stop) and the model's
+/// [`RunState`]. Dropping the handle stops the runner too; nothing is lost,
+/// since every commit is atomic.
+pub struct ProjectionRunner {
+    store: Arc<dyn EventStore>,
+    model: ModelStore,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<Result<(), ProjectionError>>>,
+}
+
+impl ProjectionRunner {
+    /// Starts `projection` on `model`: it applies every event after the
+    /// model's checkpoint, then follows `subscribe_all(checkpoint)`.
+    ///
+    /// Must be called inside a tokio runtime. Errors with
+    /// [`ProjectionError::CheckpointAhead`] when the checkpoint is beyond the
+    /// log's head (see there), [`ProjectionError::AlreadyRunning`] when a
+    /// runner owns the model, [`ProjectionError::NameMismatch`] when the
+    /// model was opened for another projection.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        model: ModelStore,
+        projection: Arc<dyn Projection>,
+        options: RunnerOptions,
+    ) -> Result<ProjectionRunner, ProjectionError> {
+        let name = projection.name().to_string();
+        if name != model.name() {
+            return Err(ProjectionError::NameMismatch {
+                model: model.name().to_string(),
+                projection: name,
+            });
+        }
+        if !model.claim() {
+            return Err(ProjectionError::AlreadyRunning { projection: name });
+        }
+        let head = match store.head_position().await {
+            Ok(h) => h,
+            Err(e) => {
+                model.release(RunState::Stopped);
+                return Err(ProjectionError::store(&name, e));
+            }
+        };
+        let checkpoint = model.checkpoint();
+        if checkpoint > head {
+            model.release(RunState::Stopped);
+            return Err(ProjectionError::CheckpointAhead {
+                projection: name,
+                checkpoint,
+                head,
+            });
+        }
+        info!(projection = %name, checkpoint, head, lag = head - checkpoint, "starting projection");
+        let (stop, stop_rx) = watch::channel(false);
+        let task = {
+            let store = store.clone();
+            let model = model.clone();
+            tokio::spawn(async move {
+                let result = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx).await;
+                let ended = match &result {
+                    Ok(()) => RunState::Stopped,
+                    Err(e) => {
+                        warn!(projection = %model.name(), error = %e, "projection stopped on an error");
+                        RunState::Failed {
+                            position: match e {
+                                ProjectionError::Apply { position, .. } => Some(*position),
+                                _ => None,
+                            },
+                            error: e.to_string(),
+                        }
+                    }
+                };
+                model.release(ended);
+                result
+            })
+        };
+        Ok(ProjectionRunner {
+            store,
+            model,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The projection's name.
+    pub fn name(&self) -> &str {
+        self.model.name()
+    }
+
+    /// The read model it writes to.
+    pub fn model(&self) -> &ModelStore {
+        &self.model
+    }
+
+    /// The position of the last event applied and committed.
+    pub fn checkpoint(&self) -> u64 {
+        self.model.checkpoint()
+    }
+
+    /// How many events of the log are not applied yet: the head position
+    /// minus the checkpoint, now.
+    pub async fn lag(&self) -> Result<u64, ProjectionError> {
+        let head = self
+            .store
+            .head_position()
+            .await
+            .map_err(|e| ProjectionError::store(self.name(), e))?;
+        Ok(head.saturating_sub(self.model.checkpoint()))
+    }
+
+    /// Waits until `position` is applied; see [`ModelStore::wait_for`].
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        self.model.wait_for(position, timeout).await
+    }
+
+    /// Whether the runner is still following the log.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the runner after the batch it is committing, and returns how
+    /// it ended: `Ok` when it was running, its error when it had failed.
+    pub async fn stop(mut self) -> Result<(), ProjectionError> {
+        self.stop.send_replace(true);
+        self.finish().await
+    }
+
+    /// Waits until the runner ends by itself (it fails, or the store
+    /// closes) and returns its error.
+    pub async fn join(mut self) -> Result<(), ProjectionError> {
+        self.finish().await
+    }
+
+    async fn finish(&mut self) -> Result<(), ProjectionError> {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProjectionRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("model", &self.model)
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ProjectionRunner {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// What committing a batch did.
+enum Committed {
+    /// Applied and committed up to this position.
+    Through(u64),
+    /// A rebuild swapped in another generation: nothing was committed;
+    /// resubscribe from the new generation's checkpoint.
+    GenerationChanged,
+}
+
+async fn follow(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    projection: &dyn Projection,
+    batch_size: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ProjectionError> {
+    let name = projection.name();
+    'subscribe: loop {
+        let checkpoint = model.checkpoint();
+        let generation = model.generation();
+        debug!(projection = name, checkpoint, generation, "subscribing");
+        let mut events = store.subscribe_all(checkpoint).ready_chunks(batch_size);
+        let mut next = checkpoint + 1;
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                chunk = events.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                return Err(ProjectionError::store(
+                    name,
+                    strata_store::StoreError::Unavailable {
+                        reason: "the subscription ended".into(),
+                    },
+                ));
+            };
+            let mut batch = Vec::with_capacity(chunk.len());
+            let mut failure = None;
+            for item in chunk {
+                match item {
+                    Ok(event) => batch.push(event),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let span = info_span!(
+                    "projection_batch",
+                    projection = name,
+                    first = next,
+                    events = batch.len(),
+                    lag = tracing::field::Empty
+                );
+                match apply_batch(store, model, projection, next, &batch)
+                    .instrument(span)
+                    .await?
+                {
+                    Committed::Through(last) => next = last + 1,
+                    Committed::GenerationChanged => {
+                        info!(
+                            projection = name,
+                            "a rebuild was swapped in; following from its checkpoint"
+                        );
+                        continue 'subscribe;
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(ProjectionError::store(name, e));
+            }
+        }
+    }
+}
+
+/// Applies `batch` (starting at position `next`) to one write set and
+/// commits it with the checkpoint. When an event fails, commits the events
+/// before it and returns the failure.
+async fn apply_batch(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    projection: &dyn Projection,
+    next: u64,
+    batch: &[RecordedEvent],
+) -> Result<Committed, ProjectionError> {
+    let name = projection.name();
+    let mut ws = model.write_set();
+    for (i, event) in batch.iter().enumerate() {
+        let expected = next + i as u64;
+        let failure = if event.position != expected {
+            ProjectionError::OutOfOrder {
+                projection: name.to_string(),
+                expected,
+                got: event.position,
+            }
+        } else {
+            match projection.apply(event, &mut ws) {
+                Ok(()) => continue,
+                Err(source) => ProjectionError::Apply {
+                    projection: name.to_string(),
+                    position: event.position,
+                    stream: event.stream_id.clone(),
+                    event_type: event.event_type.clone(),
+                    source: Box::new(source),
+                },
+            }
+        };
+        // The write set holds part of the failed event's changes: stage the
+        // events before it again, without it, and commit those.
+        drop(ws);
+        if i > 0 {
+            let mut clean = model.write_set();
+            for event in &batch[..i] {
+                projection
+                    .apply(event, &mut clean)
+                    .map_err(|source| ProjectionError::Apply {
+                        projection: name.to_string(),
+                        position: event.position,
+                        stream: event.stream_id.clone(),
+                        event_type: event.event_type.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+            model.commit(clean, batch[i - 1].position).await?;
+        }
+        return Err(failure);
+    }
+    let last = batch.last().expect("a batch is not empty").position;
+    if !model.commit(ws, last).await? {
+        return Ok(Committed::GenerationChanged);
+    }
+    if let Ok(head) = store.head_position().await {
+        tracing::Span::current().record("lag", head.saturating_sub(last));
+    }
+    Ok(Committed::Through(last))
+}
