@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use strata::aggregates::domain::stock::{StockCommand, StockEvent, StockItem};
 use strata::aggregates::{Format, Repository, RepositoryError, encode};
 use strata::store::{Durability, EventStore, ExpectedVersion, SledOptions, SledStore, StreamAppend, StreamId};
+use strata::workload::long_stock_stream;
 use tokio::runtime::Runtime;
 
 const SNAPSHOT_EVERY: u64 = 1_000;
@@ -55,38 +56,6 @@ fn open(dir: &std::path::Path, durability: Durability) -> Arc<dyn EventStore> {
 /// The workloads, shared by the benches.
 mod workload {
     use super::*;
-
-    /// Appends `count` `StockReceived` events to `stock-{sku}` in batches.
-    pub async fn receive_raw(store: &dyn EventStore, sku: &str, count: u64) {
-        let stream = StreamId::new(format!("stock-{sku}")).unwrap();
-        let mut left = count;
-        while left > 0 {
-            let n = left.min(5_000);
-            let events = (0..n)
-                .map(|_| encode(&StockEvent::StockReceived { quantity: 1 }, Format::Bincode).unwrap())
-                .collect();
-            store.append(&stream, ExpectedVersion::Any, events).await.unwrap();
-            left -= n;
-        }
-    }
-
-    /// A stock item with `events` events whose snapshot repository has a
-    /// snapshot `TAIL` events before the end.
-    pub async fn long_stream(store: &Arc<dyn EventStore>, sku: &str, events: u64) {
-        let snap = Repository::<StockItem>::new(store.clone()).with_snapshots(SNAPSHOT_EVERY);
-        let register = StockCommand::Register {
-            sku: sku.into(),
-            name: sku.into(),
-        };
-        snap.execute(sku, register, Some(0)).await.unwrap();
-        receive_raw(&**store, sku, events - TAIL - 2).await;
-        // This execute is due for a snapshot (no snapshot yet, and more than
-        // SNAPSHOT_EVERY events): it is written with its event.
-        snap.execute(sku, StockCommand::Receive { quantity: 1 }, None)
-            .await
-            .unwrap();
-        receive_raw(&**store, sku, TAIL).await;
-    }
 
     /// Registers `count` stock items `s{i}` in one append.
     pub async fn register_many(store: &dyn EventStore, count: usize) {
@@ -159,7 +128,8 @@ fn load(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for events in [10_000u64, 100_000] {
         let sku = format!("long{events}");
-        rt.block_on(workload::long_stream(&store, &sku, events));
+        rt.block_on(long_stock_stream(&store, &sku, events, SNAPSHOT_EVERY, TAIL))
+            .unwrap();
         let full = Repository::<StockItem>::new(store.clone());
         let snap = Repository::<StockItem>::new(store.clone()).with_snapshots(SNAPSHOT_EVERY);
         let check = rt.block_on(snap.load(&sku)).unwrap();

@@ -11,7 +11,6 @@
 //! - `STRATA_BENCH_EVENTS` (default 200,000; the report's figure uses 1,000,000)
 //! - `STRATA_BENCH_WRITERS` (default 64), `STRATA_BENCH_LIVE_SECS` (default 5)
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,244 +22,17 @@ use strata::projections::{
 use strata::store::{
     Durability, EventStore, ExpectedVersion, NewEvent, SledOptions, SledStore, StreamAppend, StreamId,
 };
-use strata_aggregates::domain::order::{OrderEvent, OrderLine, OrderStatus};
+use strata::workload::{Fold, HISTORY_SKUS, plain_fold, write_history};
+use strata_aggregates::domain::order::{OrderEvent, OrderLine};
 use strata_aggregates::domain::stock::StockEvent;
-use strata_aggregates::{DomainEvent, Format, decode, encode};
-
-const SKUS: usize = 500;
-const ORDERS_PER_WAVE: usize = 100;
+use strata_aggregates::{DomainEvent, Format, encode};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A fixed-seed xorshift, so every run writes the same log.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn ev<E: DomainEvent>(e: &E) -> NewEvent {
     encode(e, Format::Bincode).unwrap()
-}
-
-/// One atomic append of every stream's events of a wave.
-#[derive(Default)]
-struct Wave {
-    parts: Vec<(String, Vec<NewEvent>)>,
-    index: HashMap<String, usize>,
-    events: usize,
-}
-
-impl Wave {
-    fn push(&mut self, stream: String, event: NewEvent) {
-        self.events += 1;
-        let i = *self.index.entry(stream.clone()).or_insert_with(|| {
-            self.parts.push((stream, Vec::new()));
-            self.parts.len() - 1
-        });
-        self.parts[i].1.push(event);
-    }
-
-    fn into_append(self) -> Vec<StreamAppend> {
-        self.parts
-            .into_iter()
-            .map(|(s, events)| StreamAppend::new(StreamId::new(s).unwrap(), ExpectedVersion::Any, events))
-            .collect()
-    }
-}
-
-/// An order id and its lines as (sku index, quantity).
-type PlacedOrder = (String, Vec<(usize, u64)>);
-
-/// Writes a valid mixed history of about `target` events: SKUs registered
-/// and stocked, then waves of orders placed (with reservations), paid,
-/// shipped (stock committed) or cancelled (released), and delivered.
-async fn write_history(store: &SledStore, target: u64) -> u64 {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut wave = Wave::default();
-    for s in 0..SKUS {
-        let sku = format!("sku{s}");
-        wave.push(
-            format!("stock-{sku}"),
-            ev(&StockEvent::StockItemRegistered {
-                sku: sku.clone(),
-                name: format!("Item {s}"),
-            }),
-        );
-        wave.push(
-            format!("stock-{sku}"),
-            ev(&StockEvent::StockReceived { quantity: 1 << 40 }),
-        );
-    }
-    let mut written = wave.events as u64;
-    store.append_multi(wave.into_append()).await.unwrap();
-    // Orders of every wave so far: (id, lines as (sku, quantity)).
-    let mut waves: Vec<Vec<PlacedOrder>> = Vec::new();
-    let mut next_order = 0u64;
-    while written < target {
-        let mut wave = Wave::default();
-        let mut placed = Vec::with_capacity(ORDERS_PER_WAVE);
-        for _ in 0..ORDERS_PER_WAVE {
-            let id = format!("{next_order}");
-            next_order += 1;
-            let n = 1 + (rng.next() % 2) as usize;
-            let lines: Vec<(usize, u64)> = (0..n)
-                .map(|_| ((rng.next() % SKUS as u64) as usize, 1 + rng.next() % 5))
-                .collect();
-            let order_lines = lines
-                .iter()
-                .map(|(s, q)| OrderLine {
-                    sku: format!("sku{s}"),
-                    quantity: *q as u32,
-                    unit_price_cents: 100 + *s as u64,
-                })
-                .collect::<Vec<_>>();
-            let total = order_lines
-                .iter()
-                .map(|l| u64::from(l.quantity) * l.unit_price_cents)
-                .sum();
-            wave.push(
-                format!("order-{id}"),
-                ev(&OrderEvent::OrderPlaced {
-                    order_id: id.clone(),
-                    customer: format!("customer{}", rng.next() % 10_000),
-                    lines: order_lines,
-                    total_cents: total,
-                }),
-            );
-            for (s, q) in &lines {
-                wave.push(
-                    format!("stock-sku{s}"),
-                    ev(&StockEvent::StockReserved {
-                        order_id: id.clone(),
-                        quantity: *q,
-                    }),
-                );
-            }
-            placed.push((id, lines));
-        }
-        let w = waves.len();
-        if w >= 1 {
-            for (id, _) in &waves[w - 1] {
-                wave.push(format!("order-{id}"), ev(&OrderEvent::OrderPaid { amount_cents: 0 }));
-            }
-        }
-        if w >= 2 {
-            for (i, (id, lines)) in waves[w - 2].iter().enumerate() {
-                let cancel = i % 10 == 0;
-                wave.push(
-                    format!("order-{id}"),
-                    if cancel {
-                        ev(&OrderEvent::OrderCancelled { reason: None })
-                    } else {
-                        ev(&OrderEvent::OrderShipped { tracking: None })
-                    },
-                );
-                for (s, q) in lines {
-                    let order_id = id.clone();
-                    let e = if cancel {
-                        StockEvent::StockReleased { order_id, quantity: *q }
-                    } else {
-                        StockEvent::StockCommitted { order_id, quantity: *q }
-                    };
-                    wave.push(format!("stock-sku{s}"), ev(&e));
-                }
-            }
-        }
-        if w >= 3 {
-            for (i, (id, _)) in waves[w - 3].iter().enumerate() {
-                if i % 10 != 0 {
-                    wave.push(format!("order-{id}"), ev(&OrderEvent::OrderDelivered));
-                }
-            }
-        }
-        written += wave.events as u64;
-        store.append_multi(wave.into_append()).await.unwrap();
-        waves.push(placed);
-    }
-    written
-}
-
-/// The upper bound: `read_all` folded into plain maps, nothing written.
-async fn plain_fold(store: &SledStore) -> (u64, usize, usize) {
-    #[derive(Default)]
-    struct Order {
-        customer: String,
-        status: OrderStatus,
-        total: u64,
-        version: u64,
-    }
-    let mut orders: HashMap<String, Order> = HashMap::new();
-    let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
-    let mut by_customer: HashMap<String, BTreeSet<String>> = HashMap::new();
-    let mut stock: HashMap<String, (u64, u64, u64)> = HashMap::new();
-    let mut next = 1;
-    let mut n = 0;
-    loop {
-        let batch = store.read_all(next, 4096).await.unwrap();
-        let Some(last) = batch.last() else { break };
-        next = last.position + 1;
-        for e in &batch {
-            n += 1;
-            if let Some(id) = e.stream_id.as_str().strip_prefix("order-") {
-                match decode::<OrderEvent>(e).unwrap() {
-                    OrderEvent::OrderPlaced {
-                        customer, total_cents, ..
-                    } => {
-                        by_customer.entry(customer.clone()).or_default().insert(id.to_string());
-                        *counts.entry(OrderStatus::Placed).or_default() += 1;
-                        orders.insert(
-                            id.to_string(),
-                            Order {
-                                customer,
-                                status: OrderStatus::Placed,
-                                total: total_cents,
-                                version: e.version,
-                            },
-                        );
-                    }
-                    other => {
-                        let o = orders.get_mut(id).unwrap();
-                        *counts.get_mut(&o.status).unwrap() -= 1;
-                        o.status = match other {
-                            OrderEvent::OrderPaid { .. } => OrderStatus::Paid,
-                            OrderEvent::OrderShipped { .. } => OrderStatus::Shipped,
-                            OrderEvent::OrderDelivered => OrderStatus::Delivered,
-                            _ => OrderStatus::Cancelled,
-                        };
-                        *counts.entry(o.status).or_default() += 1;
-                        o.version = e.version;
-                    }
-                }
-            } else if let Some(sku) = e.stream_id.as_str().strip_prefix("stock-") {
-                let s = stock.entry(sku.to_string()).or_default();
-                match decode::<StockEvent>(e).unwrap() {
-                    StockEvent::StockItemRegistered { .. } => {}
-                    StockEvent::StockReceived { quantity } => s.0 += quantity,
-                    StockEvent::StockReserved { quantity, .. } => s.1 += quantity,
-                    StockEvent::StockReleased { quantity, .. } => s.1 -= quantity,
-                    StockEvent::StockCommitted { quantity, .. } => {
-                        s.0 -= quantity;
-                        s.1 -= quantity
-                    }
-                    StockEvent::StockAdjusted { counted, .. } => s.0 = counted,
-                }
-                s.2 = e.version;
-            }
-        }
-    }
-    let check: u64 = orders
-        .values()
-        .map(|o| o.total + o.version + o.customer.len() as u64)
-        .sum();
-    std::hint::black_box(check);
-    (n, orders.len(), stock.len())
 }
 
 fn rate(events: u64, elapsed: Duration) -> String {
@@ -283,7 +55,7 @@ async fn rebuild_speed(events: u64) {
     )
     .unwrap();
     let t = Instant::now();
-    let n = write_history(&store, events).await;
+    let n = write_history(&store, events).await.unwrap();
     println!(
         "log: {n} events (orders and stock mixed) written in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -291,7 +63,11 @@ async fn rebuild_speed(events: u64) {
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
 
     let t = Instant::now();
-    let (folded, orders, skus) = plain_fold(&store).await;
+    let Fold {
+        events: folded,
+        orders,
+        skus,
+    } = plain_fold(&store).await.unwrap();
     let fold = t.elapsed();
     assert_eq!(folded, n);
     println!(
@@ -357,22 +133,8 @@ async fn live_lag(writers: usize, secs: u64) {
     let store = SledStore::open(dir.path()).unwrap(); // Durability::Fsync, group commit
     let projections = Arc::new(Projections::open(&store).unwrap());
     projections.start().await.unwrap();
-    let mut wave = Wave::default();
-    for s in 0..SKUS {
-        let sku = format!("sku{s}");
-        wave.push(
-            format!("stock-{sku}"),
-            ev(&StockEvent::StockItemRegistered {
-                sku: sku.clone(),
-                name: sku.clone(),
-            }),
-        );
-        wave.push(
-            format!("stock-{sku}"),
-            ev(&StockEvent::StockReceived { quantity: 1 << 40 }),
-        );
-    }
-    store.append_multi(wave.into_append()).await.unwrap();
+    // The SKUs, registered and stocked (a history of no orders).
+    write_history(&store, 0).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let appends = Arc::new(AtomicU64::new(0));
@@ -385,7 +147,7 @@ async fn live_lag(writers: usize, secs: u64) {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("w{w}-{i}");
-                let sku = (w * 7 + i as usize) % SKUS;
+                let sku = (w * 7 + i as usize) % HISTORY_SKUS;
                 let placed = OrderEvent::OrderPlaced {
                     order_id: id.clone(),
                     customer: format!("customer{w}"),

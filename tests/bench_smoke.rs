@@ -73,6 +73,30 @@ fn bench_quick_reports_every_contender_and_workload() {
     }
     let durable = rows.iter().find(|r| r["contender"] == "strata sled durable").unwrap();
     assert!(durable["events_per_flush"].as_f64().unwrap() >= 1.0);
+    let read: Vec<&str> = report["read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
+    for what in [
+        "read_all",
+        "plain fold",
+        "projection rebuild",
+        "full replay",
+        "from its snapshot",
+    ] {
+        assert!(
+            read.iter().any(|r| r.contains(what)),
+            "missing read-side row {what}: {read:?}"
+        );
+    }
+    for r in report["read"].as_array().unwrap() {
+        assert!(
+            r["events"].as_u64().unwrap() > 0 && r["events_per_sec"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("strata sled durable"),

@@ -1,5 +1,5 @@
 //! `strata bench`: append throughput side by side with the disk's ceiling
-//! and the naive embedded append, in one run.
+//! and the naive embedded append, in one run; then the read side.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,12 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use strata::aggregates::Repository;
+use strata::aggregates::domain::stock::StockItem;
+use strata::projections::Projections;
 use strata::workload::{
-    AppendSpec, Budget, FileMode, RunStats, Streams, run_appends, run_disk_ceiling, run_naive_sled,
+    AppendSpec, Budget, FileMode, RunStats, Streams, long_stock_stream, plain_fold, run_appends, run_disk_ceiling,
+    run_naive_sled, scan_log, write_history,
 };
 use strata_store::{Durability, EventStore, MemoryStore, SledOptions, SledStore};
 
@@ -87,9 +91,34 @@ pub struct BenchArgs {
     /// Draw throughput against writers for every contender (SVG) here.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Events of the mixed order/stock log for the read side (read_all, plain fold, projection rebuild).
+    #[arg(long, default_value_t = 1_000_000)]
+    read_events: u64,
+    /// Events of the one aggregate loaded with and without a snapshot.
+    #[arg(long, default_value_t = 100_000)]
+    load_events: u64,
+    /// Skip the read side.
+    #[arg(long)]
+    no_read: bool,
+    /// Skip the appends (and the disk's ceiling).
+    #[arg(long)]
+    no_appends: bool,
     /// A tiny configuration (a second or two), for smoke tests.
     #[arg(long)]
     quick: bool,
+}
+
+/// One measurement of the read side.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadRow {
+    /// What was measured.
+    pub what: String,
+    /// Events read and applied (for an aggregate load from a snapshot: the tail after it).
+    pub events: u64,
+    /// Wall time in seconds (for an aggregate load: the median of five loads).
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
 }
 
 /// One measured run.
@@ -142,8 +171,10 @@ pub struct Report {
     pub cores: usize,
     /// Seconds per run.
     pub seconds_per_run: f64,
-    /// Every run, disk ceiling first.
+    /// Every append run, disk ceiling first.
     pub rows: Vec<Row>,
+    /// The read side.
+    pub read: Vec<ReadRow>,
 }
 
 impl BenchArgs {
@@ -155,6 +186,8 @@ impl BenchArgs {
             self.disk_batches = vec![1, 10];
             self.seconds = self.seconds.min(0.15);
             self.rounds = 1;
+            self.read_events = self.read_events.min(5_000);
+            self.load_events = self.load_events.min(3_000);
         }
     }
 
@@ -289,6 +322,9 @@ fn key(w: &AppendSpec) -> AppendSpecKey {
 }
 
 fn print_table(report: &Report) {
+    if report.rows.is_empty() {
+        return print_read(report);
+    }
     println!(
         "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>12}",
         "contender",
@@ -332,6 +368,125 @@ fn print_table(report: &Report) {
             },
         );
     }
+    print_read(report);
+}
+
+fn print_read(report: &Report) {
+    if report.read.is_empty() {
+        return;
+    }
+    println!();
+    println!("{:<66} {:>10} {:>12} {:>14}", "read side", "events", "ms", "events/s");
+    for r in &report.read {
+        println!(
+            "{:<66} {:>10} {:>12.2} {:>14.0}",
+            r.what,
+            r.events,
+            r.seconds * 1e3,
+            r.events_per_sec
+        );
+    }
+}
+
+fn read_row(what: &str, events: u64, took: Duration) -> ReadRow {
+    ReadRow {
+        what: what.into(),
+        events,
+        seconds: took.as_secs_f64(),
+        events_per_sec: events as f64 / took.as_secs_f64().max(1e-9),
+    }
+}
+
+/// The read side: `read_all` over a mixed log, the plain fold of it (the
+/// upper bound of a projection), a rebuild of both projections, and loading
+/// one long aggregate with and without a snapshot.
+async fn read_side(
+    args: &BenchArgs,
+    base: &Path,
+    progress: &ProgressBar,
+) -> Result<Vec<ReadRow>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut rows = Vec::new();
+    let tmp = tempfile::tempdir_in(base)?;
+    let options = SledOptions {
+        durability: Durability::Buffered,
+        ..SledOptions::default()
+    };
+    let store = SledStore::open_with(tmp.path().join("log"), options.clone())?;
+    progress.set_message(format!("writing a log of {} order and stock events", args.read_events));
+    let n = write_history(&store, args.read_events).await?;
+    progress.inc(1);
+    progress.set_message("read_all");
+    let (read, took) = scan_log(&store, 4096).await?;
+    rows.push(read_row("read_all, pages of 4,096", read, took));
+    progress.inc(1);
+    progress.set_message("plain fold");
+    let start = std::time::Instant::now();
+    let fold = plain_fold(&store).await?;
+    rows.push(read_row(
+        "plain fold of read_all into maps (upper bound)",
+        fold.events,
+        start.elapsed(),
+    ));
+    progress.inc(1);
+    progress.set_message("projection rebuild");
+    let projections = Projections::open(&store)?;
+    let reports = projections.rebuild(|_| {}).await?;
+    let rebuilt = reports
+        .first()
+        .map(|r| (r.events, r.elapsed))
+        .ok_or("no rebuild report")?;
+    if rebuilt.0 != n {
+        return Err(format!("the rebuild applied {} events of {n}", rebuilt.0).into());
+    }
+    rows.push(read_row(
+        "projection rebuild, both read models in one pass (sled)",
+        rebuilt.0,
+        rebuilt.1,
+    ));
+    progress.inc(1);
+    drop(projections);
+
+    progress.set_message(format!("an aggregate of {} events", args.load_events));
+    let agg: Arc<dyn EventStore> = Arc::new(SledStore::open_with(tmp.path().join("aggregate"), options)?);
+    const SNAPSHOT_EVERY: u64 = 1_000;
+    let tail = (args.load_events / 200).clamp(1, SNAPSHOT_EVERY - 1);
+    long_stock_stream(
+        &agg,
+        "long",
+        args.load_events,
+        SNAPSHOT_EVERY.min(args.load_events / 2),
+        tail,
+    )
+    .await?;
+    for (what, snapshots) in [
+        ("load one aggregate, full replay", false),
+        ("load one aggregate, from its snapshot", true),
+    ] {
+        let mut repo = Repository::<StockItem>::new(agg.clone());
+        if snapshots {
+            repo = repo.with_snapshots(SNAPSHOT_EVERY.min(args.load_events / 2));
+        }
+        let mut times = Vec::new();
+        let (mut version, mut replayed) = (0, 0);
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let loaded = repo.load("long").await?;
+            times.push(start.elapsed());
+            (version, replayed) = (loaded.version, loaded.replayed);
+            if snapshots != loaded.snapshot_version.is_some() {
+                return Err(format!("{what}: snapshot used: {:?}", loaded.snapshot_version).into());
+            }
+        }
+        times.sort();
+        // The events it actually read and applied, in the median load's time.
+        rows.push(read_row(
+            &format!("{what} ({version}-event stream)"),
+            replayed,
+            times[times.len() / 2],
+        ));
+    }
+    progress.inc(1);
+    Ok(rows)
 }
 
 /// Per contender, (writers, events/s) points.
@@ -415,7 +570,13 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
     contenders.sort();
     contenders.dedup();
     let disk_runs = args.sizes.len() * args.disk_batches.len() * 2;
-    let total = disk_runs + workloads.len() * contenders.len() * args.rounds;
+    let mut total = 0;
+    if !args.no_appends {
+        total += disk_runs + workloads.len() * contenders.len() * args.rounds;
+    }
+    if !args.no_read {
+        total += 5;
+    }
     let progress = ProgressBar::new(total as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -423,7 +584,12 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
     );
     let mut rows = Vec::new();
     let ceiling_dir = tempfile::tempdir_in(&base)?;
-    for &size in &args.sizes {
+    let (sizes, workloads) = if args.no_appends {
+        (Vec::new(), Vec::new())
+    } else {
+        (args.sizes.clone(), workloads)
+    };
+    for &size in &sizes {
         for &batch in &args.disk_batches {
             for mode in [FileMode::Preallocated, FileMode::Growing] {
                 progress.set_message(format!("disk ceiling {size} B × {batch} per fdatasync ({mode:?})"));
@@ -470,6 +636,11 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
             }
         }
     }
+    let read = if args.no_read {
+        Vec::new()
+    } else {
+        read_side(&args, &base, &progress).await?
+    };
     progress.finish_and_clear();
     add_ratios(&mut rows);
     let report = Report {
@@ -477,13 +648,16 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         seconds_per_run: args.seconds,
         rows,
+        read,
     };
     print_table(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
     }
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.plot
+        && !report.rows.is_empty()
+    {
         plot(&report, path)?;
         eprintln!("wrote {}", path.display());
     }

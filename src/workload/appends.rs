@@ -1,8 +1,5 @@
-//! Append workloads, shared by the criterion benches and `strata bench`, so
-//! both measure exactly the same thing.
-//!
-//! Every contender is driven by the same writers, payloads and stream
-//! choice; the figures are meant to be compared side by side in one run.
+//! Append workloads: strata, the naive sled append and the disk's ceiling
+//! driven by the same writers, payloads and stream choice.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

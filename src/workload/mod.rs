@@ -1,0 +1,19 @@
+//! Workloads shared by the criterion benches (`benches/`) and `strata bench`,
+//! so both measure exactly the same thing, and the figures of one run can be
+//! compared side by side as ratios.
+//!
+//! - appends: strata (sled durable/buffered, memory), the naive sled append
+//!   and the disk's `fdatasync` ceiling, by 1..N writers;
+//! - history: a valid mixed log of orders and stock, and a plain fold of it
+//!   (the upper bound for projections);
+//! - aggregates: one long stock stream, with a snapshot near its end.
+
+mod aggregate;
+mod appends;
+mod history;
+
+pub use aggregate::{long_stock_stream, receive_raw};
+pub use appends::{
+    AppendSpec, Budget, FileMode, RunStats, Streams, payload, run_appends, run_disk_ceiling, run_naive_sled,
+};
+pub use history::{Fold, FoldError, HISTORY_SKUS, plain_fold, scan_log, write_history};
