@@ -235,6 +235,31 @@ impl StoreError {
         )
     }
 
+    /// The HTTP status this error answers with, as each variant documents:
+    /// 409 for a conflict or a clashing event id, 400 for invalid input, 413
+    /// for input over a limit, 503 when the store is unavailable, 500 for
+    /// damage and failures of the machine.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => 409,
+            StoreError::InvalidStreamId { .. }
+            | StoreError::EmptyAppend { .. }
+            | StoreError::InvalidEventType { .. }
+            | StoreError::DuplicateStream { .. } => 400,
+            StoreError::TooManyEvents { .. }
+            | StoreError::AppendTooLarge { .. }
+            | StoreError::PayloadTooLarge { .. }
+            | StoreError::MetadataTooLarge { .. } => 413,
+            StoreError::Unavailable { .. } => 503,
+            StoreError::Corrupt { .. }
+            | StoreError::Locked { .. }
+            | StoreError::IncompatibleFormat { .. }
+            | StoreError::InvalidLimits { .. }
+            | StoreError::Io { .. }
+            | StoreError::Sled(_) => 500,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
         StoreError::Io {
             context: context.into(),
@@ -252,5 +277,31 @@ impl From<sled::Error> for StoreError {
             },
             other => StoreError::Sled(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_413_and_bad_input_400() {
+        let s = StreamId::new("s").unwrap();
+        let id = EventId::new();
+        let too_big = StoreError::PayloadTooLarge {
+            stream: s.clone(),
+            event_id: id,
+            size: 2,
+            limit: 1,
+        };
+        assert_eq!(too_big.http_status(), 413);
+        assert_eq!(StoreError::EmptyAppend { stream: s.clone() }.http_status(), 400);
+        let conflict = StoreError::WrongExpectedVersion {
+            stream: s,
+            expected: ExpectedVersion::NoStream,
+            actual: 1,
+        };
+        assert_eq!(conflict.http_status(), 409);
+        assert_eq!(StoreError::Unavailable { reason: "x".into() }.http_status(), 503);
     }
 }
