@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use clap::Args;
+use strata_aggregates::Aggregate;
+use strata_aggregates::domain::order::Order;
+use strata_aggregates::domain::stock::StockItem;
 use strata_store::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, SledStore, StreamId};
 
 use super::CliResult;
@@ -68,7 +71,30 @@ pub fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
     }
 }
 
+/// Streams only the domain writes: the order and stock aggregates decide
+/// their events, and their read models stop on an event they did not
+/// decide; `$`-streams are the system's (snapshots).
+fn domain_owner(stream: &str) -> Option<&'static str> {
+    let kind = |k: &str| stream.strip_prefix(k).is_some_and(|rest| rest.starts_with('-'));
+    if kind(Order::KIND) {
+        Some("the order aggregate")
+    } else if kind(StockItem::KIND) {
+        Some("the stock aggregate")
+    } else if stream.starts_with('$') {
+        Some("the system (snapshots)")
+    } else {
+        None
+    }
+}
+
 pub async fn append(args: AppendArgs) -> CliResult {
+    if let Some(owner) = domain_owner(&args.stream) {
+        return Err(format!(
+            "stream {} belongs to {owner}: write it through the service's API (`strata serve`), not by hand",
+            args.stream
+        )
+        .into());
+    }
     let store = SledStore::open(&args.data.data)?;
     let stream = StreamId::new(&args.stream)?;
     let events = args
@@ -120,4 +146,19 @@ fn event_json(e: &RecordedEvent) -> serde_json::Value {
         "type": e.event_type,
         "payload": payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_streams_are_refused_and_others_allowed() {
+        assert!(domain_owner("order-1").is_some());
+        assert!(domain_owner("stock-tea").is_some());
+        assert!(domain_owner("$snapshot-order-1").is_some());
+        assert!(domain_owner("orders").is_none());
+        assert!(domain_owner("stockpile-1").is_none());
+        assert!(domain_owner("account-7").is_none());
+    }
 }
