@@ -22,6 +22,8 @@ enum Command {
     Read(cli::log::ReadArgs),
     /// Measure append throughput against the disk's ceiling and the naive append, side by side.
     Bench(cli::bench::BenchArgs),
+    /// Rebuild the read models (order summary, stock levels) of a store directory from its log.
+    Rebuild(cli::rebuild::RebuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
             Command::Append(args) => cli::log::append(args).await,
             Command::Read(args) => cli::log::read(args).await,
             Command::Bench(args) => cli::bench::bench(args).await,
+            Command::Rebuild(args) => cli::rebuild::rebuild(args).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod log;
+pub mod rebuild;
 
 /// An error a subcommand reports before exiting non-zero.
 pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
