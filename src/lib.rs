@@ -4,6 +4,8 @@
 //! needs the log can depend on `strata-store` directly, one that runs
 //! aggregates on `strata-aggregates`.
 
+#![warn(missing_docs)]
+
 /// Aggregates, the repository and the order and stock domain: [`strata_aggregates`].
 pub use strata_aggregates as aggregates;
 /// Read models folded from the log, with checkpoints: [`strata_projections`].

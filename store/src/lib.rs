@@ -30,6 +30,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 mod codec;
 mod decide;
 mod error;
