@@ -32,6 +32,19 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
 
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
+
+    /// The aggregate id a command names itself, if it names one (typically
+    /// a create command: `Register { sku }`, `Place { order_id }`).
+    /// [`Repository::execute`](crate::Repository::execute) refuses to run
+    /// such a command on any other id, with
+    /// [`RepositoryError::IdMismatch`](crate::RepositoryError::IdMismatch):
+    /// the stream `"{KIND}-{id}"` would otherwise hold an aggregate calling
+    /// itself by another id, which its readers cannot reconcile. The
+    /// default names none.
+    fn command_id(command: &Self::Command) -> Option<&str> {
+        let _ = command;
+        None
+    }
 }
 
 /// An aggregate whose state can be stored as a snapshot, so that loading a

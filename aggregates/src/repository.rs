@@ -292,7 +292,9 @@ impl<A: Aggregate> Repository<A> {
     ///   conflict it catches up, decides again and retries under its
     ///   [`RetryPolicy`]; when attempts run out, the last conflict.
     ///
-    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error.
+    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error;
+    /// a command that names another id than `id` ([`Aggregate::command_id`])
+    /// is [`RepositoryError::IdMismatch`].
     /// A command that decides no events appends nothing and succeeds.
     /// Every call runs in a `tracing` span `strata.execute` with the stream,
     /// the expected and resulting version, the retries and the outcome.
@@ -327,15 +329,24 @@ impl<A: Aggregate> Repository<A> {
         if let Some(v) = expected {
             span.record("expected", v);
         }
-        let result = self
-            .execute_in(&stream, command, expected, metadata)
-            .instrument(span.clone())
-            .await;
+        let result = match A::command_id(command) {
+            Some(named) if named != id => Err(RepositoryError::IdMismatch {
+                stream: stream.clone(),
+                id: id.to_string(),
+                named: named.to_string(),
+            }),
+            _ => {
+                self.execute_in(&stream, command, expected, metadata)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         let (outcome, version, retries) = match &result {
             Ok(done) if done.append.is_some() => ("appended", Some(done.version), done.retries),
             Ok(done) => ("unchanged", Some(done.version), done.retries),
             Err(RepositoryError::Conflict(c)) => ("conflict", Some(c.current), c.attempts.saturating_sub(1)),
             Err(RepositoryError::Rejected(_)) => ("rejected", None, 0),
+            Err(RepositoryError::IdMismatch { .. }) => ("id_mismatch", None, 0),
             Err(_) => ("error", None, 0),
         };
         span.record("outcome", outcome);

@@ -35,7 +35,7 @@ fn order_id() -> impl Strategy<Value = String> {
 
 fn stock_command() -> impl Strategy<Value = StockCommand> {
     prop_oneof![
-        1 => Just(StockCommand::Register { sku: "s".into(), name: "S".into() }),
+        1 => Just(StockCommand::Register { sku: "x".into(), name: "X".into() }),
         3 => (0..20u64).prop_map(|quantity| StockCommand::Receive { quantity }),
         4 => (order_id(), 0..10u64).prop_map(|(order_id, quantity)| StockCommand::Reserve { order_id, quantity }),
         2 => order_id().prop_map(|order_id| StockCommand::Release { order_id }),
@@ -52,7 +52,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
     });
     prop_oneof![
         2 => prop::collection::vec(line, 0..3).prop_map(|lines| OrderCommand::Place {
-            order_id: "o".into(),
+            order_id: "x".into(),
             customer: "c".into(),
             lines,
         }),

@@ -364,3 +364,26 @@ async fn undecodable_events_are_reported_with_their_place() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_command_naming_another_id_is_refused() {
+    let store = MemoryStore::new();
+    let repo = Repository::<StockItem>::new(Arc::new(store.clone()));
+    let err = repo.execute("tea", register("coffee"), None).await.unwrap_err();
+    match &err {
+        RepositoryError::IdMismatch { stream, id, named } => {
+            assert_eq!(
+                (stream.as_str(), id.as_str(), named.as_str()),
+                ("stock-tea", "tea", "coffee")
+            );
+        }
+        other => panic!("expected IdMismatch, got {other:?}"),
+    }
+    assert_eq!(store.head_position().await.unwrap(), 0, "nothing was written");
+    // With a version named, too, and the matching id still works.
+    assert!(matches!(
+        repo.execute("tea", register("coffee"), Some(0)).await,
+        Err(RepositoryError::IdMismatch { .. })
+    ));
+    assert_eq!(repo.execute("tea", register("tea"), Some(0)).await.unwrap().version, 1);
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use strata_aggregates::decode;
 use strata_aggregates::domain::stock::StockEvent;
 use strata_store::RecordedEvent;
+use tracing::warn;
 
 use crate::error::ProjectionError;
 use crate::model::{ModelStore, WriteSet};
@@ -94,7 +95,8 @@ fn inconsistent(event: &RecordedEvent, reason: impl Into<String>) -> ProjectionE
 /// `StockCommitted` removes from both on hand and reserved, `StockAdjusted`
 /// sets on hand to the count. Like the aggregate's fold, additions saturate
 /// at `u64::MAX` (only a history written before the aggregate's limits gets
-/// near it). Strict otherwise: an event for a SKU never registered,
+/// near it). A SKU is keyed by its stream (`stock-{sku}`), whatever SKU its
+/// registration event names. Strict otherwise: an event for a SKU never registered,
 /// a SKU registered twice, or a release or commit of more than is there is
 /// [`ProjectionError::Inconsistent`] and stops the runner.
 #[derive(Clone, Copy, Debug, Default)]
@@ -119,7 +121,9 @@ impl Projection for StockLevelsProjection {
         let mut level = match (&decoded, existing) {
             (StockEvent::StockItemRegistered { sku: named, name }, None) => {
                 if named != sku {
-                    return Err(inconsistent(event, format!("it names SKU {named:?}")));
+                    // Written before the repository checked `command_id`:
+                    // the stream is the item, whatever the event calls it.
+                    warn!(stream = %event.stream_id, named = %named, "a registration names another SKU than its stream; keyed by the stream");
                 }
                 StockLevel {
                     sku: sku.to_string(),

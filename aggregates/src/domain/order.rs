@@ -137,7 +137,8 @@ pub enum OrderCommand {
     /// through [`OrderService`](crate::domain::service::OrderService) to
     /// reserve the stock in the same atomic append.
     Place {
-        /// The order's id; must be the id the command is executed on.
+        /// The order's id; must be the id the command is executed on (see
+        /// `Aggregate::command_id`).
         order_id: String,
         /// Who places it (not empty).
         customer: String,
@@ -487,6 +488,13 @@ impl Aggregate for Order {
             OrderCommand::Cancel { reason } => OrderEvent::OrderCancelled { reason: reason.clone() },
         };
         Ok(vec![event])
+    }
+
+    fn command_id(command: &OrderCommand) -> Option<&str> {
+        match command {
+            OrderCommand::Place { order_id, .. } => Some(order_id),
+            _ => None,
+        }
     }
 
     fn apply(&mut self, event: &OrderEvent) {

@@ -164,6 +164,10 @@ fn from_load_error<A: Aggregate>(e: RepositoryError<A>) -> OrderServiceError {
             location: "order service".into(),
             detail: format!("unexpected refusal while loading: {e}"),
         }),
+        e @ RepositoryError::IdMismatch { .. } => OrderServiceError::Store(StoreError::Corrupt {
+            location: "order service".into(),
+            detail: format!("unexpected refusal while loading: {e}"),
+        }),
     }
 }
 
@@ -346,11 +350,11 @@ impl OrderService {
         expected: Option<u64>,
         metadata: &Metadata,
     ) -> Result<OrderWrite, OrderServiceError> {
-        if let OrderCommand::Place { order_id: named, .. } = command
+        if let Some(named) = Order::command_id(command)
             && named != order_id
         {
             return Err(OrderServiceError::Rejected(OrderError::InvalidOrderId {
-                order_id: named.clone(),
+                order_id: named.to_string(),
                 reason: "differs from the order the command is sent to",
             }));
         }

@@ -86,7 +86,8 @@ impl DomainEvent for StockEvent {
 pub enum StockCommand {
     /// Register the SKU (its stream must have no events).
     Register {
-        /// The SKU; must be the id the command is executed on.
+        /// The SKU; must be the id the command is executed on (the repository
+        /// refuses another with `RepositoryError::IdMismatch`).
         sku: String,
         /// A display name (not empty).
         name: String,
@@ -507,6 +508,13 @@ impl Aggregate for StockItem {
             }
         };
         Ok(vec![event])
+    }
+
+    fn command_id(command: &StockCommand) -> Option<&str> {
+        match command {
+            StockCommand::Register { sku, .. } => Some(sku),
+            _ => None,
+        }
     }
 
     fn apply(&mut self, event: &StockEvent) {
