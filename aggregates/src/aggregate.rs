@@ -45,6 +45,19 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
         let _ = command;
         None
     }
+
+    /// Whether `command` may run on its own, through
+    /// [`Repository::execute`](crate::Repository::execute). A command that
+    /// is only correct as part of a larger atomic write (one a domain
+    /// service makes over several aggregates, deciding with
+    /// [`handle`](Aggregate::handle) directly) returns the aggregate's
+    /// refusal here, and the repository answers it as
+    /// [`RepositoryError::Rejected`](crate::RepositoryError::Rejected)
+    /// without loading anything. The default allows every command.
+    fn check_direct(command: &Self::Command) -> Result<(), Self::Error> {
+        let _ = command;
+        Ok(())
+    }
 }
 
 /// An aggregate whose state can be stored as a snapshot, so that loading a

@@ -292,7 +292,9 @@ impl<A: Aggregate> Repository<A> {
     ///   conflict it catches up, decides again and retries under its
     ///   [`RetryPolicy`]; when attempts run out, the last conflict.
     ///
-    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error;
+    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error
+    /// (also for a command the aggregate runs only inside a domain service:
+    /// [`Aggregate::check_direct`]);
     /// a command that names another id than `id` ([`Aggregate::command_id`])
     /// is [`RepositoryError::IdMismatch`].
     /// A command that decides no events appends nothing and succeeds.
@@ -335,11 +337,14 @@ impl<A: Aggregate> Repository<A> {
                 id: id.to_string(),
                 named: named.to_string(),
             }),
-            _ => {
-                self.execute_in(&stream, command, expected, metadata)
-                    .instrument(span.clone())
-                    .await
-            }
+            _ => match A::check_direct(command) {
+                Err(refusal) => Err(RepositoryError::Rejected(refusal)),
+                Ok(()) => {
+                    self.execute_in(&stream, command, expected, metadata)
+                        .instrument(span.clone())
+                        .await
+                }
+            },
         };
         let (outcome, version, retries) = match &result {
             Ok(done) if done.append.is_some() => ("appended", Some(done.version), done.retries),

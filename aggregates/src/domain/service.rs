@@ -267,12 +267,17 @@ impl OrderService {
         OrderService { orders, stock }
     }
 
-    /// The orders' repository (for loads and reads).
+    /// The orders' repository: loads, reads, and the commands without stock
+    /// effects (pay, deliver). Place, ship and cancel are refused there
+    /// (`OrderError::ServiceOnly`): send them through this service.
     pub fn orders(&self) -> &Repository<Order> {
         &self.orders
     }
 
-    /// The stock items' repository (register, receive, adjust, loads).
+    /// The stock items' repository: register, receive, adjust, loads.
+    /// Reserve, release and commit are refused there
+    /// (`StockError::ServiceOnly`): they happen when this service places,
+    /// cancels or ships an order.
     pub fn stock(&self) -> &Repository<StockItem> {
         &self.stock
     }

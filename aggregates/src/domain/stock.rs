@@ -235,6 +235,17 @@ pub enum StockError {
     /// Handling: bad input (HTTP 422).
     #[error("the quantity overflows the stock counters")]
     Overflow,
+    /// `Reserve`, `Release` or `Commit` sent to the stock item on its own
+    /// (through `Repository::execute`). They belong to an order's life: only
+    /// the order service runs them, in the same atomic append as the order's
+    /// event, so that no reservation is stranded, doubled or lost.
+    ///
+    /// Handling: bad input (HTTP 422); place, cancel or ship the order.
+    #[error("cannot {command} stock directly: place, cancel or ship the order through the order service")]
+    ServiceOnly {
+        /// The refused command.
+        command: StockCommandKind,
+    },
     /// A receive or reserve of more than [`MAX_QUANTITY`] units at once.
     ///
     /// Handling: bad input (HTTP 422); split it, or check the figure.
@@ -514,6 +525,19 @@ impl Aggregate for StockItem {
         match command {
             StockCommand::Register { sku, .. } => Some(sku),
             _ => None,
+        }
+    }
+
+    /// Reserve, release and commit run only in the order service, with
+    /// the order's event in the same atomic append.
+    fn check_direct(command: &StockCommand) -> Result<(), StockError> {
+        match command {
+            StockCommand::Reserve { .. } | StockCommand::Release { .. } | StockCommand::Commit { .. } => {
+                Err(StockError::ServiceOnly {
+                    command: command.kind(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
