@@ -55,6 +55,14 @@ pub struct Executed<A: Aggregate> {
     pub retries: u32,
 }
 
+/// How far an execute got, for its span: attempts made and the stream
+/// version the last one read.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub(crate) attempts: u32,
+    pub(crate) version: Option<u64>,
+}
+
 /// Loads aggregates of type `A` and executes commands on them, over any
 /// [`EventStore`].
 ///
@@ -331,6 +339,7 @@ impl<A: Aggregate> Repository<A> {
         if let Some(v) = expected {
             span.record("expected", v);
         }
+        let mut progress = Progress::default();
         let result = match A::command_id(command) {
             Some(named) if named != id => Err(RepositoryError::IdMismatch {
                 stream: stream.clone(),
@@ -340,22 +349,24 @@ impl<A: Aggregate> Repository<A> {
             _ => match A::check_direct(command) {
                 Err(refusal) => Err(RepositoryError::Rejected(refusal)),
                 Ok(()) => {
-                    self.execute_in(&stream, command, expected, metadata)
+                    self.execute_in(&stream, command, expected, metadata, &mut progress)
                         .instrument(span.clone())
                         .await
                 }
             },
         };
-        let (outcome, version, retries) = match &result {
-            Ok(done) if done.append.is_some() => ("appended", Some(done.version), done.retries),
-            Ok(done) => ("unchanged", Some(done.version), done.retries),
-            Err(RepositoryError::Conflict(c)) => ("conflict", Some(c.current), c.attempts.saturating_sub(1)),
-            Err(RepositoryError::Rejected(_)) => ("rejected", None, 0),
-            Err(RepositoryError::IdMismatch { .. }) => ("id_mismatch", None, 0),
-            Err(_) => ("error", None, 0),
+        // Whatever the outcome, what is known: the version the stream is at
+        // (after the append, or as the last decision read it) and the retries.
+        let (outcome, version) = match &result {
+            Ok(done) if done.append.is_some() => ("appended", Some(done.version)),
+            Ok(done) => ("unchanged", Some(done.version)),
+            Err(RepositoryError::Conflict(c)) => ("conflict", Some(c.current)),
+            Err(RepositoryError::Rejected(_)) => ("rejected", progress.version),
+            Err(RepositoryError::IdMismatch { .. }) => ("id_mismatch", progress.version),
+            Err(_) => ("error", progress.version),
         };
         span.record("outcome", outcome);
-        span.record("retries", retries);
+        span.record("retries", progress.attempts.saturating_sub(1));
         if let Some(v) = version {
             span.record("version", v);
         }
@@ -368,11 +379,13 @@ impl<A: Aggregate> Repository<A> {
         command: &A::Command,
         expected: Option<u64>,
         metadata: &Metadata,
+        progress: &mut Progress,
     ) -> Result<Executed<A>, RepositoryError<A>> {
         let mut attempt = 0u32;
         let mut previous: Option<Loaded<A>> = None;
         loop {
             attempt += 1;
+            progress.attempts = attempt;
             let current = match previous.take() {
                 Some(mut loaded) => {
                     self.catch_up(stream, &mut loaded).await?;
@@ -380,6 +393,7 @@ impl<A: Aggregate> Repository<A> {
                 }
                 None => self.load_stream(stream).await?,
             };
+            progress.version = Some(current.version);
             if let Some(v) = expected
                 && current.version != v
             {

@@ -335,3 +335,36 @@ async fn commands_with_stock_effects_run_only_through_the_service() {
     let cancelled = service.cancel("o-1", None, None).await.unwrap();
     assert_eq!(cancelled.stock[0].item.reservation("o-1"), None);
 }
+
+/// Store errors answer with the store's own status: an event over the
+/// payload limit is 413, not 400.
+#[tokio::test]
+async fn a_store_limit_is_413() {
+    let limits = strata_store::Limits {
+        max_payload_bytes: 256,
+        ..strata_store::Limits::default()
+    };
+    let service = OrderService::new(Arc::new(MemoryStore::with_limits(limits).unwrap()));
+    let register = StockCommand::Register {
+        sku: "tea".into(),
+        name: "Tea".into(),
+    };
+    service.stock().execute("tea", register, None).await.unwrap();
+    service
+        .stock()
+        .execute("tea", StockCommand::Receive { quantity: 5 }, None)
+        .await
+        .unwrap();
+    let err = service
+        .place("o-1", &"a very long customer name ".repeat(20), vec![line("tea", 1, 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OrderServiceError::Store(strata_store::StoreError::PayloadTooLarge { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 413);
+}
