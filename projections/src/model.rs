@@ -473,9 +473,20 @@ impl ModelStore {
         self.inner.state.send_replace(ended);
     }
 
-    /// A fresh write set over the current generation.
-    pub(crate) fn write_set(&self) -> WriteSet {
-        WriteSet::new(self.current(), self.inner.name.clone())
+    /// The current generation and its checkpoint, read together: a swap
+    /// (done under the commit lock) cannot fall between the two reads. A
+    /// runner subscribes from this checkpoint and writes only to this
+    /// generation.
+    pub(crate) async fn follow_point(&self) -> (u64, u64) {
+        let _guard = self.inner.commit.lock().await;
+        (self.generation(), self.checkpoint())
+    }
+
+    /// A fresh write set over generation `generation`, if it is still the
+    /// current one (`None` once a rebuild swapped in another).
+    pub(crate) fn write_set_on(&self, generation: u64) -> Option<WriteSet> {
+        let current = self.current();
+        (current.id() == generation).then(|| WriteSet::new(current, self.inner.name.clone()))
     }
 
     /// Commits a write set and its checkpoint to the current generation, if
@@ -727,7 +738,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let model = ModelStore::open_in_db(&db, "t").unwrap();
-        let mut ws = model.write_set();
+        let mut ws = model.write_set_on(model.generation()).unwrap();
         ws.put(b"k".to_vec(), b"v".to_vec());
         assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(
@@ -746,7 +757,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_set_of_a_replaced_generation_is_refused() {
         let model = ModelStore::memory("t").unwrap();
-        let stale = model.write_set();
+        let stale = model.write_set_on(model.generation()).unwrap();
         let building = model.begin_generation().unwrap();
         let mut ws = building.write_set();
         ws.put(b"new".to_vec(), b"1".to_vec());

@@ -210,8 +210,9 @@ async fn follow(
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     'subscribe: loop {
-        let checkpoint = model.checkpoint();
-        let generation = model.generation();
+        // The subscription belongs to this generation: its events are
+        // applied to it and to no other (see `apply_batch`).
+        let (generation, checkpoint) = model.follow_point().await;
         debug!(projection = name, checkpoint, generation, "subscribing");
         let mut events = store.subscribe_all(checkpoint).ready_chunks(batch_size);
         let mut next = checkpoint + 1;
@@ -248,7 +249,7 @@ async fn follow(
                     events = batch.len(),
                     lag = tracing::field::Empty
                 );
-                match apply_batch(store, model, projection, next, &batch)
+                match apply_batch(store, model, projection, generation, next, &batch)
                     .instrument(span)
                     .await?
                 {
@@ -269,18 +270,28 @@ async fn follow(
     }
 }
 
-/// Applies `batch` (starting at position `next`) to one write set and
-/// commits it with the checkpoint. When an event fails, commits the events
-/// before it and returns the failure.
+/// Applies `batch` (starting at position `next`) to one write set on
+/// `generation`, the generation the subscription started from, and commits
+/// it with the checkpoint. When an event fails, commits the events before it
+/// and returns the failure.
+///
+/// If a rebuild swapped in another generation since the subscription
+/// started, nothing is applied or committed: the new generation already
+/// holds what its rebuild replayed, possibly this very batch, so the
+/// runner resubscribes from its checkpoint instead
+/// ([`Committed::GenerationChanged`]).
 async fn apply_batch(
     store: &dyn EventStore,
     model: &ModelStore,
     projection: &dyn Projection,
+    generation: u64,
     next: u64,
     batch: &[RecordedEvent],
 ) -> Result<Committed, ProjectionError> {
     let name = projection.name();
-    let mut ws = model.write_set();
+    let Some(mut ws) = model.write_set_on(generation) else {
+        return Ok(Committed::GenerationChanged);
+    };
     for (i, event) in batch.iter().enumerate() {
         let expected = next + i as u64;
         let failure = if event.position != expected {
@@ -302,10 +313,15 @@ async fn apply_batch(
             }
         };
         // The write set holds part of the failed event's changes: stage the
-        // events before it again, without it, and commit those.
+        // events before it again, without it, and commit those, still only
+        // to the subscription's generation. If a rebuild swapped in another
+        // meanwhile, the failure was met on a model no longer served: follow
+        // the new one instead.
         drop(ws);
         if i > 0 {
-            let mut clean = model.write_set();
+            let Some(mut clean) = model.write_set_on(generation) else {
+                return Ok(Committed::GenerationChanged);
+            };
             for event in &batch[..i] {
                 projection
                     .apply(event, &mut clean)
@@ -317,7 +333,11 @@ async fn apply_batch(
                         source: Box::new(source),
                     })?;
             }
-            model.commit(clean, batch[i - 1].position).await?;
+            if !model.commit(clean, batch[i - 1].position).await? {
+                return Ok(Committed::GenerationChanged);
+            }
+        } else if model.generation() != generation {
+            return Ok(Committed::GenerationChanged);
         }
         return Err(failure);
     }
