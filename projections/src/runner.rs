@@ -1,14 +1,15 @@
 //! The runner: catches a projection up from its checkpoint, then follows
 //! the log, one atomic commit per batch.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use strata_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::ProjectionError;
 use crate::model::{ModelStore, RunState};
@@ -34,7 +35,10 @@ impl Default for RunnerOptions {
 /// Started with [`ProjectionRunner::start`]; it runs until [`stop`](Self::stop)
 /// or until it fails (an `apply` error, a store error), which it reports
 /// through [`join`](Self::join) / [`stop`](Self::stop) and the model's
-/// [`RunState`]. Dropping the handle stops the runner too; nothing is lost,
+/// [`RunState`]. A panic in the task (in a projection's `apply`, in sled)
+/// also ends it: the model is released with [`RunState::Failed`] carrying
+/// the panic's message, so waiters learn at once and a new runner can
+/// start; `join`/`stop` re-raise the panic. Dropping the handle stops the runner too; nothing is lost,
 /// since every commit is atomic.
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
@@ -90,8 +94,28 @@ impl ProjectionRunner {
             let store = store.clone();
             let model = model.clone();
             tokio::spawn(async move {
-                let result = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx).await;
-                let ended = match &result {
+                // Releases the claim however the task ends: returning,
+                // panicking (in a projection's apply, in sled), or dropped
+                // with its runtime.
+                let mut claim = Claim {
+                    model: model.clone(),
+                    ended: None,
+                };
+                let following = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx);
+                let result = match AssertUnwindSafe(following).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        error!(projection = %model.name(), panic = %message, "projection runner panicked");
+                        claim.ended = Some(RunState::Failed {
+                            position: None,
+                            error: format!("projection {} panicked: {message}", model.name()),
+                        });
+                        drop(claim);
+                        std::panic::resume_unwind(panic);
+                    }
+                };
+                claim.ended = Some(match &result {
                     Ok(()) => RunState::Stopped,
                     Err(e) => {
                         warn!(projection = %model.name(), error = %e, "projection stopped on an error");
@@ -103,8 +127,7 @@ impl ProjectionRunner {
                             error: e.to_string(),
                         }
                     }
-                };
-                model.release(ended);
+                });
                 result
             })
         };
@@ -189,6 +212,41 @@ impl std::fmt::Debug for ProjectionRunner {
 impl Drop for ProjectionRunner {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+    }
+}
+
+/// A runner task's claim on its model: released on drop with how the task
+/// ended (`Stopped` if it was dropped before it could say, e.g. with its
+/// runtime), so the model never stays claimed by a task that is gone.
+struct Claim {
+    model: ModelStore,
+    ended: Option<RunState>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let ended = self.ended.take().unwrap_or_else(|| {
+            if std::thread::panicking() {
+                RunState::Failed {
+                    position: None,
+                    error: format!("projection {} panicked", self.model.name()),
+                }
+            } else {
+                RunState::Stopped
+            }
+        });
+        self.model.release(ended);
+    }
+}
+
+/// The text of a panic's payload, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 
