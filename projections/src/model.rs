@@ -9,6 +9,7 @@
 //! | `projection.<name>.meta`      | `current`      | the generation readers see (u64 BE) |
 //! |                               | `building`     | a generation being rebuilt (u64 BE) |
 //! | `projection.<name>.gen.<id>`  | `c`            | the checkpoint (u64 BE)             |
+//! |                               | `e`            | the id of the event at `c` (16 B)   |
 //! |                               | `m` + key      | the read model's own keys           |
 //!
 //! A batch of events is committed as one sled `Batch` on the generation's
@@ -23,14 +24,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_store::{SledStore, StoreError, from_bincode, to_bincode};
+use strata_store::{EventId, RecordedEvent, SledStore, StoreError, from_bincode, to_bincode};
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use crate::error::ProjectionError;
 
 /// The key of the checkpoint in a generation.
 const CHECKPOINT_KEY: &[u8] = b"c";
+/// The key of the id of the event at the checkpoint's position.
+const CHECKPOINT_EVENT_KEY: &[u8] = b"e";
 /// The prefix of every read-model key in a generation.
 const DATA: u8 = b'm';
 const META_CURRENT: &[u8] = b"current";
@@ -89,6 +93,24 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A checkpoint as committed: the position of the last event applied and
+/// that event's id (so a log that holds another event there is noticed).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Checkpoint {
+    pub(crate) position: u64,
+    pub(crate) event_id: EventId,
+}
+
+impl Checkpoint {
+    /// The checkpoint after applying `event`.
+    pub(crate) fn of(event: &RecordedEvent) -> Checkpoint {
+        Checkpoint {
+            position: event.position,
+            event_id: event.id,
+        }
+    }
+}
+
 /// One copy of a read model with its checkpoint.
 #[derive(Clone)]
 enum Generation {
@@ -139,8 +161,27 @@ impl Generation {
         }
     }
 
-    /// Writes `staged` and the checkpoint in one atomic step.
-    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, checkpoint: u64) -> Result<(), sled::Error> {
+    /// The id of the event at the checkpoint's position, if recorded
+    /// (generations written before it was are not).
+    fn checkpoint_event(&self, projection: &str) -> Result<Option<EventId>, ProjectionError> {
+        match self
+            .get_raw(CHECKPOINT_EVENT_KEY)
+            .map_err(|e| ProjectionError::storage(projection, e))?
+        {
+            Some(v) => <[u8; 16]>::try_from(v.as_slice())
+                .map(|b| Some(EventId::from_uuid(Uuid::from_bytes(b))))
+                .map_err(|_| ProjectionError::Corrupt {
+                    projection: projection.to_string(),
+                    key: String::from_utf8_lossy(CHECKPOINT_EVENT_KEY).into_owned(),
+                    detail: format!("expected 16 bytes, found {}", v.len()),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `staged`, the checkpoint and the id of the event at the
+    /// checkpoint in one atomic step.
+    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, at: Checkpoint) -> Result<(), sled::Error> {
         match self {
             Generation::Sled { tree, .. } => {
                 let mut batch = sled::Batch::default();
@@ -151,7 +192,8 @@ impl Generation {
                         None => batch.remove(k),
                     }
                 }
-                batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+                batch.insert(CHECKPOINT_KEY, &at.position.to_be_bytes());
+                batch.insert(CHECKPOINT_EVENT_KEY, at.event_id.as_bytes());
                 tree.apply_batch(batch)
             }
             Generation::Memory { map, .. } => {
@@ -163,7 +205,8 @@ impl Generation {
                         None => map.remove(&k),
                     };
                 }
-                map.insert(CHECKPOINT_KEY.to_vec(), checkpoint.to_be_bytes().to_vec());
+                map.insert(CHECKPOINT_KEY.to_vec(), at.position.to_be_bytes().to_vec());
+                map.insert(CHECKPOINT_EVENT_KEY.to_vec(), at.event_id.as_bytes().to_vec());
                 Ok(())
             }
         }
@@ -482,6 +525,17 @@ impl ModelStore {
         (self.generation(), self.checkpoint())
     }
 
+    /// The checkpoint stored in the current generation and the id of the
+    /// event at it (`None` before the first commit, or if written by a
+    /// version that did not record it).
+    pub(crate) fn stored_checkpoint(&self) -> Result<(u64, Option<EventId>), ProjectionError> {
+        let generation = self.current();
+        Ok((
+            generation.checkpoint(&self.inner.name)?,
+            generation.checkpoint_event(&self.inner.name)?,
+        ))
+    }
+
     /// A fresh write set over generation `generation`, if it is still the
     /// current one (`None` once a rebuild swapped in another).
     pub(crate) fn write_set_on(&self, generation: u64) -> Option<WriteSet> {
@@ -492,15 +546,15 @@ impl ModelStore {
     /// Commits a write set and its checkpoint to the current generation, if
     /// it is still the one the write set was staged on. Returns false (and
     /// writes nothing) when a rebuild swapped in another generation since.
-    pub(crate) async fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<bool, ProjectionError> {
+    pub(crate) async fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<bool, ProjectionError> {
         let _guard = self.inner.commit.lock().await;
         if self.current().id() != ws.generation.id() {
             return Ok(false);
         }
         ws.generation
-            .commit(ws.staged, checkpoint)
+            .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.inner.name, e))?;
-        self.inner.applied.send_replace(checkpoint);
+        self.inner.applied.send_replace(at.position);
         self.reap();
         Ok(true)
     }
@@ -591,9 +645,9 @@ impl Building {
     }
 
     /// Commits to the generation being built (no reader sees it).
-    pub(crate) fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<(), ProjectionError> {
+    pub(crate) fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
         ws.generation
-            .commit(ws.staged, checkpoint)
+            .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
     }
 
@@ -746,11 +800,24 @@ mod tests {
             None,
             "staged changes are invisible to readers"
         );
-        assert!(model.commit(ws, 7).await.unwrap());
+        let id = EventId::new();
+        assert!(
+            model
+                .commit(
+                    ws,
+                    Checkpoint {
+                        position: 7,
+                        event_id: id
+                    }
+                )
+                .await
+                .unwrap()
+        );
         assert_eq!(model.get(b"k").unwrap(), Some(b"v".to_vec()));
         drop(model);
         let model = ModelStore::open_in_db(&db, "t").unwrap();
         assert_eq!(model.checkpoint(), 7);
+        assert_eq!(model.stored_checkpoint().unwrap(), (7, Some(id)));
         assert_eq!(model.entries().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
     }
 
@@ -761,12 +828,16 @@ mod tests {
         let building = model.begin_generation().unwrap();
         let mut ws = building.write_set();
         ws.put(b"new".to_vec(), b"1".to_vec());
-        building.commit(ws, 3).unwrap();
+        let at = |position| Checkpoint {
+            position,
+            event_id: EventId::new(),
+        };
+        building.commit(ws, at(3)).unwrap();
         {
             let _lock = model.lock_commits().await;
             building.swap_in(3).unwrap();
         }
-        assert!(!model.commit(stale, 9).await.unwrap());
+        assert!(!model.commit(stale, at(9)).await.unwrap());
         assert_eq!(model.checkpoint(), 3);
         assert_eq!(model.get(b"new").unwrap(), Some(b"1".to_vec()));
     }

@@ -7,7 +7,7 @@ use strata_store::{EventStore, RecordedEvent};
 use tracing::{Instrument, info, info_span};
 
 use crate::error::ProjectionError;
-use crate::model::{Building, ModelStore};
+use crate::model::{Building, Checkpoint, ModelStore};
 use crate::projection::Projection;
 
 /// How a rebuild batches its work.
@@ -187,7 +187,7 @@ async fn replay_batch(
             .map_err(|e| ProjectionError::store(name, e))?;
         events.retain(|e| e.position <= until);
         tracing::Span::current().record("events", events.len());
-        let Some(last) = events.last().map(|e| e.position) else {
+        let Some(last) = events.last().map(Checkpoint::of) else {
             return Ok(done);
         };
         for (b, projection) in building {
@@ -197,7 +197,7 @@ async fn replay_batch(
             }
             b.commit(ws, last)?;
         }
-        Ok(last)
+        Ok(last.position)
     }
     .instrument(span)
     .await

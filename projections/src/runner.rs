@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::ProjectionError;
-use crate::model::{ModelStore, RunState};
+use crate::model::{Checkpoint, ModelStore, RunState};
 use crate::projection::Projection;
 
 /// How a runner batches its work.
@@ -53,7 +53,9 @@ impl ProjectionRunner {
     ///
     /// Must be called inside a tokio runtime. Errors with
     /// [`ProjectionError::CheckpointAhead`] when the checkpoint is beyond the
-    /// log's head (see there), [`ProjectionError::AlreadyRunning`] when a
+    /// log's head, [`ProjectionError::CheckpointMismatch`] when the log holds
+    /// another event at the checkpoint than the one the model applied (see
+    /// there; a rebuild fixes both), [`ProjectionError::AlreadyRunning`] when a
     /// runner owns the model, [`ProjectionError::NameMismatch`] when the
     /// model was opened for another projection.
     pub async fn start(
@@ -72,22 +74,13 @@ impl ProjectionRunner {
         if !model.claim() {
             return Err(ProjectionError::AlreadyRunning { projection: name });
         }
-        let head = match store.head_position().await {
-            Ok(h) => h,
+        let (checkpoint, head) = match check_checkpoint(&*store, &model, &name).await {
+            Ok(point) => point,
             Err(e) => {
                 model.release(RunState::Stopped);
-                return Err(ProjectionError::store(&name, e));
+                return Err(e);
             }
         };
-        let checkpoint = model.checkpoint();
-        if checkpoint > head {
-            model.release(RunState::Stopped);
-            return Err(ProjectionError::CheckpointAhead {
-                projection: name,
-                checkpoint,
-                head,
-            });
-        }
         info!(projection = %name, checkpoint, head, lag = head - checkpoint, "starting projection");
         let (stop, stop_rx) = watch::channel(false);
         let task = {
@@ -213,6 +206,54 @@ impl Drop for ProjectionRunner {
     fn drop(&mut self) {
         self.stop.send_replace(true);
     }
+}
+
+/// Checks that the model's checkpoint names an event of this log: not
+/// beyond its head, and (when the model recorded it) the same event the
+/// model applied there. Returns the checkpoint and the head.
+async fn check_checkpoint(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    name: &str,
+) -> Result<(u64, u64), ProjectionError> {
+    let head = store
+        .head_position()
+        .await
+        .map_err(|e| ProjectionError::store(name, e))?;
+    let (checkpoint, applied) = model.stored_checkpoint()?;
+    if checkpoint > head {
+        return Err(ProjectionError::CheckpointAhead {
+            projection: name.to_string(),
+            checkpoint,
+            head,
+        });
+    }
+    if checkpoint == 0 {
+        return Ok((checkpoint, head));
+    }
+    let Some(expected) = applied else {
+        debug!(
+            projection = name,
+            checkpoint, "no event id recorded with the checkpoint (an older model); not compared"
+        );
+        return Ok((checkpoint, head));
+    };
+    let found = store
+        .read_all(checkpoint, 1)
+        .await
+        .map_err(|e| ProjectionError::store(name, e))?
+        .into_iter()
+        .find(|e| e.position == checkpoint)
+        .map(|e| e.id);
+    if found != Some(expected) {
+        return Err(ProjectionError::CheckpointMismatch {
+            projection: name.to_string(),
+            checkpoint,
+            expected,
+            found,
+        });
+    }
+    Ok((checkpoint, head))
 }
 
 /// A runner task's claim on its model: released on drop with how the task
@@ -391,7 +432,7 @@ async fn apply_batch(
                         source: Box::new(source),
                     })?;
             }
-            if !model.commit(clean, batch[i - 1].position).await? {
+            if !model.commit(clean, Checkpoint::of(&batch[i - 1])).await? {
                 return Ok(Committed::GenerationChanged);
             }
         } else if model.generation() != generation {
@@ -399,10 +440,11 @@ async fn apply_batch(
         }
         return Err(failure);
     }
-    let last = batch.last().expect("a batch is not empty").position;
-    if !model.commit(ws, last).await? {
+    let last = batch.last().expect("a batch is not empty");
+    if !model.commit(ws, Checkpoint::of(last)).await? {
         return Ok(Committed::GenerationChanged);
     }
+    let last = last.position;
     if let Ok(head) = store.head_position().await {
         tracing::Span::current().record("lag", head.saturating_sub(last));
     }

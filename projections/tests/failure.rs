@@ -265,3 +265,63 @@ async fn a_panicking_apply_releases_the_model() {
     assert_eq!(model.get_value::<u64>(b"last").unwrap(), Some(boom));
     runner.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_event_was_replaced_is_refused_until_a_rebuild() {
+    // A read model that saw 10 events, then a log that lost them and has
+    // since taken 12 others (as a non-durable store after a crash, then new
+    // appends): the head is past the checkpoint, but position 10 holds
+    // another event.
+    let model = ModelStore::memory("tally").unwrap();
+    let projection = Arc::new(Tally::new("tally"));
+    let long = MemoryStore::new();
+    let ten = append(&long, "a", "Tick", 10).await;
+    let runner = ProjectionRunner::start(
+        Arc::new(long.clone()),
+        model.clone(),
+        projection.clone(),
+        RunnerOptions::default(),
+    )
+    .await
+    .unwrap();
+    runner.wait_for(ten, Duration::from_secs(30)).await.unwrap();
+    runner.stop().await.unwrap();
+    let applied = long.read_all(ten, 1).await.unwrap()[0].id;
+
+    let other = MemoryStore::new();
+    append(&other, "b", "Tick", 12).await;
+    let now_there = other.read_all(ten, 1).await.unwrap()[0].id;
+    let shared: Arc<dyn EventStore> = Arc::new(other.clone());
+    let refused = ProjectionRunner::start(
+        shared.clone(),
+        model.clone(),
+        projection.clone(),
+        RunnerOptions::default(),
+    )
+    .await;
+    match refused {
+        Err(ProjectionError::CheckpointMismatch {
+            checkpoint,
+            expected,
+            found,
+            ..
+        }) => assert_eq!((checkpoint, expected, found), (ten, applied, Some(now_there))),
+        other => panic!("expected CheckpointMismatch, got {other:?}"),
+    }
+    assert_ne!(
+        model.run_state(),
+        RunState::Running,
+        "the refused runner let go of the model"
+    );
+
+    rebuild(&*shared, &model, &*projection, RebuildOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let runner = ProjectionRunner::start(shared, model.clone(), projection, RunnerOptions::default())
+        .await
+        .unwrap();
+    let next = append(&other, "b", "Tick", 2).await;
+    runner.wait_for(next, Duration::from_secs(30)).await.unwrap();
+    runner.stop().await.unwrap();
+    assert_exactly_once(&read_tally(&model), next);
+}
