@@ -651,33 +651,88 @@ impl Building {
             .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
     }
 
-    /// Makes this generation the one readers see and the live runner writes
-    /// to, and removes the old one. The caller holds the commit lock.
-    pub(crate) fn swap_in(mut self, checkpoint: u64) -> Result<(), ProjectionError> {
-        let generation = self.generation.take().expect("present until swapped");
-        let name = &self.model.inner.name;
-        let storage = |e| ProjectionError::storage(name, e);
-        let old = self.model.current();
-        if let Backend::Sled { db, meta } = &self.model.inner.backend {
-            // Everything of the new generation is on disk before the pointer
-            // names it, and the pointer is on disk before the old tree goes.
-            db.flush().map_err(storage)?;
-            let mut batch = sled::Batch::default();
-            batch.insert(META_CURRENT, &generation.id().to_be_bytes());
-            batch.remove(META_BUILDING);
-            meta.apply_batch(batch).map_err(storage)?;
-            db.flush().map_err(storage)?;
+    /// Makes these generations the ones readers see and the live runners
+    /// write to, all at `checkpoint`, and removes the old ones. The caller
+    /// holds every model's commit lock.
+    ///
+    /// On sled the pointers (`current` in each `projection.<name>.meta`)
+    /// are written in one transaction over the meta trees, after a flush of
+    /// the new generations and followed by another: after a crash either
+    /// every model is on its new generation or none is. (Models in
+    /// different sled databases cannot share a transaction; they are
+    /// swapped one database at a time, with a warning.) In memory, each
+    /// model's pointer moves under its own lock, one after the other.
+    pub(crate) fn swap_in_all(buildings: Vec<Building>, checkpoint: u64) -> Result<(), ProjectionError> {
+        let Some(first) = buildings.first() else {
+            return Ok(());
+        };
+        let name = first.model.inner.name.clone();
+        let storage = |e| ProjectionError::storage(&name, e);
+        // (meta tree, model name, new generation id) of the sled models.
+        let mut pointers = Vec::new();
+        for b in &buildings {
+            if let Backend::Sled { db, meta } = &b.model.inner.backend {
+                // Everything of the new generation is on disk before the
+                // pointer names it.
+                db.flush().map_err(storage)?;
+                pointers.push((meta, b.model.inner.name.as_str(), b.id()));
+            }
         }
-        *self.model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
-        self.model.inner.applied.send_replace(checkpoint);
-        self.model
-            .inner
-            .retired
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(old);
-        self.model.reap();
+        if !pointers.is_empty() {
+            match write_pointers(&pointers) {
+                Err(sled::transaction::TransactionError::Storage(sled::Error::Unsupported(reason)))
+                    if pointers.len() > 1 =>
+                {
+                    warn!(projection = %name, %reason, "read models in different databases: swapping their generations one at a time");
+                    for pointer in &pointers {
+                        write_pointers(std::slice::from_ref(pointer)).map_err(|e| storage(transaction_error(e)))?;
+                    }
+                }
+                result => result.map_err(|e| storage(transaction_error(e)))?,
+            }
+            // The pointers are on disk before the old trees go.
+            for b in &buildings {
+                if let Backend::Sled { db, .. } = &b.model.inner.backend {
+                    db.flush().map_err(storage)?;
+                }
+            }
+        }
+        for mut b in buildings {
+            let generation = b.generation.take().expect("present until swapped");
+            let model = &b.model;
+            let old = model.current();
+            *model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
+            model.inner.applied.send_replace(checkpoint);
+            model.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).push(old);
+            model.reap();
+        }
         Ok(())
+    }
+}
+
+/// Points every `(meta, name, id)` at generation `id`, in one transaction.
+fn write_pointers(pointers: &[(&sled::Tree, &str, u64)]) -> sled::transaction::TransactionResult<(), sled::Error> {
+    use sled::Transactional;
+
+    let metas: Vec<&sled::Tree> = pointers.iter().map(|(meta, _, _)| *meta).collect();
+    metas.as_slice().transaction(|trees| {
+        for (tree, (_, _name, id)) in trees.iter().zip(pointers) {
+            #[cfg(test)]
+            if failpoint::pointer_write_fails(_name) {
+                return Err(sled::transaction::ConflictableTransactionError::Abort(
+                    sled::Error::Unsupported("failpoint".into()),
+                ));
+            }
+            tree.insert(META_CURRENT, &id.to_be_bytes())?;
+            tree.remove(META_BUILDING)?;
+        }
+        Ok(())
+    })
+}
+
+fn transaction_error(e: sled::transaction::TransactionError<sled::Error>) -> sled::Error {
+    match e {
+        sled::transaction::TransactionError::Abort(e) | sled::transaction::TransactionError::Storage(e) => e,
     }
 }
 
@@ -776,6 +831,24 @@ impl WriteSet {
     }
 }
 
+/// Test-only fault injection.
+#[cfg(test)]
+pub(crate) mod failpoint {
+    use std::sync::Mutex;
+
+    /// Models whose pointer write fails.
+    static POINTER_WRITE_FAILS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Makes the write of model `name`'s generation pointer fail.
+    pub(crate) fn fail_pointer_write(name: &str) {
+        POINTER_WRITE_FAILS.lock().unwrap().push(name.to_string());
+    }
+
+    pub(crate) fn pointer_write_fails(name: &str) -> bool {
+        POINTER_WRITE_FAILS.lock().unwrap().iter().any(|n| n == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,7 +908,7 @@ mod tests {
         building.commit(ws, at(3)).unwrap();
         {
             let _lock = model.lock_commits().await;
-            building.swap_in(3).unwrap();
+            Building::swap_in_all(vec![building], 3).unwrap();
         }
         assert!(!model.commit(stale, at(9)).await.unwrap());
         assert_eq!(model.checkpoint(), 3);
