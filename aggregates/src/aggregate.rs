@@ -32,6 +32,32 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
 
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
+
+    /// The aggregate id a command names itself, if it names one (typically
+    /// a create command: `Register { sku }`, `Place { order_id }`).
+    /// [`Repository::execute`](crate::Repository::execute) refuses to run
+    /// such a command on any other id, with
+    /// [`RepositoryError::IdMismatch`](crate::RepositoryError::IdMismatch):
+    /// the stream `"{KIND}-{id}"` would otherwise hold an aggregate calling
+    /// itself by another id, which its readers cannot reconcile. The
+    /// default names none.
+    fn command_id(command: &Self::Command) -> Option<&str> {
+        let _ = command;
+        None
+    }
+
+    /// Whether `command` may run on its own, through
+    /// [`Repository::execute`](crate::Repository::execute). A command that
+    /// is only correct as part of a larger atomic write (one a domain
+    /// service makes over several aggregates, deciding with
+    /// [`handle`](Aggregate::handle) directly) returns the aggregate's
+    /// refusal here, and the repository answers it as
+    /// [`RepositoryError::Rejected`](crate::RepositoryError::Rejected)
+    /// without loading anything. The default allows every command.
+    fn check_direct(command: &Self::Command) -> Result<(), Self::Error> {
+        let _ = command;
+        Ok(())
+    }
 }
 
 /// An aggregate whose state can be stored as a snapshot, so that loading a

@@ -131,6 +131,21 @@ pub enum RepositoryError<A: Aggregate> {
         source: CodecError,
     },
 
+    /// The command names an aggregate id ([`Aggregate::command_id`]) other
+    /// than the one it was sent to.
+    ///
+    /// Handling: bad input (HTTP 422); send it to the id it names, or fix
+    /// the id in the command. Nothing was written.
+    #[error("the command names {named:?}, but was sent to {id:?} (stream {stream})")]
+    IdMismatch {
+        /// The stream the command was sent to.
+        stream: StreamId,
+        /// The id the command was sent to.
+        id: String,
+        /// The id the command names.
+        named: String,
+    },
+
     /// The store failed or refused the input: an invalid id
     /// ([`StoreError::InvalidStreamId`], HTTP 400), limits (413), an
     /// unavailable store (503), corruption or I/O (500). Never a version
@@ -185,6 +200,12 @@ impl<A: Aggregate> fmt::Debug for RepositoryError<A> {
                 .debug_struct("Encode")
                 .field("stream", stream)
                 .field("source", source)
+                .finish(),
+            RepositoryError::IdMismatch { stream, id, named } => f
+                .debug_struct("IdMismatch")
+                .field("stream", stream)
+                .field("id", id)
+                .field("named", named)
                 .finish(),
             RepositoryError::Store(e) => f.debug_tuple("Store").field(e).finish(),
         }

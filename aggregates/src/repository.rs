@@ -55,6 +55,14 @@ pub struct Executed<A: Aggregate> {
     pub retries: u32,
 }
 
+/// How far an execute got, for its span: attempts made and the stream
+/// version the last one read.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub(crate) attempts: u32,
+    pub(crate) version: Option<u64>,
+}
+
 /// Loads aggregates of type `A` and executes commands on them, over any
 /// [`EventStore`].
 ///
@@ -292,7 +300,11 @@ impl<A: Aggregate> Repository<A> {
     ///   conflict it catches up, decides again and retries under its
     ///   [`RetryPolicy`]; when attempts run out, the last conflict.
     ///
-    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error.
+    /// A refusal is [`RepositoryError::Rejected`] with the aggregate's error
+    /// (also for a command the aggregate runs only inside a domain service:
+    /// [`Aggregate::check_direct`]);
+    /// a command that names another id than `id` ([`Aggregate::command_id`])
+    /// is [`RepositoryError::IdMismatch`].
     /// A command that decides no events appends nothing and succeeds.
     /// Every call runs in a `tracing` span `strata.execute` with the stream,
     /// the expected and resulting version, the retries and the outcome.
@@ -327,19 +339,34 @@ impl<A: Aggregate> Repository<A> {
         if let Some(v) = expected {
             span.record("expected", v);
         }
-        let result = self
-            .execute_in(&stream, command, expected, metadata)
-            .instrument(span.clone())
-            .await;
-        let (outcome, version, retries) = match &result {
-            Ok(done) if done.append.is_some() => ("appended", Some(done.version), done.retries),
-            Ok(done) => ("unchanged", Some(done.version), done.retries),
-            Err(RepositoryError::Conflict(c)) => ("conflict", Some(c.current), c.attempts.saturating_sub(1)),
-            Err(RepositoryError::Rejected(_)) => ("rejected", None, 0),
-            Err(_) => ("error", None, 0),
+        let mut progress = Progress::default();
+        let result = match A::command_id(command) {
+            Some(named) if named != id => Err(RepositoryError::IdMismatch {
+                stream: stream.clone(),
+                id: id.to_string(),
+                named: named.to_string(),
+            }),
+            _ => match A::check_direct(command) {
+                Err(refusal) => Err(RepositoryError::Rejected(refusal)),
+                Ok(()) => {
+                    self.execute_in(&stream, command, expected, metadata, &mut progress)
+                        .instrument(span.clone())
+                        .await
+                }
+            },
+        };
+        // Whatever the outcome, what is known: the version the stream is at
+        // (after the append, or as the last decision read it) and the retries.
+        let (outcome, version) = match &result {
+            Ok(done) if done.append.is_some() => ("appended", Some(done.version)),
+            Ok(done) => ("unchanged", Some(done.version)),
+            Err(RepositoryError::Conflict(c)) => ("conflict", Some(c.current)),
+            Err(RepositoryError::Rejected(_)) => ("rejected", progress.version),
+            Err(RepositoryError::IdMismatch { .. }) => ("id_mismatch", progress.version),
+            Err(_) => ("error", progress.version),
         };
         span.record("outcome", outcome);
-        span.record("retries", retries);
+        span.record("retries", progress.attempts.saturating_sub(1));
         if let Some(v) = version {
             span.record("version", v);
         }
@@ -352,11 +379,13 @@ impl<A: Aggregate> Repository<A> {
         command: &A::Command,
         expected: Option<u64>,
         metadata: &Metadata,
+        progress: &mut Progress,
     ) -> Result<Executed<A>, RepositoryError<A>> {
         let mut attempt = 0u32;
         let mut previous: Option<Loaded<A>> = None;
         loop {
             attempt += 1;
+            progress.attempts = attempt;
             let current = match previous.take() {
                 Some(mut loaded) => {
                     self.catch_up(stream, &mut loaded).await?;
@@ -364,6 +393,7 @@ impl<A: Aggregate> Repository<A> {
                 }
                 None => self.load_stream(stream).await?,
             };
+            progress.version = Some(current.version);
             if let Some(v) = expected
                 && current.version != v
             {

@@ -266,3 +266,105 @@ async fn snapshots_follow_the_repositories_of_the_service() {
             .any(|e| e.stream_id == StreamId::new("$snapshot-stock-tea").unwrap())
     );
 }
+
+/// Reservations belong to an order's life: through the public repositories
+/// `service.stock()` and `service.orders()`, the commands that reserve,
+/// release or commit stock (or place, ship or cancel an order without its
+/// stock) are refused, so they cannot strand or double a reservation.
+#[tokio::test]
+async fn commands_with_stock_effects_run_only_through_the_service() {
+    use strata_aggregates::RepositoryError;
+    use strata_aggregates::domain::order::{OrderCommand, OrderCommandKind};
+
+    let (service, store) = stocked().await;
+    service.place("o-1", "ada", vec![line("tea", 3, 250)]).await.unwrap();
+    let head = store.head_position().await.unwrap();
+
+    let stock_commands = [
+        StockCommand::Reserve {
+            order_id: "o-2".into(),
+            quantity: 1,
+        },
+        StockCommand::Release { order_id: "o-1".into() },
+        StockCommand::Commit { order_id: "o-1".into() },
+    ];
+    for command in stock_commands {
+        let kind = command.kind();
+        let err = service.stock().execute("tea", command, None).await.unwrap_err();
+        assert!(
+            matches!(&err, RepositoryError::Rejected(StockError::ServiceOnly { command }) if *command == kind),
+            "{kind}: {err:?}"
+        );
+        assert_eq!(err.rejection().unwrap().http_status(), 422);
+    }
+    let order_commands = [
+        OrderCommand::Place {
+            order_id: "o-3".into(),
+            customer: "bob".into(),
+            lines: vec![line("tea", 1, 250)],
+        },
+        OrderCommand::Cancel { reason: None },
+        OrderCommand::Ship { tracking: None },
+    ];
+    for command in order_commands {
+        let kind = command.kind();
+        let id = if kind == OrderCommandKind::Place { "o-3" } else { "o-1" };
+        let err = service.orders().execute(id, command, None).await.unwrap_err();
+        assert!(
+            matches!(&err, RepositoryError::Rejected(OrderError::ServiceOnly { command }) if *command == kind),
+            "{kind}: {err:?}"
+        );
+        assert_eq!(err.rejection().unwrap().http_status(), 422);
+    }
+    assert_eq!(store.head_position().await.unwrap(), head, "nothing was written");
+    assert_eq!(item(&service, "tea").await.reservation("o-1"), Some(3));
+
+    // The commands without stock effects still run on the repositories.
+    let paid = service
+        .orders()
+        .execute("o-1", OrderCommand::Pay { amount_cents: 750 }, None)
+        .await
+        .unwrap();
+    assert_eq!(paid.state.status(), OrderStatus::Paid);
+    service
+        .stock()
+        .execute("tea", StockCommand::Adjust { counted: 12 }, None)
+        .await
+        .unwrap();
+    // And the service still runs the others, with their stock effects.
+    let cancelled = service.cancel("o-1", None, None).await.unwrap();
+    assert_eq!(cancelled.stock[0].item.reservation("o-1"), None);
+}
+
+/// Store errors answer with the store's own status: an event over the
+/// payload limit is 413, not 400.
+#[tokio::test]
+async fn a_store_limit_is_413() {
+    let limits = strata_store::Limits {
+        max_payload_bytes: 256,
+        ..strata_store::Limits::default()
+    };
+    let service = OrderService::new(Arc::new(MemoryStore::with_limits(limits).unwrap()));
+    let register = StockCommand::Register {
+        sku: "tea".into(),
+        name: "Tea".into(),
+    };
+    service.stock().execute("tea", register, None).await.unwrap();
+    service
+        .stock()
+        .execute("tea", StockCommand::Receive { quantity: 5 }, None)
+        .await
+        .unwrap();
+    let err = service
+        .place("o-1", &"a very long customer name ".repeat(20), vec![line("tea", 1, 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OrderServiceError::Store(strata_store::StoreError::PayloadTooLarge { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 413);
+}

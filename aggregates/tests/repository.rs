@@ -178,18 +178,18 @@ async fn without_a_version_the_command_is_decided_again_on_the_new_state() {
         .unwrap()
     });
     let repo = Repository::<StockItem>::new(Arc::new(racing.clone())).with_retry_policy(fast_retries(5));
-    let reserve = |quantity| StockCommand::Reserve {
-        order_id: "mine".into(),
-        quantity,
-    };
-    // Deciding again on the new state refuses what was fine before.
-    let err = repo.execute("tea", reserve(3), None).await.unwrap_err();
+    // Deciding again on the new state refuses what was fine before: a count
+    // of 3 is below the 4 units now reserved.
+    let err = repo
+        .execute("tea", StockCommand::Adjust { counted: 3 }, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            RepositoryError::Rejected(StockError::InsufficientStock {
-                requested: 3,
-                available: 1
+            RepositoryError::Rejected(StockError::BelowReserved {
+                counted: 3,
+                reserved: 4
             })
         ),
         "{err:?}"
@@ -200,10 +200,18 @@ async fn without_a_version_the_command_is_decided_again_on_the_new_state() {
         encode(&StockEvent::StockReceived { quantity: 1 }, Format::Bincode).unwrap()
     });
     let repo = Repository::<StockItem>::new(Arc::new(racing.clone())).with_retry_policy(fast_retries(5));
-    let done = repo.execute("tea", reserve(1), None).await.unwrap();
+    let done = repo
+        .execute("tea", StockCommand::Adjust { counted: 10 }, None)
+        .await
+        .unwrap();
     assert_eq!(done.retries, 1);
     assert_eq!(done.version, 5);
-    assert_eq!((done.state.on_hand(), done.state.reserved()), (6, 5));
+    assert_eq!(
+        done.events,
+        vec![StockEvent::StockAdjusted { counted: 10, delta: 4 }],
+        "decided on the 6 units on hand after the other receive"
+    );
+    assert_eq!((done.state.on_hand(), done.state.reserved()), (10, 4));
 }
 
 #[tokio::test]
@@ -257,20 +265,13 @@ async fn a_refusal_is_the_aggregates_own_error() {
 #[tokio::test]
 async fn a_command_that_decides_nothing_appends_nothing() {
     let store = MemoryStore::new();
-    let repo = Repository::<StockItem>::new(Arc::new(store.clone()));
-    repo.execute("tea", register("tea"), None).await.unwrap();
-    repo.execute("tea", StockCommand::Receive { quantity: 5 }, None)
-        .await
-        .unwrap();
-    let reserve = StockCommand::Reserve {
-        order_id: "o-1".into(),
-        quantity: 2,
-    };
-    let first = repo.execute("tea", reserve.clone(), Some(2)).await.unwrap();
-    let again = repo.execute("tea", reserve, Some(3)).await.unwrap();
+    let repo = Repository::<Counter>::new(Arc::new(store.clone()));
+    let first = repo.execute("c", CounterCommand::Add(2), Some(0)).await.unwrap();
+    let nothing = repo.execute("c", CounterCommand::Nothing, Some(1)).await.unwrap();
     assert!(first.append.is_some());
-    assert_eq!((again.version, again.append, again.events.len()), (3, None, 0));
-    assert_eq!(store.head_position().await.unwrap(), 3);
+    assert_eq!((nothing.version, nothing.append, nothing.events.len()), (1, None, 0));
+    assert_eq!(nothing.state.total, 2);
+    assert_eq!(store.head_position().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -363,4 +364,27 @@ async fn undecodable_events_are_reported_with_their_place() {
         matches!(&err, RepositoryError::Decode { stream, version: 1, .. } if stream.as_str() == "counter-c"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_command_naming_another_id_is_refused() {
+    let store = MemoryStore::new();
+    let repo = Repository::<StockItem>::new(Arc::new(store.clone()));
+    let err = repo.execute("tea", register("coffee"), None).await.unwrap_err();
+    match &err {
+        RepositoryError::IdMismatch { stream, id, named } => {
+            assert_eq!(
+                (stream.as_str(), id.as_str(), named.as_str()),
+                ("stock-tea", "tea", "coffee")
+            );
+        }
+        other => panic!("expected IdMismatch, got {other:?}"),
+    }
+    assert_eq!(store.head_position().await.unwrap(), 0, "nothing was written");
+    // With a version named, too, and the matching id still works.
+    assert!(matches!(
+        repo.execute("tea", register("coffee"), Some(0)).await,
+        Err(RepositoryError::IdMismatch { .. })
+    ));
+    assert_eq!(repo.execute("tea", register("tea"), Some(0)).await.unwrap().version, 1);
 }

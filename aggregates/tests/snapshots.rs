@@ -7,6 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Counter, CounterCommand, CounterReshaped, CountingStore};
+use strata_aggregates::domain::order::OrderLine;
+use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::{StockCommand, StockItem};
 use strata_aggregates::{Format, Repository, SNAPSHOT_EVENT_TYPE, snapshot_stream};
 use strata_store::{Direction, EventStore, ExpectedVersion, Limits, MemoryStore, NewEvent, StreamId};
@@ -168,7 +170,8 @@ async fn a_snapshot_too_large_for_the_store_is_dropped_not_the_command() {
         ..Limits::default()
     };
     let memory = MemoryStore::with_limits(limits).unwrap();
-    let repo = Repository::<StockItem>::new(Arc::new(memory.clone())).with_snapshots(3);
+    let store: Arc<dyn EventStore> = Arc::new(memory.clone());
+    let repo = Repository::<StockItem>::new(store.clone()).with_snapshots(3);
     let register = StockCommand::Register {
         sku: "tea".into(),
         name: "Tea".into(),
@@ -177,12 +180,18 @@ async fn a_snapshot_too_large_for_the_store_is_dropped_not_the_command() {
     repo.execute("tea", StockCommand::Receive { quantity: 100 }, None)
         .await
         .unwrap();
+    // Reservations (made by placing orders) grow the stock item's state.
+    let service = OrderService::from_repositories(Repository::new(store), repo.clone());
     for i in 0..20 {
-        let reserve = StockCommand::Reserve {
-            order_id: format!("order-with-a-long-identifier-{i:04}"),
+        let line = OrderLine {
+            sku: "tea".into(),
             quantity: 1,
+            unit_price_cents: 1,
         };
-        repo.execute("tea", reserve, None).await.unwrap();
+        service
+            .place(&format!("order-with-a-long-identifier-{i:04}"), "c", vec![line])
+            .await
+            .unwrap();
     }
     let loaded = repo.load("tea").await.unwrap();
     assert_eq!((loaded.version, loaded.state.reserved()), (22, 20));

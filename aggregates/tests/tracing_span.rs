@@ -58,11 +58,15 @@ impl Subscriber for Capture {
 
 impl Capture {
     fn execute_spans(&self) -> Vec<Fields> {
+        self.spans_named("strata.execute")
+    }
+
+    fn spans_named(&self, name: &str) -> Vec<Fields> {
         self.spans
             .lock()
             .unwrap()
             .iter()
-            .filter(|(name, _)| name == "strata.execute")
+            .filter(|(n, _)| n == name)
             .map(|(_, f)| f.clone())
             .collect()
     }
@@ -105,4 +109,86 @@ async fn execute_records_stream_versions_retries_and_outcome() {
     assert_eq!(get(1, "version").as_deref(), Some("3"));
     assert_eq!(get(1, "retries").as_deref(), Some("0"));
     assert_eq!(get(1, "outcome").as_deref(), Some("conflict"));
+}
+
+/// A refusal reached after a retry still records the version it was
+/// decided on and the retry.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refusal_records_the_version_it_read_and_its_retries() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let memory = MemoryStore::new();
+    let setup = Repository::<Counter>::new(Arc::new(memory.clone()));
+    setup.execute("c", CounterCommand::Add(5), None).await.unwrap();
+    // Another writer resets the counter just before our append: deciding
+    // again on version 2, our reset is refused.
+    let racing = RacingStore::new(memory.clone(), "counter-c", 1, || {
+        encode(&CounterEvent::Reset, Format::Bincode).unwrap()
+    });
+    let repo = Repository::<Counter>::new(Arc::new(racing))
+        .with_retry_policy(RetryPolicy::default().with_backoff(std::time::Duration::ZERO, std::time::Duration::ZERO));
+    repo.execute("c", CounterCommand::Reset, None).await.unwrap_err();
+
+    let spans = capture.execute_spans();
+    let refused = spans.last().unwrap();
+    assert_eq!(refused.get("outcome").map(String::as_str), Some("rejected"));
+    assert_eq!(refused.get("version").map(String::as_str), Some("2"), "{refused:?}");
+    assert_eq!(refused.get("retries").map(String::as_str), Some("1"), "{refused:?}");
+}
+
+/// The order service's span records the expected and resulting version,
+/// the retries and the outcome, whatever the outcome.
+#[tokio::test(flavor = "current_thread")]
+async fn the_order_service_span_records_every_outcome() {
+    use strata_aggregates::domain::order::OrderLine;
+    use strata_aggregates::domain::service::OrderService;
+    use strata_aggregates::domain::stock::StockCommand;
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let service = OrderService::new(Arc::new(MemoryStore::new()));
+    let register = StockCommand::Register {
+        sku: "tea".into(),
+        name: "Tea".into(),
+    };
+    service.stock().execute("tea", register, None).await.unwrap();
+    service
+        .stock()
+        .execute("tea", StockCommand::Receive { quantity: 2 }, None)
+        .await
+        .unwrap();
+    let line = |quantity| {
+        vec![OrderLine {
+            sku: "tea".into(),
+            quantity,
+            unit_price_cents: 10,
+        }]
+    };
+    service.place("o-1", "ada", line(2)).await.unwrap();
+    service.place("o-2", "bob", line(1)).await.unwrap_err(); // insufficient stock
+    service.pay("o-1", 20, Some(0)).await.unwrap_err(); // stale version
+    service.pay("o-1", 20, Some(1)).await.unwrap();
+
+    let spans = capture.spans_named("strata.order_service");
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    let get = |i: usize, k: &str| spans[i].get(k).cloned();
+    let row = |i: usize| {
+        (
+            get(i, "outcome"),
+            get(i, "expected"),
+            get(i, "version"),
+            get(i, "retries"),
+        )
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(row(0), (s("appended"), None, s("1"), s("0")));
+    assert_eq!(
+        row(1),
+        (s("rejected"), None, s("0"), s("0")),
+        "a refusal of a new order"
+    );
+    assert_eq!(row(2), (s("conflict"), s("0"), s("1"), s("0")));
+    assert_eq!(row(3), (s("appended"), s("1"), s("2"), s("0")));
+    assert!(get(3, "position").is_some());
 }

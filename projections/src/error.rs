@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use strata_aggregates::CodecError;
-use strata_store::{StoreError, StreamId};
+use strata_store::{EventId, StoreError, StreamId};
 
 /// Everything that can go wrong while projecting the log into read models.
 ///
@@ -123,6 +123,28 @@ pub enum ProjectionError {
         checkpoint: u64,
         /// The log's head position.
         head: u64,
+    },
+
+    /// The event the log holds at the checkpoint's position is not the one
+    /// the read model applied there. This happens when a store lost
+    /// acknowledged appends the read model had seen (a non-durable mode
+    /// after a crash) and new appends have since passed the old checkpoint,
+    /// or when the read model belongs to another log: the model holds
+    /// events that are no longer in the log, and following on would mix
+    /// two histories. Checked when a runner starts.
+    ///
+    /// Handling: rebuild the read model from the log (`rebuild`), which
+    /// makes it match the log as it is now (HTTP 500 until then).
+    #[error("projection {projection}: the log's event at checkpoint {checkpoint} is {}, the read model applied {expected}; rebuild the read model", found.map(|f| f.to_string()).unwrap_or_else(|| "missing".into()))]
+    CheckpointMismatch {
+        /// The projection's name.
+        projection: String,
+        /// The read model's checkpoint.
+        checkpoint: u64,
+        /// The id of the event the read model applied at the checkpoint.
+        expected: EventId,
+        /// The id of the event the log holds there (`None`: no event).
+        found: Option<EventId>,
     },
 
     /// The log delivered an event out of order (a gap or a repeat). The

@@ -9,6 +9,7 @@
 //! | `projection.<name>.meta`      | `current`      | the generation readers see (u64 BE) |
 //! |                               | `building`     | a generation being rebuilt (u64 BE) |
 //! | `projection.<name>.gen.<id>`  | `c`            | the checkpoint (u64 BE)             |
+//! |                               | `e`            | the id of the event at `c` (16 B)   |
 //! |                               | `m` + key      | the read model's own keys           |
 //!
 //! A batch of events is committed as one sled `Batch` on the generation's
@@ -23,14 +24,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_store::{SledStore, StoreError, from_bincode, to_bincode};
+use strata_store::{EventId, RecordedEvent, SledStore, StoreError, from_bincode, to_bincode};
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use crate::error::ProjectionError;
 
 /// The key of the checkpoint in a generation.
 const CHECKPOINT_KEY: &[u8] = b"c";
+/// The key of the id of the event at the checkpoint's position.
+const CHECKPOINT_EVENT_KEY: &[u8] = b"e";
 /// The prefix of every read-model key in a generation.
 const DATA: u8 = b'm';
 const META_CURRENT: &[u8] = b"current";
@@ -89,6 +93,24 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A checkpoint as committed: the position of the last event applied and
+/// that event's id (so a log that holds another event there is noticed).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Checkpoint {
+    pub(crate) position: u64,
+    pub(crate) event_id: EventId,
+}
+
+impl Checkpoint {
+    /// The checkpoint after applying `event`.
+    pub(crate) fn of(event: &RecordedEvent) -> Checkpoint {
+        Checkpoint {
+            position: event.position,
+            event_id: event.id,
+        }
+    }
+}
+
 /// One copy of a read model with its checkpoint.
 #[derive(Clone)]
 enum Generation {
@@ -139,8 +161,27 @@ impl Generation {
         }
     }
 
-    /// Writes `staged` and the checkpoint in one atomic step.
-    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, checkpoint: u64) -> Result<(), sled::Error> {
+    /// The id of the event at the checkpoint's position, if recorded
+    /// (generations written before it was are not).
+    fn checkpoint_event(&self, projection: &str) -> Result<Option<EventId>, ProjectionError> {
+        match self
+            .get_raw(CHECKPOINT_EVENT_KEY)
+            .map_err(|e| ProjectionError::storage(projection, e))?
+        {
+            Some(v) => <[u8; 16]>::try_from(v.as_slice())
+                .map(|b| Some(EventId::from_uuid(Uuid::from_bytes(b))))
+                .map_err(|_| ProjectionError::Corrupt {
+                    projection: projection.to_string(),
+                    key: String::from_utf8_lossy(CHECKPOINT_EVENT_KEY).into_owned(),
+                    detail: format!("expected 16 bytes, found {}", v.len()),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `staged`, the checkpoint and the id of the event at the
+    /// checkpoint in one atomic step.
+    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, at: Checkpoint) -> Result<(), sled::Error> {
         match self {
             Generation::Sled { tree, .. } => {
                 let mut batch = sled::Batch::default();
@@ -151,7 +192,8 @@ impl Generation {
                         None => batch.remove(k),
                     }
                 }
-                batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+                batch.insert(CHECKPOINT_KEY, &at.position.to_be_bytes());
+                batch.insert(CHECKPOINT_EVENT_KEY, at.event_id.as_bytes());
                 tree.apply_batch(batch)
             }
             Generation::Memory { map, .. } => {
@@ -163,7 +205,8 @@ impl Generation {
                         None => map.remove(&k),
                     };
                 }
-                map.insert(CHECKPOINT_KEY.to_vec(), checkpoint.to_be_bytes().to_vec());
+                map.insert(CHECKPOINT_KEY.to_vec(), at.position.to_be_bytes().to_vec());
+                map.insert(CHECKPOINT_EVENT_KEY.to_vec(), at.event_id.as_bytes().to_vec());
                 Ok(())
             }
         }
@@ -473,23 +516,45 @@ impl ModelStore {
         self.inner.state.send_replace(ended);
     }
 
-    /// A fresh write set over the current generation.
-    pub(crate) fn write_set(&self) -> WriteSet {
-        WriteSet::new(self.current(), self.inner.name.clone())
+    /// The current generation and its checkpoint, read together: a swap
+    /// (done under the commit lock) cannot fall between the two reads. A
+    /// runner subscribes from this checkpoint and writes only to this
+    /// generation.
+    pub(crate) async fn follow_point(&self) -> (u64, u64) {
+        let _guard = self.inner.commit.lock().await;
+        (self.generation(), self.checkpoint())
+    }
+
+    /// The checkpoint stored in the current generation and the id of the
+    /// event at it (`None` before the first commit, or if written by a
+    /// version that did not record it).
+    pub(crate) fn stored_checkpoint(&self) -> Result<(u64, Option<EventId>), ProjectionError> {
+        let generation = self.current();
+        Ok((
+            generation.checkpoint(&self.inner.name)?,
+            generation.checkpoint_event(&self.inner.name)?,
+        ))
+    }
+
+    /// A fresh write set over generation `generation`, if it is still the
+    /// current one (`None` once a rebuild swapped in another).
+    pub(crate) fn write_set_on(&self, generation: u64) -> Option<WriteSet> {
+        let current = self.current();
+        (current.id() == generation).then(|| WriteSet::new(current, self.inner.name.clone()))
     }
 
     /// Commits a write set and its checkpoint to the current generation, if
     /// it is still the one the write set was staged on. Returns false (and
     /// writes nothing) when a rebuild swapped in another generation since.
-    pub(crate) async fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<bool, ProjectionError> {
+    pub(crate) async fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<bool, ProjectionError> {
         let _guard = self.inner.commit.lock().await;
         if self.current().id() != ws.generation.id() {
             return Ok(false);
         }
         ws.generation
-            .commit(ws.staged, checkpoint)
+            .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.inner.name, e))?;
-        self.inner.applied.send_replace(checkpoint);
+        self.inner.applied.send_replace(at.position);
         self.reap();
         Ok(true)
     }
@@ -580,39 +645,94 @@ impl Building {
     }
 
     /// Commits to the generation being built (no reader sees it).
-    pub(crate) fn commit(&self, ws: WriteSet, checkpoint: u64) -> Result<(), ProjectionError> {
+    pub(crate) fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
         ws.generation
-            .commit(ws.staged, checkpoint)
+            .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
     }
 
-    /// Makes this generation the one readers see and the live runner writes
-    /// to, and removes the old one. The caller holds the commit lock.
-    pub(crate) fn swap_in(mut self, checkpoint: u64) -> Result<(), ProjectionError> {
-        let generation = self.generation.take().expect("present until swapped");
-        let name = &self.model.inner.name;
-        let storage = |e| ProjectionError::storage(name, e);
-        let old = self.model.current();
-        if let Backend::Sled { db, meta } = &self.model.inner.backend {
-            // Everything of the new generation is on disk before the pointer
-            // names it, and the pointer is on disk before the old tree goes.
-            db.flush().map_err(storage)?;
-            let mut batch = sled::Batch::default();
-            batch.insert(META_CURRENT, &generation.id().to_be_bytes());
-            batch.remove(META_BUILDING);
-            meta.apply_batch(batch).map_err(storage)?;
-            db.flush().map_err(storage)?;
+    /// Makes these generations the ones readers see and the live runners
+    /// write to, all at `checkpoint`, and removes the old ones. The caller
+    /// holds every model's commit lock.
+    ///
+    /// On sled the pointers (`current` in each `projection.<name>.meta`)
+    /// are written in one transaction over the meta trees, after a flush of
+    /// the new generations and followed by another: after a crash either
+    /// every model is on its new generation or none is. (Models in
+    /// different sled databases cannot share a transaction; they are
+    /// swapped one database at a time, with a warning.) In memory, each
+    /// model's pointer moves under its own lock, one after the other.
+    pub(crate) fn swap_in_all(buildings: Vec<Building>, checkpoint: u64) -> Result<(), ProjectionError> {
+        let Some(first) = buildings.first() else {
+            return Ok(());
+        };
+        let name = first.model.inner.name.clone();
+        let storage = |e| ProjectionError::storage(&name, e);
+        // (meta tree, model name, new generation id) of the sled models.
+        let mut pointers = Vec::new();
+        for b in &buildings {
+            if let Backend::Sled { db, meta } = &b.model.inner.backend {
+                // Everything of the new generation is on disk before the
+                // pointer names it.
+                db.flush().map_err(storage)?;
+                pointers.push((meta, b.model.inner.name.as_str(), b.id()));
+            }
         }
-        *self.model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
-        self.model.inner.applied.send_replace(checkpoint);
-        self.model
-            .inner
-            .retired
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(old);
-        self.model.reap();
+        if !pointers.is_empty() {
+            match write_pointers(&pointers) {
+                Err(sled::transaction::TransactionError::Storage(sled::Error::Unsupported(reason)))
+                    if pointers.len() > 1 =>
+                {
+                    warn!(projection = %name, %reason, "read models in different databases: swapping their generations one at a time");
+                    for pointer in &pointers {
+                        write_pointers(std::slice::from_ref(pointer)).map_err(|e| storage(transaction_error(e)))?;
+                    }
+                }
+                result => result.map_err(|e| storage(transaction_error(e)))?,
+            }
+            // The pointers are on disk before the old trees go.
+            for b in &buildings {
+                if let Backend::Sled { db, .. } = &b.model.inner.backend {
+                    db.flush().map_err(storage)?;
+                }
+            }
+        }
+        for mut b in buildings {
+            let generation = b.generation.take().expect("present until swapped");
+            let model = &b.model;
+            let old = model.current();
+            *model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
+            model.inner.applied.send_replace(checkpoint);
+            model.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).push(old);
+            model.reap();
+        }
         Ok(())
+    }
+}
+
+/// Points every `(meta, name, id)` at generation `id`, in one transaction.
+fn write_pointers(pointers: &[(&sled::Tree, &str, u64)]) -> sled::transaction::TransactionResult<(), sled::Error> {
+    use sled::Transactional;
+
+    let metas: Vec<&sled::Tree> = pointers.iter().map(|(meta, _, _)| *meta).collect();
+    metas.as_slice().transaction(|trees| {
+        for (tree, (_, _name, id)) in trees.iter().zip(pointers) {
+            #[cfg(test)]
+            if failpoint::pointer_write_fails(_name) {
+                return Err(sled::transaction::ConflictableTransactionError::Abort(
+                    sled::Error::Unsupported("failpoint".into()),
+                ));
+            }
+            tree.insert(META_CURRENT, &id.to_be_bytes())?;
+            tree.remove(META_BUILDING)?;
+        }
+        Ok(())
+    })
+}
+
+fn transaction_error(e: sled::transaction::TransactionError<sled::Error>) -> sled::Error {
+    match e {
+        sled::transaction::TransactionError::Abort(e) | sled::transaction::TransactionError::Storage(e) => e,
     }
 }
 
@@ -711,6 +831,24 @@ impl WriteSet {
     }
 }
 
+/// Test-only fault injection.
+#[cfg(test)]
+pub(crate) mod failpoint {
+    use std::sync::Mutex;
+
+    /// Models whose pointer write fails.
+    static POINTER_WRITE_FAILS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Makes the write of model `name`'s generation pointer fail.
+    pub(crate) fn fail_pointer_write(name: &str) {
+        POINTER_WRITE_FAILS.lock().unwrap().push(name.to_string());
+    }
+
+    pub(crate) fn pointer_write_fails(name: &str) -> bool {
+        POINTER_WRITE_FAILS.lock().unwrap().iter().any(|n| n == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,7 +865,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let model = ModelStore::open_in_db(&db, "t").unwrap();
-        let mut ws = model.write_set();
+        let mut ws = model.write_set_on(model.generation()).unwrap();
         ws.put(b"k".to_vec(), b"v".to_vec());
         assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(
@@ -735,27 +873,44 @@ mod tests {
             None,
             "staged changes are invisible to readers"
         );
-        assert!(model.commit(ws, 7).await.unwrap());
+        let id = EventId::new();
+        assert!(
+            model
+                .commit(
+                    ws,
+                    Checkpoint {
+                        position: 7,
+                        event_id: id
+                    }
+                )
+                .await
+                .unwrap()
+        );
         assert_eq!(model.get(b"k").unwrap(), Some(b"v".to_vec()));
         drop(model);
         let model = ModelStore::open_in_db(&db, "t").unwrap();
         assert_eq!(model.checkpoint(), 7);
+        assert_eq!(model.stored_checkpoint().unwrap(), (7, Some(id)));
         assert_eq!(model.entries().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
     }
 
     #[tokio::test]
     async fn a_write_set_of_a_replaced_generation_is_refused() {
         let model = ModelStore::memory("t").unwrap();
-        let stale = model.write_set();
+        let stale = model.write_set_on(model.generation()).unwrap();
         let building = model.begin_generation().unwrap();
         let mut ws = building.write_set();
         ws.put(b"new".to_vec(), b"1".to_vec());
-        building.commit(ws, 3).unwrap();
+        let at = |position| Checkpoint {
+            position,
+            event_id: EventId::new(),
+        };
+        building.commit(ws, at(3)).unwrap();
         {
             let _lock = model.lock_commits().await;
-            building.swap_in(3).unwrap();
+            Building::swap_in_all(vec![building], 3).unwrap();
         }
-        assert!(!model.commit(stale, 9).await.unwrap());
+        assert!(!model.commit(stale, at(9)).await.unwrap());
         assert_eq!(model.checkpoint(), 3);
         assert_eq!(model.get(b"new").unwrap(), Some(b"1".to_vec()));
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use strata_aggregates::decode;
 use strata_aggregates::domain::order::{OrderEvent, OrderStatus};
 use strata_store::RecordedEvent;
+use tracing::warn;
 
 use crate::error::ProjectionError;
 use crate::model::{ModelStore, WriteSet};
@@ -95,8 +96,9 @@ fn count_key(status: OrderStatus) -> Vec<u8> {
 
 /// Projects `order-*` streams into the order summary.
 ///
-/// Strict: an order placed twice, or an event for an order that was never
-/// placed, is [`ProjectionError::Inconsistent`] and stops the runner, since
+/// An order is keyed by its stream (`order-{id}`), whatever id its
+/// `OrderPlaced` names. Strict: an order placed twice, or an event for an
+/// order that was never placed, is [`ProjectionError::Inconsistent`] and stops the runner, since
 /// the model would otherwise quietly disagree with the log.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrderSummaryProjection;
@@ -152,7 +154,9 @@ impl Projection for OrderSummaryProjection {
                 total_cents,
             } => {
                 if placed_id != order_id {
-                    return Err(inconsistent(event, format!("it names order {placed_id:?}")));
+                    // Written before the repository checked `command_id`:
+                    // the stream is the order, whatever the event calls it.
+                    warn!(stream = %event.stream_id, named = %placed_id, "an order placed under another id than its stream; keyed by the stream");
                 }
                 if existing.is_some() {
                     return Err(inconsistent(event, "the order was already placed"));

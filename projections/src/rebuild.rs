@@ -7,7 +7,7 @@ use strata_store::{EventStore, RecordedEvent};
 use tracing::{Instrument, info, info_span};
 
 use crate::error::ProjectionError;
-use crate::model::{Building, ModelStore};
+use crate::model::{Building, Checkpoint, ModelStore};
 use crate::projection::Projection;
 
 /// How a rebuild batches its work.
@@ -76,8 +76,11 @@ pub async fn rebuild(
 
 /// Rebuilds several read models in one pass over the log: each event is
 /// read once and applied to every projection's fresh generation; all are
-/// swapped in together once caught up. Otherwise as [`rebuild`]; if any
-/// projection fails, none is swapped in. Returns a report per model, in
+/// swapped in together once caught up: on sled, their generation pointers
+/// are written in one transaction, so a crash leaves every model on its
+/// new generation or every model on its old one (models in different sled
+/// databases are swapped one database at a time). Otherwise as
+/// [`rebuild`]; if any projection fails, none is swapped in. Returns a report per model, in
 /// the order given.
 pub async fn rebuild_all(
     store: &dyn EventStore,
@@ -142,24 +145,28 @@ pub async fn rebuild_all(
         progress(RebuildProgress { done, total });
     }
     let elapsed = started.elapsed();
-    let mut reports = Vec::with_capacity(building.len());
-    for (b, p) in building {
-        let generation = b.id();
-        b.swap_in(done)?;
+    let names: Vec<&str> = building.iter().map(|(_, p)| p.name()).collect();
+    let reports: Vec<RebuildReport> = building
+        .iter()
+        .map(|(b, _)| RebuildReport {
+            events: done,
+            generation: b.id(),
+            elapsed,
+        })
+        .collect();
+    // All pointers in one atomic write: no crash leaves some models on
+    // their new generation and others on their old one.
+    Building::swap_in_all(building.into_iter().map(|(b, _)| b).collect(), done)?;
+    drop(locks);
+    for (name, report) in names.iter().zip(&reports) {
         info!(
-            projection = p.name(),
-            generation,
+            projection = name,
+            generation = report.generation,
             events = done,
             ?elapsed,
             "rebuilt read model swapped in"
         );
-        reports.push(RebuildReport {
-            events: done,
-            generation,
-            elapsed,
-        });
     }
-    drop(locks);
     Ok(reports)
 }
 
@@ -187,7 +194,7 @@ async fn replay_batch(
             .map_err(|e| ProjectionError::store(name, e))?;
         events.retain(|e| e.position <= until);
         tracing::Span::current().record("events", events.len());
-        let Some(last) = events.last().map(|e| e.position) else {
+        let Some(last) = events.last().map(Checkpoint::of) else {
             return Ok(done);
         };
         for (b, projection) in building {
@@ -197,7 +204,7 @@ async fn replay_batch(
             }
             b.commit(ws, last)?;
         }
-        Ok(last)
+        Ok(last.position)
     }
     .instrument(span)
     .await
@@ -228,4 +235,81 @@ fn check_and_apply(
 
 async fn head(store: &dyn EventStore, name: &str) -> Result<u64, ProjectionError> {
     store.head_position().await.map_err(|e| ProjectionError::store(name, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StreamId};
+
+    use super::*;
+    use crate::model::WriteSet;
+
+    /// Counts events.
+    struct Count(&'static str);
+
+    impl Projection for Count {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn apply(&self, _: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+            let n: u64 = ws.get_value(b"n")?.unwrap_or(0);
+            ws.put_value(b"n".to_vec(), &(n + 1))
+        }
+    }
+
+    /// Models rebuilt together are swapped in together: when writing the
+    /// pointers fails for one, every model (on disk and in memory) stays on
+    /// its old generation.
+    #[tokio::test]
+    async fn a_failed_swap_leaves_every_model_on_its_old_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let events = (0..5).map(|_| NewEvent::new("Tick", "{}")).collect();
+        store
+            .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        let first = ModelStore::open_sled(&store, "swap_first").unwrap();
+        let second = ModelStore::open_sled(&store, "swap_second").unwrap();
+        let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+        crate::model::failpoint::fail_pointer_write("swap_second");
+        let result = {
+            let targets: [(&ModelStore, &dyn Projection); 2] =
+                [(&first, &Count("swap_first")), (&second, &Count("swap_second"))];
+            rebuild_all(&*shared, &targets, RebuildOptions::default(), |_| {}).await
+        };
+        assert!(result.is_err(), "the injected failure is reported");
+        assert_eq!((first.generation(), second.generation()), (1, 1), "in memory");
+        assert_eq!((first.checkpoint(), second.checkpoint()), (0, 0));
+        drop((first, second));
+        let first = ModelStore::open_sled(&store, "swap_first").unwrap();
+        let second = ModelStore::open_sled(&store, "swap_second").unwrap();
+        assert_eq!((first.generation(), second.generation()), (1, 1), "on disk");
+    }
+
+    /// Models in two sled databases cannot share a transaction: they are
+    /// still both swapped in.
+    #[tokio::test]
+    async fn models_in_different_databases_are_swapped_in_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("log")).unwrap();
+        let events = (0..3).map(|_| NewEvent::new("Tick", "{}")).collect();
+        store
+            .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        let other_db = sled::open(dir.path().join("models")).unwrap();
+        let first = ModelStore::open_sled(&store, "apart_first").unwrap();
+        let second = ModelStore::open_in_db(&other_db, "apart_second").unwrap();
+        let targets: [(&ModelStore, &dyn Projection); 2] =
+            [(&first, &Count("apart_first")), (&second, &Count("apart_second"))];
+        rebuild_all(&store, &targets, RebuildOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!((first.generation(), second.generation()), (2, 2));
+        assert_eq!((first.checkpoint(), second.checkpoint()), (3, 3));
+        assert_eq!(second.get_value::<u64>(b"n").unwrap(), Some(3));
+    }
 }

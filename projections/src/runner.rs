@@ -1,17 +1,18 @@
 //! The runner: catches a projection up from its checkpoint, then follows
 //! the log, one atomic commit per batch.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use strata_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::ProjectionError;
-use crate::model::{ModelStore, RunState};
+use crate::model::{Checkpoint, ModelStore, RunState};
 use crate::projection::Projection;
 
 /// How a runner batches its work.
@@ -34,7 +35,10 @@ impl Default for RunnerOptions {
 /// Started with [`ProjectionRunner::start`]; it runs until [`stop`](Self::stop)
 /// or until it fails (an `apply` error, a store error), which it reports
 /// through [`join`](Self::join) / [`stop`](Self::stop) and the model's
-/// [`RunState`]. Dropping the handle stops the runner too; nothing is lost,
+/// [`RunState`]. A panic in the task (in a projection's `apply`, in sled)
+/// also ends it: the model is released with [`RunState::Failed`] carrying
+/// the panic's message, so waiters learn at once and a new runner can
+/// start; `join`/`stop` re-raise the panic. Dropping the handle stops the runner too; nothing is lost,
 /// since every commit is atomic.
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
@@ -49,7 +53,9 @@ impl ProjectionRunner {
     ///
     /// Must be called inside a tokio runtime. Errors with
     /// [`ProjectionError::CheckpointAhead`] when the checkpoint is beyond the
-    /// log's head (see there), [`ProjectionError::AlreadyRunning`] when a
+    /// log's head, [`ProjectionError::CheckpointMismatch`] when the log holds
+    /// another event at the checkpoint than the one the model applied (see
+    /// there; a rebuild fixes both), [`ProjectionError::AlreadyRunning`] when a
     /// runner owns the model, [`ProjectionError::NameMismatch`] when the
     /// model was opened for another projection.
     pub async fn start(
@@ -68,30 +74,41 @@ impl ProjectionRunner {
         if !model.claim() {
             return Err(ProjectionError::AlreadyRunning { projection: name });
         }
-        let head = match store.head_position().await {
-            Ok(h) => h,
+        let (checkpoint, head) = match check_checkpoint(&*store, &model, &name).await {
+            Ok(point) => point,
             Err(e) => {
                 model.release(RunState::Stopped);
-                return Err(ProjectionError::store(&name, e));
+                return Err(e);
             }
         };
-        let checkpoint = model.checkpoint();
-        if checkpoint > head {
-            model.release(RunState::Stopped);
-            return Err(ProjectionError::CheckpointAhead {
-                projection: name,
-                checkpoint,
-                head,
-            });
-        }
         info!(projection = %name, checkpoint, head, lag = head - checkpoint, "starting projection");
         let (stop, stop_rx) = watch::channel(false);
         let task = {
             let store = store.clone();
             let model = model.clone();
             tokio::spawn(async move {
-                let result = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx).await;
-                let ended = match &result {
+                // Releases the claim however the task ends: returning,
+                // panicking (in a projection's apply, in sled), or dropped
+                // with its runtime.
+                let mut claim = Claim {
+                    model: model.clone(),
+                    ended: None,
+                };
+                let following = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx);
+                let result = match AssertUnwindSafe(following).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        error!(projection = %model.name(), panic = %message, "projection runner panicked");
+                        claim.ended = Some(RunState::Failed {
+                            position: None,
+                            error: format!("projection {} panicked: {message}", model.name()),
+                        });
+                        drop(claim);
+                        std::panic::resume_unwind(panic);
+                    }
+                };
+                claim.ended = Some(match &result {
                     Ok(()) => RunState::Stopped,
                     Err(e) => {
                         warn!(projection = %model.name(), error = %e, "projection stopped on an error");
@@ -103,8 +120,7 @@ impl ProjectionRunner {
                             error: e.to_string(),
                         }
                     }
-                };
-                model.release(ended);
+                });
                 result
             })
         };
@@ -192,6 +208,89 @@ impl Drop for ProjectionRunner {
     }
 }
 
+/// Checks that the model's checkpoint names an event of this log: not
+/// beyond its head, and (when the model recorded it) the same event the
+/// model applied there. Returns the checkpoint and the head.
+async fn check_checkpoint(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    name: &str,
+) -> Result<(u64, u64), ProjectionError> {
+    let head = store
+        .head_position()
+        .await
+        .map_err(|e| ProjectionError::store(name, e))?;
+    let (checkpoint, applied) = model.stored_checkpoint()?;
+    if checkpoint > head {
+        return Err(ProjectionError::CheckpointAhead {
+            projection: name.to_string(),
+            checkpoint,
+            head,
+        });
+    }
+    if checkpoint == 0 {
+        return Ok((checkpoint, head));
+    }
+    let Some(expected) = applied else {
+        debug!(
+            projection = name,
+            checkpoint, "no event id recorded with the checkpoint (an older model); not compared"
+        );
+        return Ok((checkpoint, head));
+    };
+    let found = store
+        .read_all(checkpoint, 1)
+        .await
+        .map_err(|e| ProjectionError::store(name, e))?
+        .into_iter()
+        .find(|e| e.position == checkpoint)
+        .map(|e| e.id);
+    if found != Some(expected) {
+        return Err(ProjectionError::CheckpointMismatch {
+            projection: name.to_string(),
+            checkpoint,
+            expected,
+            found,
+        });
+    }
+    Ok((checkpoint, head))
+}
+
+/// A runner task's claim on its model: released on drop with how the task
+/// ended (`Stopped` if it was dropped before it could say, e.g. with its
+/// runtime), so the model never stays claimed by a task that is gone.
+struct Claim {
+    model: ModelStore,
+    ended: Option<RunState>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let ended = self.ended.take().unwrap_or_else(|| {
+            if std::thread::panicking() {
+                RunState::Failed {
+                    position: None,
+                    error: format!("projection {} panicked", self.model.name()),
+                }
+            } else {
+                RunState::Stopped
+            }
+        });
+        self.model.release(ended);
+    }
+}
+
+/// The text of a panic's payload, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 /// What committing a batch did.
 enum Committed {
     /// Applied and committed up to this position.
@@ -210,8 +309,9 @@ async fn follow(
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     'subscribe: loop {
-        let checkpoint = model.checkpoint();
-        let generation = model.generation();
+        // The subscription belongs to this generation: its events are
+        // applied to it and to no other (see `apply_batch`).
+        let (generation, checkpoint) = model.follow_point().await;
         debug!(projection = name, checkpoint, generation, "subscribing");
         let mut events = store.subscribe_all(checkpoint).ready_chunks(batch_size);
         let mut next = checkpoint + 1;
@@ -248,7 +348,7 @@ async fn follow(
                     events = batch.len(),
                     lag = tracing::field::Empty
                 );
-                match apply_batch(store, model, projection, next, &batch)
+                match apply_batch(store, model, projection, generation, next, &batch)
                     .instrument(span)
                     .await?
                 {
@@ -269,18 +369,28 @@ async fn follow(
     }
 }
 
-/// Applies `batch` (starting at position `next`) to one write set and
-/// commits it with the checkpoint. When an event fails, commits the events
-/// before it and returns the failure.
+/// Applies `batch` (starting at position `next`) to one write set on
+/// `generation`, the generation the subscription started from, and commits
+/// it with the checkpoint. When an event fails, commits the events before it
+/// and returns the failure.
+///
+/// If a rebuild swapped in another generation since the subscription
+/// started, nothing is applied or committed: the new generation already
+/// holds what its rebuild replayed, possibly this very batch, so the
+/// runner resubscribes from its checkpoint instead
+/// ([`Committed::GenerationChanged`]).
 async fn apply_batch(
     store: &dyn EventStore,
     model: &ModelStore,
     projection: &dyn Projection,
+    generation: u64,
     next: u64,
     batch: &[RecordedEvent],
 ) -> Result<Committed, ProjectionError> {
     let name = projection.name();
-    let mut ws = model.write_set();
+    let Some(mut ws) = model.write_set_on(generation) else {
+        return Ok(Committed::GenerationChanged);
+    };
     for (i, event) in batch.iter().enumerate() {
         let expected = next + i as u64;
         let failure = if event.position != expected {
@@ -302,10 +412,15 @@ async fn apply_batch(
             }
         };
         // The write set holds part of the failed event's changes: stage the
-        // events before it again, without it, and commit those.
+        // events before it again, without it, and commit those, still only
+        // to the subscription's generation. If a rebuild swapped in another
+        // meanwhile, the failure was met on a model no longer served: follow
+        // the new one instead.
         drop(ws);
         if i > 0 {
-            let mut clean = model.write_set();
+            let Some(mut clean) = model.write_set_on(generation) else {
+                return Ok(Committed::GenerationChanged);
+            };
             for event in &batch[..i] {
                 projection
                     .apply(event, &mut clean)
@@ -317,14 +432,19 @@ async fn apply_batch(
                         source: Box::new(source),
                     })?;
             }
-            model.commit(clean, batch[i - 1].position).await?;
+            if !model.commit(clean, Checkpoint::of(&batch[i - 1])).await? {
+                return Ok(Committed::GenerationChanged);
+            }
+        } else if model.generation() != generation {
+            return Ok(Committed::GenerationChanged);
         }
         return Err(failure);
     }
-    let last = batch.last().expect("a batch is not empty").position;
-    if !model.commit(ws, last).await? {
+    let last = batch.last().expect("a batch is not empty");
+    if !model.commit(ws, Checkpoint::of(last)).await? {
         return Ok(Committed::GenerationChanged);
     }
+    let last = last.position;
     if let Ok(head) = store.head_position().await {
         tracing::Span::current().record("lag", head.saturating_sub(last));
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use strata_aggregates::decode;
 use strata_aggregates::domain::stock::StockEvent;
 use strata_store::RecordedEvent;
+use tracing::warn;
 
 use crate::error::ProjectionError;
 use crate::model::{ModelStore, WriteSet};
@@ -41,10 +42,22 @@ pub struct StockLevel {
 }
 
 impl StockLevel {
-    /// Units that can still be promised: on hand minus reserved (negative
-    /// if a count found fewer units than are reserved).
+    /// Units that can still be promised: on hand minus reserved, saturated
+    /// into an `i64`. Exact for every item the stock aggregate keeps today
+    /// (on hand ≤ `MAX_ON_HAND`); see [`available_exact`](Self::available_exact)
+    /// for histories written before that limit.
     pub fn available(&self) -> i64 {
-        self.on_hand as i64 - self.reserved as i64
+        i64::try_from(self.available_exact()).unwrap_or(if self.on_hand >= self.reserved {
+            i64::MAX
+        } else {
+            i64::MIN
+        })
+    }
+
+    /// Units that can still be promised, exactly: on hand minus reserved
+    /// (negative only if the log says fewer units are on hand than reserved).
+    pub fn available_exact(&self) -> i128 {
+        i128::from(self.on_hand) - i128::from(self.reserved)
     }
 }
 
@@ -80,7 +93,10 @@ fn inconsistent(event: &RecordedEvent, reason: impl Into<String>) -> ProjectionE
 ///
 /// `StockReserved` adds to reserved, `StockReleased` removes from it,
 /// `StockCommitted` removes from both on hand and reserved, `StockAdjusted`
-/// sets on hand to the count. Strict: an event for a SKU never registered,
+/// sets on hand to the count. Like the aggregate's fold, additions saturate
+/// at `u64::MAX` (only a history written before the aggregate's limits gets
+/// near it). A SKU is keyed by its stream (`stock-{sku}`), whatever SKU its
+/// registration event names. Strict otherwise: an event for a SKU never registered,
 /// a SKU registered twice, or a release or commit of more than is there is
 /// [`ProjectionError::Inconsistent`] and stops the runner.
 #[derive(Clone, Copy, Debug, Default)]
@@ -105,7 +121,9 @@ impl Projection for StockLevelsProjection {
         let mut level = match (&decoded, existing) {
             (StockEvent::StockItemRegistered { sku: named, name }, None) => {
                 if named != sku {
-                    return Err(inconsistent(event, format!("it names SKU {named:?}")));
+                    // Written before the repository checked `command_id`:
+                    // the stream is the item, whatever the event calls it.
+                    warn!(stream = %event.stream_id, named = %named, "a registration names another SKU than its stream; keyed by the stream");
                 }
                 StockLevel {
                     sku: sku.to_string(),
@@ -130,18 +148,10 @@ impl Projection for StockLevelsProjection {
         };
         match decoded {
             StockEvent::StockItemRegistered { .. } => {}
-            StockEvent::StockReceived { quantity } => {
-                level.on_hand = level
-                    .on_hand
-                    .checked_add(quantity)
-                    .ok_or_else(|| inconsistent(event, "on hand overflows"))?;
-            }
-            StockEvent::StockReserved { quantity, .. } => {
-                level.reserved = level
-                    .reserved
-                    .checked_add(quantity)
-                    .ok_or_else(|| inconsistent(event, "reserved overflows"))?;
-            }
+            // Saturating, as the stock aggregate's own fold: a history
+            // written before its limits may reach u64::MAX.
+            StockEvent::StockReceived { quantity } => level.on_hand = level.on_hand.saturating_add(quantity),
+            StockEvent::StockReserved { quantity, .. } => level.reserved = level.reserved.saturating_add(quantity),
             StockEvent::StockReleased { quantity, .. } => {
                 level.reserved = level
                     .reserved
@@ -159,9 +169,6 @@ impl Projection for StockLevelsProjection {
                     .ok_or_else(|| short("ships", quantity, level.on_hand))?;
             }
             StockEvent::StockAdjusted { counted, .. } => level.on_hand = counted,
-        }
-        if level.on_hand > i64::MAX as u64 || level.reserved > i64::MAX as u64 {
-            return Err(inconsistent(event, "quantities beyond i64::MAX"));
         }
         level.version = event.version;
         level.updated_at = event.recorded_at;
@@ -207,9 +214,10 @@ impl StockLevels {
         let mut levels = Vec::new();
         for (key, _) in self.model.range(&from, Some(&to))? {
             let sku = String::from_utf8_lossy(&key[9..]).into_owned();
-            // A rebuild swapped in between the two reads may have moved it.
+            // A rebuild swapped in between the two reads may have moved it;
+            // the index holds `available()` saturated, so compare exactly.
             if let Some(level) = self.get(&sku)?
-                && level.available() <= threshold
+                && level.available_exact() <= i128::from(threshold)
             {
                 levels.push(level);
             }

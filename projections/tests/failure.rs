@@ -192,3 +192,136 @@ async fn wait_for_returns_once_applied_and_times_out_otherwise() {
         Err(ProjectionError::NotRunning { failure: None, .. })
     ));
 }
+
+/// Panics on `Boom` events while armed.
+struct Boom {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl strata_projections::Projection for Boom {
+    fn name(&self) -> &str {
+        "boom"
+    }
+
+    fn apply(
+        &self,
+        event: &strata_store::RecordedEvent,
+        model: &mut strata_projections::WriteSet,
+    ) -> Result<(), ProjectionError> {
+        if event.event_type == "Boom" && self.armed.load(Ordering::SeqCst) {
+            panic!("boom at position {}", event.position);
+        }
+        model.put_value(b"last".to_vec(), &event.position)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_apply_releases_the_model() {
+    let store = MemoryStore::new();
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let model = ModelStore::memory("boom").unwrap();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let projection = Arc::new(Boom { armed: armed.clone() });
+    let runner = ProjectionRunner::start(
+        shared.clone(),
+        model.clone(),
+        projection.clone(),
+        RunnerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ticks = append(&store, "a", "Tick", 3).await;
+    runner.wait_for(ticks, Duration::from_secs(30)).await.unwrap();
+    let boom = append(&store, "a", "Boom", 1).await;
+
+    // The waiter learns at once that nobody will apply the position, and why.
+    match model.wait_for(boom, Duration::from_secs(30)).await {
+        Err(ProjectionError::NotRunning {
+            applied,
+            failure: Some(failure),
+            ..
+        }) => {
+            assert_eq!(applied, ticks);
+            assert!(
+                failure.contains("panicked") && failure.contains("boom at position 4"),
+                "{failure}"
+            );
+        }
+        other => panic!("expected NotRunning with the failure, got {other:?}"),
+    }
+    assert!(
+        matches!(model.run_state(), RunState::Failed { .. }),
+        "{:?}",
+        model.run_state()
+    );
+    drop(runner); // its join() would re-raise the panic
+
+    // The claim was released: a new runner starts and resumes at the event.
+    armed.store(false, Ordering::SeqCst);
+    let runner = ProjectionRunner::start(shared, model.clone(), projection, RunnerOptions::default())
+        .await
+        .unwrap();
+    runner.wait_for(boom, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(model.get_value::<u64>(b"last").unwrap(), Some(boom));
+    runner.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_event_was_replaced_is_refused_until_a_rebuild() {
+    // A read model that saw 10 events, then a log that lost them and has
+    // since taken 12 others (as a non-durable store after a crash, then new
+    // appends): the head is past the checkpoint, but position 10 holds
+    // another event.
+    let model = ModelStore::memory("tally").unwrap();
+    let projection = Arc::new(Tally::new("tally"));
+    let long = MemoryStore::new();
+    let ten = append(&long, "a", "Tick", 10).await;
+    let runner = ProjectionRunner::start(
+        Arc::new(long.clone()),
+        model.clone(),
+        projection.clone(),
+        RunnerOptions::default(),
+    )
+    .await
+    .unwrap();
+    runner.wait_for(ten, Duration::from_secs(30)).await.unwrap();
+    runner.stop().await.unwrap();
+    let applied = long.read_all(ten, 1).await.unwrap()[0].id;
+
+    let other = MemoryStore::new();
+    append(&other, "b", "Tick", 12).await;
+    let now_there = other.read_all(ten, 1).await.unwrap()[0].id;
+    let shared: Arc<dyn EventStore> = Arc::new(other.clone());
+    let refused = ProjectionRunner::start(
+        shared.clone(),
+        model.clone(),
+        projection.clone(),
+        RunnerOptions::default(),
+    )
+    .await;
+    match refused {
+        Err(ProjectionError::CheckpointMismatch {
+            checkpoint,
+            expected,
+            found,
+            ..
+        }) => assert_eq!((checkpoint, expected, found), (ten, applied, Some(now_there))),
+        other => panic!("expected CheckpointMismatch, got {other:?}"),
+    }
+    assert_ne!(
+        model.run_state(),
+        RunState::Running,
+        "the refused runner let go of the model"
+    );
+
+    rebuild(&*shared, &model, &*projection, RebuildOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let runner = ProjectionRunner::start(shared, model.clone(), projection, RunnerOptions::default())
+        .await
+        .unwrap();
+    let next = append(&other, "b", "Tick", 2).await;
+    runner.wait_for(next, Duration::from_secs(30)).await.unwrap();
+    runner.stop().await.unwrap();
+    assert_exactly_once(&read_tally(&model), next);
+}

@@ -133,11 +133,14 @@ impl fmt::Display for OrderStatus {
 /// What can be asked of an order.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum OrderCommand {
-    /// Place a new order (the order's stream must have no events). Send it
-    /// through [`OrderService`](crate::domain::service::OrderService) to
-    /// reserve the stock in the same atomic append.
+    /// Place a new order (the order's stream must have no events). Runs
+    /// only through [`OrderService`](crate::domain::service::OrderService),
+    /// which reserves the stock in the same atomic append (as `Ship` and
+    /// `Cancel` commit and release it); `Repository::execute` refuses it
+    /// with [`OrderError::ServiceOnly`].
     Place {
-        /// The order's id; must be the id the command is executed on.
+        /// The order's id; must be the id the command is executed on (see
+        /// `Aggregate::command_id`).
         order_id: String,
         /// Who places it (not empty).
         customer: String,
@@ -315,6 +318,17 @@ pub enum OrderError {
         /// The SKU.
         sku: String,
     },
+    /// `Place`, `Ship` or `Cancel` sent to the order on its own (through
+    /// `Repository::execute`): they reserve, commit or release stock, so
+    /// only the order service runs them, in one atomic append with the
+    /// stock items' events.
+    ///
+    /// Handling: bad input (HTTP 422); send it through `OrderService`.
+    #[error("cannot {command} an order directly: it moves stock, send it through the order service")]
+    ServiceOnly {
+        /// The refused command.
+        command: OrderCommandKind,
+    },
     /// The total does not fit in 64 bits of cents.
     ///
     /// Handling: bad input (HTTP 422).
@@ -487,6 +501,26 @@ impl Aggregate for Order {
             OrderCommand::Cancel { reason } => OrderEvent::OrderCancelled { reason: reason.clone() },
         };
         Ok(vec![event])
+    }
+
+    fn command_id(command: &OrderCommand) -> Option<&str> {
+        match command {
+            OrderCommand::Place { order_id, .. } => Some(order_id),
+            _ => None,
+        }
+    }
+
+    /// Place, ship and cancel move stock: they run only in the order
+    /// service, with the stock items' events in the same atomic append.
+    fn check_direct(command: &OrderCommand) -> Result<(), OrderError> {
+        match command {
+            OrderCommand::Place { .. } | OrderCommand::Ship { .. } | OrderCommand::Cancel { .. } => {
+                Err(OrderError::ServiceOnly {
+                    command: command.kind(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn apply(&mut self, event: &OrderEvent) {

@@ -21,7 +21,7 @@ use crate::codec::CodecError;
 use crate::domain::order::{Order, OrderCommand, OrderError, OrderEvent, OrderLine};
 use crate::domain::stock::{StockCommand, StockError, StockEvent, StockItem};
 use crate::error::{Conflict, RepositoryError};
-use crate::repository::{Loaded, Repository};
+use crate::repository::{Loaded, Progress, Repository};
 use crate::retry::RetryPolicy;
 
 /// Why an order service command did not land. Nothing was appended.
@@ -109,7 +109,8 @@ pub enum OrderServiceError {
 
     /// The store failed or refused the input (never a version conflict).
     ///
-    /// Handling: see [`StoreError`] (400/413 for input, 503 unavailable, 500).
+    /// Handling: [`StoreError::http_status`] (400 for invalid input, 413
+    /// over a limit, 503 unavailable, 500).
     #[error(transparent)]
     Store(StoreError),
 }
@@ -124,9 +125,8 @@ impl OrderServiceError {
             OrderServiceError::UnknownSku { .. } => 422,
             OrderServiceError::StockRejected { source, .. } => source.http_status(),
             OrderServiceError::StockContention { .. } => 503,
-            OrderServiceError::Store(e) if e.is_invalid_input() => 400,
-            OrderServiceError::Store(StoreError::Unavailable { .. }) => 503,
-            _ => 500,
+            OrderServiceError::Store(e) => e.http_status(),
+            OrderServiceError::Decode { .. } | OrderServiceError::Encode { .. } => 500,
         }
     }
 }
@@ -161,6 +161,10 @@ fn from_load_error<A: Aggregate>(e: RepositoryError<A>) -> OrderServiceError {
             actual: c.current,
         }),
         RepositoryError::Rejected(e) => OrderServiceError::Store(StoreError::Corrupt {
+            location: "order service".into(),
+            detail: format!("unexpected refusal while loading: {e}"),
+        }),
+        e @ RepositoryError::IdMismatch { .. } => OrderServiceError::Store(StoreError::Corrupt {
             location: "order service".into(),
             detail: format!("unexpected refusal while loading: {e}"),
         }),
@@ -263,12 +267,17 @@ impl OrderService {
         OrderService { orders, stock }
     }
 
-    /// The orders' repository (for loads and reads).
+    /// The orders' repository: loads, reads, and the commands without stock
+    /// effects (pay, deliver). Place, ship and cancel are refused there
+    /// (`OrderError::ServiceOnly`): send them through this service.
     pub fn orders(&self) -> &Repository<Order> {
         &self.orders
     }
 
-    /// The stock items' repository (register, receive, adjust, loads).
+    /// The stock items' repository: register, receive, adjust, loads.
+    /// Reserve, release and commit are refused there
+    /// (`StockError::ServiceOnly`): they happen when this service places,
+    /// cancels or ships an order.
     pub fn stock(&self) -> &Repository<StockItem> {
         &self.stock
     }
@@ -346,11 +355,11 @@ impl OrderService {
         expected: Option<u64>,
         metadata: &Metadata,
     ) -> Result<OrderWrite, OrderServiceError> {
-        if let OrderCommand::Place { order_id: named, .. } = command
+        if let Some(named) = Order::command_id(command)
             && named != order_id
         {
             return Err(OrderServiceError::Rejected(OrderError::InvalidOrderId {
-                order_id: named.clone(),
+                order_id: named.to_string(),
                 reason: "differs from the order the command is sent to",
             }));
         }
@@ -363,18 +372,36 @@ impl OrderService {
             version = field::Empty,
             retries = field::Empty,
             position = field::Empty,
+            outcome = field::Empty,
         );
         if let Some(v) = expected {
             span.record("expected", v);
         }
+        let mut progress = Progress::default();
         let result = self
-            .execute_in(order_id, &stream, command, expected, metadata)
+            .execute_in(order_id, &stream, command, expected, metadata, &mut progress)
             .instrument(span.clone())
             .await;
-        if let Ok(done) = &result {
-            span.record("version", done.version);
-            span.record("retries", done.retries);
-            span.record("position", done.position());
+        // Whatever the outcome, what is known: the order stream's version
+        // (after the append, or as the last decision read it) and the retries.
+        let (outcome, version) = match &result {
+            Ok(done) => {
+                span.record("position", done.position());
+                ("appended", Some(done.version))
+            }
+            Err(OrderServiceError::Conflict(c)) => ("conflict", Some(c.current)),
+            Err(
+                OrderServiceError::Rejected(_)
+                | OrderServiceError::StockRejected { .. }
+                | OrderServiceError::UnknownSku { .. },
+            ) => ("rejected", progress.version),
+            Err(OrderServiceError::StockContention { .. }) => ("stock_contention", progress.version),
+            Err(_) => ("error", progress.version),
+        };
+        span.record("outcome", outcome);
+        span.record("retries", progress.attempts.saturating_sub(1));
+        if let Some(v) = version {
+            span.record("version", v);
         }
         result
     }
@@ -386,12 +413,14 @@ impl OrderService {
         command: &OrderCommand,
         expected: Option<u64>,
         metadata: &Metadata,
+        progress: &mut Progress,
     ) -> Result<OrderWrite, OrderServiceError> {
         let mut attempt = 0u32;
         let mut order: Option<Loaded<Order>> = None;
         let mut items: HashMap<String, Loaded<StockItem>> = HashMap::new();
         loop {
             attempt += 1;
+            progress.attempts = attempt;
             let current = match order.take() {
                 Some(mut loaded) => {
                     self.orders.catch_up(stream, &mut loaded).await?;
@@ -399,6 +428,7 @@ impl OrderService {
                 }
                 None => self.orders.load_stream(stream).await?,
             };
+            progress.version = Some(current.version);
             if let Some(v) = expected
                 && current.version != v
             {

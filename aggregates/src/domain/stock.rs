@@ -1,5 +1,6 @@
 //! Stock items, one stream per SKU (`stock-{sku}`): on hand ≥ 0, reserved ≤
-//! on hand, one reservation per order id.
+//! on hand ≤ [`MAX_ON_HAND`], at most [`MAX_QUANTITY`] units per receive or
+//! reserve, one reservation per order id.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Snapshottable};
 use crate::codec::DomainEvent;
+
+/// The most units one command may receive or reserve (one billion). A
+/// business limit: a larger figure is almost certainly a typing error, and
+/// with [`MAX_ON_HAND`] it keeps every stock figure far from overflow.
+pub const MAX_QUANTITY: u64 = 1_000_000_000;
+
+/// The most units a stock item may hold on hand (10^15), by receiving or by
+/// a count. Reserved ≤ on hand, so every figure of a stock item fits an
+/// `i64` (read models, SQL `BIGINT`) and is exact as a JSON number even in
+/// JavaScript (below 2^53).
+pub const MAX_ON_HAND: u64 = 1_000_000_000_000_000;
 
 /// The events of a stock item stream. Variants are only ever added at the
 /// end (bincode identifies them by index).
@@ -74,7 +86,8 @@ impl DomainEvent for StockEvent {
 pub enum StockCommand {
     /// Register the SKU (its stream must have no events).
     Register {
-        /// The SKU; must be the id the command is executed on.
+        /// The SKU; must be the id the command is executed on (the repository
+        /// refuses another with `RepositoryError::IdMismatch`).
         sku: String,
         /// A display name (not empty).
         name: String,
@@ -215,11 +228,46 @@ pub enum StockError {
         /// The refused command.
         command: StockCommandKind,
     },
-    /// A quantity that would overflow the counters.
+    /// A quantity that would overflow the counters. Since the limits
+    /// ([`MAX_QUANTITY`], [`MAX_ON_HAND`]) only an item whose history was
+    /// written before them can get here.
     ///
     /// Handling: bad input (HTTP 422).
     #[error("the quantity overflows the stock counters")]
     Overflow,
+    /// `Reserve`, `Release` or `Commit` sent to the stock item on its own
+    /// (through `Repository::execute`). They belong to an order's life: only
+    /// the order service runs them, in the same atomic append as the order's
+    /// event, so that no reservation is stranded, doubled or lost.
+    ///
+    /// Handling: bad input (HTTP 422); place, cancel or ship the order.
+    #[error("cannot {command} stock directly: place, cancel or ship the order through the order service")]
+    ServiceOnly {
+        /// The refused command.
+        command: StockCommandKind,
+    },
+    /// A receive or reserve of more than [`MAX_QUANTITY`] units at once.
+    ///
+    /// Handling: bad input (HTTP 422); split it, or check the figure.
+    #[error("cannot {command} {quantity} units at once: at most {max}")]
+    QuantityTooLarge {
+        /// The refused command.
+        command: StockCommandKind,
+        /// The units asked for.
+        quantity: u64,
+        /// The limit, [`MAX_QUANTITY`].
+        max: u64,
+    },
+    /// A receive or count that would take on hand above [`MAX_ON_HAND`].
+    ///
+    /// Handling: bad input (HTTP 422).
+    #[error("on hand would be {on_hand} units, above the limit of {max}")]
+    OnHandLimit {
+        /// The on-hand figure the command would reach.
+        on_hand: u64,
+        /// The limit, [`MAX_ON_HAND`].
+        max: u64,
+    },
     /// More units requested than are available (on hand minus reserved).
     ///
     /// Handling: a state conflict (HTTP 409); order less or wait for stock.
@@ -280,9 +328,9 @@ impl StockError {
 
 /// A stock item: the fold of its stream `stock-{sku}`.
 ///
-/// Invariants kept by `handle`: reserved ≤ on hand (so available =
-/// on hand − reserved ≥ 0), and reserved is the sum of the reservations, at
-/// most one per order id.
+/// Invariants kept by `handle`: reserved ≤ on hand ≤ [`MAX_ON_HAND`] (so
+/// available = on hand − reserved ≥ 0 and every figure fits an `i64`), and
+/// reserved is the sum of the reservations, at most one per order id.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct StockItem {
     sku: String,
@@ -351,6 +399,29 @@ impl StockItem {
     }
 }
 
+/// Refuses a quantity above [`MAX_QUANTITY`].
+fn check_quantity(command: StockCommandKind, quantity: u64) -> Result<(), StockError> {
+    if quantity > MAX_QUANTITY {
+        return Err(StockError::QuantityTooLarge {
+            command,
+            quantity,
+            max: MAX_QUANTITY,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an on-hand figure above [`MAX_ON_HAND`].
+fn check_on_hand(on_hand: u64) -> Result<(), StockError> {
+    if on_hand > MAX_ON_HAND {
+        return Err(StockError::OnHandLimit {
+            on_hand,
+            max: MAX_ON_HAND,
+        });
+    }
+    Ok(())
+}
+
 impl Aggregate for StockItem {
     const KIND: &'static str = "stock";
     type Command = StockCommand;
@@ -386,7 +457,9 @@ impl Aggregate for StockItem {
                         command: StockCommandKind::Receive,
                     });
                 }
-                self.on_hand.checked_add(*quantity).ok_or(StockError::Overflow)?;
+                check_quantity(StockCommandKind::Receive, *quantity)?;
+                let on_hand = self.on_hand.checked_add(*quantity).ok_or(StockError::Overflow)?;
+                check_on_hand(on_hand)?;
                 StockEvent::StockReceived { quantity: *quantity }
             }
             StockCommand::Reserve { order_id, quantity } => {
@@ -399,6 +472,7 @@ impl Aggregate for StockItem {
                         command: StockCommandKind::Reserve,
                     });
                 }
+                check_quantity(StockCommandKind::Reserve, *quantity)?;
                 match self.reservation(order_id) {
                     Some(held) if held == *quantity => return Ok(Vec::new()),
                     Some(held) => {
@@ -429,6 +503,7 @@ impl Aggregate for StockItem {
                 quantity: self.reservation_of(order_id)?,
             },
             StockCommand::Adjust { counted } => {
+                check_on_hand(*counted)?;
                 if *counted < self.reserved {
                     return Err(StockError::BelowReserved {
                         counted: *counted,
@@ -444,6 +519,26 @@ impl Aggregate for StockItem {
             }
         };
         Ok(vec![event])
+    }
+
+    fn command_id(command: &StockCommand) -> Option<&str> {
+        match command {
+            StockCommand::Register { sku, .. } => Some(sku),
+            _ => None,
+        }
+    }
+
+    /// Reserve, release and commit run only in the order service, with
+    /// the order's event in the same atomic append.
+    fn check_direct(command: &StockCommand) -> Result<(), StockError> {
+        match command {
+            StockCommand::Reserve { .. } | StockCommand::Release { .. } | StockCommand::Commit { .. } => {
+                Err(StockError::ServiceOnly {
+                    command: command.kind(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn apply(&mut self, event: &StockEvent) {
@@ -580,6 +675,62 @@ mod tests {
         given::<StockItem>([registered(), received(u64::MAX)])
             .when(StockCommand::Receive { quantity: 1 })
             .then_error(StockError::Overflow);
+    }
+
+    #[test]
+    fn quantities_are_capped_at_the_business_limits() {
+        let too_many = MAX_QUANTITY + 1;
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: MAX_QUANTITY })
+            .then_expect([received(MAX_QUANTITY)]);
+        given::<StockItem>([registered()])
+            .when(StockCommand::Receive { quantity: too_many })
+            .then_error(StockError::QuantityTooLarge {
+                command: StockCommandKind::Receive,
+                quantity: too_many,
+                max: MAX_QUANTITY,
+            });
+        given::<StockItem>([registered(), received(MAX_QUANTITY)])
+            .when(reserve("o-1", too_many))
+            .then_error(StockError::QuantityTooLarge {
+                command: StockCommandKind::Reserve,
+                quantity: too_many,
+                max: MAX_QUANTITY,
+            });
+        // On hand never passes MAX_ON_HAND, by receiving or by counting.
+        given::<StockItem>([
+            registered(),
+            StockEvent::StockAdjusted {
+                counted: MAX_ON_HAND,
+                delta: MAX_ON_HAND as i64,
+            },
+        ])
+        .when(StockCommand::Receive { quantity: 1 })
+        .then_error(StockError::OnHandLimit {
+            on_hand: MAX_ON_HAND + 1,
+            max: MAX_ON_HAND,
+        });
+        given::<StockItem>([registered()])
+            .when(StockCommand::Adjust {
+                counted: MAX_ON_HAND + 1,
+            })
+            .then_error(StockError::OnHandLimit {
+                on_hand: MAX_ON_HAND + 1,
+                max: MAX_ON_HAND,
+            });
+        given::<StockItem>([registered()])
+            .when(StockCommand::Adjust { counted: MAX_ON_HAND })
+            .then_expect([StockEvent::StockAdjusted {
+                counted: MAX_ON_HAND,
+                delta: MAX_ON_HAND as i64,
+            }]);
+        let refusal = StockError::QuantityTooLarge {
+            command: StockCommandKind::Receive,
+            quantity: too_many,
+            max: MAX_QUANTITY,
+        };
+        assert_eq!(refusal.http_status(), 422);
+        assert!(MAX_ON_HAND <= i64::MAX as u64, "every figure fits an i64 read model");
     }
 
     #[test]

@@ -75,6 +75,8 @@ impl DomainEvent for CounterEvent {
 pub enum CounterCommand {
     Add(u64),
     Reset,
+    /// Decides no events.
+    Nothing,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ fn handle_counter(total: u64, command: &CounterCommand) -> Result<Vec<CounterEve
         }]),
         CounterCommand::Reset if total == 0 => Err(CounterError::NothingToReset),
         CounterCommand::Reset => Ok(vec![CounterEvent::Reset]),
+        CounterCommand::Nothing => Ok(Vec::new()),
     }
 }
 
