@@ -22,6 +22,10 @@ enum Command {
     Read(cli::log::ReadArgs),
     /// Measure append throughput against the disk's ceiling and the naive append, side by side.
     Bench(cli::bench::BenchArgs),
+    /// Serve the HTTP API over a sled store directory, with the read models running inside.
+    Serve(cli::serve::ServeArgs),
+    /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
+    Loadtest(cli::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
             Command::Append(args) => cli::log::append(args).await,
             Command::Read(args) => cli::log::read(args).await,
             Command::Bench(args) => cli::bench::bench(args).await,
+            Command::Serve(args) => cli::serve::serve(args).await,
+            Command::Loadtest(args) => cli::loadtest::loadtest(args).await,
         }
     });
     match result {
