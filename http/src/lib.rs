@@ -25,6 +25,8 @@
 //! Decisions (409 vs 412, problem types, key storage, reserved streams,
 //! event format): `docs/http.md`.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod extract;

@@ -149,3 +149,33 @@ async fn sixteen_clients_on_one_hot_item_lose_no_update() {
     );
     s.finish().await;
 }
+
+#[tokio::test]
+async fn the_log_shows_json_payloads_as_data_and_others_as_base64() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Written by another program through the library, before the service starts.
+        let store = SledStore::open(dir.path()).unwrap();
+        let stream = StreamId::new("sensor-1").unwrap();
+        let events = vec![
+            strata_store::NewEvent::new("Reading", &b"{\"celsius\":21}"[..]),
+            strata_store::NewEvent::new("Raw", &[0u8, 159, 146, 150][..]),
+        ];
+        store
+            .append(&stream, strata_store::ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+    }
+    let s = TestServer::start(dir.path(), Config::default()).await;
+    let page = s.get("/streams/sensor-1").await;
+    assert_eq!(page.etag(), "\"2\"");
+    let events = page.json()["events"].clone();
+    assert_eq!(events[0]["data"]["celsius"], 21);
+    assert!(events[0].get("data_base64").is_none());
+    assert_eq!(events[1]["data_base64"], "AJ+Slg==");
+    assert!(events[1].get("data").is_none());
+    let newest = s.get("/streams/sensor-1?direction=backward&limit=1").await.json();
+    assert_eq!(newest["events"][0]["event_type"], "Raw");
+    assert_eq!(newest["next_from"], 1);
+    s.finish().await;
+}
