@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use strata_aggregates::domain::order::{Order, OrderCommand, OrderError, OrderLine, OrderStatus};
 use strata_aggregates::domain::service::{OrderServiceError, OrderWrite};
 use strata_aggregates::domain::stock::StockError;
@@ -14,6 +15,7 @@ use utoipa::IntoParams;
 use super::{Written, check_id, metadata, versioned};
 use crate::error::{HttpError, StaleVersion, from_store};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
+use crate::idempotency::parse_key;
 use crate::model::{CancelOrder, DeliverOrder, EventView, EventsPage, OrderView, PayOrder, PlaceOrder, ShipOrder};
 use crate::precondition::{Expect, if_match, no_if_match_on_create, resolve};
 use crate::problem::Problem;
@@ -167,10 +169,7 @@ pub(crate) async fn place_order(
     ApiJson(body): ApiJson<PlaceOrder>,
 ) -> Result<Response, HttpError> {
     no_if_match_on_create(&headers)?;
-    let id = body
-        .order_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let id = body.order_id.clone().unwrap_or_else(|| new_order_id(&headers));
     let lines = body
         .lines
         .into_iter()
@@ -195,6 +194,25 @@ pub(crate) async fn place_order(
         &done,
         Some(format!("/orders/{}", encode_segment(&id))),
     ))
+}
+
+/// The id of an order placed without one: derived from the request's
+/// Idempotency-Key when it has one, so that even a retry that runs again
+/// (after a crash between the append and the key's record) names the same
+/// order and is refused as a duplicate instead of placing a second one.
+fn new_order_id(headers: &HeaderMap) -> String {
+    match parse_key(headers).ok().flatten() {
+        Some(key) => {
+            let digest = Sha256::new()
+                .chain_update(b"strata order id\0")
+                .chain_update(key.as_bytes())
+                .finalize();
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    }
 }
 
 /// Runs a command on an existing order under the request's precondition.
@@ -430,4 +448,24 @@ pub(crate) async fn cancel(
 ) -> Result<Response, HttpError> {
     let cmd = OrderCommand::Cancel { reason: body.reason };
     command(&state, &headers, &id, cmd, body.expected_version).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn an_order_id_follows_from_the_idempotency_key() {
+        let keyed = |k: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("idempotency-key", HeaderValue::from_static(k));
+            new_order_id(&h)
+        };
+        assert_eq!(keyed("k-1"), keyed("\"k-1\""), "a key means the same quoted or not");
+        assert_ne!(keyed("k-1"), keyed("k-2"));
+        assert_ne!(new_order_id(&HeaderMap::new()), new_order_id(&HeaderMap::new()));
+        assert_eq!(encode_segment("a b/ü"), "a%20b%2F%C3%BC");
+    }
 }
