@@ -96,7 +96,9 @@ async fn shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged(
 
     // A request whose head has arrived and whose body has not: in flight.
     let mut socket = start_request(addr, "/streams/log-1", &body).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Time for the server to read the head (not asserted on: only so that
+    // the request is in flight when the signal comes).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let stopping = tokio::spawn(s.server.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!stopping.is_finished(), "the shutdown waits for the request in flight");
