@@ -24,6 +24,10 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Rebuild the read models (order summary, stock levels) of a store directory from its log.
     Rebuild(cli::rebuild::RebuildArgs),
+    /// Serve the HTTP API over a sled store directory, with the read models running inside.
+    Serve(cli::serve::ServeArgs),
+    /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
+    Loadtest(cli::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
             Command::Read(args) => cli::log::read(args).await,
             Command::Bench(args) => cli::bench::bench(args).await,
             Command::Rebuild(args) => cli::rebuild::rebuild(args).await,
+            Command::Serve(args) => cli::serve::serve(args).await,
+            Command::Loadtest(args) => cli::loadtest::loadtest(args).await,
         }
     });
     match result {

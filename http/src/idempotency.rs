@@ -1,0 +1,573 @@
+//! `Idempotency-Key` (IETF httpapi draft): a POST retried with the same key
+//! gets the first response instead of being applied again.
+//!
+//! Records live in the sled tree `http.idempotency` beside the log, keyed by
+//! the key. A request first writes an in-flight marker (compare-and-swap, so
+//! two concurrent requests with one key cannot both run); when its handler
+//! has answered, the marker is replaced by the response (status, headers,
+//! body) and that record is made as durable as the log's appends before the
+//! response leaves. A retry after a crash or restart is therefore answered
+//! from the record.
+//!
+//! In-flight markers carry the id of the process run ("boot") that wrote
+//! them. A marker of an earlier boot belongs to a request that died with its
+//! process: it does not block the key, the retry runs again (see
+//! docs/http.md for what that means for requests without `If-Match`).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use strata_store::{Durability, SledStore, from_bincode, to_bincode};
+use tracing::{Instrument, warn};
+
+use crate::error::{HttpError, REQUEST_PATH};
+use crate::state::Shared;
+
+/// The request header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header on a replayed response.
+pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+/// The sled tree the records live in.
+pub(crate) const TREE: &str = "http.idempotency";
+/// The longest key accepted.
+pub(crate) const MAX_KEY_LEN: usize = 255;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+enum Record {
+    InFlight {
+        fingerprint: [u8; 32],
+        boot: [u8; 16],
+        started_ms: u64,
+    },
+    Done(StoredResponse),
+}
+
+/// A response as remembered for replays.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct StoredResponse {
+    fingerprint: [u8; 32],
+    created_ms: u64,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+/// What a request with a key does.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Begin {
+    /// Run it: an in-flight marker is written; `complete` or `abandon` follows.
+    Proceed,
+    /// Answer with the first response.
+    Replay(StoredResponse),
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used for another request.
+    Mismatch,
+}
+
+struct SyncState {
+    synced_blobs: HashSet<OsString>,
+}
+
+/// The durable record of keys.
+pub(crate) struct IdempotencyStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    dir: PathBuf,
+    durability: Durability,
+    boot: [u8; 16],
+    retention: Duration,
+    requested: AtomicU64,
+    done: AtomicU64,
+    sync: tokio::sync::Mutex<SyncState>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn sled_err(e: sled::Error) -> HttpError {
+    HttpError::Internal {
+        reason: format!("idempotency records: {e}"),
+    }
+}
+
+impl IdempotencyStore {
+    /// Opens the tree in the store's sled database, for a new boot.
+    pub(crate) fn open(store: &SledStore, retention: Duration) -> Result<IdempotencyStore, HttpError> {
+        let db = store.db().clone();
+        let tree = db.open_tree(TREE).map_err(sled_err)?;
+        Ok(IdempotencyStore {
+            db,
+            tree,
+            dir: store.path().to_path_buf(),
+            durability: store.options().durability,
+            boot: *uuid::Uuid::new_v4().as_bytes(),
+            retention,
+            requested: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            sync: tokio::sync::Mutex::new(SyncState {
+                synced_blobs: HashSet::new(),
+            }),
+        })
+    }
+
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<Record, HttpError> {
+        from_bincode(bytes, || format!("idempotency record {key:?}"))
+            .map_err(|e| HttpError::Internal { reason: e.to_string() })
+    }
+
+    fn encode(record: &Record) -> Result<Vec<u8>, HttpError> {
+        to_bincode(record).map_err(|e| HttpError::Internal { reason: e.to_string() })
+    }
+
+    fn expired(&self, created_ms: u64, now: u64) -> bool {
+        now.saturating_sub(created_ms) > self.retention.as_millis() as u64
+    }
+
+    /// Claims `key` for a request with `fingerprint`, or says why not.
+    pub(crate) fn begin(&self, key: &str, fingerprint: [u8; 32]) -> Result<Begin, HttpError> {
+        let marker = Self::encode(&Record::InFlight {
+            fingerprint,
+            boot: self.boot,
+            started_ms: now_ms(),
+        })?;
+        loop {
+            let current = self.tree.get(key).map_err(sled_err)?;
+            if let Some(bytes) = &current {
+                match self.decode(key, bytes)? {
+                    Record::Done(r) if !self.expired(r.created_ms, now_ms()) => {
+                        return Ok(if r.fingerprint == fingerprint {
+                            Begin::Replay(r)
+                        } else {
+                            Begin::Mismatch
+                        });
+                    }
+                    Record::InFlight {
+                        fingerprint: f, boot, ..
+                    } if boot == self.boot => {
+                        return Ok(if f == fingerprint {
+                            Begin::InFlight
+                        } else {
+                            Begin::Mismatch
+                        });
+                    }
+                    // Expired, or the marker of a request that died with an earlier boot.
+                    _ => {}
+                }
+            }
+            match self
+                .tree
+                .compare_and_swap(key, current, Some(marker.clone()))
+                .map_err(sled_err)?
+            {
+                Ok(()) => return Ok(Begin::Proceed),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Replaces the marker with the response; durable when this returns.
+    pub(crate) async fn complete(&self, key: &str, response: StoredResponse) -> Result<(), HttpError> {
+        self.tree
+            .insert(key, Self::encode(&Record::Done(response))?)
+            .map_err(sled_err)?;
+        self.make_durable().await
+    }
+
+    /// Removes this boot's marker (the request failed without an answer worth keeping).
+    pub(crate) fn abandon(&self, key: &str) {
+        let result = self.tree.get(key).map_err(sled_err).and_then(|current| match current {
+            Some(bytes) if matches!(self.decode(key, &bytes)?, Record::InFlight { boot, .. } if boot == self.boot) => {
+                self.tree
+                    .compare_and_swap(key, Some(bytes), None as Option<&[u8]>)
+                    .map_err(sled_err)
+                    .map(|_| ())
+            }
+            _ => Ok(()),
+        });
+        if let Err(e) = result {
+            warn!(error = %e, "could not release an idempotency key");
+        }
+    }
+
+    /// Removes expired records and the markers of earlier boots; returns how many.
+    pub(crate) fn purge(&self) -> Result<usize, HttpError> {
+        let now = now_ms();
+        let mut removed = 0;
+        for kv in self.tree.iter() {
+            let (k, v) = kv.map_err(sled_err)?;
+            let stale = match self.decode(&String::from_utf8_lossy(&k), &v) {
+                Ok(Record::Done(r)) => self.expired(r.created_ms, now),
+                Ok(Record::InFlight { boot, .. }) => boot != self.boot,
+                Err(_) => true,
+            };
+            if stale
+                && self
+                    .tree
+                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)
+                    .map_err(sled_err)?
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Makes every record written so far as durable as the log's appends:
+    /// sled's flush, and in `Fsync` mode an `fdatasync` of sled's files.
+    /// Concurrent callers share one flush.
+    async fn make_durable(&self) -> Result<(), HttpError> {
+        if self.durability == Durability::Buffered {
+            return Ok(());
+        }
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = self.sync.lock().await;
+        if self.done.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let target = self.requested.load(Ordering::SeqCst);
+        self.db.flush_async().await.map_err(sled_err)?;
+        if self.durability == Durability::Fsync {
+            let dir = self.dir.clone();
+            let synced = std::mem::take(&mut state.synced_blobs);
+            state.synced_blobs = tokio::task::spawn_blocking(move || fsync_sled_files(&dir, synced))
+                .await
+                .map_err(|e| HttpError::Internal { reason: e.to_string() })?
+                .map_err(|source| HttpError::Io {
+                    context: "fsyncing sled's files for idempotency records".into(),
+                    source,
+                })?;
+        }
+        self.done.fetch_max(target, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// `fdatasync`s sled's blob files not synced yet (and their directory when
+/// new ones appeared), then its main file; returns the blob files synced.
+fn fsync_sled_files(dir: &std::path::Path, mut synced: HashSet<OsString>) -> std::io::Result<HashSet<OsString>> {
+    let blobs = dir.join("blobs");
+    match std::fs::read_dir(&blobs) {
+        Ok(entries) => {
+            let mut present = HashSet::new();
+            let mut new = false;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                if !synced.contains(&name) {
+                    match std::fs::File::open(entry.path()) {
+                        Ok(f) => f.sync_data()?,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                    new = true;
+                }
+                present.insert(name);
+            }
+            if new {
+                std::fs::File::open(&blobs)?.sync_all()?;
+            }
+            synced = present;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::File::open(dir.join("db"))?.sync_data()?;
+    Ok(synced)
+}
+
+/// The request's key: absent, or 1..=255 visible ASCII characters other than
+/// `"` and `\`, optionally as a structured-field string (`"..."`).
+pub(crate) fn parse_key(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(HttpError::InvalidIdempotencyKey {
+            reason: "sent more than once".into(),
+        });
+    }
+    let raw = value.as_bytes();
+    let inner = match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        other => other,
+    };
+    if inner.is_empty() || inner.len() > MAX_KEY_LEN {
+        return Err(HttpError::InvalidIdempotencyKey {
+            reason: format!("must be 1 to {MAX_KEY_LEN} characters, got {}", inner.len()),
+        });
+    }
+    if let Some(bad) = inner
+        .iter()
+        .find(|b| !(0x21..=0x7e).contains(*b) || **b == b'"' || **b == b'\\')
+    {
+        return Err(HttpError::InvalidIdempotencyKey {
+            reason: format!("character 0x{bad:02x} is not allowed: use visible ASCII without quotes or backslashes"),
+        });
+    }
+    Ok(Some(String::from_utf8_lossy(inner).into_owned()))
+}
+
+/// The request's fingerprint: method, path and query, preconditions, body.
+fn fingerprint(method: &Method, target: &str, headers: &HeaderMap, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(method.as_str().as_bytes());
+    h.update([0]);
+    h.update(target.as_bytes());
+    for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+        h.update([0]);
+        for v in headers.get_all(name) {
+            h.update(v.as_bytes());
+            h.update([1]);
+        }
+    }
+    h.update([0]);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Response headers not worth remembering: the connection's, or recomputed.
+fn kept_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "content-length" | "date" | "connection" | "transfer-encoding" | "x-request-id"
+    )
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_bytes(&value)) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// The middleware: applies to every POST that carries the header.
+pub(crate) async fn middleware(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let key = match parse_key(req.headers()) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(req).await,
+        Err(e) => return e.into_response(),
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, state.config.body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return HttpError::PayloadTooLarge {
+                reason: format!("the body exceeds the limit of {} bytes", state.config.body_limit),
+            }
+            .into_response();
+        }
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let fp = fingerprint(&parts.method, target, &parts.headers, &bytes);
+    let store = &state.idempotency;
+    match store.begin(&key, fp) {
+        Err(e) => e.into_response(),
+        Ok(Begin::Replay(stored)) => {
+            state.metrics.replay(&crate::metrics::route_of(&parts.extensions));
+            replay(stored)
+        }
+        Ok(Begin::InFlight) => HttpError::IdempotencyKeyInFlight { key }.into_response(),
+        Ok(Begin::Mismatch) => HttpError::IdempotencyKeyReused { key }.into_response(),
+        Ok(Begin::Proceed) => {
+            let req = Request::from_parts(parts, Body::from(bytes));
+            let path = REQUEST_PATH.try_with(Clone::clone).unwrap_or_default();
+            let task_state = state.clone();
+            let task_key = key.clone();
+            // The handler runs in a task of its own: a client that hangs up
+            // does not cancel it halfway, so the key is always completed or
+            // released, and shutdown waits for it.
+            let work = async move {
+                let response = next.run(req).await;
+                finish(&task_state, &task_key, fp, response).await
+            };
+            let handle = state
+                .tasks
+                .spawn(REQUEST_PATH.scope(path, work).instrument(tracing::Span::current()));
+            match handle.await {
+                Ok(response) => response,
+                Err(e) => {
+                    store.abandon(&key);
+                    HttpError::Internal {
+                        reason: format!("the handler failed: {e}"),
+                    }
+                    .into_response()
+                }
+            }
+        }
+    }
+}
+
+/// Remembers the handler's response (unless it is a server error, after
+/// which the key may be retried) and returns it.
+async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Response) -> Response {
+    let store = &state.idempotency;
+    if response.status().is_server_error() {
+        store.abandon(key);
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            store.abandon(key);
+            return HttpError::Internal {
+                reason: format!("reading the response: {e}"),
+            }
+            .into_response();
+        }
+    };
+    let stored = StoredResponse {
+        fingerprint,
+        created_ms: now_ms(),
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(n, _)| kept_header(n))
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body: bytes.to_vec(),
+    };
+    if let Err(e) = store.complete(key, stored).await {
+        // The write itself happened: answer it. The key is released so that
+        // it does not stay in flight; a retry would run again.
+        warn!(error = %e, key, "could not record an idempotency key durably");
+        store.abandon(key);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> (SledStore, IdempotencyStore) {
+        let sled = SledStore::open(dir).unwrap();
+        let ids = IdempotencyStore::open(&sled, Duration::from_secs(3600)).unwrap();
+        (sled, ids)
+    }
+
+    fn response(fingerprint: [u8; 32]) -> StoredResponse {
+        StoredResponse {
+            fingerprint,
+            created_ms: now_ms(),
+            status: 201,
+            headers: vec![("etag".into(), b"\"1\"".to_vec())],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_sled, ids) = store(dir.path());
+        let (a, b) = ([1; 32], [2; 32]);
+        assert_eq!(ids.begin("k", a).unwrap(), Begin::Proceed);
+        assert_eq!(ids.begin("k", a).unwrap(), Begin::InFlight);
+        assert_eq!(ids.begin("k", b).unwrap(), Begin::Mismatch);
+        ids.complete("k", response(a)).await.unwrap();
+        assert_eq!(ids.begin("k", a).unwrap(), Begin::Replay(response_like(&ids, "k")));
+        assert_eq!(ids.begin("k", b).unwrap(), Begin::Mismatch);
+    }
+
+    fn response_like(ids: &IdempotencyStore, key: &str) -> StoredResponse {
+        match ids.decode(key, &ids.tree.get(key).unwrap().unwrap()).unwrap() {
+            Record::Done(r) => r,
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_of_an_earlier_boot_does_not_block_the_key_but_a_response_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_sled, ids) = store(dir.path());
+            assert_eq!(ids.begin("crashed", [1; 32]).unwrap(), Begin::Proceed);
+            assert_eq!(ids.begin("done", [2; 32]).unwrap(), Begin::Proceed);
+            ids.complete("done", response([2; 32])).await.unwrap();
+        }
+        let (_sled, ids) = store(dir.path());
+        assert_eq!(ids.begin("crashed", [1; 32]).unwrap(), Begin::Proceed);
+        assert!(matches!(ids.begin("done", [2; 32]).unwrap(), Begin::Replay(_)));
+    }
+
+    #[tokio::test]
+    async fn purge_removes_expired_records_and_old_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_sled, ids) = store(dir.path());
+            ids.begin("old-marker", [1; 32]).unwrap();
+        }
+        let sled = SledStore::open(dir.path()).unwrap();
+        let ids = IdempotencyStore::open(&sled, Duration::from_millis(0)).unwrap();
+        ids.begin("mine", [3; 32]).unwrap();
+        let mut old = response([2; 32]);
+        old.created_ms = 0;
+        ids.complete("expired", old).await.unwrap();
+        assert_eq!(
+            ids.purge().unwrap(),
+            2,
+            "the old boot's marker and the expired response"
+        );
+        assert_eq!(
+            ids.begin("mine", [3; 32]).unwrap(),
+            Begin::InFlight,
+            "a live marker stays"
+        );
+        assert_eq!(ids.begin("expired", [9; 32]).unwrap(), Begin::Proceed);
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        let h = |v: &[u8]| {
+            let mut m = HeaderMap::new();
+            m.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(v).unwrap());
+            parse_key(&m)
+        };
+        assert_eq!(h(b"abc-123").unwrap().as_deref(), Some("abc-123"));
+        assert_eq!(h(b"\"abc\"").unwrap().as_deref(), Some("abc"));
+        for bad in [&b""[..], b"\"\"", b"a b", b"a\\b", &[b'x'; 256]] {
+            assert!(h(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_key(&HeaderMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn the_fingerprint_covers_method_target_preconditions_and_body() {
+        let none = HeaderMap::new();
+        let mut with_if_match = HeaderMap::new();
+        with_if_match.insert(header::IF_MATCH, HeaderValue::from_static("\"1\""));
+        let base = fingerprint(&Method::POST, "/a", &none, b"{}");
+        assert_eq!(base, fingerprint(&Method::POST, "/a", &none, b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/b", &none, b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/a", &none, b"{ }"));
+        assert_ne!(base, fingerprint(&Method::POST, "/a", &with_if_match, b"{}"));
+    }
+}

@@ -1,0 +1,58 @@
+//! strata-http: the strata log and its order and stock domain over HTTP.
+//!
+//! The way API clients expect optimistic concurrency to work: every `GET` of
+//! a resource carries `ETag: "<version>"`; a write with `If-Match` (or an
+//! `expected_version` in the body) whose version is stale is refused with
+//! `409 Conflict` (or `412` by configuration) and an RFC 9457
+//! `application/problem+json` body holding the current version, the
+//! resource as it is now and the events since the client's version, so the
+//! client can show a diff, merge and retry. Every `POST` honours
+//! `Idempotency-Key`, recorded durably beside the log. Bad input is refused
+//! with a problem body before anything is written. `/metrics` counts
+//! conflicts per route; `/openapi.json` is generated from the handlers.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), strata_http::HttpError> {
+//! use strata_http::{Config, ConflictStatus, Server};
+//!
+//! let config = Config { conflict_status: ConflictStatus::PreconditionFailed, ..Config::default() };
+//! let server = Server::start("./strata-data", "127.0.0.1:8080".parse().unwrap(), config).await?;
+//! // ... until a signal:
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Decisions (409 vs 412, problem types, key storage, reserved streams,
+//! event format): `docs/http.md`.
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod extract;
+mod idempotency;
+mod loadtest;
+mod metrics;
+mod model;
+mod precondition;
+mod problem;
+mod router;
+mod routes;
+mod server;
+mod state;
+
+pub use config::{Config, ConflictStatus};
+pub use error::{HttpError, StaleVersion};
+pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
+pub use loadtest::{LoadReport, LoadTestOptions, run_load_test};
+pub use metrics::REQUEST_ID;
+pub use model::{
+    AdjustStock, AppendView, CancelOrder, DeliverOrder, EventView, EventsPage, Health, Line, MetadataBody,
+    NewEventBody, OrderSummaryView, OrderView, OrdersView, PayOrder, PlaceOrder, ReceiveStock, RegisterStock,
+    ShipOrder, StockLevelView, StockLevelsView, StockView,
+};
+pub use problem::{PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
+pub use router::openapi;
+pub use routes::STRATA_POSITION;
+pub use routes::streams::is_reserved_stream;
+pub use server::Server;

@@ -1,0 +1,467 @@
+//! The concurrent-write load test: many clients doing the read–modify–write
+//! loop of the spec on a few hot stock items, then a check that no update
+//! was lost.
+//!
+//! Each client repeats: pick a SKU, `GET /stock/{sku}` (note the `ETag`),
+//! `POST /stock/{sku}/receive {"quantity":1}` with `If-Match`; on 409 (or
+//! 412) re-fetch and try again, at most `max_attempts` times. At the end the
+//! on-hand figure of every SKU must equal what it was plus the receipts the
+//! server acknowledged: a lost update would leave it lower.
+//!
+//! Stock items, not orders: an order accepts three writes in its whole life
+//! (pay, ship, deliver), so it cannot be a hot resource written in a loop,
+//! while a stock item's on-hand count is a counter whose final value
+//! checks every acknowledged write.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::Rng;
+use reqwest::header::{ETAG, IF_MATCH};
+use reqwest::{StatusCode, Url};
+use serde_json::json;
+
+use crate::error::HttpError;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadTestOptions {
+    /// The service, e.g. `http://127.0.0.1:8080`. Only loopback addresses are accepted.
+    pub url: String,
+    /// Concurrent clients (default 16).
+    pub clients: usize,
+    /// How long the clients run (default 10 s).
+    pub duration: Duration,
+    /// Hot SKUs the clients share (default 1).
+    pub resources: usize,
+    /// Attempts per update before a client gives up on it (default 50).
+    pub max_attempts: u32,
+    /// Send an `Idempotency-Key` with every write, and retry a write whose
+    /// response was lost with the same key (default off).
+    pub idempotency_keys: bool,
+    /// The timeout of one request (default 10 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for LoadTestOptions {
+    fn default() -> Self {
+        LoadTestOptions {
+            url: "http://127.0.0.1:8080".into(),
+            clients: 16,
+            duration: Duration::from_secs(10),
+            resources: 1,
+            max_attempts: 50,
+            idempotency_keys: false,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    /// Clients.
+    pub clients: usize,
+    /// SKUs.
+    pub resources: usize,
+    /// Wall time of the client phase.
+    pub elapsed: Duration,
+    /// HTTP requests sent in the client phase (GETs and POSTs).
+    pub requests: u64,
+    /// Writes sent (POSTs, retries included).
+    pub writes: u64,
+    /// Writes acknowledged (200).
+    pub acknowledged: u64,
+    /// Writes refused as stale (409/412).
+    pub conflicts: u64,
+    /// Re-fetch-and-retry rounds after a conflict.
+    pub retries: u64,
+    /// Updates abandoned after `max_attempts` conflicts.
+    pub gave_up: u64,
+    /// Other failures (transport errors, unexpected statuses).
+    pub errors: u64,
+    /// Writes whose outcome is unknown (no response).
+    pub unknown_outcomes: u64,
+    /// Latency percentiles over every request: p50, p99, max.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest request.
+    pub max: Duration,
+    /// Sum over SKUs of the on-hand figure the acknowledged writes imply.
+    pub expected_on_hand: u64,
+    /// Sum over SKUs of the on-hand figure the service reports at the end.
+    pub observed_on_hand: u64,
+}
+
+impl LoadReport {
+    /// Requests per second.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Conflicts per write sent.
+    pub fn conflict_rate(&self) -> f64 {
+        if self.writes == 0 {
+            0.0
+        } else {
+            self.conflicts as f64 / self.writes as f64
+        }
+    }
+
+    /// Acknowledged updates the service does not show: must be 0.
+    pub fn lost_updates(&self) -> u64 {
+        self.expected_on_hand.saturating_sub(self.observed_on_hand)
+    }
+
+    /// Units the service shows beyond the acknowledged writes and those of
+    /// unknown outcome: must be 0 too.
+    pub fn phantom_updates(&self) -> u64 {
+        self.observed_on_hand
+            .saturating_sub(self.expected_on_hand + self.unknown_outcomes)
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        writeln!(
+            f,
+            "clients {}  resources {}  duration {:.1}s",
+            self.clients,
+            self.resources,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "requests {}  ({:.0}/s)  writes {}  acknowledged {} ({:.0}/s)",
+            self.requests,
+            self.requests_per_second(),
+            self.writes,
+            self.acknowledged,
+            self.acknowledged as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        )?;
+        writeln!(
+            f,
+            "conflicts {}  (rate {:.1}% of writes)  retries {}  gave up {}  errors {}  unknown {}",
+            self.conflicts,
+            self.conflict_rate() * 100.0,
+            self.retries,
+            self.gave_up,
+            self.errors,
+            self.unknown_outcomes
+        )?;
+        writeln!(
+            f,
+            "latency p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )?;
+        write!(
+            f,
+            "on hand: expected {}  observed {}  lost updates {}  phantom {}",
+            self.expected_on_hand,
+            self.observed_on_hand,
+            self.lost_updates(),
+            self.phantom_updates()
+        )
+    }
+}
+
+fn fail(reason: impl Into<String>) -> HttpError {
+    HttpError::LoadTest { reason: reason.into() }
+}
+
+/// Refuses any target but this machine's loopback.
+fn loopback_url(url: &str) -> Result<Url, HttpError> {
+    let parsed = Url::parse(url).map_err(|e| fail(format!("invalid --url {url:?}: {e}")))?;
+    if parsed.scheme() != "http" {
+        return Err(fail("only http:// URLs are supported"));
+    }
+    let host = parsed.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(fail(format!(
+            "{url} is not a loopback address: the load test only targets this machine (127.0.0.0/8, ::1, localhost)"
+        )));
+    }
+    Ok(parsed)
+}
+
+#[derive(Default)]
+struct ClientStats {
+    requests: u64,
+    writes: u64,
+    acknowledged: u64,
+    conflicts: u64,
+    retries: u64,
+    gave_up: u64,
+    errors: u64,
+    unknown: u64,
+    latencies: Vec<Duration>,
+    received: Vec<u64>,
+}
+
+struct Target {
+    base: Url,
+    skus: Vec<String>,
+}
+
+impl Target {
+    fn item(&self, i: usize) -> String {
+        format!("{}stock/{}", self.base, self.skus[i])
+    }
+}
+
+async fn timed(stats: &mut ClientStats, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    let started = Instant::now();
+    let result = request.send().await;
+    stats.latencies.push(started.elapsed());
+    stats.requests += 1;
+    result
+}
+
+/// One client's loop until `deadline`.
+async fn client(
+    http: reqwest::Client,
+    target: Arc<Target>,
+    options: Arc<LoadTestOptions>,
+    deadline: Instant,
+) -> ClientStats {
+    let mut stats = ClientStats {
+        received: vec![0; target.skus.len()],
+        ..ClientStats::default()
+    };
+    'updates: while Instant::now() < deadline {
+        let i = rand::rng().random_range(0..target.skus.len());
+        let url = target.item(i);
+        let key = options.idempotency_keys.then(|| uuid::Uuid::new_v4().to_string());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let etag = match timed(&mut stats, http.get(&url)).await {
+                Ok(r) if r.status() == StatusCode::OK => match r.headers().get(ETAG) {
+                    Some(tag) => tag.clone(),
+                    None => {
+                        stats.errors += 1;
+                        continue 'updates;
+                    }
+                },
+                _ => {
+                    stats.errors += 1;
+                    continue 'updates;
+                }
+            };
+            // A new decision on a new version needs a key of its own.
+            let key = key.as_ref().map(|k| format!("{k}-{attempt}"));
+            let mut sends = 0;
+            let outcome = loop {
+                sends += 1;
+                let mut post = http
+                    .post(format!("{url}/receive"))
+                    .header(IF_MATCH, etag.clone())
+                    .json(&json!({ "quantity": 1 }));
+                if let Some(k) = &key {
+                    post = post.header("idempotency-key", k);
+                }
+                stats.writes += 1;
+                match timed(&mut stats, post).await {
+                    Ok(r) => break Some(r.status()),
+                    // The response was lost: with a key the write can be
+                    // sent again safely; without one its outcome is unknown.
+                    Err(_) if key.is_some() && sends < 3 => continue,
+                    Err(_) => break None,
+                }
+            };
+            match outcome {
+                Some(StatusCode::OK) => {
+                    stats.acknowledged += 1;
+                    stats.received[i] += 1;
+                    break;
+                }
+                Some(StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED) => {
+                    stats.conflicts += 1;
+                    if attempt >= options.max_attempts || Instant::now() >= deadline {
+                        stats.gave_up += 1;
+                        break;
+                    }
+                    stats.retries += 1;
+                }
+                Some(_) => {
+                    stats.errors += 1;
+                    break;
+                }
+                None => {
+                    stats.unknown += 1;
+                    break;
+                }
+            }
+        }
+    }
+    stats
+}
+
+async fn on_hand(http: &reqwest::Client, url: &str) -> Result<u64, HttpError> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(format!("GET {url}: {e}")))?;
+    if !r.status().is_success() {
+        return Err(fail(format!("GET {url}: {}", r.status())));
+    }
+    let v: serde_json::Value = r.json().await.map_err(|e| fail(format!("GET {url}: {e}")))?;
+    v["on_hand"]
+        .as_u64()
+        .ok_or_else(|| fail(format!("GET {url}: no on_hand in the body")))
+}
+
+/// Runs the load test against a running service and checks that no
+/// acknowledged update was lost.
+pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpError> {
+    if options.clients == 0 || options.resources == 0 {
+        return Err(fail("clients and resources must be at least 1"));
+    }
+    let mut base = loopback_url(&options.url)?;
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(options.request_timeout)
+        .pool_max_idle_per_host(options.clients)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+
+    // Set up: fresh SKUs, so the expected figures start from zero.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let skus: Vec<String> = (0..options.resources)
+        .map(|i| format!("lt-{}-{i}", &run[..12]))
+        .collect();
+    let registered = futures::stream::iter(skus.iter().cloned())
+        .map(|sku| {
+            let http = http.clone();
+            let url = format!("{base}stock");
+            async move {
+                let r = http
+                    .post(&url)
+                    .json(&json!({ "sku": sku, "name": format!("load test item {sku}") }))
+                    .send()
+                    .await
+                    .map_err(|e| fail(format!("POST {url}: {e}")))?;
+                if r.status() != StatusCode::CREATED {
+                    return Err(fail(format!("registering {sku}: {}", r.status())));
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    registered.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    let target = Arc::new(Target { base, skus });
+    let options = Arc::new(options);
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let handles: Vec<_> = (0..options.clients)
+        .map(|_| tokio::spawn(client(http.clone(), target.clone(), options.clone(), deadline)))
+        .collect();
+    let mut t = ClientStats {
+        received: vec![0; target.skus.len()],
+        ..ClientStats::default()
+    };
+    for h in handles {
+        let s = h.await.map_err(|e| fail(format!("a client failed: {e}")))?;
+        t.requests += s.requests;
+        t.writes += s.writes;
+        t.acknowledged += s.acknowledged;
+        t.conflicts += s.conflicts;
+        t.retries += s.retries;
+        t.gave_up += s.gave_up;
+        t.errors += s.errors;
+        t.unknown += s.unknown;
+        t.latencies.extend(s.latencies);
+        for (a, b) in t.received.iter_mut().zip(s.received) {
+            *a += b;
+        }
+    }
+    let elapsed = started.elapsed();
+    t.latencies.sort_unstable();
+    let pct = |p: f64| -> Duration {
+        if t.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((t.latencies.len() as f64 * p).ceil() as usize).clamp(1, t.latencies.len()) - 1;
+        t.latencies[i]
+    };
+
+    let mut observed = 0;
+    for i in 0..target.skus.len() {
+        observed += on_hand(&http, &target.item(i)).await?;
+    }
+    Ok(LoadReport {
+        clients: options.clients,
+        resources: options.resources,
+        elapsed,
+        requests: t.requests,
+        writes: t.writes,
+        acknowledged: t.acknowledged,
+        conflicts: t.conflicts,
+        retries: t.retries,
+        gave_up: t.gave_up,
+        errors: t.errors,
+        unknown_outcomes: t.unknown,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        max: t.latencies.last().copied().unwrap_or_default(),
+        expected_on_hand: t.received.iter().sum(),
+        observed_on_hand: observed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:1/",
+            "http://localhost:80",
+            "http://[::1]:8080",
+        ] {
+            assert!(loopback_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:8080",
+            "http://192.168.1.2",
+            "http://example.com",
+            "https://127.0.0.1",
+            "nonsense",
+        ] {
+            assert!(loopback_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lost_and_phantom_updates() {
+        let r = LoadReport {
+            expected_on_hand: 10,
+            observed_on_hand: 9,
+            ..LoadReport::default()
+        };
+        assert_eq!((r.lost_updates(), r.phantom_updates()), (1, 0));
+        let r = LoadReport {
+            expected_on_hand: 10,
+            observed_on_hand: 12,
+            unknown_outcomes: 1,
+            ..LoadReport::default()
+        };
+        assert_eq!((r.lost_updates(), r.phantom_updates()), (0, 1));
+    }
+}

@@ -1,0 +1,218 @@
+//! Prometheus metrics, and the per-request middleware that records them
+//! (and opens the request's tracing span).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::{Instrument, field};
+
+use crate::error::{ProblemKind, REQUEST_PATH};
+use crate::state::Shared;
+
+/// The request id header, taken from the client when valid, else made up.
+pub const REQUEST_ID: &str = "x-request-id";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConflictLabels {
+    route: String,
+    problem: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Events a write handler appended, for the append counters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Appended(pub u64);
+
+/// The service's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    appends: Family<RouteLabels, Counter>,
+    events: Family<RouteLabels, Counter>,
+    conflicts: Family<ConflictLabels, Counter>,
+    replays: Family<RouteLabels, Counter>,
+    lag: Gauge,
+    checkpoint: Gauge,
+    head: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let appends = Family::<RouteLabels, Counter>::default();
+        let events = Family::<RouteLabels, Counter>::default();
+        let conflicts = Family::<ConflictLabels, Counter>::default();
+        let replays = Family::<RouteLabels, Counter>::default();
+        let lag = Gauge::default();
+        let checkpoint = Gauge::default();
+        let head = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            latency.clone(),
+        );
+        registry.register("http_appends", "Appends (successful writes) by route", appends.clone());
+        registry.register("http_appended_events", "Events appended by route", events.clone());
+        registry.register(
+            "http_conflicts",
+            "409/412 answers by route and problem type (wrong-expected-version is the optimistic concurrency conflict)",
+            conflicts.clone(),
+        );
+        registry.register(
+            "http_idempotent_replays",
+            "Responses replayed for a repeated Idempotency-Key, by route",
+            replays.clone(),
+        );
+        registry.register(
+            "projection_lag_events",
+            "Events in the log not yet applied by both read models",
+            lag.clone(),
+        );
+        registry.register(
+            "projection_checkpoint_position",
+            "The position both read models have applied",
+            checkpoint.clone(),
+        );
+        registry.register("log_head_position", "The log's newest position", head.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            appends,
+            events,
+            conflicts,
+            replays,
+            lag,
+            checkpoint,
+            head,
+        }
+    }
+
+    /// Counts a replayed response.
+    pub(crate) fn replay(&self, route: &str) {
+        self.replays.get_or_create(&RouteLabels { route: route.into() }).inc();
+    }
+
+    /// The text exposition, with the read model gauges set to `head` and `checkpoint`.
+    pub(crate) fn encode(&self, head: u64, checkpoint: u64) -> String {
+        self.head.set(head as i64);
+        self.checkpoint.set(checkpoint as i64);
+        self.lag.set(head.saturating_sub(checkpoint) as i64);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+
+    fn record(&self, method: &str, route: &str, status: StatusCode, seconds: f64, response: &Response) {
+        let labels = RequestLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status: status.as_u16(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+        if let Some(Appended(n)) = response.extensions().get::<Appended>() {
+            let r = RouteLabels { route: route.into() };
+            self.appends.get_or_create(&r).inc();
+            self.events.get_or_create(&r).inc_by(*n);
+        }
+        if let Some(ProblemKind(kind)) = response.extensions().get::<ProblemKind>()
+            && matches!(status, StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED)
+        {
+            self.conflicts
+                .get_or_create(&ConflictLabels {
+                    route: route.into(),
+                    problem: kind.name().into(),
+                })
+                .inc();
+        }
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// The route template of a request (`/orders/{id}`), `unmatched` outside the routes.
+pub(crate) fn route_of(req_extensions: &axum::http::Extensions) -> String {
+    req_extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into())
+}
+
+/// The outermost middleware: a span per request, the request id, the
+/// problem `instance`, and the request metrics.
+pub(crate) async fn observe(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = route_of(req.extensions());
+    let request_id = match req.headers().get(REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => {
+            let id = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("a uuid is a valid header");
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let span = tracing::info_span!(
+        "http.request",
+        method = %method,
+        route = %route,
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        status = field::Empty,
+        problem = field::Empty,
+        latency_ms = field::Empty,
+    );
+    let path = req.uri().path().to_string();
+    let mut response = REQUEST_PATH.scope(path, next.run(req)).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.record("status", status.as_u16());
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    if let Some(ProblemKind(kind)) = response.extensions().get::<ProblemKind>() {
+        span.record("problem", kind.name());
+    }
+    span.in_scope(|| tracing::info!("request done"));
+    state
+        .metrics
+        .record(&method, &route, status, elapsed.as_secs_f64(), &response);
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}

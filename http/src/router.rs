@@ -1,0 +1,162 @@
+//! The routes, their middleware, and the OpenAPI document generated from
+//! the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::problem::{PROBLEM_JSON, Problem};
+use crate::routes::{meta, orders, stock, streams, views};
+use crate::state::Shared;
+use crate::{idempotency, metrics};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "strata",
+        description = "An event-sourced aggregate store over HTTP: `ETag` on reads, `If-Match` on writes, \
+                       409 (or 412) with an RFC 9457 problem body that says what changed, `Idempotency-Key` on every POST.",
+    ),
+    components(schemas(Problem)),
+    tags(
+        (name = "orders", description = "The order state machine; placing reserves stock atomically"),
+        (name = "stock", description = "Stock items, one stream per SKU"),
+        (name = "views", description = "Read models; `min_position` reads your writes"),
+        (name = "log", description = "The generic log (domain and system streams are read-only here)"),
+        (name = "meta", description = "Health, metrics, this document, problem types"),
+    )
+)]
+struct ApiDoc;
+
+/// Every route with its OpenAPI operation.
+fn api_router() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(orders::place_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::order_events))
+        .routes(routes!(orders::pay))
+        .routes(routes!(orders::ship))
+        .routes(routes!(orders::deliver))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(stock::register))
+        .routes(routes!(stock::get_item))
+        .routes(routes!(stock::receive))
+        .routes(routes!(stock::adjust))
+        .routes(routes!(views::orders))
+        .routes(routes!(views::stock))
+        .routes(routes!(streams::read, streams::append))
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(meta::openapi))
+        .routes(routes!(meta::problems))
+        .routes(routes!(meta::problem))
+}
+
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn add_response(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| problem_response(description));
+}
+
+/// Adds what every operation shares, so the handlers' annotations only say
+/// what is particular to them: the problems any request can get, and for
+/// POSTs the `Idempotency-Key` header and the problems of bodies and keys.
+fn add_common(api: &mut utoipa::openapi::OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        if let Some(op) = item.get.as_mut() {
+            add_response(op, 400, "`invalid-parameter` or `invalid-id`");
+            add_response(op, 500, "`internal-error`");
+            add_response(op, 503, "`service-unavailable`");
+        }
+        if let Some(op) = item.post.as_mut() {
+            add_response(
+                op,
+                400,
+                "`malformed-json`, `invalid-id`, `invalid-if-match`, `conflicting-expected-versions`, `invalid-parameter`, `invalid-events` or `invalid-idempotency-key`",
+            );
+            add_response(
+                op,
+                409,
+                "`idempotency-key-in-flight`: the first request with this key has not finished",
+            );
+            add_response(op, 413, "`payload-too-large`");
+            add_response(op, 415, "`unsupported-media-type`");
+            add_response(
+                op,
+                422,
+                "`invalid-body` or `idempotency-key-reused` (the key came with a different request)",
+            );
+            add_response(op, 500, "`internal-error`");
+            add_response(op, 503, "`service-unavailable`");
+            let is_create = op.responses.responses.contains_key("201");
+            let is_log_append = op.operation_id.as_deref() == Some("append");
+            if !is_create || is_log_append {
+                add_response(
+                    op,
+                    428,
+                    "`precondition-required`: the server requires If-Match (or expected_version) on this write",
+                );
+            }
+            let key = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1..=255 visible ASCII characters. A retry with the same key gets the first response \
+                     (header `Idempotency-Replayed: true`); kept durably for the retention period.",
+                ))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
+        }
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = api_router().split_for_parts();
+    add_common(&mut api);
+    api
+}
+
+/// The document as JSON, built once.
+pub(crate) fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_else(|_| "{}".into()))
+}
+
+/// The application: routes, fallbacks, and middleware (outermost first:
+/// span + metrics, body limit, Idempotency-Key).
+pub(crate) fn router(state: Shared) -> Router {
+    let (routes, _) = api_router().split_for_parts();
+    routes
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .with_state(state)
+}

@@ -1,0 +1,121 @@
+//! `/healthz`, `/metrics`, `/openapi.json`, `/problems`, and the fallbacks.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use strata_projections::RunState;
+use strata_store::EventStore;
+
+use crate::error::{HttpError, from_store};
+use crate::extract::ApiPath;
+use crate::model::Health;
+use crate::problem::{Problem, ProblemDescription, ProblemType};
+use crate::state::Shared;
+
+/// Liveness and the read models' lag.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Serving; both read models running", body = Health),
+        (status = 503, description = "`service-unavailable`: a read model is not running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>, HttpError> {
+    let p = &state.projections;
+    for model in [p.orders().model(), p.stock().model()] {
+        if model.run_state() != RunState::Running {
+            return Err(HttpError::Unavailable {
+                reason: format!("read model {} is {:?}", model.name(), model.run_state()),
+            });
+        }
+    }
+    let head = state.store.head_position().await.map_err(from_store)?;
+    let checkpoint = p.checkpoint();
+    Ok(Json(Health {
+        status: "ok".into(),
+        head_position: head,
+        read_model_position: checkpoint,
+        lag: head.saturating_sub(checkpoint),
+    }))
+}
+
+/// Prometheus metrics (text exposition).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
+    let head = state.store.head_position().await.unwrap_or(0);
+    let text = state.metrics.encode(head, state.projections.checkpoint());
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document, generated from the handlers", body = Object))
+)]
+pub(crate) async fn openapi() -> Response {
+    let mut r = crate::router::openapi_json().to_owned().into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Every problem type.
+#[utoipa::path(
+    get,
+    path = "/problems",
+    tag = "meta",
+    responses((status = 200, description = "Every problem type this API answers with", body = Vec<ProblemDescription>))
+)]
+pub(crate) async fn problems() -> Json<Vec<ProblemDescription>> {
+    Json(ProblemType::ALL.iter().copied().map(ProblemDescription::from).collect())
+}
+
+/// What a problem type means.
+#[utoipa::path(
+    get,
+    path = "/problems/{name}",
+    tag = "meta",
+    params(("name" = String, Path, description = "The problem type's name, e.g. `wrong-expected-version`")),
+    responses(
+        (status = 200, description = "Its explanation", body = ProblemDescription),
+        (status = 404, description = "`not-found`: no such problem type", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn problem(ApiPath(name): ApiPath<String>) -> Result<Json<ProblemDescription>, HttpError> {
+    ProblemType::from_name(&name)
+        .map(|t| Json(t.into()))
+        .ok_or(HttpError::NotFound {
+            resource: "problem type",
+            id: name,
+        })
+}
+
+/// Unknown routes.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError::NotFound {
+        resource: "route",
+        id: uri.path().to_string(),
+    }
+}
+
+/// Known routes, unknown methods.
+pub(crate) async fn method_not_allowed(method: Method) -> HttpError {
+    HttpError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}

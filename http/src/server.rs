@@ -1,0 +1,150 @@
+//! Starting and stopping the service.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_store::SledStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::router::router;
+use crate::state::{AppState, Shared};
+
+/// A running service: the HTTP server, the read models following the log,
+/// and the purge of expired idempotency keys.
+///
+/// [`Server::shutdown`] stops it gracefully: the listener stops accepting,
+/// requests in flight finish (their appends are acknowledged only once
+/// durable), the read models stop, and the store is closed (flushed) before
+/// it returns, so the directory can be opened again at once.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), strata_http::HttpError> {
+/// use strata_http::{Config, Server};
+/// let server = Server::start("./strata-data", "127.0.0.1:8080".parse().unwrap(), Config::default()).await?;
+/// println!("listening on {}", server.url());
+/// tokio::signal::ctrl_c().await.ok();
+/// server.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), HttpError>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the sled store in `data` (created when absent) and serves it on `addr`.
+    pub async fn start(data: impl AsRef<Path>, addr: SocketAddr, config: Config) -> Result<Server, HttpError> {
+        let store = SledStore::open_with(data.as_ref(), config.sled.clone())?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Io {
+            context: format!("binding {addr}"),
+            source,
+        })?;
+        Server::serve(store, listener, config).await
+    }
+
+    /// Serves an open store on a bound listener (e.g. port 0 in tests).
+    pub async fn serve(store: SledStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
+        let addr = listener.local_addr().map_err(|source| HttpError::Io {
+            context: "reading the listener's address".into(),
+            source,
+        })?;
+        let state: Shared = Arc::new(AppState::new(store, config)?);
+        let removed = state.idempotency.purge()?;
+        state.projections.start().await?;
+        let purge_stop = CancellationToken::new();
+        let purge = tokio::spawn(purge_loop(state.clone(), purge_stop.clone()));
+        let app = router(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        info!(%addr, purged_keys = removed, "strata-http listening");
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|source| HttpError::Io {
+                    context: "serving".into(),
+                    source,
+                });
+            info!("no more connections; finishing detached requests");
+            state.tasks.close();
+            state.tasks.wait().await;
+            purge_stop.cancel();
+            if let Err(e) = purge.await {
+                warn!(error = %e, "the idempotency purge task failed");
+            }
+            let projections = state.projections.stop().await;
+            // The last handle on the store: dropping it stops the writer and
+            // flushes sled. It blocks, so not on a runtime thread.
+            tokio::task::spawn_blocking(move || drop(state))
+                .await
+                .map_err(|e| HttpError::Internal {
+                    reason: format!("closing the store: {e}"),
+                })?;
+            info!("stopped");
+            served?;
+            projections.map_err(HttpError::from)
+        });
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully (see [`Server`]) and returns once the store is closed.
+    pub async fn shutdown(mut self) -> Result<(), HttpError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(|e| HttpError::Internal {
+            reason: format!("the server task failed: {e}"),
+        })?
+    }
+}
+
+async fn purge_loop(state: Shared, stop: CancellationToken) {
+    let every = state
+        .config
+        .idempotency_purge_interval
+        .max(std::time::Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let purge_state = state.clone();
+        match tokio::task::spawn_blocking(move || purge_state.idempotency.purge()).await {
+            Ok(Ok(n)) if n > 0 => info!(removed = n, "purged expired idempotency keys"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "purging idempotency keys failed"),
+            Err(e) => warn!(error = %e, "the purge task panicked"),
+        }
+    }
+}

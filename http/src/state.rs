@@ -1,0 +1,59 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use strata_aggregates::Repository;
+use strata_aggregates::domain::order::Order;
+use strata_aggregates::domain::service::OrderService;
+use strata_aggregates::domain::stock::StockItem;
+use strata_projections::Projections;
+use strata_store::{EventStore, SledStore};
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::idempotency::IdempotencyStore;
+use crate::metrics::Metrics;
+
+/// The service's state: the store, the domain, the read models, the
+/// idempotency records and the metrics.
+pub(crate) struct AppState {
+    pub config: Config,
+    pub store: SledStore,
+    pub service: OrderService,
+    pub projections: Projections,
+    pub idempotency: IdempotencyStore,
+    pub metrics: Metrics,
+    /// Handlers detached from their connection (idempotent POSTs): shutdown waits for them.
+    pub tasks: TaskTracker,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Builds the state over an open store; the read models are not started.
+    pub(crate) fn new(store: SledStore, config: Config) -> Result<AppState, HttpError> {
+        let log: Arc<dyn EventStore> = Arc::new(store.clone());
+        let mut orders = Repository::<Order>::new(log.clone())
+            .with_format(config.event_format)
+            .with_conflict_event_limit(config.conflict_event_limit);
+        let mut stock = Repository::<StockItem>::new(log)
+            .with_format(config.event_format)
+            .with_conflict_event_limit(config.conflict_event_limit);
+        if let Some(every) = config.snapshot_every {
+            orders = orders.with_snapshots(every);
+            stock = stock.with_snapshots(every);
+        }
+        let projections = Projections::open(&store)?;
+        let idempotency = IdempotencyStore::open(&store, config.idempotency_retention)?;
+        Ok(AppState {
+            service: OrderService::from_repositories(orders, stock),
+            projections,
+            idempotency,
+            metrics: Metrics::new(),
+            tasks: TaskTracker::new(),
+            store,
+            config,
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! A real server on an ephemeral port over a temporary sled directory, a
+//! real HTTP client, and the check that every call a test made is in the
+//! OpenAPI document.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use strata_http::{Config, Server};
+use strata_store::SledStore;
+use tokio::net::TcpListener;
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub server: Server,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn etag(&self) -> &str {
+        self.header("etag").unwrap_or_else(|| panic!("no ETag: {self:?}"))
+    }
+
+    /// Asserts a problem response of `status` and `type` and returns its body.
+    #[track_caller]
+    pub fn problem(&self, status: u16, name: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let p = self.json();
+        assert_eq!(p["type"], format!("/problems/{name}"), "{p}");
+        assert_eq!(p["status"], status, "{p}");
+        assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "{p}");
+        assert!(p["detail"].as_str().is_some_and(|t| !t.is_empty()), "{p}");
+        assert!(p["instance"].as_str().is_some_and(|t| t.starts_with('/')), "{p}");
+        p
+    }
+}
+
+impl TestServer {
+    /// A server over a fresh directory (kept alive by `dir`).
+    pub async fn start(dir: &Path, config: Config) -> TestServer {
+        let store = SledStore::open_with(dir, config.sled.clone()).expect("open store");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::serve(store, listener, config).await.expect("serve");
+        TestServer {
+            url: server.url(),
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.expect("request");
+        Resp {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            text: r.text().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.http.get(format!("{}{path}", self.url))).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send(with_headers(self.http.get(format!("{}{path}", self.url)), headers))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.post_with(path, body, &[]).await
+    }
+
+    pub async fn post_with(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        let req = self.http.post(format!("{}{path}", self.url)).json(&body);
+        self.send(with_headers(req, headers)).await
+    }
+
+    /// A POST with a raw body and content type (for malformed input).
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &str) -> Resp {
+        let mut req = self.http.post(format!("{}{path}", self.url)).body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req).await
+    }
+
+    /// The log's head position (from /healthz).
+    pub async fn head(&self) -> u64 {
+        let h = self.get("/healthz").await;
+        assert_eq!(h.status, 200, "{}", h.text);
+        h.json()["head_position"].as_u64().unwrap()
+    }
+
+    /// Registers `sku` and receives `on_hand` units; returns the item's version.
+    pub async fn stock_item(&self, sku: &str, on_hand: u64) -> u64 {
+        let r = self.post("/stock", serde_json::json!({"sku": sku, "name": sku})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        if on_hand == 0 {
+            return 1;
+        }
+        let r = self
+            .post(
+                &format!("/stock/{sku}/receive"),
+                serde_json::json!({"quantity": on_hand}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        2
+    }
+
+    /// Checks that every request this server answered (by method, route
+    /// template and status, from /metrics) is described by /openapi.json,
+    /// then shuts the server down.
+    pub async fn finish(self) {
+        assert_documented(&self).await;
+        self.server.shutdown().await.expect("graceful shutdown");
+    }
+}
+
+fn with_headers(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
+        req = req.header(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    req
+}
+
+/// The (method, route, status) triples the server's metrics counted.
+pub async fn calls(server: &TestServer) -> BTreeSet<(String, String, String)> {
+    let text = server.get("/metrics").await.text;
+    let mut out = BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("strata_http_requests_total{")) {
+        let labels = &line[line.find('{').unwrap() + 1..line.rfind('}').unwrap()];
+        let get = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap()
+        };
+        out.insert((get("method"), get("route"), get("status")));
+    }
+    out
+}
+
+/// Every call a test made, on a known route, is an operation of the
+/// OpenAPI document with that status among its responses.
+pub async fn assert_documented(server: &TestServer) {
+    let doc = server.get("/openapi.json").await.json();
+    let calls = calls(server).await;
+    assert!(!calls.is_empty(), "the metrics counted no request");
+    for (method, route, status) in calls {
+        if route == "unmatched" || status == "405" {
+            continue; // the fallbacks: no route, or a method the route does not take
+        }
+        let method = method.to_lowercase();
+        let op = &doc["paths"][&route][&method];
+        assert!(op.is_object(), "{method} {route} is not in /openapi.json");
+        assert!(
+            op["responses"][&status].is_object(),
+            "{method} {route} answered {status}, which /openapi.json does not list: {}",
+            op["responses"]
+        );
+    }
+}
