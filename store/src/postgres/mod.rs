@@ -6,6 +6,7 @@ mod schema;
 mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -15,13 +16,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use self::schema::Sql;
 use crate::codec::from_bincode;
 use crate::error::StoreError;
 use crate::limits::Limits;
+use crate::sled_store::CommitStats;
 use crate::store::EventStore;
 use crate::subscription::EventSubscription;
 use crate::types::{AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, to_micros};
@@ -123,6 +125,18 @@ pub(crate) struct Shared {
     /// The newest position known to be committed. Every lower position is
     /// committed too (commit order is position order).
     head: watch::Sender<u64>,
+    stats: Stats,
+}
+
+/// The writer's counters (see [`PostgresStore::commit_stats`]).
+#[derive(Default)]
+struct Stats {
+    commits: AtomicU64,
+    groups: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+    apply_nanos: AtomicU64,
+    sync_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -247,9 +261,11 @@ impl PostgresStore {
             pool,
             sql: Sql::new(&options.schema),
             head: watch::Sender::new(0),
+            stats: Stats::default(),
         });
         let head = shared.read_head().await?;
         shared.advance_head(head);
+        warn_if_not_durable(&shared).await;
 
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         tokio::spawn(writer::run(shared.clone(), rx, options.max_group_appends));
@@ -277,6 +293,26 @@ impl PostgresStore {
     /// The options the store was connected with.
     pub fn options(&self) -> &PostgresOptions {
         &self.inner.options
+    }
+
+    /// Group commit counters of this store's writer since it connected
+    /// (other processes on the same database are not counted): `commits`
+    /// are transactions that wrote, `groups` every transaction run
+    /// (including those that only refused or answered retries), `appends`
+    /// the appends answered, `events` the events written; `apply_time` is
+    /// the time from `BEGIN` through taking the head lock, reading and
+    /// judging, `sync_time` the time of the insert and `COMMIT`, including
+    /// PostgreSQL's WAL flush.
+    pub fn commit_stats(&self) -> CommitStats {
+        let s = &self.inner.shared.stats;
+        CommitStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            appends: s.appends.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+            apply_time: Duration::from_nanos(s.apply_nanos.load(Ordering::Relaxed)),
+            sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -370,6 +406,27 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("schema", &self.inner.options.schema)
             .finish_non_exhaustive()
+    }
+}
+
+/// Logs a warning when the server acknowledges commits before they are on
+/// disk: then so does the store, whatever its callers expect.
+async fn warn_if_not_durable(shared: &Shared) {
+    let settings = "SELECT current_setting('fsync'), current_setting('synchronous_commit')";
+    match shared.query("reading the durability settings", settings, &[]).await {
+        Ok(rows) => {
+            if let Some(row) = rows.first() {
+                let (fsync, synchronous_commit): (String, String) = (row.get(0), row.get(1));
+                if fsync != "on" || synchronous_commit == "off" {
+                    warn!(
+                        %fsync,
+                        %synchronous_commit,
+                        "PostgreSQL acknowledges commits before they are durable: acknowledged appends may be lost in a crash"
+                    );
+                }
+            }
+        }
+        Err(e) => debug!(error = %e, "cannot read the durability settings"),
     }
 }
 

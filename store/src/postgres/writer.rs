@@ -20,7 +20,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{ClientWrapper, Object};
 use futures::try_join;
@@ -48,6 +49,10 @@ pub(super) struct Request {
     pub(super) reply: oneshot::Sender<Answer>,
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn size(req: &Request) -> (usize, usize) {
     req.appends.iter().fold((0, 0), |(n, b), a| {
         (
@@ -57,10 +62,21 @@ fn size(req: &Request) -> (usize, usize) {
     })
 }
 
+/// How often the writer yields, once an append arrived, before it takes
+/// what else is waiting. The callers its last commit answered are woken but
+/// have not run yet; yielding lets them queue their next appends, so the
+/// group holds them instead of leaving them to a second commit (measured:
+/// 8 writers ~1,000 → ~2,000 appends/s, 64 writers ~5,000 → ~9,000). Costs
+/// microseconds.
+const GATHER_YIELDS: usize = 4;
+
 /// The writer loop; returns when every sender is gone and the queue is empty.
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, max_group: usize) {
     let mut connection: Option<Object> = None;
     while let Some(first) = rx.recv().await {
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+        }
         let (mut events, mut bytes) = size(&first);
         let mut group = vec![first];
         while group.len() < max_group && events < MAX_GROUP_EVENTS && bytes < MAX_GROUP_BYTES {
@@ -75,6 +91,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, ma
             }
         }
         let answers = commit_group(&shared, &mut connection, &group).await;
+        shared.stats.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
         for (req, answer) in group.into_iter().zip(answers) {
             let _ = req.reply.send(answer);
         }
@@ -198,6 +215,7 @@ fn group_error(context: &str, e: &Arc<tokio_postgres::Error>, commit_sent: bool)
 
 /// Runs one group's transaction; see the module doc.
 async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request]) -> Result<Vec<Outcome>, Failed> {
+    let started = Instant::now();
     let sql = &shared.sql;
     let (lock_head, versions, find_ids, insert, set_head, notify) = try_join!(
         client.prepare_cached(&sql.lock_head),
@@ -257,6 +275,7 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
         view.ids.insert((stream, id), entry);
     }
 
+    shared.stats.groups.fetch_add(1, Ordering::Relaxed);
     let mut stage = Stage::new(head + 1);
     let outcomes: Vec<Outcome> = group.iter().map(|req| stage.add(&mut view, &req.appends)).collect();
     debug!(
@@ -266,6 +285,11 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
         "judged a group"
     );
 
+    let judged = Instant::now();
+    shared
+        .stats
+        .apply_nanos
+        .fetch_add(nanos(judged - started), Ordering::Relaxed);
     if stage.rows.positions.is_empty() {
         return match client.batch_execute("ROLLBACK").await {
             Ok(()) => Ok(outcomes),
@@ -301,6 +325,10 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     );
     match committed {
         Ok(_) => {
+            let stats = &shared.stats;
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.events.fetch_add(rows.positions.len() as u64, Ordering::Relaxed);
+            stats.sync_nanos.fetch_add(nanos(judged.elapsed()), Ordering::Relaxed);
             shared.advance_head(new_head);
             Ok(outcomes)
         }
