@@ -97,6 +97,16 @@ mod imp {
             .collect()
     }
 
+    async fn pids(admin: &Client, name: &str) -> Vec<i32> {
+        admin
+            .query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", &[&name])
+            .await
+            .expect("pg_stat_activity")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// Backends named `name` that are listening (their last statement was LISTEN).
     async fn listening(admin: &Client, name: &str) -> Vec<i32> {
         admin
@@ -365,9 +375,18 @@ mod imp {
         let s = sid("order-1");
         store.append(&s, ExpectedVersion::NoStream, evs("a", 2)).await.unwrap();
 
-        // Between appends: every pooled connection is killed; the next
-        // append (and read) gets a new one.
-        assert!(!terminate(&admin, &name).await.is_empty());
+        // Between appends: every pooled connection is killed (and gone:
+        // pg_terminate_backend only signals); the next append and read find
+        // their connections dead and use new ones.
+        let killed = terminate(&admin, &name).await;
+        assert!(!killed.is_empty());
+        tokio::time::timeout(STALL, async {
+            while pids(&admin, &name).await.iter().any(|p| killed.contains(p)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("terminated backends did not exit");
         let r = store.append(&s, ExpectedVersion::Exact(2), evs("b", 1)).await.unwrap();
         assert_eq!(r.stream_version, 3);
         assert_eq!(store.stream_version(&s).await.unwrap(), 3);

@@ -38,8 +38,8 @@ pub struct PostgresOptions {
     pub schema: String,
     /// Limits on appends.
     pub limits: Limits,
-    /// Connections in the pool (default 16): one is held by the writer, the
-    /// rest serve reads. The listener for live subscriptions has one more
+    /// Connections in the pool (default 16, at least 2): one is held by the
+    /// writer, the rest serve reads. The listener for live subscriptions has one more
     /// of its own.
     pub pool_size: usize,
     /// The most appends one group commit (one transaction) takes (default 1,024).
@@ -97,7 +97,8 @@ impl Default for PostgresOptions {
 ///   connection, which reconnects when it drops, with a poll of the head
 ///   position every [`PostgresOptions::poll_interval`] as a fallback.
 /// - **Lost connections.** When the connection breaks before the `COMMIT`
-///   was sent, the writer retries the group once on a new connection. When
+///   was sent, the writer retries the group on another connection (as many
+///   times as the pool has connections, plus one). When
 ///   it breaks after, the outcome is unknown and the append fails with
 ///   [`StoreError::Unavailable`]; it is either wholly in the log or not at
 ///   all, and a retry with the same event ids is answered idempotently.
@@ -126,6 +127,10 @@ pub(crate) struct Shared {
     /// committed too (commit order is position order).
     head: watch::Sender<u64>,
     stats: Stats,
+    /// How often a statement that found its connection broken is tried on
+    /// another: once per pooled connection (all may be dead after a server
+    /// restart) plus one for a fresh one.
+    max_reconnects: usize,
 }
 
 /// The writer's counters (see [`PostgresStore::commit_stats`]).
@@ -155,15 +160,16 @@ impl Shared {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Runs one read query, on a second connection if the first turns out
-    /// to be broken (reads are safe to repeat).
+    /// Runs one read query, on another connection if the first turns out
+    /// to be broken (reads are safe to repeat), at most `max_reconnects`
+    /// times.
     async fn query(
         &self,
         context: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let mut retried = false;
+        let mut retries = 0;
         loop {
             let client = self.connection().await?;
             let result = match client.prepare_cached(sql).await {
@@ -175,11 +181,11 @@ impl Shared {
                 Err(e) if is_connection_error(&e) => {
                     // Never hand this connection out again.
                     drop(Object::take(client));
-                    if retried {
+                    if retries == self.max_reconnects {
                         return Err(pg_error(context, e));
                     }
-                    warn!(error = %describe(&e), "PostgreSQL connection lost during a read; retrying once");
-                    retried = true;
+                    warn!(error = %describe(&e), "PostgreSQL connection lost during a read; retrying on another");
+                    retries += 1;
                 }
                 Err(e) => return Err(pg_error(context, e)),
             }
@@ -218,9 +224,11 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         options.limits.validate()?;
         validate_schema_name(&options.schema)?;
-        if options.pool_size == 0 || options.max_group_appends == 0 || options.queue_capacity == 0 {
+        if options.pool_size < 2 || options.max_group_appends == 0 || options.queue_capacity == 0 {
             return Err(StoreError::InvalidLimits {
-                reason: "pool_size, max_group_appends and queue_capacity must be positive".into(),
+                reason: "pool_size must be at least 2 (the writer holds one connection), max_group_appends and \
+                         queue_capacity positive"
+                    .into(),
             });
         }
         let mut config: tokio_postgres::Config =
@@ -262,6 +270,7 @@ impl PostgresStore {
             sql: Sql::new(&options.schema),
             head: watch::Sender::new(0),
             stats: Stats::default(),
+            max_reconnects: options.pool_size + 1,
         });
         let head = shared.read_head().await?;
         shared.advance_head(head);

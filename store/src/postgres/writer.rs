@@ -36,6 +36,13 @@ use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
 use crate::error::StoreError;
 use crate::types::{AppendResult, EventId, StreamAppend, StreamId, from_micros, now_micros};
 
+/// Starts an append transaction. READ COMMITTED whatever the server's
+/// default: each statement after the head lock must see every earlier
+/// commit. A process that stalls while it holds the head lock (stopped,
+/// frozen, its network gone) would block every writer of every process until
+/// TCP gives up; the server ends such a session after 30 s instead.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = '30s'";
+
 /// Stop adding appends to a group once it holds this many events...
 const MAX_GROUP_EVENTS: usize = 16_384;
 /// ...or this many bytes of payload.
@@ -121,7 +128,9 @@ enum Failed {
 }
 
 /// Commits one group; on a connection that breaks before the commit was
-/// sent, tries once more on a new one.
+/// sent (nothing written), tries again on another, at most
+/// `max_reconnects` times: after the server restarted, or its backends were
+/// terminated, every idle connection in the pool may be dead.
 async fn commit_group(shared: &Shared, connection: &mut Option<Object>, group: &[Request]) -> Vec<Answer> {
     let mut attempt = 0;
     loop {
@@ -148,8 +157,8 @@ async fn commit_group(shared: &Shared, connection: &mut Option<Object>, group: &
             drop(Object::take(c));
         }
         match failure {
-            Failed::Before(e) if attempt < 2 && is_connection_error(&e) => {
-                warn!(error = %describe(&e), "PostgreSQL connection lost before commit; retrying the group on a new connection");
+            Failed::Before(e) if attempt <= shared.max_reconnects && is_connection_error(&e) => {
+                warn!(error = %describe(&e), "PostgreSQL connection lost before commit; retrying the group on another connection");
             }
             Failed::Before(e) => {
                 let e = Arc::new(e);
@@ -245,7 +254,7 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     let version_params: [&(dyn ToSql + Sync); 1] = [&streams];
     let id_params: [&(dyn ToSql + Sync); 2] = [&id_streams, &id_uuids];
     let (_, head_row, version_rows, id_rows) = try_join!(
-        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        client.batch_execute(BEGIN),
         client.query_one(&lock_head, &[]),
         client.query(&versions, &version_params),
         client.query(&find_ids, &id_params),
