@@ -106,6 +106,19 @@ impl Default for PostgresOptions {
 /// Cheap to clone; clones share the pool and the writer, which stop when
 /// the last clone (and the last subscription) is dropped. Connections are
 /// plain TCP or unix sockets, without TLS.
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use strata_store::{EventStore, ExpectedVersion, NewEvent, PostgresOptions, PostgresStore, StreamId};
+/// let options = PostgresOptions { schema: "orders".into(), ..PostgresOptions::default() };
+/// let store = PostgresStore::connect_with("postgres://app@localhost/shop", options).await?;
+/// let s = StreamId::new("order-1")?;
+/// let r = store.append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", "{}")]).await?;
+/// // Every store on this database and schema reads it at this position.
+/// assert_eq!(store.read_all(r.first_position, 1).await?[0].stream_id, s);
+/// # Ok::<(), strata_store::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
