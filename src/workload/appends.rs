@@ -84,7 +84,7 @@ impl RunStats {
         sorted[i]
     }
 
-    fn merge(&mut self, other: RunStats) {
+    pub(crate) fn merge(&mut self, other: RunStats) {
         self.appends += other.appends;
         self.events += other.events;
         self.bytes += other.bytes;
@@ -92,7 +92,7 @@ impl RunStats {
         self.latencies_us.extend(other.latencies_us);
     }
 
-    fn count(&mut self, spec: &AppendSpec, took: Duration) {
+    pub(crate) fn count(&mut self, spec: &AppendSpec, took: Duration) {
         self.latencies_us.push(micros(took));
         self.appends += 1;
         self.events += spec.events_per_append as u64;
@@ -111,14 +111,14 @@ fn micros(d: Duration) -> u32 {
 
 /// Hands out the appends of a run to its writers.
 #[derive(Clone)]
-struct Tickets {
+pub(crate) struct Tickets {
     budget: Budget,
-    start: Instant,
+    pub(crate) start: Instant,
     taken: Arc<AtomicU64>,
 }
 
 impl Tickets {
-    fn new(budget: Budget) -> Tickets {
+    pub(crate) fn new(budget: Budget) -> Tickets {
         Tickets {
             budget,
             start: Instant::now(),
@@ -127,7 +127,7 @@ impl Tickets {
     }
 
     /// Whether the writer may make one more append.
-    fn next(&self) -> bool {
+    pub(crate) fn next(&self) -> bool {
         match self.budget {
             Budget::Appends(n) => self.taken.fetch_add(1, Ordering::Relaxed) < n,
             Budget::Time(d) => self.start.elapsed() < d,

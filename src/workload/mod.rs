@@ -11,9 +11,13 @@
 mod aggregate;
 mod appends;
 mod history;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use aggregate::{long_stock_stream, receive_raw};
 pub use appends::{
     AppendSpec, Budget, FileMode, RunStats, Streams, payload, run_appends, run_disk_ceiling, run_naive_sled,
 };
 pub use history::{Fold, FoldError, HISTORY_SKUS, plain_fold, scan_log, write_history};
+#[cfg(feature = "postgres")]
+pub use postgres::NaivePostgres;

@@ -185,10 +185,14 @@ pub enum StoreError {
 
     /// The store can no longer accept appends: it was closed, or a write or
     /// flush failed, after which the outcome of in-flight appends is unknown
-    /// until the store is reopened (reopening recovers what is on disk).
+    /// until the store is reopened (reopening recovers what is on disk). On
+    /// PostgreSQL: the database could not be reached, or the connection was
+    /// lost; `reason` says whether the append may have committed (it is then
+    /// wholly in the log or wholly absent).
     ///
-    /// Handling: reopen the store; retry appends with the same event ids,
-    /// which are answered idempotently if they did land (HTTP 503).
+    /// Handling: reopen the store (sled) or try again (PostgreSQL); retry
+    /// appends with the same event ids, which are answered idempotently if
+    /// they did land (HTTP 503).
     #[error("store unavailable: {reason}")]
     Unavailable {
         /// Why.
@@ -212,6 +216,37 @@ pub enum StoreError {
     /// Handling: check the disk (HTTP 500).
     #[error("sled error: {0}")]
     Sled(#[source] sled::Error),
+
+    /// PostgreSQL refused a statement (a lost connection is
+    /// [`StoreError::Unavailable`] instead). Nothing was written: an append
+    /// transaction that fails this way is rolled back.
+    ///
+    /// Handling: look at `source` (its SQLSTATE, e.g. a missing privilege or
+    /// a full disk); retrying with the same event ids is safe (HTTP 500).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL error while {context}: {}", crate::postgres::describe(source))]
+    Postgres {
+        /// What the store was doing.
+        context: String,
+        /// The driver's error (shared: one failed transaction answers every
+        /// append of its group).
+        #[source]
+        source: std::sync::Arc<tokio_postgres::Error>,
+    },
+
+    /// The PostgreSQL schema was migrated by a newer strata than this one.
+    ///
+    /// Handling: run the strata version that migrated it, or use another schema.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL schema {schema} is at migration {found}; this build knows migrations up to {supported}")]
+    IncompatibleSchema {
+        /// The schema.
+        schema: String,
+        /// The newest migration applied to it.
+        found: i32,
+        /// The newest migration this build knows.
+        supported: i32,
+    },
 }
 
 impl StoreError {
@@ -257,6 +292,8 @@ impl StoreError {
             | StoreError::InvalidLimits { .. }
             | StoreError::Io { .. }
             | StoreError::Sled(_) => 500,
+            #[cfg(feature = "postgres")]
+            StoreError::Postgres { .. } | StoreError::IncompatibleSchema { .. } => 500,
         }
     }
 

@@ -3,9 +3,10 @@
 //! Streams of events with optimistic concurrency: every append names the
 //! stream version it was decided on and is refused, writing nothing, when the
 //! stream has moved on. Retries are recognised by event id and answered
-//! from the log. Two backends share one set of rules ([`EventStore`]):
-//! [`MemoryStore`] for tests and [`SledStore`], the embedded default, with
-//! durable group commit.
+//! from the log. The backends share one set of rules ([`EventStore`]):
+//! [`MemoryStore`] for tests, [`SledStore`], the embedded default, with
+//! durable group commit, and (with the `postgres` feature) `PostgresStore`,
+//! one log in a PostgreSQL database shared by several processes.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -37,6 +38,8 @@ mod decide;
 mod error;
 mod limits;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sled_store;
 mod store;
 mod subscription;
@@ -46,9 +49,14 @@ pub use codec::{from_bincode, to_bincode};
 pub use error::StoreError;
 pub use limits::Limits;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
+/// The PostgreSQL driver whose errors [`StoreError::Postgres`] carries.
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;
 pub use types::{
     AppendResult, Direction, EventId, ExpectedVersion, MAX_STREAM_ID_BYTES, Metadata, NewEvent, RecordedEvent,
     StreamAppend, StreamId,

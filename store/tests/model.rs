@@ -14,7 +14,7 @@ use strata_store::{
     AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend, StreamId,
 };
 
-use common::{Fixture, sid};
+use common::{Backend, Fixture, sid};
 
 const STREAMS: [&str; 3] = ["alpha", "beta", "gamma"];
 
@@ -330,7 +330,7 @@ async fn run(mut fx: Fixture, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 continue;
             }
             Op::Reopen => {
-                fx = fx.reopen();
+                fx = fx.reopen().await;
                 continue;
             }
             Op::Retry { .. } | Op::Partial { .. } => continue,
@@ -360,7 +360,7 @@ fn cases() -> u32 {
         .unwrap_or(48)
 }
 
-fn check(make: fn() -> Fixture) {
+fn check(backend: Backend) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -371,16 +371,29 @@ fn check(make: fn() -> Fixture) {
         ..ProptestConfig::default()
     };
     proptest!(config, |(ops in prop::collection::vec(op_strategy(), 1..40))| {
-        rt.block_on(run(make(), ops))?;
+        rt.block_on(async {
+            match Fixture::new(backend).await {
+                Some(fx) => run(fx, ops).await,
+                None => Ok(()),
+            }
+        })?;
     });
 }
 
 #[test]
 fn memory_store_follows_the_model() {
-    check(Fixture::memory);
+    check(Backend::Memory);
 }
 
 #[test]
 fn sled_store_follows_the_model() {
-    check(Fixture::sled);
+    check(Backend::Sled);
+}
+
+#[test]
+fn postgres_store_follows_the_model() {
+    if common::postgres_url().is_none() {
+        return; // SKIPPED, printed
+    }
+    check(Backend::Postgres);
 }

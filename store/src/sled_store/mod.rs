@@ -265,12 +265,12 @@ impl SledStore {
             Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
             Err(TryLockError::Error(e)) => return Err(StoreError::io("locking the store directory", e)),
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .cache_capacity(options.cache_capacity_bytes)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        let db = open_sled(&config)?;
         let tree = db.open_tree("strata-log")?;
         match tree.get(FORMAT_KEY)? {
             Some(f) if f.as_ref() == FORMAT => {}
@@ -403,6 +403,27 @@ impl SledStore {
             });
         }
         Ok(event)
+    }
+}
+
+/// Opens sled, waiting a little while its own file lock is still held.
+///
+/// We hold `strata.lock`, so no other strata store has the directory; but
+/// sled 0.34 releases its lock on `db` only when the last of its background
+/// threads of a previous open in this process lets go of its files, which
+/// can be a moment after that store was dropped. Reopening at once (a
+/// restart in tests, or a service that closes and reopens) then failed now
+/// and then with "could not acquire lock".
+fn open_sled(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    const WAIT: Duration = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && started.elapsed() < WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

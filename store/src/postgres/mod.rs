@@ -1,0 +1,643 @@
+//! `PostgresStore`: the log in a PostgreSQL database, shared by several
+//! processes. See `docs/postgres.md` for why it is built this way.
+
+mod listener;
+mod schema;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use self::schema::Sql;
+use crate::codec::from_bincode;
+use crate::error::StoreError;
+use crate::limits::Limits;
+use crate::sled_store::CommitStats;
+use crate::store::EventStore;
+use crate::subscription::EventSubscription;
+use crate::types::{AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, to_micros};
+
+/// How a [`PostgresStore`] connects and behaves.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The schema that holds the log's tables (default `strata`). It is
+    /// created, and migrated, when the store connects. Lower-case letters,
+    /// digits and `_`, starting with a letter or `_`, at most 40 bytes.
+    /// Stores on different schemas of one database are independent logs.
+    pub schema: String,
+    /// Limits on appends.
+    pub limits: Limits,
+    /// Connections in the pool (default 16, at least 2): one is held by the
+    /// writer, the rest serve reads. The listener for live subscriptions has one more
+    /// of its own.
+    pub pool_size: usize,
+    /// The most appends one group commit (one transaction) takes (default 1,024).
+    pub max_group_appends: usize,
+    /// How many appends may wait for the writer before `append` waits for room (default 4,096).
+    pub queue_capacity: usize,
+    /// The `application_name` of the store's connections, as
+    /// `pg_stat_activity` shows it; the listener's is this plus `-listen`.
+    /// `None` keeps the one in the URL, or else uses `strata`.
+    pub application_name: Option<String>,
+    /// How often live subscriptions check the head position in case a
+    /// notification was lost (default 1 s). Notifications normally wake
+    /// them at once.
+    pub poll_interval: Duration,
+    /// How long opening a connection, or waiting for a free one in the
+    /// pool, may take before the call fails with
+    /// [`StoreError::Unavailable`] (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "strata".into(),
+            limits: Limits::default(),
+            pool_size: 16,
+            max_group_appends: 1024,
+            queue_capacity: 4096,
+            application_name: None,
+            poll_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The log in a PostgreSQL database: the backend for services that run
+/// several processes on one log, or keep it where their operations team
+/// already backs up and replicates data.
+///
+/// Same rules as every backend (the conformance suite checks them). What is
+/// particular to PostgreSQL:
+///
+/// - **Positions in commit order.** Every append transaction locks the one
+///   `head` row before it reads or writes anything and keeps the lock until
+///   it commits, so transactions get positions in the order they commit,
+///   positions are gapless, and a reader never sees a position before every
+///   lower one is visible (no event skipped by `read_all` or subscriptions).
+/// - **Group commit.** Each store has one writer task: it takes every
+///   append waiting in this process and commits them in one transaction,
+///   one WAL flush. Several processes take turns on the head row.
+/// - **Durability** is PostgreSQL's: an append returns after its `COMMIT`,
+///   which with the default `synchronous_commit = on` is flushed to the WAL
+///   on disk (and to synchronous standbys, if configured).
+/// - **Live subscriptions** are woken by `LISTEN`/`NOTIFY` on a dedicated
+///   connection, which reconnects when it drops, with a poll of the head
+///   position every [`PostgresOptions::poll_interval`] as a fallback.
+/// - **Lost connections.** When the connection breaks before the `COMMIT`
+///   was sent, the writer retries the group on another connection (as many
+///   times as the pool has connections, plus one). When
+///   it breaks after, the outcome is unknown and the append fails with
+///   [`StoreError::Unavailable`]; it is either wholly in the log or not at
+///   all, and a retry with the same event ids is answered idempotently.
+///
+/// Cheap to clone; clones share the pool and the writer, which stop when
+/// the last clone (and the last subscription) is dropped. Connections are
+/// plain TCP or unix sockets, without TLS.
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use strata_store::{EventStore, ExpectedVersion, NewEvent, PostgresOptions, PostgresStore, StreamId};
+/// let options = PostgresOptions { schema: "orders".into(), ..PostgresOptions::default() };
+/// let store = PostgresStore::connect_with("postgres://app@localhost/shop", options).await?;
+/// let s = StreamId::new("order-1")?;
+/// let r = store.append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", "{}")]).await?;
+/// // Every store on this database and schema reads it at this position.
+/// assert_eq!(store.read_all(r.first_position, 1).await?[0].stream_id, s);
+/// # Ok::<(), strata_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<writer::Request>,
+    options: PostgresOptions,
+    /// Dropped with the store: stops the listener.
+    _stop_listener: oneshot::Sender<()>,
+}
+
+/// What the store's handles, its writer and its listener share.
+pub(crate) struct Shared {
+    pool: Pool,
+    sql: Sql,
+    /// The newest position known to be committed. Every lower position is
+    /// committed too (commit order is position order).
+    head: watch::Sender<u64>,
+    stats: Stats,
+    /// How often a statement that found its connection broken is tried on
+    /// another: once per pooled connection (all may be dead after a server
+    /// restart) plus one for a fresh one.
+    max_reconnects: usize,
+}
+
+/// The writer's counters (see [`PostgresStore::commit_stats`]).
+#[derive(Default)]
+struct Stats {
+    commits: AtomicU64,
+    groups: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+    apply_nanos: AtomicU64,
+    sync_nanos: AtomicU64,
+}
+
+impl Shared {
+    /// Moves the known head forward (never back).
+    fn advance_head(&self, position: u64) {
+        self.head.send_if_modified(|h| {
+            let moved = position > *h;
+            if moved {
+                *h = position;
+            }
+            moved
+        });
+    }
+
+    async fn connection(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs one read query, on another connection if the first turns out
+    /// to be broken (reads are safe to repeat), at most `max_reconnects`
+    /// times.
+    async fn query(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut retries = 0;
+        loop {
+            let client = self.connection().await?;
+            let result = match client.prepare_cached(sql).await {
+                Ok(statement) => client.query(&statement, params).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(rows) => return Ok(rows),
+                Err(e) if is_connection_error(&e) => {
+                    // Never hand this connection out again.
+                    drop(Object::take(client));
+                    if retries == self.max_reconnects {
+                        return Err(pg_error(context, e));
+                    }
+                    warn!(error = %describe(&e), "PostgreSQL connection lost during a read; retrying on another");
+                    retries += 1;
+                }
+                Err(e) => return Err(pg_error(context, e)),
+            }
+        }
+    }
+
+    async fn read_head(&self) -> Result<u64, StoreError> {
+        let rows = self.query("reading the head position", &self.sql.head, &[]).await?;
+        let row = rows.first().ok_or_else(|| StoreError::Corrupt {
+            location: "head row".into(),
+            detail: "the head row is missing".into(),
+        })?;
+        from_db(row.get::<_, i64>(0), "head position")
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` with default options: the log in
+    /// schema `strata`, created or migrated as needed.
+    ///
+    /// `url` is a libpq-style connection string, as a URL
+    /// (`postgres://user:password@host:5432/db`) or as `key=value` pairs.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects to the database at `url`, creates the schema if it is
+    /// absent, applies the migrations it lacks, and starts the writer and
+    /// the listener (on the current tokio runtime).
+    ///
+    /// Errors: [`StoreError::InvalidLimits`] for bad options,
+    /// [`StoreError::Unavailable`] when the database cannot be reached,
+    /// [`StoreError::IncompatibleSchema`] when the schema was migrated by a
+    /// newer strata, [`StoreError::Postgres`] for anything else the
+    /// database refuses.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        options.limits.validate()?;
+        validate_schema_name(&options.schema)?;
+        if options.pool_size < 2 || options.max_group_appends == 0 || options.queue_capacity == 0 {
+            return Err(StoreError::InvalidLimits {
+                reason: "pool_size must be at least 2 (the writer holds one connection), max_group_appends and \
+                         queue_capacity positive"
+                    .into(),
+            });
+        }
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| pg_error("parsing the connection string", e))?;
+        match &options.application_name {
+            Some(name) => {
+                config.application_name(name);
+            }
+            None if config.get_application_name().is_none() => {
+                config.application_name("strata");
+            }
+            None => {}
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::InvalidLimits {
+                reason: format!("cannot build the connection pool: {e}"),
+            })?;
+        {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            schema::migrate(&mut client, &options.schema).await?;
+        }
+        let shared = Arc::new(Shared {
+            pool,
+            sql: Sql::new(&options.schema),
+            head: watch::Sender::new(0),
+            stats: Stats::default(),
+            max_reconnects: options.pool_size + 1,
+        });
+        let head = shared.read_head().await?;
+        shared.advance_head(head);
+        warn_if_not_durable(&shared).await;
+
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        tokio::spawn(writer::run(shared.clone(), rx, options.max_group_appends));
+        let (stop_listener, stopped) = oneshot::channel();
+        let mut listen_config = config;
+        let listen_name = format!("{}-listen", listen_config.get_application_name().unwrap_or("strata"));
+        listen_config.application_name(listen_name);
+        tokio::spawn(listener::run(
+            shared.clone(),
+            listen_config,
+            options.poll_interval,
+            stopped,
+        ));
+        info!(schema = %options.schema, head, "connected PostgreSQL store");
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                shared,
+                tx,
+                options,
+                _stop_listener: stop_listener,
+            }),
+        })
+    }
+
+    /// The options the store was connected with.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.inner.options
+    }
+
+    /// Group commit counters of this store's writer since it connected
+    /// (other processes on the same database are not counted): `commits`
+    /// are transactions that wrote, `groups` every transaction run
+    /// (including those that only refused or answered retries), `appends`
+    /// the appends answered, `events` the events written; `apply_time` is
+    /// the time from `BEGIN` through taking the head lock, reading and
+    /// judging, `sync_time` the time of the insert and `COMMIT`, including
+    /// PostgreSQL's WAL flush.
+    pub fn commit_stats(&self) -> CommitStats {
+        let s = &self.inner.shared.stats;
+        CommitStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            appends: s.appends.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+            apply_time: Duration::from_nanos(s.apply_nanos.load(Ordering::Relaxed)),
+            sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        self.inner.options.limits.check(&appends)?;
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable {
+            reason: "the store's writer has stopped".into(),
+        };
+        self.inner
+            .tx
+            .send(writer::Request { appends, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 || (direction == Direction::Backward && from_version == 0) {
+            return Ok(Vec::new());
+        }
+        let sql = &self.shared().sql;
+        let (sql, from) = match direction {
+            Direction::Forward => (&sql.read_forward, to_db(from_version.max(1))),
+            Direction::Backward => (&sql.read_backward, to_db(from_version)),
+        };
+        let limit = to_db(limit as u64);
+        let rows = self
+            .shared()
+            .query("reading a stream", sql, &[&stream.as_str(), &from, &limit])
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let from = to_db(from_position.max(1));
+        let limit = to_db(limit as u64);
+        let rows = self
+            .shared()
+            .query("reading the log", &self.shared().sql.read_all, &[&from, &limit])
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let rows = self
+            .shared()
+            .query(
+                "reading a stream version",
+                &self.shared().sql.stream_version,
+                &[&stream.as_str()],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => from_db(row.get::<_, i64>(0), "stream version"),
+            None => Ok(0),
+        }
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        let head = self.shared().read_head().await?;
+        self.shared().advance_head(head);
+        Ok(head)
+    }
+
+    fn subscribe_all(&self, after: u64) -> EventSubscription {
+        EventSubscription::follow(self.clone(), self.shared().head.subscribe(), after)
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.options.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Logs a warning when the server acknowledges commits before they are on
+/// disk: then so does the store, whatever its callers expect.
+async fn warn_if_not_durable(shared: &Shared) {
+    let settings = "SELECT current_setting('fsync'), current_setting('synchronous_commit')";
+    match shared.query("reading the durability settings", settings, &[]).await {
+        Ok(rows) => {
+            if let Some(row) = rows.first() {
+                let (fsync, synchronous_commit): (String, String) = (row.get(0), row.get(1));
+                if fsync != "on" || synchronous_commit == "off" {
+                    warn!(
+                        %fsync,
+                        %synchronous_commit,
+                        "PostgreSQL acknowledges commits before they are durable: acknowledged appends may be lost in a crash"
+                    );
+                }
+            }
+        }
+        Err(e) => debug!(error = %e, "cannot read the durability settings"),
+    }
+}
+
+/// Checks a schema name: it is spliced into SQL (quoted), and the NOTIFY
+/// channel built from it must fit PostgreSQL's 63-byte identifiers.
+fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 40
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidLimits {
+            reason: format!(
+                "schema name {schema:?} must be 1..=40 bytes of lower-case ASCII letters, digits and '_', \
+                 not starting with a digit"
+            ),
+        })
+    }
+}
+
+/// A `u64` as PostgreSQL's `bigint` (positions, versions and limits never
+/// come near `i64::MAX`; larger values, e.g. `u64::MAX` as "the newest",
+/// saturate).
+fn to_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_db(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        location: what.to_string(),
+        detail: format!("negative value {v}"),
+    })
+}
+
+/// The CRC-32 of one event row: every column, each variable-length one with
+/// its length, so a value moved between columns or rows fails too.
+#[allow(clippy::too_many_arguments)]
+fn row_checksum(
+    position: i64,
+    stream: &str,
+    version: i64,
+    id: &Uuid,
+    event_type: &str,
+    payload: &[u8],
+    metadata: &[u8],
+    recorded_micros: u64,
+) -> i32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&position.to_be_bytes());
+    for field in [stream.as_bytes(), event_type.as_bytes(), payload, metadata] {
+        h.update(&(field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    h.update(&version.to_be_bytes());
+    h.update(id.as_bytes());
+    h.update(&recorded_micros.to_be_bytes());
+    h.finalize() as i32
+}
+
+/// Decodes and checks one event row (columns in the order of `schema::COLUMNS`).
+fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0).map_err(|e| corrupt_row(None, e))?;
+    let location = || format!("event at position {position}");
+    let decode = |e: tokio_postgres::Error| corrupt_row(Some(position), e);
+    let stream: &str = row.try_get(1).map_err(decode)?;
+    let version: i64 = row.try_get(2).map_err(decode)?;
+    let id: Uuid = row.try_get(3).map_err(decode)?;
+    let event_type: &str = row.try_get(4).map_err(decode)?;
+    let payload: &[u8] = row.try_get(5).map_err(decode)?;
+    let metadata: &[u8] = row.try_get(6).map_err(decode)?;
+    let recorded_at: SystemTime = row.try_get(7).map_err(decode)?;
+    let crc: i32 = row.try_get(8).map_err(decode)?;
+    let computed = row_checksum(
+        position,
+        stream,
+        version,
+        &id,
+        event_type,
+        payload,
+        metadata,
+        to_micros(recorded_at),
+    );
+    if computed != crc {
+        return Err(StoreError::Corrupt {
+            location: location(),
+            detail: format!("checksum mismatch: stored {crc:08x}, computed {computed:08x}"),
+        });
+    }
+    let metadata: Metadata = from_bincode(metadata, location)?;
+    let stream_id = StreamId::new(stream).map_err(|e| StoreError::Corrupt {
+        location: location(),
+        detail: e.to_string(),
+    })?;
+    Ok(RecordedEvent {
+        stream_id,
+        version: from_db(version, "event version")?,
+        position: from_db(position, "event position")?,
+        id: EventId::from_uuid(id),
+        event_type: event_type.to_string(),
+        payload: Bytes::copy_from_slice(payload),
+        metadata,
+        recorded_at,
+    })
+}
+
+fn corrupt_row(position: Option<i64>, e: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt {
+        location: match position {
+            Some(p) => format!("event at position {p}"),
+            None => "event row".into(),
+        },
+        detail: describe(&e),
+    }
+}
+
+/// An error of the driver with what the server said, when it said something
+/// (the driver's own `Display` is only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Whether `e` means the connection is gone (or never came up), rather than
+/// the server refusing a statement: then what the server did with anything
+/// in flight is not known from this side.
+pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code);
+    }
+    // No server error: an I/O error, a failed connect or a timeout.
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    e.to_string().contains("timeout")
+}
+
+/// Maps a driver error: a lost connection is [`StoreError::Unavailable`],
+/// anything the server refused is [`StoreError::Postgres`].
+pub(crate) fn pg_error(context: impl Into<String>, e: tokio_postgres::Error) -> StoreError {
+    let context = context.into();
+    if is_connection_error(&e) {
+        StoreError::Unavailable {
+            reason: format!("PostgreSQL connection failed while {context}: {}", describe(&e)),
+        }
+    } else {
+        StoreError::Postgres {
+            context,
+            source: Arc::new(e),
+        }
+    }
+}
+
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => pg_error("opening a connection", e),
+        PoolError::Timeout(kind) => StoreError::Unavailable {
+            reason: format!("no PostgreSQL connection available in time ({kind:?})"),
+        },
+        other => StoreError::Unavailable {
+            reason: format!("PostgreSQL connection pool: {other}"),
+        },
+    }
+}
