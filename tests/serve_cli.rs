@@ -94,6 +94,13 @@ fn serve_answers_runs_a_load_test_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&load.stderr)
     );
     assert!(report.contains("lost updates 0"), "{report}");
+    let conflicts: u64 = report
+        .split_whitespace()
+        .skip_while(|w| *w != "conflicts")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("the report counts conflicts");
+    assert!(conflicts > 0, "4 clients on one item conflict (as 412 here): {report}");
 
     let refused = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["loadtest", "--duration", "1s", "--url", "http://example.invalid:8080"])

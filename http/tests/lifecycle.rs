@@ -146,7 +146,7 @@ async fn sixteen_clients_on_one_hot_item_lose_no_update() {
     let metrics = s.get("/metrics").await.text;
     assert!(
         metrics
-            .contains("strata_http_conflicts_total{route=\"/stock/{sku}/receive\",problem=\"wrong-expected-version\"}"),
+            .contains("strata_http_conflicts_total{route=\"/stock/{sku}/adjust\",problem=\"wrong-expected-version\"}"),
         "conflicts are counted per route"
     );
     s.finish().await;
