@@ -236,7 +236,9 @@ pub enum HttpError {
     },
 
     /// A write without If-Match on a server that requires it (428).
-    #[error("this server requires If-Match (or expected_version) on writes to existing resources")]
+    #[error(
+        "this server requires writes to existing resources to name the version they were decided on: If-Match: \"<version>\" or expected_version (If-Match: * names none)"
+    )]
     PreconditionRequired,
 
     /// A hot stock item outran the retries (503).

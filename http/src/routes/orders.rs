@@ -330,12 +330,14 @@ pub(crate) async fn order_events(
     if version == 0 {
         return Err(HttpError::NotFound { resource: "order", id });
     }
-    let events = state
+    let mut events = state
         .service
         .orders()
         .read_events(&id, from, limit)
         .await
         .map_err(|e| map_error(&state, &id, e.into()))?;
+    // The page describes the version its ETag names, even while writers append.
+    events.retain(|e| e.version <= version);
     let next_from = events.last().filter(|e| e.version < version).map(|e| e.version + 1);
     let page = EventsPage {
         stream: stream.to_string(),
