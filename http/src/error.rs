@@ -250,6 +250,18 @@ pub enum HttpError {
         attempts: u32,
     },
 
+    /// A write that named no version lost its race on every retry (503):
+    /// the server read, decided and retried on its own, and ran out.
+    #[error("{resource} {id} kept changing: gave up after {attempts} attempts")]
+    Contention {
+        /// What kind of resource.
+        resource: &'static str,
+        /// Its id.
+        id: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+
     /// A read model behind `min_position` after the wait (503).
     #[error("the read model has applied position {applied}, not {position}, within the wait")]
     ReadModelLagging {
@@ -329,6 +341,7 @@ impl HttpError {
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,
             HttpError::PreconditionRequired => ProblemType::PreconditionRequired,
             HttpError::StockContention { .. } => ProblemType::StockContention,
+            HttpError::Contention { .. } => ProblemType::Contention,
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
             HttpError::Store(e) => store_problem_type(e),
@@ -400,6 +413,10 @@ impl HttpError {
                 p.resource = Some("stock item".into());
                 p.id = Some(sku.clone());
             }
+            HttpError::Contention { resource, id, .. } => {
+                p.resource = Some((*resource).into());
+                p.id = Some(id.clone());
+            }
             HttpError::DuplicateEventId { stream, .. } | HttpError::ReservedStream { stream } => {
                 p.resource = Some("stream".into());
                 p.id = Some(stream.clone());
@@ -433,6 +450,7 @@ impl HttpError {
         match self.problem_type() {
             ProblemType::IdempotencyKeyInFlight
             | ProblemType::StockContention
+            | ProblemType::Contention
             | ProblemType::ReadModelLagging
             | ProblemType::ServiceUnavailable => Some(1),
             _ => None,
@@ -615,6 +633,14 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let e = HttpError::Contention {
+            resource: "stock item",
+            id: "tea".into(),
+            attempts: 10,
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.problem_type().name(), "contention");
+        assert_eq!(e.into_response().headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

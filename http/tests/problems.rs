@@ -209,11 +209,13 @@ async fn every_problem_type_is_answered_with_its_status_and_body() {
 
     // What no request here can provoke is shown elsewhere:
     // idempotency-key-in-flight in tests/idempotency.rs; stock-contention,
-    // service-unavailable and internal-error (a hot SKU beyond the retries,
-    // a failed store, corrupt data) by the mapping tests in src/error.rs.
+    // contention, service-unavailable and internal-error (a hot resource
+    // beyond the retries, a failed store, corrupt data) by the mapping tests
+    // in src/error.rs.
     let elsewhere = [
         "idempotency-key-in-flight",
         "stock-contention",
+        "contention",
         "service-unavailable",
         "internal-error",
     ];

@@ -245,7 +245,16 @@ async fn command(
         .service
         .execute(id, &command, expected, &metadata(headers))
         .await
-        .map_err(|e| map_error(state, id, e))?;
+        .map_err(|e| match e {
+            // The client named no version: running out of retries is
+            // contention, not a stale version of the client's.
+            OrderServiceError::Conflict(c) if expected.is_none() && c.current > 0 => HttpError::Contention {
+                resource: "order",
+                id: id.to_string(),
+                attempts: c.attempts,
+            },
+            e => map_error(state, id, e),
+        })?;
     Ok(written(StatusCode::OK, &done, None))
 }
 

@@ -173,7 +173,16 @@ async fn command(
     let done = repo
         .execute_with(sku, &cmd, expected, &metadata(headers))
         .await
-        .map_err(|e| map_error(state, sku, e))?;
+        .map_err(|e| match e {
+            // The client named no version: running out of retries is
+            // contention, not a stale version of the client's.
+            RepositoryError::Conflict(c) if expected.is_none() && c.current > 0 => HttpError::Contention {
+                resource: "stock item",
+                id: sku.to_string(),
+                attempts: c.attempts,
+            },
+            e => map_error(state, sku, e),
+        })?;
     Ok(written(StatusCode::OK, &done, None))
 }
 
