@@ -12,7 +12,7 @@ use strata_aggregates::{Conflict, Repository};
 use strata_store::EventStore;
 use utoipa::IntoParams;
 
-use super::{Written, check_id, metadata, versioned};
+use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
 use crate::error::{HttpError, StaleVersion, from_store};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::idempotency::parse_key;
@@ -134,6 +134,37 @@ fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
     }
 }
 
+/// A keyed request retried after its first run died with the process: if
+/// that run's write landed, the order as it is now.
+async fn after_crash(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    status: StatusCode,
+) -> Result<Option<Response>, HttpError> {
+    // An id that names no stream is refused by the write itself.
+    let Ok(stream) = Repository::<Order>::stream_id(id) else {
+        return Ok(None);
+    };
+    let Some(event) = written_before_crash(&state.store, headers, &stream).await? else {
+        return Ok(None);
+    };
+    let loaded = state
+        .service
+        .orders()
+        .load(id)
+        .await
+        .map_err(|e| map_error(state, id, e.into()))?;
+    let location = (status == StatusCode::CREATED).then(|| format!("/orders/{}", encode_segment(id)));
+    Ok(Some(recovered(
+        status,
+        loaded.version,
+        &event,
+        location,
+        OrderView::new(&loaded.state, loaded.version),
+    )))
+}
+
 fn written(status: StatusCode, done: &OrderWrite, location: Option<String>) -> Response {
     let appended = done.events.len() as u64 + done.stock.iter().map(|s| s.events.len() as u64).sum::<u64>();
     Written {
@@ -170,6 +201,9 @@ pub(crate) async fn place_order(
 ) -> Result<Response, HttpError> {
     no_if_match_on_create(&headers)?;
     let id = body.order_id.clone().unwrap_or_else(|| new_order_id(&headers));
+    if let Some(r) = after_crash(&state, &headers, &id, StatusCode::CREATED).await? {
+        return Ok(r);
+    }
     let lines = body
         .lines
         .into_iter()
@@ -225,6 +259,9 @@ async fn command(
 ) -> Result<Response, HttpError> {
     check_id("order", id)?;
     let expect = resolve(if_match(headers)?, body_version, state.config.require_if_match)?;
+    if let Some(r) = after_crash(state, headers, id, StatusCode::OK).await? {
+        return Ok(r);
+    }
     let expected = match expect {
         Expect::Unconditional => None,
         Expect::Version(v) => Some(v),

@@ -219,9 +219,13 @@ fn expected(headers: &HeaderMap, query: Option<&str>, require: bool) -> Result<E
 fn to_new_event(body: NewEventBody, request: &Metadata) -> Result<NewEvent, HttpError> {
     let mut metadata = Metadata::default();
     if let Some(m) = body.metadata {
-        if let Some(key) = m.extra.keys().find(|k| k.starts_with("strata.")) {
+        if let Some(key) = m
+            .extra
+            .keys()
+            .find(|k| k.starts_with("strata.") || k.starts_with("http."))
+        {
             return Err(HttpError::InvalidEvents {
-                reason: format!("metadata key {key:?} is reserved (prefix strata.)"),
+                reason: format!("metadata key {key:?} is reserved (prefixes strata. and http.)"),
             });
         }
         metadata.correlation_id = m.correlation_id;
