@@ -234,12 +234,21 @@ pub(crate) async fn place_order(
 /// Idempotency-Key when it has one, so that even a retry that runs again
 /// (after a crash between the append and the key's record) names the same
 /// order and is refused as a duplicate instead of placing a second one.
+///
+/// The request's fingerprint goes into the id too: the same key reused for
+/// another order, once the first record has expired, names a new order.
 fn new_order_id(headers: &HeaderMap) -> String {
     match parse_key(headers).ok().flatten() {
         Some(key) => {
+            let fingerprint = headers
+                .get(crate::idempotency::INTERNAL_FINGERPRINT)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default();
             let digest = Sha256::new()
                 .chain_update(b"strata order id\0")
                 .chain_update(key.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(&fingerprint)
                 .finalize();
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
