@@ -62,6 +62,10 @@ pub struct Config {
     pub snapshot_every: Option<u64>,
     /// The most events a conflict body lists in `events_since` (default 100).
     pub conflict_event_limit: usize,
+    /// How long a graceful shutdown waits for open connections to finish
+    /// their requests before it drops them (default 30 s). Appends already
+    /// handed to the store complete either way.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             idempotency_retention: Duration::from_secs(24 * 3600),
             idempotency_purge_interval: Duration::from_secs(600),
             read_wait_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
             event_format: Format::Json,
             snapshot_every: Some(100),
             conflict_event_limit: 100,

@@ -236,7 +236,9 @@ pub enum HttpError {
     },
 
     /// A write without If-Match on a server that requires it (428).
-    #[error("this server requires If-Match (or expected_version) on writes to existing resources")]
+    #[error(
+        "this server requires writes to existing resources to name the version they were decided on: If-Match: \"<version>\" or expected_version (If-Match: * names none)"
+    )]
     PreconditionRequired,
 
     /// A hot stock item outran the retries (503).
@@ -244,6 +246,18 @@ pub enum HttpError {
     StockContention {
         /// The SKU.
         sku: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+
+    /// A write that named no version lost its race on every retry (503):
+    /// the server read, decided and retried on its own, and ran out.
+    #[error("{resource} {id} kept changing: gave up after {attempts} attempts")]
+    Contention {
+        /// What kind of resource.
+        resource: &'static str,
+        /// Its id.
+        id: String,
         /// Attempts made.
         attempts: u32,
     },
@@ -327,6 +341,7 @@ impl HttpError {
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,
             HttpError::PreconditionRequired => ProblemType::PreconditionRequired,
             HttpError::StockContention { .. } => ProblemType::StockContention,
+            HttpError::Contention { .. } => ProblemType::Contention,
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
             HttpError::Store(e) => store_problem_type(e),
@@ -398,6 +413,10 @@ impl HttpError {
                 p.resource = Some("stock item".into());
                 p.id = Some(sku.clone());
             }
+            HttpError::Contention { resource, id, .. } => {
+                p.resource = Some((*resource).into());
+                p.id = Some(id.clone());
+            }
             HttpError::DuplicateEventId { stream, .. } | HttpError::ReservedStream { stream } => {
                 p.resource = Some("stream".into());
                 p.id = Some(stream.clone());
@@ -431,6 +450,7 @@ impl HttpError {
         match self.problem_type() {
             ProblemType::IdempotencyKeyInFlight
             | ProblemType::StockContention
+            | ProblemType::Contention
             | ProblemType::ReadModelLagging
             | ProblemType::ServiceUnavailable => Some(1),
             _ => None,
@@ -613,6 +633,14 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let e = HttpError::Contention {
+            resource: "stock item",
+            id: "tea".into(),
+            attempts: 10,
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.problem_type().name(), "contention");
+        assert_eq!(e.into_response().headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

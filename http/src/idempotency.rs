@@ -66,7 +66,12 @@ pub(crate) struct StoredResponse {
 #[derive(Debug, PartialEq)]
 pub(crate) enum Begin {
     /// Run it: an in-flight marker is written; `complete` or `abandon` follows.
-    Proceed,
+    Proceed {
+        /// The same request started in an earlier run of the process, which
+        /// died before recording its answer: its write may have landed, and
+        /// the handler must look for it before writing again.
+        after_crash: bool,
+    },
     /// Answer with the first response.
     Replay(StoredResponse),
     /// The first request with this key is still running.
@@ -147,6 +152,7 @@ impl IdempotencyStore {
         })?;
         loop {
             let current = self.tree.get(key).map_err(sled_err)?;
+            let mut after_crash = false;
             if let Some(bytes) = &current {
                 match self.decode(key, bytes)? {
                     Record::Done(r) if !self.expired(r.created_ms, now_ms()) => {
@@ -165,7 +171,21 @@ impl IdempotencyStore {
                             Begin::Mismatch
                         });
                     }
-                    // Expired, or the marker of a request that died with an earlier boot.
+                    // The marker of a request that died with an earlier run
+                    // of the process. Its write may have landed (the marker
+                    // was flushed with it): the same request runs again and
+                    // looks for it first; another request is refused.
+                    Record::InFlight {
+                        fingerprint: f,
+                        started_ms,
+                        ..
+                    } if !self.expired(started_ms, now_ms()) => {
+                        if f != fingerprint {
+                            return Ok(Begin::Mismatch);
+                        }
+                        after_crash = true;
+                    }
+                    // Expired.
                     _ => {}
                 }
             }
@@ -174,7 +194,7 @@ impl IdempotencyStore {
                 .compare_and_swap(key, current, Some(marker.clone()))
                 .map_err(sled_err)?
             {
-                Ok(()) => return Ok(Begin::Proceed),
+                Ok(()) => return Ok(Begin::Proceed { after_crash }),
                 Err(_) => continue,
             }
         }
@@ -212,7 +232,9 @@ impl IdempotencyStore {
             let (k, v) = kv.map_err(sled_err)?;
             let stale = match self.decode(&String::from_utf8_lossy(&k), &v) {
                 Ok(Record::Done(r)) => self.expired(r.created_ms, now),
-                Ok(Record::InFlight { boot, .. }) => boot != self.boot,
+                // A dead run's marker is kept until it expires: a retry
+                // within the retention must learn that its write may have landed.
+                Ok(Record::InFlight { boot, started_ms, .. }) => boot != self.boot && self.expired(started_ms, now),
                 Err(_) => true,
             };
             if stale
@@ -324,13 +346,14 @@ pub(crate) fn parse_key(headers: &HeaderMap) -> Result<Option<String>, HttpError
     Ok(Some(String::from_utf8_lossy(inner).into_owned()))
 }
 
-/// The request's fingerprint: method, path and query, preconditions, body.
+/// The request's fingerprint: method, path and query, preconditions, the
+/// body and its content type.
 fn fingerprint(method: &Method, target: &str, headers: &HeaderMap, body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update([0]);
     h.update(target.as_bytes());
-    for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+    for name in [header::IF_MATCH, header::IF_NONE_MATCH, header::CONTENT_TYPE] {
         h.update([0]);
         for v in headers.get_all(name) {
             h.update(v.as_bytes());
@@ -364,8 +387,18 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
+/// Set by the middleware on a keyed request (never taken from the client):
+/// the request's fingerprint, hex, recorded in its events' metadata.
+pub(crate) const INTERNAL_FINGERPRINT: &str = "x-strata-internal-idempotency-fingerprint";
+/// Set by the middleware when the same keyed request started in a run of
+/// the process that died: the handler looks for its write before writing.
+pub(crate) const INTERNAL_AFTER_CRASH: &str = "x-strata-internal-idempotency-after-crash";
+
 /// The middleware: applies to every POST that carries the header.
-pub(crate) async fn middleware(State(state): State<Shared>, req: Request, next: Next) -> Response {
+pub(crate) async fn middleware(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    // Only this middleware sets these.
+    req.headers_mut().remove(INTERNAL_FINGERPRINT);
+    req.headers_mut().remove(INTERNAL_AFTER_CRASH);
     if req.method() != Method::POST {
         return next.run(req).await;
     }
@@ -377,9 +410,16 @@ pub(crate) async fn middleware(State(state): State<Shared>, req: Request, next: 
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, state.config.body_limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if is_length_limit(&e) => {
             return HttpError::PayloadTooLarge {
                 reason: format!("the body exceeds the limit of {} bytes", state.config.body_limit),
+            }
+            .into_response();
+        }
+        // The client went away or sent a broken body: nothing to remember.
+        Err(e) => {
+            return HttpError::MalformedJson {
+                reason: format!("the request body could not be read: {e}"),
             }
             .into_response();
         }
@@ -395,7 +435,18 @@ pub(crate) async fn middleware(State(state): State<Shared>, req: Request, next: 
         }
         Ok(Begin::InFlight) => HttpError::IdempotencyKeyInFlight { key }.into_response(),
         Ok(Begin::Mismatch) => HttpError::IdempotencyKeyReused { key }.into_response(),
-        Ok(Begin::Proceed) => {
+        Ok(Begin::Proceed { after_crash }) => {
+            let mut parts = parts;
+            let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+            parts.headers.insert(
+                INTERNAL_FINGERPRINT,
+                HeaderValue::from_str(&hex).expect("hex is a valid header"),
+            );
+            if after_crash {
+                parts
+                    .headers
+                    .insert(INTERNAL_AFTER_CRASH, HeaderValue::from_static("1"));
+            }
             let req = Request::from_parts(parts, Body::from(bytes));
             let path = REQUEST_PATH.try_with(Clone::clone).unwrap_or_default();
             let task_state = state.clone();
@@ -424,11 +475,32 @@ pub(crate) async fn middleware(State(state): State<Shared>, req: Request, next: 
     }
 }
 
-/// Remembers the handler's response (unless it is a server error, after
-/// which the key may be retried) and returns it.
+/// Whether a body read failed on the size limit (rather than the client).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Whether a response is remembered under its key: a success (the write
+/// happened) or a conflict with the resource's state (409/412, the answer
+/// of the request as decided). Other refusals wrote nothing and did not
+/// depend on state (malformed or invalid input, a missing precondition, an
+/// unknown resource), and server errors may be retried: their key is
+/// released, so the corrected request can use it.
+fn remembered(status: StatusCode) -> bool {
+    status.is_success() || matches!(status, StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED)
+}
+
+/// Remembers the handler's response (see [`remembered`]) and returns it.
 async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Response) -> Response {
     let store = &state.idempotency;
-    if response.status().is_server_error() {
+    if !remembered(response.status()) {
         store.abandon(key);
         return response;
     }
@@ -489,7 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_sled, ids) = store(dir.path());
         let (a, b) = ([1; 32], [2; 32]);
-        assert_eq!(ids.begin("k", a).unwrap(), Begin::Proceed);
+        assert_eq!(ids.begin("k", a).unwrap(), Begin::Proceed { after_crash: false });
         assert_eq!(ids.begin("k", a).unwrap(), Begin::InFlight);
         assert_eq!(ids.begin("k", b).unwrap(), Begin::Mismatch);
         ids.complete("k", response(a)).await.unwrap();
@@ -509,12 +581,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (_sled, ids) = store(dir.path());
-            assert_eq!(ids.begin("crashed", [1; 32]).unwrap(), Begin::Proceed);
-            assert_eq!(ids.begin("done", [2; 32]).unwrap(), Begin::Proceed);
+            assert_eq!(
+                ids.begin("crashed", [1; 32]).unwrap(),
+                Begin::Proceed { after_crash: false }
+            );
+            assert_eq!(
+                ids.begin("other", [4; 32]).unwrap(),
+                Begin::Proceed { after_crash: false }
+            );
+            assert_eq!(
+                ids.begin("done", [2; 32]).unwrap(),
+                Begin::Proceed { after_crash: false }
+            );
             ids.complete("done", response([2; 32])).await.unwrap();
         }
         let (_sled, ids) = store(dir.path());
-        assert_eq!(ids.begin("crashed", [1; 32]).unwrap(), Begin::Proceed);
+        assert_eq!(
+            ids.purge().unwrap(),
+            0,
+            "a dead run's marker is kept within the retention"
+        );
+        assert_eq!(
+            ids.begin("crashed", [1; 32]).unwrap(),
+            Begin::Proceed { after_crash: true }
+        );
+        assert_eq!(
+            ids.begin("other", [5; 32]).unwrap(),
+            Begin::Mismatch,
+            "another request under that key"
+        );
         assert!(matches!(ids.begin("done", [2; 32]).unwrap(), Begin::Replay(_)));
     }
 
@@ -541,7 +636,75 @@ mod tests {
             Begin::InFlight,
             "a live marker stays"
         );
-        assert_eq!(ids.begin("expired", [9; 32]).unwrap(), Begin::Proceed);
+        assert_eq!(
+            ids.begin("expired", [9; 32]).unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+    }
+
+    /// The crash window: a keyed write landed and the process died before
+    /// its answer was recorded (the key still holds the dead run's marker).
+    /// The retry must find the write and answer it, not apply it twice.
+    #[tokio::test]
+    async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice() {
+        use crate::{Config, Server};
+        use strata_store::{Direction, EventStore, StreamId};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::serve(store.clone(), listener, Config::default()).await.unwrap();
+        let http = reqwest::Client::new();
+        let url = server.url();
+        let r = http
+            .post(format!("{url}/stock"))
+            .json(&serde_json::json!({"sku": "tea", "name": "Tea"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let receive = || {
+            http.post(format!("{url}/stock/tea/receive"))
+                .header("idempotency-key", "crash-1")
+                .json(&serde_json::json!({"quantity": 4}))
+        };
+        let first = receive().send().await.unwrap();
+        assert_eq!(first.status(), 200);
+
+        // Forge the state a crash would leave: the event is in the log, the
+        // key holds an in-flight marker of a dead run with its fingerprint.
+        let stream = StreamId::new("stock-tea").unwrap();
+        let last = store
+            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
+            .await
+            .unwrap();
+        let hex = last[0].metadata.extra["http.idempotency_fingerprint"].clone();
+        let mut fingerprint = [0u8; 32];
+        for (i, b) in fingerprint.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let marker = IdempotencyStore::encode(&Record::InFlight {
+            fingerprint,
+            boot: [7; 16],
+            started_ms: now_ms(),
+        })
+        .unwrap();
+        store.db().open_tree(TREE).unwrap().insert("crash-1", marker).unwrap();
+
+        let retry = receive().send().await.unwrap();
+        assert_eq!(retry.status(), 200);
+        assert_eq!(retry.headers()[IDEMPOTENCY_REPLAYED], "true");
+        let view: serde_json::Value = retry.json().await.unwrap();
+        assert_eq!(view["on_hand"], 4, "received once, not twice");
+        assert_eq!(
+            store.stream_version(&stream).await.unwrap(),
+            2,
+            "nothing appended by the retry"
+        );
+        // From now on the answer is recorded.
+        let again = receive().send().await.unwrap();
+        assert_eq!(again.headers()[IDEMPOTENCY_REPLAYED], "true");
+        server.shutdown().await.unwrap();
     }
 
     #[test]

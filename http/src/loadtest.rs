@@ -2,16 +2,24 @@
 //! loop of the spec on a few hot stock items, then a check that no update
 //! was lost.
 //!
-//! Each client repeats: pick a SKU, `GET /stock/{sku}` (note the `ETag`),
-//! `POST /stock/{sku}/receive {"quantity":1}` with `If-Match`; on 409 (or
-//! 412) re-fetch and try again, at most `max_attempts` times. At the end the
-//! on-hand figure of every SKU must equal what it was plus the receipts the
-//! server acknowledged: a lost update would leave it lower.
+//! Each client repeats the spec's loop: pick a SKU, `GET /stock/{sku}` (note
+//! the `ETag` and the on-hand figure `n`), then write the new state it
+//! decided on, `POST /stock/{sku}/adjust {"counted": n + 1}` with
+//! `If-Match`; on a stale-version 409 (or 412) re-fetch and try again, at
+//! most `max_attempts` times.
+//!
+//! The write is absolute (it sets the figure the client computed from what
+//! it read), so a lost update shows: if two clients that read the same `n`
+//! were both acknowledged, the figure ends one short of the number of
+//! acknowledged writes. At the end every SKU's on-hand figure must equal its
+//! acknowledged writes (plus at most the writes whose outcome is unknown).
+//! A relative write such as `receive` would not do: the server applies it
+//! to whatever state is current, so the count comes out right even when the
+//! version check is skipped.
 //!
 //! Stock items, not orders: an order accepts three writes in its whole life
 //! (pay, ship, deliver), so it cannot be a hot resource written in a loop,
-//! while a stock item's on-hand count is a counter whose final value
-//! checks every acknowledged write.
+//! while a stock item's on-hand count can be set again and again.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -90,6 +98,8 @@ pub struct LoadReport {
     pub p99: Duration,
     /// Slowest request.
     pub max: Duration,
+    /// Writes answered `409 idempotency-key-in-flight` and sent again with the same key.
+    pub in_flight_resends: u64,
     /// Sum over SKUs of the on-hand figure the acknowledged writes imply.
     pub expected_on_hand: u64,
     /// Sum over SKUs of the on-hand figure the service reports at the end.
@@ -171,6 +181,13 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
+/// The most clients one run may start.
+pub const MAX_CLIENTS: usize = 4096;
+/// The most SKUs one run may use.
+pub const MAX_RESOURCES: usize = 100_000;
+/// The longest run.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
 fn fail(reason: impl Into<String>) -> HttpError {
     HttpError::LoadTest { reason: reason.into() }
 }
@@ -202,7 +219,9 @@ struct ClientStats {
     gave_up: u64,
     errors: u64,
     unknown: u64,
-    latencies: Vec<Duration>,
+    in_flight_resends: u64,
+    /// Microseconds per request.
+    latencies: Vec<u32>,
     received: Vec<u64>,
 }
 
@@ -220,9 +239,34 @@ impl Target {
 async fn timed(stats: &mut ClientStats, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
     let started = Instant::now();
     let result = request.send().await;
-    stats.latencies.push(started.elapsed());
+    stats
+        .latencies
+        .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
     stats.requests += 1;
     result
+}
+
+/// The current version (from the `ETag`) and on-hand figure of a stock item.
+async fn read_item(
+    stats: &mut ClientStats,
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<(reqwest::header::HeaderValue, u64)> {
+    let response = timed(stats, http.get(url)).await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let etag = response.headers().get(ETAG)?.clone();
+    let body: serde_json::Value = response.json().await.ok()?;
+    Some((etag, body["on_hand"].as_u64()?))
+}
+
+/// How a write ended.
+enum Outcome {
+    Acknowledged,
+    Stale,
+    Other(StatusCode),
+    Unknown,
 }
 
 /// One client's loop until `deadline`.
@@ -243,18 +287,11 @@ async fn client(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let etag = match timed(&mut stats, http.get(&url)).await {
-                Ok(r) if r.status() == StatusCode::OK => match r.headers().get(ETAG) {
-                    Some(tag) => tag.clone(),
-                    None => {
-                        stats.errors += 1;
-                        continue 'updates;
-                    }
-                },
-                _ => {
-                    stats.errors += 1;
-                    continue 'updates;
-                }
+            let Some((etag, on_hand)) = read_item(&mut stats, &http, &url).await else {
+                stats.errors += 1;
+                // Do not spin on a failing server.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue 'updates;
             };
             // A new decision on a new version needs a key of its own.
             let key = key.as_ref().map(|k| format!("{k}-{attempt}"));
@@ -262,28 +299,49 @@ async fn client(
             let outcome = loop {
                 sends += 1;
                 let mut post = http
-                    .post(format!("{url}/receive"))
+                    .post(format!("{url}/adjust"))
                     .header(IF_MATCH, etag.clone())
-                    .json(&json!({ "quantity": 1 }));
+                    .json(&json!({ "counted": on_hand + 1 }));
                 if let Some(k) = &key {
                     post = post.header("idempotency-key", k);
                 }
                 stats.writes += 1;
                 match timed(&mut stats, post).await {
-                    Ok(r) => break Some(r.status()),
+                    Ok(r) if r.status() == StatusCode::OK => break Outcome::Acknowledged,
+                    Ok(r) if r.status() == StatusCode::CONFLICT || r.status() == StatusCode::PRECONDITION_FAILED => {
+                        let status = r.status();
+                        let retry_after = r
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        match body["type"].as_str() {
+                            Some("/problems/wrong-expected-version") => break Outcome::Stale,
+                            // The first send with this key is still running:
+                            // wait and send it again with the same key.
+                            Some("/problems/idempotency-key-in-flight") if key.is_some() && sends < 20 => {
+                                stats.in_flight_resends += 1;
+                                let wait = retry_after.unwrap_or(1).min(5);
+                                tokio::time::sleep(Duration::from_millis(50 * wait)).await;
+                                continue;
+                            }
+                            _ => break Outcome::Other(status),
+                        }
+                    }
+                    Ok(r) => break Outcome::Other(r.status()),
                     // The response was lost: with a key the write can be
                     // sent again safely; without one its outcome is unknown.
                     Err(_) if key.is_some() && sends < 3 => continue,
-                    Err(_) => break None,
+                    Err(_) => break Outcome::Unknown,
                 }
             };
             match outcome {
-                Some(StatusCode::OK) => {
+                Outcome::Acknowledged => {
                     stats.acknowledged += 1;
                     stats.received[i] += 1;
                     break;
                 }
-                Some(StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED) => {
+                Outcome::Stale => {
                     stats.conflicts += 1;
                     if attempt >= options.max_attempts || Instant::now() >= deadline {
                         stats.gave_up += 1;
@@ -291,11 +349,12 @@ async fn client(
                     }
                     stats.retries += 1;
                 }
-                Some(_) => {
+                Outcome::Other(status) => {
+                    tracing::debug!(%status, url, "load test write failed");
                     stats.errors += 1;
                     break;
                 }
-                None => {
+                Outcome::Unknown => {
                     stats.unknown += 1;
                     break;
                 }
@@ -323,8 +382,15 @@ async fn on_hand(http: &reqwest::Client, url: &str) -> Result<u64, HttpError> {
 /// Runs the load test against a running service and checks that no
 /// acknowledged update was lost.
 pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpError> {
-    if options.clients == 0 || options.resources == 0 {
-        return Err(fail("clients and resources must be at least 1"));
+    if !(1..=MAX_CLIENTS).contains(&options.clients) || !(1..=MAX_RESOURCES).contains(&options.resources) {
+        return Err(fail(format!(
+            "clients must be 1..={MAX_CLIENTS} and resources 1..={MAX_RESOURCES}"
+        )));
+    }
+    if options.duration > MAX_DURATION || options.duration.is_zero() {
+        return Err(fail(format!(
+            "the duration must be above 0 and at most {MAX_DURATION:?}"
+        )));
     }
     let mut base = loopback_url(&options.url)?;
     if !base.path().ends_with('/') {
@@ -332,6 +398,8 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
     }
     let http = reqwest::Client::builder()
         .timeout(options.request_timeout)
+        // A redirect could lead off this machine.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(options.clients)
         .build()
         .map_err(|e| fail(e.to_string()))?;
@@ -384,6 +452,7 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         t.gave_up += s.gave_up;
         t.errors += s.errors;
         t.unknown += s.unknown;
+        t.in_flight_resends += s.in_flight_resends;
         t.latencies.extend(s.latencies);
         for (a, b) in t.received.iter_mut().zip(s.received) {
             *a += b;
@@ -396,7 +465,7 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
             return Duration::ZERO;
         }
         let i = ((t.latencies.len() as f64 * p).ceil() as usize).clamp(1, t.latencies.len()) - 1;
-        t.latencies[i]
+        Duration::from_micros(u64::from(t.latencies[i]))
     };
 
     let mut observed = 0;
@@ -417,7 +486,8 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         unknown_outcomes: t.unknown,
         p50: pct(0.50),
         p99: pct(0.99),
-        max: t.latencies.last().copied().unwrap_or_default(),
+        max: Duration::from_micros(t.latencies.last().copied().map(u64::from).unwrap_or(0)),
+        in_flight_resends: t.in_flight_resends,
         expected_on_hand: t.received.iter().sum(),
         observed_on_hand: observed,
     })
@@ -446,6 +516,63 @@ mod tests {
         ] {
             assert!(loopback_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A server that serves ETags but ignores `If-Match` (check-then-act
+    /// without a version check): the load test must catch its lost updates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_ignores_if_match_is_caught() {
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode as S};
+        use axum::routing::{get, post};
+        use std::sync::Mutex;
+
+        type Items = Arc<Mutex<std::collections::HashMap<String, (u64, u64)>>>;
+        async fn register(State(items): State<Items>, axum::Json(body): axum::Json<serde_json::Value>) -> S {
+            let sku = body["sku"].as_str().unwrap_or_default().to_string();
+            items.lock().unwrap().insert(sku, (0, 1));
+            S::CREATED
+        }
+        async fn read(
+            State(items): State<Items>,
+            Path(sku): Path<String>,
+        ) -> (HeaderMap, axum::Json<serde_json::Value>) {
+            let (on_hand, version) = items.lock().unwrap()[&sku];
+            let mut headers = HeaderMap::new();
+            headers.insert("etag", format!("\"{version}\"").parse().unwrap());
+            (headers, axum::Json(json!({ "on_hand": on_hand })))
+        }
+        async fn adjust(
+            State(items): State<Items>,
+            Path(sku): Path<String>,
+            axum::Json(body): axum::Json<serde_json::Value>,
+        ) -> S {
+            // Reads If-Match nowhere: the bug under test.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let mut items = items.lock().unwrap();
+            let item = items.get_mut(&sku).unwrap();
+            *item = (body["counted"].as_u64().unwrap(), item.1 + 1);
+            S::OK
+        }
+        let items: Items = Arc::default();
+        let app = axum::Router::new()
+            .route("/stock", post(register))
+            .route("/stock/{sku}", get(read))
+            .route("/stock/{sku}/adjust", post(adjust))
+            .with_state(items);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let report = run_load_test(LoadTestOptions {
+            url: format!("http://{addr}"),
+            clients: 8,
+            duration: Duration::from_millis(800),
+            ..LoadTestOptions::default()
+        })
+        .await
+        .unwrap();
+        assert!(report.acknowledged > 0, "{report}");
+        assert!(report.lost_updates() > 0, "lost updates go unnoticed: {report}");
     }
 
     #[test]

@@ -169,6 +169,23 @@ fn valid_request_id(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
+/// The method as a metrics label: the standard methods by name, any other
+/// as `OTHER`, so clients cannot grow the label set (and the registry)
+/// without bound.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// The route template of a request (`/orders/{id}`), `unmatched` outside the routes.
 pub(crate) fn route_of(req_extensions: &axum::http::Extensions) -> String {
     req_extensions
@@ -181,7 +198,7 @@ pub(crate) fn route_of(req_extensions: &axum::http::Extensions) -> String {
 /// problem `instance`, and the request metrics.
 pub(crate) async fn observe(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let route = route_of(req.extensions());
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
@@ -215,4 +232,17 @@ pub(crate) async fn observe(State(state): State<Shared>, mut req: Request, next:
         .record(&method, &route, status, elapsed.as_secs_f64(), &response);
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        let made_up = Method::from_bytes(b"RAND42").unwrap();
+        assert_eq!(method_label(&made_up), "OTHER");
+    }
 }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use strata_aggregates::domain::order::{Order, OrderLine};
 use strata_aggregates::domain::stock::StockItem;
 use strata_aggregates::{DomainEvent, EventEnvelope};
@@ -268,9 +269,10 @@ pub struct EventView {
     pub position: u64,
     /// When it was committed (RFC 3339).
     pub recorded_at: String,
-    /// The payload, when it is JSON.
+    /// The payload, when it is JSON (passed through as it is stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
     /// The payload, base64, when it is not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
@@ -282,7 +284,8 @@ pub struct EventView {
 impl EventView {
     /// A log event: JSON payloads as they are, others base64.
     pub(crate) fn from_recorded(e: &RecordedEvent) -> EventView {
-        let (data, data_base64) = match serde_json::from_slice::<Value>(&e.payload) {
+        // Checked as JSON without building a tree of it.
+        let (data, data_base64) = match serde_json::from_slice::<Box<RawValue>>(&e.payload) {
             Ok(v) => (Some(v), None),
             Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&e.payload))),
         };
@@ -316,7 +319,7 @@ impl EventView {
             version: e.version,
             position: e.position,
             recorded_at: timestamp(e.recorded_at),
-            data: Some(data),
+            data: serde_json::value::to_raw_value(&data).ok(),
             data_base64: None,
             metadata: None,
         }

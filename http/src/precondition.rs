@@ -124,10 +124,11 @@ pub(crate) fn not_modified(headers: &HeaderMap, version: u64) -> bool {
     let Some(Ok(value)) = headers.get(header::IF_NONE_MATCH).map(|v| v.to_str()) else {
         return false;
     };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || parse_version_tag(tag.strip_prefix("W/").unwrap_or(tag)).is_ok_and(|v| v == version))
+    value.split(',').map(str::trim).any(|tag| {
+        // `*` matches any current representation: none exists at version 0.
+        (tag == "*" && version > 0)
+            || parse_version_tag(tag.strip_prefix("W/").unwrap_or(tag)).is_ok_and(|v| v == version)
+    })
 }
 
 /// Combines `If-Match` and a body's `expected_version` into what the write
@@ -135,7 +136,8 @@ pub(crate) fn not_modified(headers: &HeaderMap, version: u64) -> bool {
 /// present with `require` on is 428.
 pub(crate) fn resolve(if_match: Option<IfMatch>, body: Option<u64>, require: bool) -> Result<Expect, HttpError> {
     match (if_match, body) {
-        (None, None) if require => Err(HttpError::PreconditionRequired),
+        // Required means a version is named: `*` checks none.
+        (None | Some(IfMatch::Any), None) if require => Err(HttpError::PreconditionRequired),
         (None, None) => Ok(Expect::Unconditional),
         (Some(IfMatch::Any), None) => Ok(Expect::MustExist),
         (Some(IfMatch::Version(v)), None) | (None, Some(v)) => Ok(Expect::Version(v)),
@@ -206,7 +208,11 @@ mod tests {
         ));
         assert_eq!(resolve(None, Some(3), true).unwrap(), Expect::Version(3));
         assert_eq!(resolve(Some(Version(3)), Some(3), false).unwrap(), Expect::Version(3));
-        assert_eq!(resolve(Some(Any), None, true).unwrap(), Expect::MustExist);
+        assert_eq!(resolve(Some(Any), None, false).unwrap(), Expect::MustExist);
+        assert!(matches!(
+            resolve(Some(Any), None, true),
+            Err(HttpError::PreconditionRequired)
+        ));
         assert_eq!(resolve(Some(Any), Some(2), false).unwrap(), Expect::Version(2));
         assert!(matches!(
             resolve(Some(Version(3)), Some(4), false),
@@ -224,5 +230,10 @@ mod tests {
         assert!(not_modified(&with(header::IF_NONE_MATCH, &["W/\"4\", \"9\""]), 4));
         assert!(!not_modified(&with(header::IF_NONE_MATCH, &["\"3\""]), 4));
         assert!(!not_modified(&HeaderMap::new(), 4));
+        assert!(not_modified(&with(header::IF_NONE_MATCH, &["*"]), 4));
+        assert!(
+            !not_modified(&with(header::IF_NONE_MATCH, &["*"]), 0),
+            "nothing exists at version 0"
+        );
     }
 }

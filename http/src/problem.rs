@@ -178,6 +178,8 @@ problem_types! {
         "The server requires conditional writes: send If-Match with the ETag of your last read (or expected_version in the body), so that a concurrent change cannot be overwritten. Creates are exempt.";
     StockContention => "stock-contention", 503, "A stock item kept changing while the order was written",
         "The order's stock items were changed by others on every attempt and the retries ran out. Nothing was written; send the same request again after Retry-After.";
+    Contention => "contention", 503, "The resource kept changing while the server retried the write",
+        "The write named no version (no If-Match), so the server read the resource, decided and retried on its own, and every attempt lost its race with another writer. Nothing was written. Send it again after Retry-After, or send If-Match with the ETag you read to be told exactly what changed.";
     ReadModelLagging => "read-model-lagging", 503, "The read model has not reached the requested position yet",
         "min_position asked for a position the read model had not applied within the server's wait. Retry after Retry-After, or read without min_position.";
     ServiceUnavailable => "service-unavailable", 503, "The service cannot answer this now",

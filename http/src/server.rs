@@ -72,16 +72,9 @@ impl Server {
         let app = router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         info!(%addr, purged_keys = removed, "strata-http listening");
+        let grace = state.config.shutdown_grace;
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .map_err(|source| HttpError::Io {
-                    context: "serving".into(),
-                    source,
-                });
+            let served = accept_loop(listener, app, stopped, grace).await;
             info!("no more connections; finishing detached requests");
             state.tasks.close();
             state.tasks.wait().await;
@@ -127,6 +120,62 @@ impl Server {
             reason: format!("the server task failed: {e}"),
         })?
     }
+}
+
+/// Serves connections until `stopped` fires, then stops accepting, lets
+/// requests in flight finish, and after `grace` drops the connections still
+/// open (a client that never finishes its request cannot hold the shutdown).
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    stopped: oneshot::Receiver<()>,
+    grace: std::time::Duration,
+) -> Result<(), HttpError> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: go on serving.
+                        warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(app.clone());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection.into_owned());
+                connections.spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            // Finished connections are reaped as they go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            warn!(?grace, open = connections.len(), "connections still open after the shutdown grace period: dropping them");
+            connections.abort_all();
+        }
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 async fn purge_loop(state: Shared, stop: CancellationToken) {

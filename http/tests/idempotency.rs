@@ -180,3 +180,34 @@ async fn a_retry_after_a_restart_is_answered_from_the_record() {
         .problem(422, "idempotency-key-reused");
     s.finish().await;
 }
+
+#[tokio::test]
+async fn a_refused_malformed_request_does_not_hold_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), Config::default()).await;
+    s.stock_item("tea", 0).await;
+    let url = format!("{}/stock/tea/receive", s.url);
+    let send = |content_type: &'static str| {
+        s.http
+            .post(&url)
+            .header("content-type", content_type)
+            .header("idempotency-key", "fix-the-header")
+            .body(r#"{"quantity":3}"#)
+    };
+    // Wrong content type: 415, nothing written, nothing remembered.
+    let wrong = s.send(send("text/plain")).await;
+    wrong.problem(415, "unsupported-media-type");
+    // The corrected request with the same key runs.
+    let fixed = s.send(send("application/json")).await;
+    assert_eq!(fixed.status, 200, "{}", fixed.text);
+    assert_eq!(fixed.header("idempotency-replayed"), None);
+    assert_eq!(s.get("/stock/tea").await.json()["on_hand"], 3);
+    // And from now on it is remembered.
+    let again = s.send(send("application/json")).await;
+    assert_eq!(
+        (again.status, again.header("idempotency-replayed")),
+        (200, Some("true"))
+    );
+    assert_eq!(s.get("/stock/tea").await.json()["on_hand"], 3, "received once");
+    s.finish().await;
+}

@@ -230,6 +230,20 @@ async fn writes_without_if_match_are_428_when_it_is_required() {
         )
         .await;
     log.problem(428, "precondition-required");
+    // `*` and `any` name no version, so they do not satisfy it either.
+    let star = s
+        .post_with("/stock/tea/receive", json!({"quantity": 1}), &[("If-Match", "*")])
+        .await;
+    star.problem(428, "precondition-required");
+    for any in ["any", "*", "exists"] {
+        let log = s
+            .post(
+                &format!("/streams/notes?expected_version={any}"),
+                json!([{"event_id": "0190c5a0-0000-7000-8000-000000000001", "event_type": "T", "data": 1}]),
+            )
+            .await;
+        log.problem(428, "precondition-required");
+    }
     assert_eq!(s.head().await, head + 1, "only the registration was written");
 
     // If-Match, or the version in the body, satisfies the requirement.

@@ -159,11 +159,13 @@ async fn every_problem_type_is_answered_with_its_status_and_body() {
     );
     seen.expect(s.get("/orders/o-404").await, 404, "not-found");
     seen.expect(s.get("/no-such-route").await, 404, "not-found");
-    seen.expect(
-        s.send(s.http.delete(format!("{}/orders/o-1", s.url))).await,
-        405,
-        "method-not-allowed",
+    let not_allowed = s.send(s.http.delete(format!("{}/orders/o-1", s.url))).await;
+    assert_eq!(
+        not_allowed.header("allow"),
+        Some("GET,HEAD"),
+        "405 says which methods the route takes"
     );
+    seen.expect(not_allowed, 405, "method-not-allowed");
     let big = "x".repeat(20 * 1024);
     seen.expect(
         s.post(
@@ -209,11 +211,13 @@ async fn every_problem_type_is_answered_with_its_status_and_body() {
 
     // What no request here can provoke is shown elsewhere:
     // idempotency-key-in-flight in tests/idempotency.rs; stock-contention,
-    // service-unavailable and internal-error (a hot SKU beyond the retries,
-    // a failed store, corrupt data) by the mapping tests in src/error.rs.
+    // contention, service-unavailable and internal-error (a hot resource
+    // beyond the retries, a failed store, corrupt data) by the mapping tests
+    // in src/error.rs.
     let elsewhere = [
         "idempotency-key-in-flight",
         "stock-contention",
+        "contention",
         "service-unavailable",
         "internal-error",
     ];

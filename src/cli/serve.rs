@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// The longest a read with min_position waits for the read model, e.g. 5s.
     #[arg(long, env = "STRATA_READ_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     read_wait: Duration,
+    /// How long a shutdown waits for open requests before dropping their connections.
+    #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
     /// What an acknowledged write survives.
     #[arg(long, env = "STRATA_DURABILITY", value_enum, default_value = "fsync")]
     durability: DurabilityArg,
@@ -92,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         body_limit: args.body_limit,
         idempotency_retention: args.idempotency_retention,
         read_wait_timeout: args.read_wait,
+        shutdown_grace: args.shutdown_grace,
         ..Config::default()
     };
     let server = Server::start(&args.data.data, args.addr, config).await?;
@@ -102,8 +106,16 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         server.url()
     );
     terminated().await;
-    eprintln!("shutting down: finishing requests in flight");
-    server.shutdown().await?;
+    eprintln!("shutting down: finishing requests in flight (a second signal stops at once)");
+    tokio::select! {
+        done = server.shutdown() => done?,
+        () = terminated() => {
+            // Every acknowledged append is already as durable as the mode
+            // promises; what is cut short was never acknowledged.
+            eprintln!("second signal: stopping now");
+            std::process::exit(130);
+        }
+    }
     eprintln!("stopped; the store is closed");
     Ok(())
 }

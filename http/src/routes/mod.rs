@@ -10,10 +10,10 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use strata_store::{MAX_STREAM_ID_BYTES, Metadata};
+use strata_store::{Direction, EventStore, MAX_STREAM_ID_BYTES, Metadata, RecordedEvent, SledStore, StreamId};
 
 use crate::error::HttpError;
-use crate::idempotency::IDEMPOTENCY_KEY;
+use crate::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, INTERNAL_AFTER_CRASH, INTERNAL_FINGERPRINT};
 use crate::metrics::{Appended, REQUEST_ID};
 use crate::precondition::{etag, not_modified};
 
@@ -73,10 +73,71 @@ pub(crate) fn metadata(headers: &HeaderMap) -> Metadata {
         ..Metadata::default()
     };
     if let Some(key) = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()) {
-        m.extra
-            .insert("http.idempotency_key".into(), key.trim_matches('"').to_string());
+        m.extra.insert(KEY_META.into(), key.trim_matches('"').to_string());
+        if let Some(fp) = headers.get(INTERNAL_FINGERPRINT).and_then(|v| v.to_str().ok()) {
+            m.extra.insert(FINGERPRINT_META.into(), fp.to_string());
+        }
     }
     m
+}
+
+/// The metadata keys under which a keyed request's events record its key
+/// and fingerprint (the `http.` prefix is refused in client metadata).
+pub(crate) const KEY_META: &str = "http.idempotency_key";
+/// See [`KEY_META`].
+pub(crate) const FINGERPRINT_META: &str = "http.idempotency_fingerprint";
+
+/// How far back a request retried after a crash looks for its own write.
+const RECOVERY_SCAN: usize = 1000;
+
+/// For a keyed request whose first run died with its process (see
+/// `Begin::Proceed { after_crash }`): the newest event of `stream` that
+/// this same request (key and fingerprint) appended, if its write landed
+/// before the crash, among the stream's last 1,000 events. The handler then
+/// answers from the resource as it is instead of writing again.
+pub(crate) async fn written_before_crash(
+    store: &SledStore,
+    headers: &HeaderMap,
+    stream: &StreamId,
+) -> Result<Option<RecordedEvent>, HttpError> {
+    if headers.get(INTERNAL_AFTER_CRASH).is_none() {
+        return Ok(None);
+    }
+    let m = metadata(headers);
+    let (Some(key), Some(fp)) = (m.extra.get(KEY_META), m.extra.get(FINGERPRINT_META)) else {
+        return Ok(None);
+    };
+    let recent = store
+        .read_stream(stream, u64::MAX, Direction::Backward, RECOVERY_SCAN)
+        .await
+        .map_err(crate::error::from_store)?;
+    Ok(recent
+        .into_iter()
+        .find(|e| e.metadata.extra.get(KEY_META) == Some(key) && e.metadata.extra.get(FINGERPRINT_META) == Some(fp)))
+}
+
+/// The answer to a request whose write landed before a crash: the resource
+/// as it is now, at its current version, with the position of that write.
+pub(crate) fn recovered<T: Serialize>(
+    status: StatusCode,
+    version: u64,
+    written: &RecordedEvent,
+    location: Option<String>,
+    body: T,
+) -> Response {
+    let mut response = Written {
+        status,
+        version,
+        position: Some(written.position),
+        location,
+        appended: 0,
+        body,
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    response
 }
 
 /// Checks an id from the path that names the stream `"{kind}-{id}"`.

@@ -12,7 +12,7 @@ use strata_aggregates::{Conflict, Repository};
 use strata_store::EventStore;
 use utoipa::IntoParams;
 
-use super::{Written, check_id, metadata, versioned};
+use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
 use crate::error::{HttpError, StaleVersion, from_store};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::idempotency::parse_key;
@@ -134,6 +134,37 @@ fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
     }
 }
 
+/// A keyed request retried after its first run died with the process: if
+/// that run's write landed, the order as it is now.
+async fn after_crash(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    status: StatusCode,
+) -> Result<Option<Response>, HttpError> {
+    // An id that names no stream is refused by the write itself.
+    let Ok(stream) = Repository::<Order>::stream_id(id) else {
+        return Ok(None);
+    };
+    let Some(event) = written_before_crash(&state.store, headers, &stream).await? else {
+        return Ok(None);
+    };
+    let loaded = state
+        .service
+        .orders()
+        .load(id)
+        .await
+        .map_err(|e| map_error(state, id, e.into()))?;
+    let location = (status == StatusCode::CREATED).then(|| format!("/orders/{}", encode_segment(id)));
+    Ok(Some(recovered(
+        status,
+        loaded.version,
+        &event,
+        location,
+        OrderView::new(&loaded.state, loaded.version),
+    )))
+}
+
 fn written(status: StatusCode, done: &OrderWrite, location: Option<String>) -> Response {
     let appended = done.events.len() as u64 + done.stock.iter().map(|s| s.events.len() as u64).sum::<u64>();
     Written {
@@ -170,6 +201,9 @@ pub(crate) async fn place_order(
 ) -> Result<Response, HttpError> {
     no_if_match_on_create(&headers)?;
     let id = body.order_id.clone().unwrap_or_else(|| new_order_id(&headers));
+    if let Some(r) = after_crash(&state, &headers, &id, StatusCode::CREATED).await? {
+        return Ok(r);
+    }
     let lines = body
         .lines
         .into_iter()
@@ -200,12 +234,21 @@ pub(crate) async fn place_order(
 /// Idempotency-Key when it has one, so that even a retry that runs again
 /// (after a crash between the append and the key's record) names the same
 /// order and is refused as a duplicate instead of placing a second one.
+///
+/// The request's fingerprint goes into the id too: the same key reused for
+/// another order, once the first record has expired, names a new order.
 fn new_order_id(headers: &HeaderMap) -> String {
     match parse_key(headers).ok().flatten() {
         Some(key) => {
+            let fingerprint = headers
+                .get(crate::idempotency::INTERNAL_FINGERPRINT)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default();
             let digest = Sha256::new()
                 .chain_update(b"strata order id\0")
                 .chain_update(key.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(&fingerprint)
                 .finalize();
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
@@ -225,6 +268,9 @@ async fn command(
 ) -> Result<Response, HttpError> {
     check_id("order", id)?;
     let expect = resolve(if_match(headers)?, body_version, state.config.require_if_match)?;
+    if let Some(r) = after_crash(state, headers, id, StatusCode::OK).await? {
+        return Ok(r);
+    }
     let expected = match expect {
         Expect::Unconditional => None,
         Expect::Version(v) => Some(v),
@@ -245,7 +291,16 @@ async fn command(
         .service
         .execute(id, &command, expected, &metadata(headers))
         .await
-        .map_err(|e| map_error(state, id, e))?;
+        .map_err(|e| match e {
+            // The client named no version: running out of retries is
+            // contention, not a stale version of the client's.
+            OrderServiceError::Conflict(c) if expected.is_none() && c.current > 0 => HttpError::Contention {
+                resource: "order",
+                id: id.to_string(),
+                attempts: c.attempts,
+            },
+            e => map_error(state, id, e),
+        })?;
     Ok(written(StatusCode::OK, &done, None))
 }
 
@@ -330,12 +385,14 @@ pub(crate) async fn order_events(
     if version == 0 {
         return Err(HttpError::NotFound { resource: "order", id });
     }
-    let events = state
+    let mut events = state
         .service
         .orders()
         .read_events(&id, from, limit)
         .await
         .map_err(|e| map_error(&state, &id, e.into()))?;
+    // The page describes the version its ETag names, even while writers append.
+    events.retain(|e| e.version <= version);
     let next_from = events.last().filter(|e| e.version < version).map(|e| e.version + 1);
     let page = EventsPage {
         stream: stream.to_string(),

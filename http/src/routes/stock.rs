@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use strata_aggregates::domain::stock::{StockCommand, StockError, StockItem};
-use strata_aggregates::{Executed, RepositoryError};
+use strata_aggregates::{Executed, Repository, RepositoryError};
 
 use super::orders::{encode_segment, missing_for_star};
-use super::{Written, check_id, metadata, versioned};
+use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
 use crate::error::{HttpError, StaleVersion, from_store};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::{AdjustStock, EventView, ReceiveStock, RegisterStock, StockView};
@@ -62,6 +62,37 @@ fn map_error(state: &AppState, sku: &str, e: RepositoryError<StockItem>) -> Http
     }
 }
 
+/// A keyed request retried after its first run died with the process: if
+/// that run's write landed, the stock item as it is now.
+async fn after_crash(
+    state: &AppState,
+    headers: &HeaderMap,
+    sku: &str,
+    status: StatusCode,
+) -> Result<Option<Response>, HttpError> {
+    // An id that names no stream is refused by the write itself.
+    let Ok(stream) = Repository::<StockItem>::stream_id(sku) else {
+        return Ok(None);
+    };
+    let Some(event) = written_before_crash(&state.store, headers, &stream).await? else {
+        return Ok(None);
+    };
+    let loaded = state
+        .service
+        .stock()
+        .load(sku)
+        .await
+        .map_err(|e| map_error(state, sku, e))?;
+    let location = (status == StatusCode::CREATED).then(|| format!("/stock/{}", encode_segment(sku)));
+    Ok(Some(recovered(
+        status,
+        loaded.version,
+        &event,
+        location,
+        StockView::new(&loaded.state, loaded.version),
+    )))
+}
+
 fn written(status: StatusCode, done: &Executed<StockItem>, location: Option<String>) -> Response {
     Written {
         status,
@@ -95,6 +126,9 @@ pub(crate) async fn register(
 ) -> Result<Response, HttpError> {
     no_if_match_on_create(&headers)?;
     let sku = body.sku.clone();
+    if let Some(r) = after_crash(&state, &headers, &sku, StatusCode::CREATED).await? {
+        return Ok(r);
+    }
     let cmd = StockCommand::Register {
         sku: body.sku,
         name: body.name,
@@ -158,6 +192,9 @@ async fn command(
 ) -> Result<Response, HttpError> {
     check_id("stock", sku)?;
     let expect = resolve(if_match(headers)?, body_version, state.config.require_if_match)?;
+    if let Some(r) = after_crash(state, headers, sku, StatusCode::OK).await? {
+        return Ok(r);
+    }
     let repo = state.service.stock();
     let expected = match expect {
         Expect::Unconditional => None,
@@ -173,7 +210,16 @@ async fn command(
     let done = repo
         .execute_with(sku, &cmd, expected, &metadata(headers))
         .await
-        .map_err(|e| map_error(state, sku, e))?;
+        .map_err(|e| match e {
+            // The client named no version: running out of retries is
+            // contention, not a stale version of the client's.
+            RepositoryError::Conflict(c) if expected.is_none() && c.current > 0 => HttpError::Contention {
+                resource: "stock item",
+                id: sku.to_string(),
+                attempts: c.attempts,
+            },
+            e => map_error(state, sku, e),
+        })?;
     Ok(written(StatusCode::OK, &done, None))
 }
 

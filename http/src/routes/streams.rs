@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use strata_store::{Direction, EventId, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use strata_store::{
+    Direction, EventId, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamId,
+};
 use utoipa::IntoParams;
 
 use super::orders::{encode_segment, page_limit};
@@ -35,10 +37,59 @@ fn stream_id(raw: &str) -> Result<StreamId, HttpError> {
 pub(crate) struct ReadQuery {
     /// The first version to read (default: 1 forward, the newest backward).
     from: Option<u64>,
-    /// The most events to return (default 100, at most 1000).
+    /// The most events to return (default 100, at most 1000; a page also
+    /// ends before its payloads pass 4 MiB).
     limit: Option<usize>,
     /// `forward` (default) or `backward`.
     direction: Option<String>,
+}
+
+/// The most payload bytes one page of events carries: a page ends early
+/// (its `next_from` says where to go on) rather than exceed it.
+pub(crate) const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most payload bytes of `events_since` in one problem body; beyond it
+/// `events_since_complete` is false.
+pub(crate) const PROBLEM_BYTES: usize = 1024 * 1024;
+
+/// Reads up to `limit` events of `stream` from version `from` in
+/// `direction`, none newer than `max_version`, and stops before the payloads
+/// add up to more than `budget` bytes (one event is always returned, as the
+/// store's own limits bound it). Reads in small chunks, so a page of large
+/// events is never all in memory at once beyond the budget.
+pub(crate) async fn read_page(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+    max_version: u64,
+    budget: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const CHUNK: usize = 32;
+    let mut out: Vec<RecordedEvent> = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = from;
+    while out.len() < limit {
+        let want = (limit - out.len()).min(CHUNK);
+        let chunk = store.read_stream(stream, next, direction, want).await?;
+        let full = chunk.len() == want;
+        for e in chunk {
+            if e.version > max_version || (!out.is_empty() && bytes + e.payload.len() > budget) {
+                return Ok(out);
+            }
+            bytes += e.payload.len();
+            next = match direction {
+                Direction::Forward => e.version + 1,
+                Direction::Backward => e.version.saturating_sub(1),
+            };
+            out.push(e);
+        }
+        if !full || next == 0 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a stream of the log.
@@ -70,20 +121,21 @@ pub(crate) async fn read(
             });
         }
     };
+    // The version first, then the events up to it: the page and its ETag
+    // describe one state of the stream even while writers append.
+    let version = state.store.stream_version(&stream).await.map_err(from_store)?;
     let from = match (q.from, direction) {
-        (Some(f), _) => f,
+        (Some(f), Direction::Forward) => f,
+        (Some(f), Direction::Backward) => f.min(version),
         (None, Direction::Forward) => 1,
-        (None, Direction::Backward) => u64::MAX,
+        (None, Direction::Backward) => version,
     };
-    let events = state
-        .store
-        .read_stream(&stream, from, direction, limit)
+    let events = read_page(&state.store, &stream, from, direction, limit, version, PAGE_BYTES)
         .await
         .map_err(from_store)?;
-    let version = state.store.stream_version(&stream).await.map_err(from_store)?;
     let next_from = match (direction, events.last()) {
-        (Direction::Forward, Some(last)) if events.len() == limit && last.version < version => Some(last.version + 1),
-        (Direction::Backward, Some(last)) if events.len() == limit && last.version > 1 => Some(last.version - 1),
+        (Direction::Forward, Some(last)) if last.version < version => Some(last.version + 1),
+        (Direction::Backward, Some(last)) if last.version > 1 => Some(last.version - 1),
         _ => None,
     };
     let page = EventsPage {
@@ -146,24 +198,34 @@ fn expected(headers: &HeaderMap, query: Option<&str>, require: bool) -> Result<E
         (None, false) => None,
     };
     let from_query = query.map(parse_expected).transpose()?;
-    match (from_header, from_query) {
-        (None, None) if require => Err(HttpError::PreconditionRequired),
-        (None, None) => Ok(ExpectedVersion::Any),
-        (Some(e), None) | (None, Some(e)) => Ok(e),
-        (Some(a), Some(b)) if a == b => Ok(a),
-        (Some(a), Some(b)) => Err(HttpError::ConflictingExpectedVersions {
-            if_match: a.to_string(),
-            body: b.to_string(),
-        }),
+    let expected = match (from_header, from_query) {
+        (None, None) => ExpectedVersion::Any,
+        (Some(e), None) | (None, Some(e)) => e,
+        (Some(a), Some(b)) if a == b => a,
+        (Some(a), Some(b)) => {
+            return Err(HttpError::ConflictingExpectedVersions {
+                if_match: a.to_string(),
+                body: b.to_string(),
+            });
+        }
+    };
+    // Required means a version is named: `*`, `any` and `exists` check none.
+    if require && expected.exact().is_none() {
+        return Err(HttpError::PreconditionRequired);
     }
+    Ok(expected)
 }
 
 fn to_new_event(body: NewEventBody, request: &Metadata) -> Result<NewEvent, HttpError> {
     let mut metadata = Metadata::default();
     if let Some(m) = body.metadata {
-        if let Some(key) = m.extra.keys().find(|k| k.starts_with("strata.")) {
+        if let Some(key) = m
+            .extra
+            .keys()
+            .find(|k| k.starts_with("strata.") || k.starts_with("http."))
+        {
             return Err(HttpError::InvalidEvents {
-                reason: format!("metadata key {key:?} is reserved (prefix strata.)"),
+                reason: format!("metadata key {key:?} is reserved (prefixes strata. and http.)"),
             });
         }
         metadata.correlation_id = m.correlation_id;
@@ -258,7 +320,20 @@ async fn stream_conflict(state: &Shared, stream: &StreamId, expected: ExpectedVe
     let (events_since, complete) = match expected.exact() {
         Some(v) if v < actual => {
             let missing = actual - v;
-            match state.store.read_stream(stream, v + 1, Direction::Forward, limit).await {
+            let wanted = usize::try_from(missing).unwrap_or(usize::MAX).min(limit);
+            // Only what happened up to the version the problem reports, and
+            // no more payload than a problem body should carry.
+            match read_page(
+                &state.store,
+                stream,
+                v + 1,
+                Direction::Forward,
+                wanted,
+                actual,
+                PROBLEM_BYTES,
+            )
+            .await
+            {
                 Ok(events) => {
                     let complete = events.len() as u64 >= missing;
                     (events.iter().map(EventView::from_recorded).collect(), complete)
@@ -289,6 +364,35 @@ mod tests {
 
     use super::*;
 
+    #[tokio::test]
+    async fn pages_stop_at_the_byte_budget_and_the_version_read() {
+        use strata_store::MemoryStore;
+        let store = MemoryStore::new();
+        let s = StreamId::new("big").unwrap();
+        let events = (0..10).map(|_| NewEvent::new("T", vec![b'x'; 1000])).collect();
+        store.append(&s, ExpectedVersion::NoStream, events).await.unwrap();
+        let versions = |v: &[RecordedEvent]| v.iter().map(|e| e.version).collect::<Vec<_>>();
+
+        let page = read_page(&store, &s, 1, Direction::Forward, 100, 10, 3500)
+            .await
+            .unwrap();
+        assert_eq!(versions(&page), [1, 2, 3], "3 events fit in 3,500 bytes");
+        let page = read_page(&store, &s, 1, Direction::Forward, 100, 10, 10).await.unwrap();
+        assert_eq!(versions(&page), [1], "one event always comes back");
+        let page = read_page(&store, &s, 5, Direction::Forward, 100, 7, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(versions(&page), [5, 6, 7], "nothing newer than the version read");
+        let page = read_page(&store, &s, 3, Direction::Backward, 100, 10, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(versions(&page), [3, 2, 1]);
+        let page = read_page(&store, &s, 1, Direction::Forward, 40, 10, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 10, "reads across chunks to the end");
+    }
+
     #[test]
     fn reserved_streams() {
         for s in ["order-1", "stock-tea", "$snapshot-order-1", "$all"] {
@@ -307,12 +411,20 @@ mod tests {
             expected(&none, None, true),
             Err(HttpError::PreconditionRequired)
         ));
-        assert_eq!(expected(&none, Some("*"), true).unwrap(), ExpectedVersion::Any);
+        assert!(matches!(
+            expected(&none, Some("*"), true),
+            Err(HttpError::PreconditionRequired)
+        ));
+        assert_eq!(expected(&none, Some("*"), false).unwrap(), ExpectedVersion::Any);
         assert_eq!(expected(&none, Some("3"), false).unwrap(), ExpectedVersion::Exact(3));
         assert_eq!(expected(&none, Some("0"), false).unwrap(), ExpectedVersion::NoStream);
         let mut star = HeaderMap::new();
         star.insert(header::IF_MATCH, HeaderValue::from_static("*"));
         assert_eq!(expected(&star, None, false).unwrap(), ExpectedVersion::StreamExists);
+        assert!(matches!(
+            expected(&star, None, true),
+            Err(HttpError::PreconditionRequired)
+        ));
         let mut create = HeaderMap::new();
         create.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert_eq!(expected(&create, None, true).unwrap(), ExpectedVersion::NoStream);
