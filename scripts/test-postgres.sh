@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$#" -eq 0 ]; then
-    set -- cargo test --workspace --features strata-store/postgres,strata-projections/postgres
+    set -- cargo test --workspace --features strata-store/postgres,strata-projections/postgres,strata-http/postgres,strata/postgres
 fi
 
 if [ -n "${STRATA_POSTGRES_URL:-}" ]; then
