@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use strata_aggregates::domain::order::{Order, OrderLine};
-use strata_aggregates::domain::stock::StockItem;
+use strata_aggregates::domain::stock::{StockCommandKind, StockItem};
 use strata_aggregates::{DomainEvent, EventEnvelope};
 use strata_projections::{OrderSummary, StockLevel};
 use strata_store::{AppendResult, Metadata, RecordedEvent};
@@ -235,7 +235,8 @@ pub struct StockView {
     pub reservations: BTreeMap<String, u64>,
     /// The item's version (also the ETag).
     pub version: u64,
-    /// The commands that can succeed now.
+    /// The commands of this resource's routes that can succeed now
+    /// (reservations move only through orders).
     pub allowed_commands: Vec<String>,
 }
 
@@ -249,7 +250,17 @@ impl StockView {
             available: item.available(),
             reservations: item.reservations().clone(),
             version,
-            allowed_commands: item.allowed_commands().iter().map(|c| c.to_string()).collect(),
+            allowed_commands: item
+                .allowed_commands()
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        StockCommandKind::Register | StockCommandKind::Receive | StockCommandKind::Adjust
+                    )
+                })
+                .map(|c| c.to_string())
+                .collect(),
         }
     }
 }

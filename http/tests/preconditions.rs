@@ -30,6 +30,8 @@ async fn a_stale_if_match_is_refused_with_what_changed_and_no_update_is_lost() {
         .await;
     assert_eq!((w2.status, w2.etag()), (200, "\"2\""), "{}", w2.text);
     assert!(w2.header("strata-position").is_some());
+    // What the resource's own routes can do now (reservations move only through orders).
+    assert_eq!(w2.json()["allowed_commands"], json!(["receive", "adjust"]));
 
     // User 1's write, decided on version 1, is refused: 409 with the ETag of
     // the current version and a body saying what changed.
