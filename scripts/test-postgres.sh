@@ -3,7 +3,7 @@
 # STRATA_POSTGRES_URL pointing at it; by default the whole test suite with
 # the PostgreSQL backend enabled:
 #
-#   scripts/test-postgres.sh                       # cargo test --workspace --features strata-store/postgres
+#   scripts/test-postgres.sh                       # cargo test --workspace with every postgres feature
 #   scripts/test-postgres.sh cargo test -p strata-store --features postgres
 #   scripts/test-postgres.sh bash                  # a shell with the cluster running
 #
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$#" -eq 0 ]; then
-    set -- cargo test --workspace --features strata-store/postgres
+    set -- cargo test --workspace --features strata-store/postgres,strata-projections/postgres,strata-http/postgres,strata/postgres
 fi
 
 if [ -n "${STRATA_POSTGRES_URL:-}" ]; then

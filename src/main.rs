@@ -24,7 +24,7 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Rebuild the read models (order summary, stock levels) of a store directory from its log.
     Rebuild(cli::rebuild::RebuildArgs),
-    /// Serve the HTTP API over a sled store directory, with the read models running inside.
+    /// Serve the HTTP API over a sled store directory (or a PostgreSQL database), with the read models running inside.
     Serve(cli::serve::ServeArgs),
     /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
     Loadtest(cli::loadtest::LoadtestArgs),

@@ -103,3 +103,79 @@ fn bench_quick_reports_every_contender_and_workload() {
         "the plot names the contenders"
     );
 }
+
+/// `strata bench --postgres`: strata on PostgreSQL and the plain INSERTs
+/// run every workload beside sled, every strata-on-PostgreSQL row's events
+/// are in its store, and each is set against the plain INSERTs. Needs
+/// `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); SKIPPED without it.
+#[test]
+fn bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts() {
+    let Ok(url) = std::env::var("STRATA_POSTGRES_URL") else {
+        eprintln!(
+            "SKIPPED bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts: STRATA_POSTGRES_URL is \
+             not set; run scripts/test-postgres.sh cargo test --test bench_smoke"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "bench",
+            "--quick",
+            "--no-read",
+            "--seconds",
+            "0.05",
+            "--contenders",
+            "durable",
+        ])
+        .args(["--postgres", &url, "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strata bench --postgres failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let want: BTreeSet<(u64, String)> = [(1, "distinct"), (4, "distinct"), (1, "hot"), (4, "hot")]
+        .into_iter()
+        .map(|(w, s)| (w, s.to_string()))
+        .collect();
+    for contender in ["strata sled durable", "strata postgres", "plain INSERT postgres"] {
+        let workloads: BTreeSet<(u64, String)> = rows
+            .iter()
+            .filter(|r| r["contender"] == contender)
+            .map(|r| {
+                let w = &r["workload"];
+                (
+                    w["writers"].as_u64().unwrap(),
+                    w["streams"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(workloads, want, "{contender}");
+    }
+    for r in rows.iter().filter(|r| r["contender"] == "strata postgres") {
+        let events = r["events"].as_u64().unwrap();
+        assert!(events > 0, "{r}");
+        assert_eq!(
+            r["events_in_store"].as_u64(),
+            Some(events),
+            "acknowledged events are in the store: {r}"
+        );
+        assert!(r["ratio_to_plain_insert"].as_f64().is_some(), "{r}");
+        assert!(r["events_per_flush"].as_f64().unwrap() >= 1.0, "{r}");
+        assert!(
+            r["ratio_to_naive"].is_null() && r["ratio_to_disk"].is_null(),
+            "sled baselines only for sled: {r}"
+        );
+    }
+    for r in rows.iter().filter(|r| r["contender"] == "plain INSERT postgres") {
+        assert!(r["events"].as_u64().unwrap() > 0, "{r}");
+    }
+}

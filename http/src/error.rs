@@ -542,9 +542,12 @@ pub(crate) fn from_store(e: StoreError) -> HttpError {
 pub(crate) fn from_projection(e: ProjectionError) -> HttpError {
     match e {
         ProjectionError::Timeout { position, applied, .. } => HttpError::ReadModelLagging { position, applied },
-        ProjectionError::NotRunning { .. } | ProjectionError::Store { .. } => {
-            HttpError::Unavailable { reason: e.to_string() }
-        }
+        ProjectionError::NotRunning { .. }
+        | ProjectionError::Store { .. }
+        | ProjectionError::Database {
+            source: StoreError::Unavailable { .. },
+            ..
+        } => HttpError::Unavailable { reason: e.to_string() },
         other => HttpError::Internal {
             reason: other.to_string(),
         },

@@ -38,6 +38,11 @@ use crate::error::HttpError;
 pub struct LoadTestOptions {
     /// The service, e.g. `http://127.0.0.1:8080`. Only loopback addresses are accepted.
     pub url: String,
+    /// More processes serving the same log (e.g. several `strata serve
+    /// --postgres` on one database), loopback too. The clients are spread
+    /// over `url` and these in turn and share the same SKUs, so their
+    /// conflicts cross processes (default none).
+    pub more_urls: Vec<String>,
     /// Concurrent clients (default 16).
     pub clients: usize,
     /// How long the clients run (default 10 s).
@@ -57,6 +62,7 @@ impl Default for LoadTestOptions {
     fn default() -> Self {
         LoadTestOptions {
             url: "http://127.0.0.1:8080".into(),
+            more_urls: Vec::new(),
             clients: 16,
             duration: Duration::from_secs(10),
             resources: 1,
@@ -226,13 +232,20 @@ struct ClientStats {
 }
 
 struct Target {
-    base: Url,
+    /// Every process, the first the one set-up and the final check use.
+    bases: Vec<Url>,
     skus: Vec<String>,
 }
 
 impl Target {
+    /// SKU `i` at the first process.
     fn item(&self, i: usize) -> String {
-        format!("{}stock/{}", self.base, self.skus[i])
+        self.item_at(0, i)
+    }
+
+    /// SKU `i` at process `base`.
+    fn item_at(&self, base: usize, i: usize) -> String {
+        format!("{}stock/{}", self.bases[base], self.skus[i])
     }
 }
 
@@ -275,6 +288,7 @@ async fn client(
     target: Arc<Target>,
     options: Arc<LoadTestOptions>,
     deadline: Instant,
+    base: usize,
 ) -> ClientStats {
     let mut stats = ClientStats {
         received: vec![0; target.skus.len()],
@@ -282,7 +296,7 @@ async fn client(
     };
     'updates: while Instant::now() < deadline {
         let i = rand::rng().random_range(0..target.skus.len());
-        let url = target.item(i);
+        let url = target.item_at(base, i);
         let key = options.idempotency_keys.then(|| uuid::Uuid::new_v4().to_string());
         let mut attempt = 0;
         loop {
@@ -392,10 +406,15 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
             "the duration must be above 0 and at most {MAX_DURATION:?}"
         )));
     }
-    let mut base = loopback_url(&options.url)?;
-    if !base.path().ends_with('/') {
-        base.set_path(&format!("{}/", base.path()));
+    let mut bases = Vec::with_capacity(1 + options.more_urls.len());
+    for url in std::iter::once(&options.url).chain(&options.more_urls) {
+        let mut base = loopback_url(url)?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        bases.push(base);
     }
+    let base = bases[0].clone();
     let http = reqwest::Client::builder()
         .timeout(options.request_timeout)
         // A redirect could lead off this machine.
@@ -431,12 +450,15 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         .await;
     registered.into_iter().collect::<Result<Vec<_>, _>>()?;
 
-    let target = Arc::new(Target { base, skus });
+    let target = Arc::new(Target { bases, skus });
     let options = Arc::new(options);
     let started = Instant::now();
     let deadline = started + options.duration;
     let handles: Vec<_> = (0..options.clients)
-        .map(|_| tokio::spawn(client(http.clone(), target.clone(), options.clone(), deadline)))
+        .map(|c| {
+            let base = c % target.bases.len();
+            tokio::spawn(client(http.clone(), target.clone(), options.clone(), deadline, base))
+        })
         .collect();
     let mut t = ClientStats {
         received: vec![0; target.skus.len()],

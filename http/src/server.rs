@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use strata_projections::Projections;
 use strata_store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::HttpError;
+use crate::idempotency::IdempotencyStore;
 use crate::router::router;
 use crate::state::{AppState, Shared};
 
@@ -60,12 +62,56 @@ impl Server {
 
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
     pub async fn serve(store: SledStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
+        let projections = Projections::open(&store)?;
+        let idempotency = IdempotencyStore::open(&store, config.idempotency_retention)?;
+        Server::serve_state(
+            AppState::new(Arc::new(store), projections, idempotency, config)?,
+            listener,
+        )
+        .await
+    }
+
+    /// Connects to the PostgreSQL database at `url` (schema `strata`; see
+    /// `strata_store::PostgresStore`) and serves it on `addr`: the log, the
+    /// read models and the idempotency records all in that database.
+    /// Several processes may serve one database at once (see
+    /// `docs/postgres.md`).
+    #[cfg(feature = "postgres")]
+    pub async fn start_postgres(url: &str, addr: SocketAddr, config: Config) -> Result<Server, HttpError> {
+        let store = strata_store::PostgresStore::connect(url).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Io {
+            context: format!("binding {addr}"),
+            source,
+        })?;
+        Server::serve_postgres(store, listener, config).await
+    }
+
+    /// Serves a connected PostgreSQL store on a bound listener: the read
+    /// models (`Projections::open_postgres`: one process writes each, every
+    /// process reads) and the idempotency records live in its database and
+    /// schema. `config.sled` is not used.
+    #[cfg(feature = "postgres")]
+    pub async fn serve_postgres(
+        store: strata_store::PostgresStore,
+        listener: TcpListener,
+        config: Config,
+    ) -> Result<Server, HttpError> {
+        let projections = Projections::open_postgres(&store).await?;
+        let idempotency = IdempotencyStore::open_postgres(&store, config.idempotency_retention).await?;
+        Server::serve_state(
+            AppState::new(Arc::new(store), projections, idempotency, config)?,
+            listener,
+        )
+        .await
+    }
+
+    async fn serve_state(state: AppState, listener: TcpListener) -> Result<Server, HttpError> {
         let addr = listener.local_addr().map_err(|source| HttpError::Io {
             context: "reading the listener's address".into(),
             source,
         })?;
-        let state: Shared = Arc::new(AppState::new(store, config)?);
-        let removed = state.idempotency.purge()?;
+        let state: Shared = Arc::new(state);
+        let removed = state.idempotency.purge().await?;
         state.projections.start().await?;
         let purge_stop = CancellationToken::new();
         let purge = tokio::spawn(purge_loop(state.clone(), purge_stop.clone()));
@@ -84,7 +130,8 @@ impl Server {
             }
             let projections = state.projections.stop().await;
             // The last handle on the store: dropping it stops the writer and
-            // flushes sled. It blocks, so not on a runtime thread.
+            // flushes sled (or closes the PostgreSQL connections). It may
+            // block, so not on a runtime thread.
             tokio::task::spawn_blocking(move || drop(state))
                 .await
                 .map_err(|e| HttpError::Internal {
@@ -188,12 +235,10 @@ async fn purge_loop(state: Shared, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let purge_state = state.clone();
-        match tokio::task::spawn_blocking(move || purge_state.idempotency.purge()).await {
-            Ok(Ok(n)) if n > 0 => info!(removed = n, "purged expired idempotency keys"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "purging idempotency keys failed"),
-            Err(e) => warn!(error = %e, "the purge task panicked"),
+        match state.idempotency.purge().await {
+            Ok(n) if n > 0 => info!(removed = n, "purged expired idempotency keys"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "purging idempotency keys failed"),
         }
     }
 }

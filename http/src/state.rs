@@ -7,7 +7,7 @@ use strata_aggregates::domain::order::Order;
 use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::Projections;
-use strata_store::{EventStore, SledStore};
+use strata_store::EventStore;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 /// idempotency records and the metrics.
 pub(crate) struct AppState {
     pub config: Config,
-    pub store: SledStore,
+    pub store: Arc<dyn EventStore>,
     pub service: OrderService,
     pub projections: Projections,
     pub idempotency: IdempotencyStore,
@@ -31,9 +31,15 @@ pub(crate) struct AppState {
 pub(crate) type Shared = Arc<AppState>;
 
 impl AppState {
-    /// Builds the state over an open store; the read models are not started.
-    pub(crate) fn new(store: SledStore, config: Config) -> Result<AppState, HttpError> {
-        let log: Arc<dyn EventStore> = Arc::new(store.clone());
+    /// Builds the state over an open store, its read models (not started)
+    /// and its idempotency records.
+    pub(crate) fn new(
+        store: Arc<dyn EventStore>,
+        projections: Projections,
+        idempotency: IdempotencyStore,
+        config: Config,
+    ) -> Result<AppState, HttpError> {
+        let log = store.clone();
         let mut orders = Repository::<Order>::new(log.clone())
             .with_format(config.event_format)
             .with_conflict_event_limit(config.conflict_event_limit);
@@ -44,8 +50,6 @@ impl AppState {
             orders = orders.with_snapshots(every);
             stock = stock.with_snapshots(every);
         }
-        let projections = Projections::open(&store)?;
-        let idempotency = IdempotencyStore::open(&store, config.idempotency_retention)?;
         Ok(AppState {
             service: OrderService::from_repositories(orders, stock),
             projections,

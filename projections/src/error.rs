@@ -93,6 +93,24 @@ pub enum ProjectionError {
         source: sled::Error,
     },
 
+    /// The read model's PostgreSQL storage failed (feature `postgres`):
+    /// `source` is [`StoreError::Unavailable`] when the database could not
+    /// be reached or the connection was lost, [`StoreError::Postgres`] when
+    /// the server refused a statement.
+    ///
+    /// Handling: a runner that meets it while committing stops (nothing of
+    /// the batch is applied, or all of it with its checkpoint: the next
+    /// start resumes after whichever it was); restart it once the database
+    /// is back (HTTP 503 when unavailable, else 500).
+    #[error("read model {projection}: database error: {source}")]
+    Database {
+        /// The projection's name.
+        projection: String,
+        /// What the database said, classified as the store classifies it.
+        #[source]
+        source: StoreError,
+    },
+
     /// A stored read-model value does not decode.
     ///
     /// Handling: the read model is damaged; rebuild it (HTTP 500).

@@ -69,6 +69,21 @@ impl Projections {
         ))
     }
 
+    /// Both read models in the PostgreSQL database (and schema) of `store`,
+    /// beside the log, loaded into memory for reading; see
+    /// [`ModelStore::open_postgres`]. Several processes may open them: the
+    /// runners of one write, the others stand by and follow its commits
+    /// ([`RunState::Standby`](crate::RunState::Standby)), so every process
+    /// serves reads and [`wait_for`](Self::wait_for).
+    #[cfg(feature = "postgres")]
+    pub async fn open_postgres(store: &strata_store::PostgresStore) -> Result<Projections, ProjectionError> {
+        Ok(Projections::with_models(
+            Arc::new(store.clone()),
+            ModelStore::open_postgres(store, ORDER_SUMMARY).await?,
+            ModelStore::open_postgres(store, STOCK_LEVELS).await?,
+        ))
+    }
+
     /// Both read models in memory, over any store (e.g. a `MemoryStore`).
     pub fn in_memory(store: Arc<dyn EventStore>) -> Result<Projections, ProjectionError> {
         Ok(Projections::with_models(

@@ -18,6 +18,8 @@ mod error;
 mod handle;
 mod model;
 mod orders;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod projection;
 mod rebuild;
 mod runner;

@@ -15,6 +15,15 @@
 //! A batch of events is committed as one sled `Batch` on the generation's
 //! tree holding the read model's changes and the new checkpoint, so the two
 //! can never disagree, whatever moment the process dies at.
+//!
+//! # In PostgreSQL (feature `postgres`)
+//!
+//! The same entries in tables beside the log (see `postgres.rs`), each
+//! batch and its checkpoint in one transaction. Every process keeps the
+//! current generation in memory too, the same map as a memory model, and
+//! brings it up to the committed state: the writer after each of its
+//! commits, every other process from the committed rows when notified (or
+//! polled).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -24,12 +33,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+#[cfg(feature = "postgres")]
+use strata_store::PostgresStore;
 use strata_store::{EventId, RecordedEvent, SledStore, StoreError, from_bincode, to_bincode};
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
+#[cfg(feature = "postgres")]
+use crate::postgres::{Announcement, Changes, LiveCommit, PgModel, Rebuilding};
 
 /// The key of the checkpoint in a generation.
 const CHECKPOINT_KEY: &[u8] = b"c";
@@ -79,6 +92,61 @@ fn encode_value<T: Serialize>(projection: &str, key: &[u8], value: &T) -> Result
         key: String::from_utf8_lossy(key).into_owned(),
         detail: format!("cannot encode: {e}"),
     })
+}
+
+/// Records the checkpoint (and the id of the event there) in a generation
+/// kept in memory, as a commit does.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn set_checkpoint_keys(map: &mut Map, position: u64, event_id: Option<EventId>) {
+    map.insert(CHECKPOINT_KEY.to_vec(), position.to_be_bytes().to_vec());
+    match event_id {
+        Some(id) => map.insert(CHECKPOINT_EVENT_KEY.to_vec(), id.as_bytes().to_vec()),
+        None => map.remove(CHECKPOINT_EVENT_KEY),
+    };
+}
+
+/// Follows the commits of other processes into a PostgreSQL model's
+/// in-memory copy: refreshes when the listener announces a commit newer
+/// than the copy (or reconnected, and may have missed some), and every
+/// `poll_interval` in case a notification was lost. Ends with the model.
+#[cfg(feature = "postgres")]
+async fn follow_commits(
+    model: std::sync::Weak<Inner>,
+    mut announcements: tokio::sync::mpsc::UnboundedReceiver<Announcement>,
+    poll_interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    listener: tokio::task::JoinHandle<()>,
+) {
+    let mut poll = tokio::time::interval(poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await;
+    loop {
+        let heard = tokio::select! {
+            _ = &mut stop => break,
+            _ = poll.tick() => vec![None],
+            a = announcements.recv() => match a {
+                Some(a) => {
+                    let mut heard = vec![a];
+                    while let Ok(more) = announcements.try_recv() {
+                        heard.push(more);
+                    }
+                    heard
+                }
+                None => break,
+            },
+        };
+        let Some(inner) = model.upgrade() else { break };
+        let model = ModelStore { inner };
+        let (generation, checkpoint) = (model.generation(), model.checkpoint());
+        let news = heard.iter().any(|a| match a {
+            None => true,
+            Some((g, p)) => *g != generation || *p > checkpoint,
+        });
+        if news && let Err(e) = model.refresh().await {
+            warn!(projection = %model.name(), error = %e, "cannot refresh the read model from PostgreSQL; trying again");
+        }
+    }
+    listener.abort();
 }
 
 /// The upper bound of the keys starting with `prefix`, if there is one.
@@ -214,8 +282,39 @@ impl Generation {
 }
 
 enum Backend {
-    Sled { db: sled::Db, meta: sled::Tree },
-    Memory { next_id: AtomicU64 },
+    Sled {
+        db: sled::Db,
+        meta: sled::Tree,
+    },
+    Memory {
+        next_id: AtomicU64,
+    },
+    /// The committed model in PostgreSQL; the generations in memory are
+    /// copies of it.
+    #[cfg(feature = "postgres")]
+    Postgres {
+        pg: Arc<PgModel>,
+        /// Dropped with the model: stops the task that follows other
+        /// processes' commits.
+        _stop_follower: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// How a commit of a batch went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// The changes and the checkpoint are written.
+    Done,
+    /// Nothing was written: a rebuild swapped in another generation (or, in
+    /// PostgreSQL, moved the checkpoint) since the batch was staged. Follow
+    /// on from [`ModelStore::follow_point`].
+    Stale,
+    /// PostgreSQL: the connection that held the model's writer lock is
+    /// gone, and the lock with it; whether the batch landed is unknown.
+    /// The model was refreshed from what is committed; wait for the lock
+    /// again before writing.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    LeaseLost,
 }
 
 struct Inner {
@@ -245,6 +344,11 @@ pub enum RunState {
     Running,
     /// The runner was stopped.
     Stopped,
+    /// PostgreSQL: a runner of this process is ready to write, but another
+    /// process holds the model's writer lock and writes it. This process
+    /// follows that writer's commits (so reads and `wait_for` work as with
+    /// `Running`) and takes over when the lock is free.
+    Standby,
     /// The runner failed; the model holds everything before `position`.
     Failed {
         /// The position it failed at (the one after the checkpoint), if the
@@ -356,6 +460,48 @@ impl ModelStore {
             generation,
             0,
         ))
+    }
+
+    /// Opens (or creates) the read model `name` in the database and schema of
+    /// `store`, beside the log, and loads its current generation into
+    /// memory (see `docs/postgres.md`, "Read models").
+    ///
+    /// Several processes may open the same model: one runner at a time
+    /// writes it (the one holding its writer lock, an advisory lock);
+    /// every process serves reads from its copy, which follows the
+    /// committed model within moments (notified on each commit, polled every
+    /// `poll_interval` of the store's options in case a notification is
+    /// lost). Must be called inside a tokio runtime.
+    #[cfg(feature = "postgres")]
+    pub async fn open_postgres(store: &PostgresStore, name: &str) -> Result<ModelStore, ProjectionError> {
+        validate_name(name)?;
+        let (pg, state, entries) = PgModel::open(store, name).await?;
+        let mut map: Map = entries.into_iter().map(|(k, v)| (data_key(&k), v)).collect();
+        set_checkpoint_keys(&mut map, state.checkpoint, state.event_id);
+        let generation = Generation::Memory {
+            id: state.generation,
+            map: Arc::new(RwLock::new(map)),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let model = ModelStore::new(
+            name,
+            Backend::Postgres {
+                pg: pg.clone(),
+                _stop_follower: stop,
+            },
+            generation,
+            state.checkpoint,
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(crate::postgres::listen(pg.clone(), tx));
+        tokio::spawn(follow_commits(
+            Arc::downgrade(&model.inner),
+            rx,
+            pg.poll_interval,
+            stopped,
+            listener,
+        ));
+        Ok(model)
     }
 
     fn new(name: &str, backend: Backend, generation: Generation, checkpoint: u64) -> ModelStore {
@@ -473,7 +619,7 @@ impl ModelStore {
                 return Ok(());
             }
             let run_state = state.borrow_and_update().clone();
-            if run_state != RunState::Running {
+            if !matches!(run_state, RunState::Running | RunState::Standby) {
                 return Err(ProjectionError::NotRunning {
                     projection: self.inner.name.clone(),
                     position,
@@ -499,20 +645,33 @@ impl ModelStore {
         }
     }
 
-    /// Marks the model as owned by a runner; false if one already owns it.
+    /// Marks the model as owned by a runner of this process; false if one
+    /// already owns it. The runner is `Running` at once, except in
+    /// PostgreSQL, where it stands by until [`ModelStore::lead`] has the
+    /// writer lock.
     pub(crate) fn claim(&self) -> bool {
+        let owned = match &self.inner.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { .. } => RunState::Standby,
+            _ => RunState::Running,
+        };
         self.inner.state.send_if_modified(|s| {
-            if *s == RunState::Running {
+            if matches!(s, RunState::Running | RunState::Standby) {
                 false
             } else {
-                *s = RunState::Running;
+                *s = owned;
                 true
             }
         })
     }
 
-    /// Records how the runner that owned the model ended.
+    /// Records how the runner that owned the model ended (and, in
+    /// PostgreSQL, gives up the writer lock).
     pub(crate) fn release(&self, ended: RunState) {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres { pg, .. } = &self.inner.backend {
+            pg.drop_lease();
+        }
         self.inner.state.send_replace(ended);
     }
 
@@ -544,19 +703,161 @@ impl ModelStore {
     }
 
     /// Commits a write set and its checkpoint to the current generation, if
-    /// it is still the one the write set was staged on. Returns false (and
-    /// writes nothing) when a rebuild swapped in another generation since.
-    pub(crate) async fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<bool, ProjectionError> {
-        let _guard = self.inner.commit.lock().await;
+    /// it is still the one the write set was staged on; otherwise writes
+    /// nothing and says so ([`Commit::Stale`], or in PostgreSQL
+    /// [`Commit::LeaseLost`]).
+    pub(crate) async fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<Commit, ProjectionError> {
+        let guard = self.inner.commit.lock().await;
         if self.current().id() != ws.generation.id() {
-            return Ok(false);
+            return Ok(Commit::Stale);
+        }
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres { pg, .. } = &self.inner.backend {
+            let from = ws.generation.checkpoint(&self.inner.name)?;
+            match pg.commit_live(ws.generation.id(), from, at, &ws.staged).await? {
+                LiveCommit::Done => {}
+                LiveCommit::Fenced => {
+                    // Learn what is committed (another generation), then
+                    // follow on from there.
+                    self.refresh_locked(&guard).await?;
+                    return Ok(Commit::Stale);
+                }
+                // Whether the batch landed is learnt when this process
+                // takes the lock again (`lead` refreshes first).
+                LiveCommit::LeaseLost => return Ok(Commit::LeaseLost),
+            }
         }
         ws.generation
             .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.inner.name, e))?;
         self.inner.applied.send_replace(at.position);
         self.reap();
+        drop(guard);
+        Ok(Commit::Done)
+    }
+
+    /// Brings the in-memory copy of a PostgreSQL model up to what is
+    /// committed (another process's commits, or a swap); nothing for the
+    /// other backends, whose model is the committed one.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn refresh(&self) -> Result<(), ProjectionError> {
+        let guard = self.inner.commit.lock().await;
+        self.refresh_locked(&guard).await
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn refresh_locked(&self, _commit_lock: &MutexGuard<'_, ()>) -> Result<(), ProjectionError> {
+        if let Backend::Postgres { pg, .. } = &self.inner.backend {
+            let current = self.current();
+            let checkpoint = current.checkpoint(&self.inner.name)?;
+            match pg.changes(current.id(), checkpoint).await? {
+                Changes::None => {}
+                Changes::Incremental { state, changes } => {
+                    let Generation::Memory { map, .. } = &*current else {
+                        unreachable!("PostgreSQL models are copied into memory")
+                    };
+                    let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+                    for (k, v) in changes {
+                        match v {
+                            Some(v) => map.insert(data_key(&k), v),
+                            None => map.remove(&data_key(&k)),
+                        };
+                    }
+                    set_checkpoint_keys(&mut map, state.checkpoint, state.event_id);
+                    drop(map);
+                    self.inner.applied.send_replace(state.checkpoint);
+                }
+                Changes::Full { state, entries } => {
+                    let mut fresh: Map = entries.into_iter().map(|(k, v)| (data_key(&k), v)).collect();
+                    set_checkpoint_keys(&mut fresh, state.checkpoint, state.event_id);
+                    if state.generation == current.id() {
+                        // Too far behind for changes: the same generation, reloaded.
+                        let Generation::Memory { map, .. } = &*current else {
+                            unreachable!("PostgreSQL models are copied into memory")
+                        };
+                        *map.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    } else {
+                        info!(
+                            projection = %self.inner.name,
+                            generation = state.generation,
+                            checkpoint = state.checkpoint,
+                            "a rebuilt generation was swapped in"
+                        );
+                        let generation = Arc::new(Generation::Memory {
+                            id: state.generation,
+                            map: Arc::new(RwLock::new(fresh)),
+                        });
+                        *self.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
+                    }
+                    self.inner.applied.send_replace(state.checkpoint);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until this process may write the model. Immediate for sled and
+    /// memory models, whose one process writes them. In PostgreSQL, takes
+    /// the model's writer lock, waiting in [`RunState::Standby`] while
+    /// another process holds it (trying again every poll interval), then
+    /// refreshes the copy to what that writer committed. Returns false when
+    /// `stop` fires first.
+    pub(crate) async fn lead(&self, stop: &mut watch::Receiver<bool>) -> Result<bool, ProjectionError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres { pg, .. } = &self.inner.backend {
+            let mut announced = false;
+            loop {
+                let got = match pg.try_lease().await {
+                    Ok(true) => match self.refresh().await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            warn!(projection = %self.inner.name, error = %e, "cannot refresh the read model after taking its writer lock; trying again");
+                            pg.drop_lease();
+                            false
+                        }
+                    },
+                    Ok(false) => false,
+                    Err(e) => {
+                        warn!(projection = %self.inner.name, error = %e, "cannot take the read model's writer lock; trying again");
+                        false
+                    }
+                };
+                if got {
+                    self.set_run_state(RunState::Running);
+                    info!(projection = %self.inner.name, checkpoint = self.checkpoint(), "this process writes the read model");
+                    return Ok(true);
+                }
+                if !announced {
+                    announced = true;
+                    info!(projection = %self.inner.name, "another process writes the read model; following its commits");
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return Ok(false),
+                    _ = tokio::time::sleep(pg.poll_interval) => {}
+                }
+            }
+        }
+        let _ = stop;
         Ok(true)
+    }
+
+    /// Gives up writing (PostgreSQL: after the writer lock was lost) and
+    /// waits in [`RunState::Standby`] until [`ModelStore::lead`] again.
+    pub(crate) fn step_down(&self) {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres { pg, .. } = &self.inner.backend {
+            pg.drop_lease();
+        }
+        self.set_run_state(RunState::Standby);
+    }
+
+    /// Sets the state of the runner that owns the model (Running/Standby).
+    fn set_run_state(&self, state: RunState) {
+        self.inner.state.send_if_modified(|s| {
+            let changed = *s != state;
+            *s = state;
+            changed
+        });
     }
 
     /// Removes the swapped-out generations no reader holds any more. A
@@ -564,6 +865,7 @@ impl ModelStore {
     /// it; only then is its tree dropped. (Whatever is left at exit is
     /// dropped by the next open.)
     fn reap(&self) {
+        // Generations in memory go with their last reader.
         let Backend::Sled { db, .. } = &self.inner.backend else {
             self.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).clear();
             return;
@@ -589,8 +891,10 @@ impl ModelStore {
         });
     }
 
-    /// Starts a new, empty generation that readers do not see.
-    pub(crate) fn begin_generation(&self) -> Result<Building, ProjectionError> {
+    /// Starts a new, empty generation that readers do not see. In
+    /// PostgreSQL, waits for the model's rebuild lock first (one rebuild of
+    /// a model at a time, across processes).
+    pub(crate) async fn begin_generation(&self) -> Result<Building, ProjectionError> {
         let name = &self.inner.name;
         let storage = |e| ProjectionError::storage(name, e);
         let generation = match &self.inner.backend {
@@ -612,10 +916,25 @@ impl ModelStore {
                 id: next_id.fetch_add(1, Ordering::Relaxed),
                 map: Arc::new(RwLock::new(Map::new())),
             },
+            #[cfg(feature = "postgres")]
+            Backend::Postgres { pg, .. } => {
+                let rebuilding = pg.begin_generation().await?;
+                let generation = Generation::Memory {
+                    id: rebuilding.generation(),
+                    map: Arc::new(RwLock::new(Map::new())),
+                };
+                return Ok(Building {
+                    model: self.clone(),
+                    generation: Some(Arc::new(generation)),
+                    pg: Some(rebuilding),
+                });
+            }
         };
         Ok(Building {
             model: self.clone(),
             generation: Some(Arc::new(generation)),
+            #[cfg(feature = "postgres")]
+            pg: None,
         })
     }
 
@@ -630,6 +949,9 @@ impl ModelStore {
 pub(crate) struct Building {
     model: ModelStore,
     generation: Option<Arc<Generation>>,
+    /// PostgreSQL: the generation's rows and the rebuild lock.
+    #[cfg(feature = "postgres")]
+    pg: Option<Rebuilding>,
 }
 
 impl Building {
@@ -645,7 +967,13 @@ impl Building {
     }
 
     /// Commits to the generation being built (no reader sees it).
-    pub(crate) fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_async))]
+    pub(crate) async fn commit(&self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = &self.pg {
+            let from = ws.generation.checkpoint(&self.model.inner.name)?;
+            pg.commit(from, at, &ws.staged).await?;
+        }
         ws.generation
             .commit(ws.staged, at)
             .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
@@ -662,10 +990,29 @@ impl Building {
     /// different sled databases cannot share a transaction; they are
     /// swapped one database at a time, with a warning.) In memory, each
     /// model's pointer moves under its own lock, one after the other.
-    pub(crate) fn swap_in_all(buildings: Vec<Building>, checkpoint: u64) -> Result<(), ProjectionError> {
+    ///
+    /// In PostgreSQL the pointers move in one transaction (the models of
+    /// one rebuild must share one database), which first locks each
+    /// model's live checkpoint: when another process's runner has already
+    /// committed past `checkpoint`, nothing is swapped and that position is
+    /// returned (`Some`), to replay up to it and try again, so that no
+    /// reader ever sees its model go back. `None`: swapped in.
+    pub(crate) async fn swap_in_all(
+        buildings: Vec<&mut Building>,
+        checkpoint: u64,
+    ) -> Result<Option<u64>, ProjectionError> {
         let Some(first) = buildings.first() else {
-            return Ok(());
+            return Ok(None);
         };
+        #[cfg(feature = "postgres")]
+        {
+            let rebuilding: Vec<&Rebuilding> = buildings.iter().filter_map(|b| b.pg.as_ref()).collect();
+            if !rebuilding.is_empty()
+                && let Some(live) = crate::postgres::swap(&rebuilding, checkpoint).await?
+            {
+                return Ok(Some(live));
+            }
+        }
         let name = first.model.inner.name.clone();
         let storage = |e| ProjectionError::storage(&name, e);
         // (meta tree, model name, new generation id) of the sled models.
@@ -697,8 +1044,12 @@ impl Building {
                 }
             }
         }
-        for mut b in buildings {
+        for b in buildings {
             let generation = b.generation.take().expect("present until swapped");
+            #[cfg(feature = "postgres")]
+            if let Some(pg) = b.pg.take() {
+                pg.swapped();
+            }
             let model = &b.model;
             let old = model.current();
             *model.inner.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
@@ -706,7 +1057,7 @@ impl Building {
             model.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).push(old);
             model.reap();
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -874,7 +1225,7 @@ mod tests {
             "staged changes are invisible to readers"
         );
         let id = EventId::new();
-        assert!(
+        assert_eq!(
             model
                 .commit(
                     ws,
@@ -884,7 +1235,8 @@ mod tests {
                     }
                 )
                 .await
-                .unwrap()
+                .unwrap(),
+            Commit::Done
         );
         assert_eq!(model.get(b"k").unwrap(), Some(b"v".to_vec()));
         drop(model);
@@ -898,29 +1250,29 @@ mod tests {
     async fn a_write_set_of_a_replaced_generation_is_refused() {
         let model = ModelStore::memory("t").unwrap();
         let stale = model.write_set_on(model.generation()).unwrap();
-        let building = model.begin_generation().unwrap();
+        let mut building = model.begin_generation().await.unwrap();
         let mut ws = building.write_set();
         ws.put(b"new".to_vec(), b"1".to_vec());
         let at = |position| Checkpoint {
             position,
             event_id: EventId::new(),
         };
-        building.commit(ws, at(3)).unwrap();
+        building.commit(ws, at(3)).await.unwrap();
         {
             let _lock = model.lock_commits().await;
-            Building::swap_in_all(vec![building], 3).unwrap();
+            assert_eq!(Building::swap_in_all(vec![&mut building], 3).await.unwrap(), None);
         }
-        assert!(!model.commit(stale, at(9)).await.unwrap());
+        assert_eq!(model.commit(stale, at(9)).await.unwrap(), Commit::Stale);
         assert_eq!(model.checkpoint(), 3);
         assert_eq!(model.get(b"new").unwrap(), Some(b"1".to_vec()));
     }
 
-    #[test]
-    fn an_unfinished_rebuild_is_removed_on_open() {
+    #[tokio::test]
+    async fn an_unfinished_rebuild_is_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let model = ModelStore::open_in_db(&db, "t").unwrap();
-        let building = model.begin_generation().unwrap();
+        let building = model.begin_generation().await.unwrap();
         let id = building.id();
         std::mem::forget(building); // as if the process died mid-rebuild
         drop(model);

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use strata_store::{EventStore, RecordedEvent};
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
 use crate::error::ProjectionError;
 use crate::model::{Building, Checkpoint, ModelStore};
@@ -107,10 +107,10 @@ pub async fn rebuild_all(
     let name = first.name();
     let started = Instant::now();
     let batch_size = options.batch_size.max(1);
-    let building = targets
-        .iter()
-        .map(|(model, projection)| Ok((model.begin_generation()?, *projection)))
-        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    let mut building = Vec::with_capacity(targets.len());
+    for (model, projection) in targets {
+        building.push((model.begin_generation().await?, *projection));
+    }
     let mut total = head(store, name).await?;
     for (b, p) in &building {
         info!(
@@ -138,25 +138,41 @@ pub async fn rebuild_all(
     for (model, _) in targets {
         locks.push(model.lock_commits().await);
     }
-    let target = head(store, name).await?;
-    total = total.max(target);
-    while done < target {
-        done = replay_batch(store, &building, done, batch_size, target).await?;
-        progress(RebuildProgress { done, total });
+    let ids: Vec<u64> = building.iter().map(|(b, _)| b.id()).collect();
+    let mut target = head(store, name).await?;
+    loop {
+        total = total.max(target);
+        while done < target {
+            done = replay_batch(store, &building, done, batch_size, target).await?;
+            progress(RebuildProgress { done, total });
+        }
+        // All pointers in one atomic write: no crash leaves some models on
+        // their new generation and others on their old one. In PostgreSQL a
+        // runner of another process may have committed past `done`
+        // meanwhile: then replay up to there first, so no reader's model
+        // goes back.
+        match Building::swap_in_all(building.iter_mut().map(|(b, _)| b).collect(), done).await? {
+            None => break,
+            Some(live) => {
+                debug!(
+                    projection = name,
+                    done, live, "a live runner is ahead of the rebuild; replaying up to it"
+                );
+                target = live.max(head(store, name).await?);
+            }
+        }
     }
     let elapsed = started.elapsed();
     let names: Vec<&str> = building.iter().map(|(_, p)| p.name()).collect();
-    let reports: Vec<RebuildReport> = building
+    let reports: Vec<RebuildReport> = ids
         .iter()
-        .map(|(b, _)| RebuildReport {
+        .map(|&generation| RebuildReport {
             events: done,
-            generation: b.id(),
+            generation,
             elapsed,
         })
         .collect();
-    // All pointers in one atomic write: no crash leaves some models on
-    // their new generation and others on their old one.
-    Building::swap_in_all(building.into_iter().map(|(b, _)| b).collect(), done)?;
+    drop(building);
     drop(locks);
     for (name, report) in names.iter().zip(&reports) {
         info!(
@@ -202,7 +218,7 @@ async fn replay_batch(
             for (i, event) in events.iter().enumerate() {
                 check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
             }
-            b.commit(ws, last)?;
+            b.commit(ws, last).await?;
         }
         Ok(last.position)
     }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::ProjectionError;
-use crate::model::{Checkpoint, ModelStore, RunState};
+use crate::model::{Checkpoint, Commit, ModelStore, RunState};
 use crate::projection::Projection;
 
 /// How a runner batches its work.
@@ -94,7 +94,7 @@ impl ProjectionRunner {
                     model: model.clone(),
                     ended: None,
                 };
-                let following = follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx);
+                let following = lead_and_follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx);
                 let result = match AssertUnwindSafe(following).catch_unwind().await {
                     Ok(result) => result,
                     Err(panic) => {
@@ -298,6 +298,43 @@ enum Committed {
     /// A rebuild swapped in another generation: nothing was committed;
     /// resubscribe from the new generation's checkpoint.
     GenerationChanged,
+    /// PostgreSQL: the writer lock was lost; wait for it again.
+    LeaseLost,
+}
+
+/// How following the log ended without an error.
+enum Followed {
+    Stopped,
+    /// PostgreSQL: the writer lock was lost.
+    LeaseLost,
+}
+
+/// Waits until this process may write the model (at once for sled and
+/// memory; in PostgreSQL, once it holds the model's writer lock, following
+/// the writing process's commits meanwhile), then follows the log; goes
+/// back to waiting when the lock is lost.
+async fn lead_and_follow(
+    store: &dyn EventStore,
+    model: &ModelStore,
+    projection: &dyn Projection,
+    batch_size: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ProjectionError> {
+    loop {
+        if !model.lead(&mut stop).await? {
+            return Ok(());
+        }
+        match follow(store, model, projection, batch_size, &mut stop).await? {
+            Followed::Stopped => return Ok(()),
+            Followed::LeaseLost => {
+                warn!(
+                    projection = projection.name(),
+                    "lost the read model's writer lock; waiting to take it again"
+                );
+                model.step_down();
+            }
+        }
+    }
 }
 
 async fn follow(
@@ -305,8 +342,8 @@ async fn follow(
     model: &ModelStore,
     projection: &dyn Projection,
     batch_size: usize,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), ProjectionError> {
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Followed, ProjectionError> {
     let name = projection.name();
     'subscribe: loop {
         // The subscription belongs to this generation: its events are
@@ -318,7 +355,7 @@ async fn follow(
         loop {
             let chunk = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = stop.wait_for(|s| *s) => return Ok(Followed::Stopped),
                 chunk = events.next() => chunk,
             };
             let Some(chunk) = chunk else {
@@ -353,6 +390,7 @@ async fn follow(
                     .await?
                 {
                     Committed::Through(last) => next = last + 1,
+                    Committed::LeaseLost => return Ok(Followed::LeaseLost),
                     Committed::GenerationChanged => {
                         info!(
                             projection = name,
@@ -432,8 +470,10 @@ async fn apply_batch(
                         source: Box::new(source),
                     })?;
             }
-            if !model.commit(clean, Checkpoint::of(&batch[i - 1])).await? {
-                return Ok(Committed::GenerationChanged);
+            match model.commit(clean, Checkpoint::of(&batch[i - 1])).await? {
+                Commit::Done => {}
+                Commit::Stale => return Ok(Committed::GenerationChanged),
+                Commit::LeaseLost => return Ok(Committed::LeaseLost),
             }
         } else if model.generation() != generation {
             return Ok(Committed::GenerationChanged);
@@ -441,8 +481,10 @@ async fn apply_batch(
         return Err(failure);
     }
     let last = batch.last().expect("a batch is not empty");
-    if !model.commit(ws, Checkpoint::of(last)).await? {
-        return Ok(Committed::GenerationChanged);
+    match model.commit(ws, Checkpoint::of(last)).await? {
+        Commit::Done => {}
+        Commit::Stale => return Ok(Committed::GenerationChanged),
+        Commit::LeaseLost => return Ok(Committed::LeaseLost),
     }
     let last = last.position;
     if let Ok(head) = store.head_position().await {

@@ -1,5 +1,7 @@
 //! `strata bench`: append throughput side by side with the disk's ceiling
-//! and the naive embedded append, in one run; then the read side.
+//! and the naive embedded append, in one run (with `--postgres`, also
+//! strata on PostgreSQL and plain `INSERT`s into the same database); then
+//! the read side.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,10 +15,12 @@ use strata::aggregates::Repository;
 use strata::aggregates::domain::stock::StockItem;
 use strata::projections::Projections;
 use strata::workload::{
-    AppendSpec, Budget, FileMode, RunStats, Streams, long_stock_stream, plain_fold, run_appends, run_disk_ceiling,
-    run_naive_sled, scan_log, write_history,
+    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
+    run_disk_ceiling, run_naive_sled, scan_log, write_history,
 };
-use strata_store::{Durability, EventStore, MemoryStore, SledOptions, SledStore};
+use strata_store::{
+    Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SledOptions, SledStore, StoreError,
+};
 
 use super::CliResult;
 
@@ -32,6 +36,11 @@ pub enum Contender {
     Buffered,
     /// strata's `MemoryStore`.
     Memory,
+    /// strata on PostgreSQL (`PostgresStore`, needs `--postgres`): group commit under the head row lock.
+    Postgres,
+    /// Plain autocommitted `INSERT`s into a `UNIQUE (stream_id, version)` table on the same database
+    /// (needs `--postgres`), one connection per writer: what a team would write by hand.
+    PlainInsert,
 }
 
 impl Contender {
@@ -41,11 +50,17 @@ impl Contender {
             Contender::Durable => "strata sled durable",
             Contender::Buffered => "strata sled buffered",
             Contender::Memory => "strata memory",
+            Contender::Postgres => "strata postgres",
+            Contender::PlainInsert => "plain INSERT postgres",
         }
     }
 
     fn is_strata(self) -> bool {
-        !matches!(self, Contender::Naive)
+        !matches!(self, Contender::Naive | Contender::PlainInsert)
+    }
+
+    fn needs_postgres(self) -> bool {
+        matches!(self, Contender::Postgres | Contender::PlainInsert)
     }
 }
 
@@ -70,9 +85,15 @@ pub struct BenchArgs {
     /// Distinct streams per writer, and/or one hot stream with `Exact` versions.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [StreamsArg::Distinct, StreamsArg::Hot])]
     streams: Vec<StreamsArg>,
-    /// The contenders, run in turn for every workload.
+    /// The contenders, run in turn for every workload (`postgres` and
+    /// `plain-insert` are added when `--postgres` is given).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory])]
     contenders: Vec<Contender>,
+    /// A PostgreSQL database to add strata on PostgreSQL and plain INSERTs
+    /// as contenders (each strata run in a schema of its own, the INSERTs in
+    /// a table of their own, all dropped afterwards). A libpq URL.
+    #[arg(long, env = "STRATA_BENCH_POSTGRES", value_name = "URL")]
+    postgres: Option<String>,
     /// Records per `fdatasync` for the disk's ceiling.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
     disk_batches: Vec<usize>,
@@ -150,12 +171,18 @@ pub struct Row {
     pub p50_us: u32,
     /// 99th percentile append latency, µs.
     pub p99_us: u32,
-    /// Durable strata on sled: events per flush actually achieved.
+    /// Durable strata on sled: events per flush actually achieved (on
+    /// PostgreSQL: per commit).
     pub events_per_flush: Option<f64>,
-    /// Durable strata on sled: mean time of one flush + fdatasync, µs.
+    /// Durable strata on sled: mean time of one flush + fdatasync, µs (on
+    /// PostgreSQL: of the insert and `COMMIT`, the WAL flush included).
     pub mean_sync_us: Option<f64>,
-    /// Events/s over the naive append's at the same workload and round.
+    /// Events/s over the naive append's at the same workload and round
+    /// (strata on sled and in memory).
     pub ratio_to_naive: Option<f64>,
+    /// strata on PostgreSQL: events/s over the plain INSERTs' at the same
+    /// workload and round.
+    pub ratio_to_plain_insert: Option<f64>,
     /// Events/s over the disk's ceiling at the nearest batch size.
     pub ratio_to_disk: Option<f64>,
     /// The disk ceiling's batch size used for `ratio_to_disk`.
@@ -232,9 +259,56 @@ fn row(contender: String, workload: AppendSpec, round: usize, s: &RunStats) -> R
         events_per_flush: None,
         mean_sync_us: None,
         ratio_to_naive: None,
+        ratio_to_plain_insert: None,
         ratio_to_disk: None,
         disk_batch: None,
     }
+}
+
+/// The PostgreSQL side of a bench: the database and the plain INSERTs' connections.
+struct PgBench {
+    url: String,
+    /// Names this bench's schemas and table apart from any other's.
+    tag: String,
+    naive: NaivePostgres,
+}
+
+impl PgBench {
+    async fn connect(url: &str, writers: usize) -> Result<PgBench, Box<dyn std::error::Error + Send + Sync>> {
+        let tag = format!("{:08x}", rand_tag());
+        let naive = NaivePostgres::connect(url, &format!("strata_bench_insert_{tag}"), writers.max(1))
+            .await
+            .map_err(|e| {
+                format!(
+                    "connecting to --postgres: {}",
+                    StoreError::from_postgres("connecting", e)
+                )
+            })?;
+        Ok(PgBench {
+            url: url.to_string(),
+            tag,
+            naive,
+        })
+    }
+
+    async fn drop_schema(&self, schema: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use strata_store::tokio_postgres::{self, NoTls};
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await?;
+        Ok(())
+    }
+}
+
+/// A tag from the clock and the process id: schemas of concurrent benches differ.
+fn rand_tag() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 async fn run_contender(
@@ -244,9 +318,38 @@ async fn run_contender(
     dir: &Path,
     round: usize,
     run: u64,
+    pg: Option<&PgBench>,
 ) -> Result<Row, Box<dyn std::error::Error + Send + Sync>> {
-    let tmp = tempfile::tempdir_in(dir)?;
     let label = contender.label().to_string();
+    if contender.needs_postgres() {
+        let pg = pg.ok_or("the PostgreSQL contenders need --postgres")?;
+        if contender == Contender::PlainInsert {
+            let stats = pg
+                .naive
+                .run(spec, budget, run)
+                .await
+                .map_err(|e| StoreError::from_postgres("plain INSERTs", e))?;
+            return Ok(row(label, spec, round, &stats));
+        }
+        let schema = format!("strata_bench_{}_{run}", pg.tag);
+        let options = PostgresOptions {
+            schema: schema.clone(),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::connect_with(&pg.url, options).await?;
+        let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+        let result = run_appends(shared, spec, budget, run).await;
+        let head = store.head_position().await;
+        let c = store.commit_stats();
+        drop(store);
+        pg.drop_schema(&schema).await?;
+        let mut r = row(label, spec, round, &result?);
+        r.events_in_store = Some(head?);
+        r.events_per_flush = Some(c.events_per_commit());
+        r.mean_sync_us = Some(c.mean_sync_time().as_secs_f64() * 1e6);
+        return Ok(r);
+    }
+    let tmp = tempfile::tempdir_in(dir)?;
     if contender == Contender::Naive {
         let db = sled::open(tmp.path())?;
         let stats = tokio::task::block_in_place(|| run_naive_sled(&db, spec, budget))?;
@@ -293,7 +396,20 @@ fn add_ratios(rows: &mut [Row]) {
         .filter(|r| r.contender == "disk ceiling" && r.file_mode == Some(FileMode::Growing))
         .map(|r| (r.workload.event_bytes, r.workload.events_per_append, r.events_per_sec))
         .collect();
-    for r in rows.iter_mut().filter(|r| r.contender.starts_with("strata")) {
+    let plain: BTreeMap<(AppendSpecKey, usize), f64> = rows
+        .iter()
+        .filter(|r| r.contender == Contender::PlainInsert.label())
+        .map(|r| ((key(&r.workload), r.round), r.events_per_sec))
+        .collect();
+    for r in rows.iter_mut().filter(|r| r.contender == Contender::Postgres.label()) {
+        r.ratio_to_plain_insert = plain.get(&(key(&r.workload), r.round)).map(|n| r.events_per_sec / n);
+    }
+    // The sled disk's ceiling and the naive sled append say nothing of a
+    // database server's disk and protocol: only the embedded rows get them.
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.contender.starts_with("strata") && r.contender != Contender::Postgres.label())
+    {
         r.ratio_to_naive = naive.get(&(key(&r.workload), r.round)).map(|n| r.events_per_sec / n);
         // The batch the disk saw: what one flush carried, or one append's events.
         let achieved = r
@@ -326,7 +442,7 @@ fn print_table(report: &Report) {
         return print_read(report);
     }
     println!(
-        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>12}",
+        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12}",
         "contender",
         "writers",
         "bytes",
@@ -339,6 +455,7 @@ fn print_table(report: &Report) {
         "conflicts",
         "ev/flush",
         "×naive",
+        "×insert",
         "×disk(batch)"
     );
     for r in &report.rows {
@@ -349,7 +466,7 @@ fn print_table(report: &Report) {
             (None, Streams::Hot) => "hot",
         };
         println!(
-            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>8} {:>7} {:>12}",
+            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12}",
             r.contender,
             r.workload.writers,
             r.workload.event_bytes,
@@ -362,6 +479,7 @@ fn print_table(report: &Report) {
             r.conflicts,
             r.events_per_flush.map(|v| format!("{v:.1}")).unwrap_or_default(),
             r.ratio_to_naive.map(|v| format!("{v:.2}")).unwrap_or_default(),
+            r.ratio_to_plain_insert.map(|v| format!("{v:.2}")).unwrap_or_default(),
             match (r.ratio_to_disk, r.disk_batch) {
                 (Some(v), Some(b)) => format!("{v:.2} ({b})"),
                 _ => String::new(),
@@ -567,8 +685,20 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
     let budget = Budget::Time(Duration::from_secs_f64(args.seconds));
     let workloads = args.workloads();
     let mut contenders = args.contenders.clone();
+    if args.postgres.is_some() {
+        contenders.extend([Contender::Postgres, Contender::PlainInsert]);
+    } else if contenders.iter().any(|c| c.needs_postgres()) {
+        return Err("the postgres and plain-insert contenders need --postgres URL".into());
+    }
     contenders.sort();
     contenders.dedup();
+    let pg = match &args.postgres {
+        Some(url) if !args.no_appends => {
+            let writers = args.writers.iter().copied().max().unwrap_or(1);
+            Some(PgBench::connect(url, writers).await?)
+        }
+        _ => None,
+    };
     let disk_runs = args.sizes.len() * args.disk_batches.len() * 2;
     let mut total = 0;
     if !args.no_appends {
@@ -621,7 +751,7 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
                     spec.streams
                 ));
                 run += 1;
-                let r = run_contender(contender, *spec, budget, &base, round, run).await?;
+                let r = run_contender(contender, *spec, budget, &base, round, run, pg.as_ref()).await?;
                 if let Some(stored) = r.events_in_store
                     && stored != r.events
                 {
@@ -635,6 +765,11 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
                 progress.inc(1);
             }
         }
+    }
+    if let Some(pg) = &pg
+        && let Err(e) = pg.naive.drop_table().await
+    {
+        eprintln!("could not drop the plain INSERT table: {e}");
     }
     let read = if args.no_read {
         Vec::new()

@@ -10,9 +10,16 @@ use super::CliResult;
 /// Arguments of `strata loadtest`.
 #[derive(Args)]
 pub struct LoadtestArgs {
-    /// The service (loopback addresses only).
-    #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// The service (loopback addresses only). Several, comma-separated or
+    /// repeated, for processes serving one database (`serve --postgres`):
+    /// the clients are spread over them and share the same items.
+    #[arg(
+        long,
+        env = "STRATA_URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: Vec<String>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -31,8 +38,10 @@ pub struct LoadtestArgs {
 }
 
 pub async fn loadtest(args: LoadtestArgs) -> CliResult {
+    let mut urls = args.url.into_iter();
     let report = run_load_test(LoadTestOptions {
-        url: args.url,
+        url: urls.next().ok_or("--url names no service")?,
+        more_urls: urls.collect(),
         clients: args.clients,
         duration: args.duration,
         resources: args.resources,

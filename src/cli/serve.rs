@@ -1,11 +1,12 @@
-//! `strata serve`: the HTTP service over a sled directory, until SIGINT or SIGTERM.
+//! `strata serve`: the HTTP service over a sled directory (or, with
+//! `--postgres`, a PostgreSQL database), until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use strata_http::{Config, ConflictStatus, Server};
-use strata_store::{Durability, SledOptions};
+use strata_store::{Durability, PostgresOptions, PostgresStore, SledOptions};
 
 use super::CliResult;
 use super::log::DataDir;
@@ -29,6 +30,20 @@ pub struct ServeArgs {
     addr: SocketAddr,
     #[command(flatten)]
     data: DataDir,
+    /// Serve from this PostgreSQL database instead of the sled directory:
+    /// the log, the read models and the idempotency records, shared with
+    /// other `strata serve --postgres` processes on the same database and
+    /// schema. A libpq URL, e.g. postgres://app@db:5432/shop.
+    #[arg(long, env = "STRATA_POSTGRES", value_name = "URL")]
+    postgres: Option<String>,
+    /// The PostgreSQL schema that holds the tables (created when absent).
+    #[arg(
+        long,
+        env = "STRATA_POSTGRES_SCHEMA",
+        default_value = "strata",
+        requires = "postgres"
+    )]
+    postgres_schema: String,
     /// The status of a stale If-Match: 409 (Conflict) or 412 (Precondition Failed).
     #[arg(long, env = "STRATA_CONFLICT_STATUS", default_value_t = 409, value_parser = parse_conflict_status)]
     conflict_status: u16,
@@ -50,6 +65,25 @@ pub struct ServeArgs {
     /// What an acknowledged write survives.
     #[arg(long, env = "STRATA_DURABILITY", value_enum, default_value = "fsync")]
     durability: DurabilityArg,
+}
+
+/// The database a URL names, without its password.
+fn describe(url: &str) -> String {
+    match url.parse::<strata_store::tokio_postgres::Config>() {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    strata_store::tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    #[cfg(unix)]
+                    strata_store::tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_default();
+            format!("{}@{host}/{}", c.get_user().unwrap_or(""), c.get_dbname().unwrap_or(""))
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
 }
 
 fn parse_conflict_status(s: &str) -> Result<u16, String> {
@@ -98,10 +132,26 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         shutdown_grace: args.shutdown_grace,
         ..Config::default()
     };
-    let server = Server::start(&args.data.data, args.addr, config).await?;
+    let (server, what) = match &args.postgres {
+        Some(url) => {
+            let options = PostgresOptions {
+                schema: args.postgres_schema.clone(),
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect_with(url, options).await?;
+            let listener = tokio::net::TcpListener::bind(args.addr)
+                .await
+                .map_err(|e| format!("binding {}: {e}", args.addr))?;
+            let what = format!("PostgreSQL {} (schema {})", describe(url), args.postgres_schema);
+            (Server::serve_postgres(store, listener, config).await?, what)
+        }
+        None => (
+            Server::start(&args.data.data, args.addr, config).await?,
+            args.data.data.display().to_string(),
+        ),
+    };
     eprintln!(
-        "strata serving {} on {} (openapi: {}/openapi.json); Ctrl-C to stop",
-        args.data.data.display(),
+        "strata serving {what} on {} (openapi: {}/openapi.json); Ctrl-C to stop",
         server.url(),
         server.url()
     );

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::appends::{AppendSpec, Budget, RunStats, Tickets, payload};
+use strata_store::tokio_postgres::error::SqlState;
+
+use super::appends::{AppendSpec, Budget, RunStats, Streams, Tickets, payload};
 
 /// The hand-written PostgreSQL append: one connection per writer, each
 /// append one autocommitted `INSERT` into a table with
-/// `UNIQUE (stream_id, version)` (a duplicate version is the conflict),
-/// each writer on a stream of its own with the version counted on the
-/// client. Durable as PostgreSQL commits are (`synchronous_commit = on`);
-/// no batching across writers except what the server's own WAL flush
-/// shares. What a team would write by hand.
+/// `UNIQUE (stream_id, version)` (a duplicate version is the conflict).
+/// Durable as PostgreSQL commits are (`synchronous_commit = on`); no
+/// batching across writers except what the server's own WAL flush shares.
+/// What a team would write by hand; what it does not give: idempotent
+/// retries, multi-stream atomicity, a global order a subscriber can follow.
 pub struct NaivePostgres {
     clients: Vec<Arc<strata_store::tokio_postgres::Client>>,
     table: String,
@@ -55,9 +57,16 @@ impl NaivePostgres {
             .await
     }
 
-    /// Runs single-event appends by `spec.writers` writers (at most the
-    /// number of connections) within `budget`; `run` distinguishes the
-    /// streams of repeated runs.
+    /// Runs appends of `spec` by `spec.writers` writers (at most the number
+    /// of connections) within `budget`; `run` distinguishes the streams of
+    /// repeated runs.
+    ///
+    /// - [`Streams::Distinct`]: each writer on a stream of its own, the
+    ///   version counted on the client, an append's events in one
+    ///   multi-row `INSERT` (one autocommitted statement: all or nothing).
+    /// - [`Streams::Hot`]: every writer on one stream: read the stream's
+    ///   version (`max(version)`), insert the versions after it; a unique
+    ///   violation is the conflict (counted), and the writer reads again.
     pub async fn run(
         &self,
         spec: AppendSpec,
@@ -65,26 +74,52 @@ impl NaivePostgres {
         run: u64,
     ) -> Result<RunStats, strata_store::tokio_postgres::Error> {
         let data = payload(spec.event_bytes);
-        let sql = format!(
-            "INSERT INTO {} (stream_id, version, event_type, payload) VALUES ($1, $2, $3, $4)",
+        let insert = format!(
+            "INSERT INTO {} (stream_id, version, event_type, payload) \
+             SELECT $1, v, $3, $4 FROM generate_series($2::bigint, $2::bigint + $5::bigint - 1) AS v",
+            self.table
+        );
+        let version = format!(
+            "SELECT coalesce(max(version), 0) FROM {} WHERE stream_id = $1",
             self.table
         );
         let writers = spec.writers.min(self.clients.len());
         let tickets = Tickets::new(budget);
         let mut tasks = Vec::with_capacity(writers);
         for w in 0..writers {
-            let (client, data, sql, tickets) = (self.clients[w].clone(), data.clone(), sql.clone(), tickets.clone());
+            let (client, data, insert, version, tickets) = (
+                self.clients[w].clone(),
+                data.clone(),
+                insert.clone(),
+                version.clone(),
+                tickets.clone(),
+            );
             tasks.push(tokio::spawn(async move {
-                let statement = client.prepare(&sql).await?;
-                let stream = format!("naive-{run}-{w}");
+                let insert = client.prepare(&insert).await?;
+                let read_version = client.prepare(&version).await?;
+                let stream = match spec.streams {
+                    Streams::Distinct => format!("naive-{run}-{w}"),
+                    Streams::Hot => format!("naive-{run}-hot"),
+                };
+                let n = spec.events_per_append as i64;
                 let mut stats = RunStats::default();
-                let mut version = 0i64;
+                let mut next = 1i64;
                 while tickets.next() {
-                    version += 1;
                     let t = Instant::now();
-                    client
-                        .execute(&statement, &[&stream, &version, &"BenchEvent", &&data[..]])
-                        .await?;
+                    loop {
+                        if spec.streams == Streams::Hot {
+                            next = client.query_one(&read_version, &[&stream]).await?.get::<_, i64>(0) + 1;
+                        }
+                        match client
+                            .execute(&insert, &[&stream, &next, &"BenchEvent", &&data[..], &n])
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => stats.conflicts += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    next += n;
                     stats.count(&spec, t.elapsed());
                 }
                 Ok::<_, strata_store::tokio_postgres::Error>(stats)

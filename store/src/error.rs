@@ -297,6 +297,25 @@ impl StoreError {
         }
     }
 
+    /// Maps an error of the PostgreSQL driver the way the store does: a lost
+    /// or refused connection is [`StoreError::Unavailable`], anything the
+    /// server refused is [`StoreError::Postgres`]. For crates that keep
+    /// their own tables beside a `PostgresStore`'s log
+    /// ([`PostgresStore::pool`](crate::PostgresStore::pool)).
+    #[cfg(feature = "postgres")]
+    pub fn from_postgres(context: impl Into<String>, source: tokio_postgres::Error) -> StoreError {
+        crate::postgres::pg_error(context, source)
+    }
+
+    /// Whether a PostgreSQL driver error means the connection is gone (or
+    /// never came up), rather than the server refusing a statement: then
+    /// what the server did with anything in flight is not known from this
+    /// side.
+    #[cfg(feature = "postgres")]
+    pub fn is_postgres_connection_error(source: &tokio_postgres::Error) -> bool {
+        crate::postgres::is_connection_error(source)
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
         StoreError::Io {
             context: context.into(),

@@ -46,6 +46,9 @@ mod subscription;
 mod types;
 
 pub use codec::{from_bincode, to_bincode};
+/// The connection pool of [`PostgresStore::pool`].
+#[cfg(feature = "postgres")]
+pub use deadpool_postgres;
 pub use error::StoreError;
 pub use limits::Limits;
 pub use memory::MemoryStore;

@@ -19,14 +19,16 @@ use crate::state::Shared;
     path = "/healthz",
     tag = "meta",
     responses(
-        (status = 200, description = "Serving; both read models running", body = Health),
+        (status = 200, description = "Serving; both read models running (or, on PostgreSQL, following the process that writes them)", body = Health),
         (status = 503, description = "`service-unavailable`: a read model is not running", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>, HttpError> {
     let p = &state.projections;
     for model in [p.orders().model(), p.stock().model()] {
-        if model.run_state() != RunState::Running {
+        // Standby: another process writes this model (PostgreSQL); this
+        // one follows its commits and serves it all the same.
+        if !matches!(model.run_state(), RunState::Running | RunState::Standby) {
             return Err(HttpError::Unavailable {
                 reason: format!("read model {} is {:?}", model.name(), model.run_state()),
             });

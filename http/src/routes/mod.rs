@@ -10,7 +10,7 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use strata_store::{Direction, EventStore, MAX_STREAM_ID_BYTES, Metadata, RecordedEvent, SledStore, StreamId};
+use strata_store::{Direction, EventStore, MAX_STREAM_ID_BYTES, Metadata, RecordedEvent, StreamId};
 
 use crate::error::HttpError;
 use crate::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, INTERNAL_AFTER_CRASH, INTERNAL_FINGERPRINT};
@@ -96,7 +96,7 @@ const RECOVERY_SCAN: usize = 1000;
 /// before the crash, among the stream's last 1,000 events. The handler then
 /// answers from the resource as it is instead of writing again.
 pub(crate) async fn written_before_crash(
-    store: &SledStore,
+    store: &dyn EventStore,
     headers: &HeaderMap,
     stream: &StreamId,
 ) -> Result<Option<RecordedEvent>, HttpError> {

@@ -74,7 +74,7 @@ async fn after_crash(
     let Ok(stream) = Repository::<StockItem>::stream_id(sku) else {
         return Ok(None);
     };
-    let Some(event) = written_before_crash(&state.store, headers, &stream).await? else {
+    let Some(event) = written_before_crash(&*state.store, headers, &stream).await? else {
         return Ok(None);
     };
     let loaded = state

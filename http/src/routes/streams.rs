@@ -130,7 +130,7 @@ pub(crate) async fn read(
         (None, Direction::Forward) => 1,
         (None, Direction::Backward) => version,
     };
-    let events = read_page(&state.store, &stream, from, direction, limit, version, PAGE_BYTES)
+    let events = read_page(&*state.store, &stream, from, direction, limit, version, PAGE_BYTES)
         .await
         .map_err(from_store)?;
     let next_from = match (direction, events.last()) {

@@ -128,6 +128,8 @@ struct Inner {
     shared: Arc<Shared>,
     tx: mpsc::Sender<writer::Request>,
     options: PostgresOptions,
+    /// How to open a connection of the store's database (with its application name).
+    config: tokio_postgres::Config,
     /// Dropped with the store: stops the listener.
     _stop_listener: oneshot::Sender<()>,
 }
@@ -258,6 +260,7 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        let store_config = config.clone();
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -307,6 +310,7 @@ impl PostgresStore {
                 shared,
                 tx,
                 options,
+                config: store_config,
                 _stop_listener: stop_listener,
             }),
         })
@@ -315,6 +319,24 @@ impl PostgresStore {
     /// The options the store was connected with.
     pub fn options(&self) -> &PostgresOptions {
         &self.inner.options
+    }
+
+    /// The store's connection pool, for crates that keep tables of their own
+    /// beside the log in the same database and schema (strata-projections'
+    /// read models, strata-http's idempotency records), so their writes can
+    /// share a transaction with nothing but themselves and still live where
+    /// the log lives. The log's own tables are the store's: write them only
+    /// through [`EventStore`].
+    pub fn pool(&self) -> &Pool {
+        &self.inner.shared.pool
+    }
+
+    /// How the store connects (host, database, user, `application_name`,
+    /// timeouts), to open a dedicated connection outside the pool: one that
+    /// `LISTEN`s (the pool's connections drop notifications), or one that
+    /// holds a session-level advisory lock for as long as it lives.
+    pub fn connection_config(&self) -> &tokio_postgres::Config {
+        &self.inner.config
     }
 
     /// Group commit counters of this store's writer since it connected

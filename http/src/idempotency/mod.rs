@@ -33,6 +33,9 @@ use tracing::{Instrument, warn};
 use crate::error::{HttpError, REQUEST_PATH};
 use crate::state::Shared;
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The response header on a replayed response.
@@ -84,17 +87,41 @@ struct SyncState {
     synced_blobs: HashSet<OsString>,
 }
 
-/// The durable record of keys.
-pub(crate) struct IdempotencyStore {
+/// The records in sled, beside the log (one process owns the directory).
+struct SledRecords {
     db: sled::Db,
     tree: sled::Tree,
     dir: PathBuf,
     durability: Durability,
-    boot: [u8; 16],
-    retention: Duration,
     requested: AtomicU64,
     done: AtomicU64,
     sync: tokio::sync::Mutex<SyncState>,
+}
+
+enum Records {
+    Sled(SledRecords),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgRecords),
+}
+
+/// What to do about the record found under a request's key.
+#[derive(Debug, PartialEq)]
+enum Judged {
+    /// Answer without running the request.
+    Answer(Begin),
+    /// Write this run's marker (replacing what is there) and run it.
+    Claim {
+        /// See [`Begin::Proceed`].
+        after_crash: bool,
+    },
+}
+
+/// The durable record of keys.
+pub(crate) struct IdempotencyStore {
+    records: Records,
+    /// The id of this run of the process: its in-flight markers carry it.
+    boot: [u8; 16],
+    retention: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -110,146 +137,229 @@ fn sled_err(e: sled::Error) -> HttpError {
     }
 }
 
+fn decode(key: &str, bytes: &[u8]) -> Result<Record, HttpError> {
+    from_bincode(bytes, || format!("idempotency record {key:?}"))
+        .map_err(|e| HttpError::Internal { reason: e.to_string() })
+}
+
+fn encode(record: &Record) -> Result<Vec<u8>, HttpError> {
+    to_bincode(record).map_err(|e| HttpError::Internal { reason: e.to_string() })
+}
+
 impl IdempotencyStore {
     /// Opens the tree in the store's sled database, for a new boot.
     pub(crate) fn open(store: &SledStore, retention: Duration) -> Result<IdempotencyStore, HttpError> {
         let db = store.db().clone();
         let tree = db.open_tree(TREE).map_err(sled_err)?;
         Ok(IdempotencyStore {
-            db,
-            tree,
-            dir: store.path().to_path_buf(),
-            durability: store.options().durability,
+            records: Records::Sled(SledRecords {
+                db,
+                tree,
+                dir: store.path().to_path_buf(),
+                durability: store.options().durability,
+                requested: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                sync: tokio::sync::Mutex::new(SyncState {
+                    synced_blobs: HashSet::new(),
+                }),
+            }),
             boot: *uuid::Uuid::new_v4().as_bytes(),
             retention,
-            requested: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            sync: tokio::sync::Mutex::new(SyncState {
-                synced_blobs: HashSet::new(),
-            }),
         })
     }
 
-    fn decode(&self, key: &str, bytes: &[u8]) -> Result<Record, HttpError> {
-        from_bincode(bytes, || format!("idempotency record {key:?}"))
-            .map_err(|e| HttpError::Internal { reason: e.to_string() })
-    }
-
-    fn encode(record: &Record) -> Result<Vec<u8>, HttpError> {
-        to_bincode(record).map_err(|e| HttpError::Internal { reason: e.to_string() })
+    /// Opens (creating or migrating) the records' table in the database and
+    /// schema of `store`, for a new boot, and holds this boot's liveness
+    /// lock (see `postgres.rs`).
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn open_postgres(
+        store: &strata_store::PostgresStore,
+        retention: Duration,
+    ) -> Result<IdempotencyStore, HttpError> {
+        let boot = *uuid::Uuid::new_v4().as_bytes();
+        Ok(IdempotencyStore {
+            records: Records::Postgres(postgres::PgRecords::open(store, boot).await?),
+            boot,
+            retention,
+        })
     }
 
     fn expired(&self, created_ms: u64, now: u64) -> bool {
         now.saturating_sub(created_ms) > self.retention.as_millis() as u64
     }
 
-    /// Claims `key` for a request with `fingerprint`, or says why not.
-    pub(crate) fn begin(&self, key: &str, fingerprint: [u8; 32]) -> Result<Begin, HttpError> {
-        let marker = Self::encode(&Record::InFlight {
+    /// The marker this run writes for a request with `fingerprint`.
+    fn marker(&self, fingerprint: [u8; 32]) -> Record {
+        Record::InFlight {
             fingerprint,
             boot: self.boot,
             started_ms: now_ms(),
-        })?;
-        loop {
-            let current = self.tree.get(key).map_err(sled_err)?;
-            let mut after_crash = false;
-            if let Some(bytes) = &current {
-                match self.decode(key, bytes)? {
-                    Record::Done(r) if !self.expired(r.created_ms, now_ms()) => {
-                        return Ok(if r.fingerprint == fingerprint {
-                            Begin::Replay(r)
-                        } else {
-                            Begin::Mismatch
-                        });
-                    }
-                    Record::InFlight {
-                        fingerprint: f, boot, ..
-                    } if boot == self.boot => {
-                        return Ok(if f == fingerprint {
-                            Begin::InFlight
-                        } else {
-                            Begin::Mismatch
-                        });
-                    }
-                    // The marker of a request that died with an earlier run
-                    // of the process. Its write may have landed (the marker
-                    // was flushed with it): the same request runs again and
-                    // looks for it first; another request is refused.
-                    Record::InFlight {
-                        fingerprint: f,
-                        started_ms,
-                        ..
-                    } if !self.expired(started_ms, now_ms()) => {
-                        if f != fingerprint {
-                            return Ok(Begin::Mismatch);
-                        }
-                        after_crash = true;
-                    }
-                    // Expired.
-                    _ => {}
+        }
+    }
+
+    /// The boot of another run whose unexpired in-flight marker `current`
+    /// is: whether that run is still alive decides the answer.
+    fn other_boot(&self, current: Option<&Record>) -> Option<[u8; 16]> {
+        match current {
+            Some(Record::InFlight { boot, started_ms, .. })
+                if *boot != self.boot && !self.expired(*started_ms, now_ms()) =>
+            {
+                Some(*boot)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rules, the same for every backend: what a request with
+    /// `fingerprint` does about `current`, the record under its key.
+    /// `other_alive` says whether the run that wrote another run's in-flight
+    /// marker is still alive (in sled never: one process owns the
+    /// directory, so another run's marker is a dead one's).
+    fn judge(&self, current: Option<&Record>, fingerprint: [u8; 32], other_alive: bool) -> Judged {
+        let same = |f: &[u8; 32]| *f == fingerprint;
+        match current {
+            Some(Record::Done(r)) if !self.expired(r.created_ms, now_ms()) => Judged::Answer(if same(&r.fingerprint) {
+                Begin::Replay(r.clone())
+            } else {
+                Begin::Mismatch
+            }),
+            Some(Record::InFlight {
+                fingerprint: f, boot, ..
+            }) if *boot == self.boot || (other_alive && self.other_boot(current).is_some()) => {
+                Judged::Answer(if same(f) { Begin::InFlight } else { Begin::Mismatch })
+            }
+            // The marker of a request that died with its run of the process.
+            // Its write may have landed (the marker was durable before it):
+            // the same request runs again and looks for it first; another
+            // request is refused.
+            Some(Record::InFlight {
+                fingerprint: f,
+                started_ms,
+                ..
+            }) if !self.expired(*started_ms, now_ms()) => {
+                if same(f) {
+                    Judged::Claim { after_crash: true }
+                } else {
+                    Judged::Answer(Begin::Mismatch)
                 }
             }
-            match self
-                .tree
-                .compare_and_swap(key, current, Some(marker.clone()))
-                .map_err(sled_err)?
-            {
-                Ok(()) => return Ok(Begin::Proceed { after_crash }),
-                Err(_) => continue,
+            // Absent or expired.
+            _ => Judged::Claim { after_crash: false },
+        }
+    }
+
+    /// Claims `key` for a request with `fingerprint`, or says why not.
+    pub(crate) async fn begin(&self, key: &str, fingerprint: [u8; 32]) -> Result<Begin, HttpError> {
+        match &self.records {
+            Records::Sled(s) => {
+                let marker = encode(&self.marker(fingerprint))?;
+                loop {
+                    let current = s.tree.get(key).map_err(sled_err)?;
+                    let record = current.as_deref().map(|b| decode(key, b)).transpose()?;
+                    match self.judge(record.as_ref(), fingerprint, false) {
+                        Judged::Answer(answer) => return Ok(answer),
+                        Judged::Claim { after_crash } => {
+                            if s.tree
+                                .compare_and_swap(key, current, Some(marker.clone()))
+                                .map_err(sled_err)?
+                                .is_ok()
+                            {
+                                return Ok(Begin::Proceed { after_crash });
+                            }
+                        }
+                    }
+                }
             }
+            #[cfg(feature = "postgres")]
+            Records::Postgres(p) => p.begin(self, key, fingerprint).await,
         }
     }
 
     /// Replaces the marker with the response; durable when this returns.
     pub(crate) async fn complete(&self, key: &str, response: StoredResponse) -> Result<(), HttpError> {
-        self.tree
-            .insert(key, Self::encode(&Record::Done(response))?)
-            .map_err(sled_err)?;
-        self.make_durable().await
+        match &self.records {
+            Records::Sled(s) => {
+                s.tree.insert(key, encode(&Record::Done(response))?).map_err(sled_err)?;
+                s.make_durable().await
+            }
+            #[cfg(feature = "postgres")]
+            Records::Postgres(p) => p.complete(key, response).await,
+        }
     }
 
-    /// Removes this boot's marker (the request failed without an answer worth keeping).
-    pub(crate) fn abandon(&self, key: &str) {
-        let result = self.tree.get(key).map_err(sled_err).and_then(|current| match current {
-            Some(bytes) if matches!(self.decode(key, &bytes)?, Record::InFlight { boot, .. } if boot == self.boot) => {
-                self.tree
+    /// Removes this boot's marker (the request failed without an answer
+    /// worth keeping). A failure is logged: the marker then blocks the key
+    /// until this process ends (or the retention passes).
+    pub(crate) async fn abandon(&self, key: &str) {
+        let result = match &self.records {
+            Records::Sled(s) => s.tree.get(key).map_err(sled_err).and_then(|current| match current {
+                Some(bytes) if matches!(decode(key, &bytes)?, Record::InFlight { boot, .. } if boot == self.boot) => s
+                    .tree
                     .compare_and_swap(key, Some(bytes), None as Option<&[u8]>)
                     .map_err(sled_err)
-                    .map(|_| ())
-            }
-            _ => Ok(()),
-        });
+                    .map(|_| ()),
+                _ => Ok(()),
+            }),
+            #[cfg(feature = "postgres")]
+            Records::Postgres(p) => p.abandon(key).await,
+        };
         if let Err(e) = result {
             warn!(error = %e, "could not release an idempotency key");
         }
     }
 
-    /// Removes expired records and the markers of earlier boots; returns how many.
-    pub(crate) fn purge(&self) -> Result<usize, HttpError> {
+    /// Removes expired records and the expired markers of other runs;
+    /// returns how many.
+    pub(crate) async fn purge(&self) -> Result<usize, HttpError> {
         let now = now_ms();
-        let mut removed = 0;
-        for kv in self.tree.iter() {
-            let (k, v) = kv.map_err(sled_err)?;
-            let stale = match self.decode(&String::from_utf8_lossy(&k), &v) {
-                Ok(Record::Done(r)) => self.expired(r.created_ms, now),
-                // A dead run's marker is kept until it expires: a retry
-                // within the retention must learn that its write may have landed.
-                Ok(Record::InFlight { boot, started_ms, .. }) => boot != self.boot && self.expired(started_ms, now),
-                Err(_) => true,
-            };
-            if stale
-                && self
-                    .tree
-                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)
-                    .map_err(sled_err)?
-                    .is_ok()
-            {
-                removed += 1;
+        match &self.records {
+            Records::Sled(s) => {
+                // A scan of the whole tree: off the runtime's threads.
+                let (tree, boot, retention) = (s.tree.clone(), self.boot, self.retention);
+                tokio::task::spawn_blocking(move || purge_sled(&tree, boot, retention, now))
+                    .await
+                    .map_err(|e| HttpError::Internal {
+                        reason: format!("the idempotency purge failed: {e}"),
+                    })?
+            }
+            #[cfg(feature = "postgres")]
+            Records::Postgres(p) => {
+                let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
+                p.purge(cutoff).await
             }
         }
-        Ok(removed)
     }
+}
 
+/// The sled purge: expired records, expired markers of other runs, and
+/// records that do not decode.
+fn purge_sled(tree: &sled::Tree, boot: [u8; 16], retention: Duration, now: u64) -> Result<usize, HttpError> {
+    let expired = |at: u64| now.saturating_sub(at) > retention.as_millis() as u64;
+    let mut removed = 0;
+    for kv in tree.iter() {
+        let (k, v) = kv.map_err(sled_err)?;
+        let stale = match decode(&String::from_utf8_lossy(&k), &v) {
+            Ok(Record::Done(r)) => expired(r.created_ms),
+            // A dead run's marker is kept until it expires: a retry
+            // within the retention must learn that its write may have landed.
+            Ok(Record::InFlight {
+                boot: b, started_ms, ..
+            }) => b != boot && expired(started_ms),
+            Err(_) => true,
+        };
+        if stale
+            && tree
+                .compare_and_swap(&k, Some(v), None as Option<&[u8]>)
+                .map_err(sled_err)?
+                .is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+impl SledRecords {
     /// Makes every record written so far as durable as the log's appends:
     /// sled's flush, and in `Fsync` mode an `fdatasync` of sled's files.
     /// Concurrent callers share one flush.
@@ -427,7 +537,7 @@ pub(crate) async fn middleware(State(state): State<Shared>, mut req: Request, ne
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let fp = fingerprint(&parts.method, target, &parts.headers, &bytes);
     let store = &state.idempotency;
-    match store.begin(&key, fp) {
+    match store.begin(&key, fp).await {
         Err(e) => e.into_response(),
         Ok(Begin::Replay(stored)) => {
             state.metrics.replay(&crate::metrics::route_of(&parts.extensions));
@@ -464,7 +574,7 @@ pub(crate) async fn middleware(State(state): State<Shared>, mut req: Request, ne
             match handle.await {
                 Ok(response) => response,
                 Err(e) => {
-                    store.abandon(&key);
+                    store.abandon(&key).await;
                     HttpError::Internal {
                         reason: format!("the handler failed: {e}"),
                     }
@@ -501,14 +611,14 @@ fn remembered(status: StatusCode) -> bool {
 async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Response) -> Response {
     let store = &state.idempotency;
     if !remembered(response.status()) {
-        store.abandon(key);
+        store.abandon(key).await;
         return response;
     }
     let (parts, body) = response.into_parts();
     let bytes = match to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            store.abandon(key);
+            store.abandon(key).await;
             return HttpError::Internal {
                 reason: format!("reading the response: {e}"),
             }
@@ -531,7 +641,7 @@ async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Resp
         // The write itself happened: answer it. The key is released so that
         // it does not stay in flight; a retry would run again.
         warn!(error = %e, key, "could not record an idempotency key durably");
-        store.abandon(key);
+        store.abandon(key).await;
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -546,7 +656,7 @@ mod tests {
         (sled, ids)
     }
 
-    fn response(fingerprint: [u8; 32]) -> StoredResponse {
+    pub(super) fn response(fingerprint: [u8; 32]) -> StoredResponse {
         StoredResponse {
             fingerprint,
             created_ms: now_ms(),
@@ -560,20 +670,30 @@ mod tests {
     async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
         let dir = tempfile::tempdir().unwrap();
         let (_sled, ids) = store(dir.path());
-        let (a, b) = ([1; 32], [2; 32]);
-        assert_eq!(ids.begin("k", a).unwrap(), Begin::Proceed { after_crash: false });
-        assert_eq!(ids.begin("k", a).unwrap(), Begin::InFlight);
-        assert_eq!(ids.begin("k", b).unwrap(), Begin::Mismatch);
-        ids.complete("k", response(a)).await.unwrap();
-        assert_eq!(ids.begin("k", a).unwrap(), Begin::Replay(response_like(&ids, "k")));
-        assert_eq!(ids.begin("k", b).unwrap(), Begin::Mismatch);
+        runs_once_then_replays(&ids).await;
     }
 
-    fn response_like(ids: &IdempotencyStore, key: &str) -> StoredResponse {
-        match ids.decode(key, &ids.tree.get(key).unwrap().unwrap()).unwrap() {
-            Record::Done(r) => r,
-            other => panic!("not done: {other:?}"),
-        }
+    /// The contract every backend keeps for one key: one run, 409 while it
+    /// runs, 422 for another payload, the stored answer afterwards.
+    pub(super) async fn runs_once_then_replays(ids: &IdempotencyStore) {
+        let (a, b) = ([1; 32], [2; 32]);
+        assert_eq!(ids.begin("k", a).await.unwrap(), Begin::Proceed { after_crash: false });
+        assert_eq!(ids.begin("k", a).await.unwrap(), Begin::InFlight);
+        assert_eq!(ids.begin("k", b).await.unwrap(), Begin::Mismatch);
+        let stored = response(a);
+        ids.complete("k", stored.clone()).await.unwrap();
+        assert_eq!(ids.begin("k", a).await.unwrap(), Begin::Replay(stored));
+        assert_eq!(ids.begin("k", b).await.unwrap(), Begin::Mismatch);
+        assert_eq!(
+            ids.begin("released", a).await.unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+        ids.abandon("released").await;
+        assert_eq!(
+            ids.begin("released", b).await.unwrap(),
+            Begin::Proceed { after_crash: false },
+            "an abandoned key is free"
+        );
     }
 
     #[tokio::test]
@@ -582,35 +702,35 @@ mod tests {
         {
             let (_sled, ids) = store(dir.path());
             assert_eq!(
-                ids.begin("crashed", [1; 32]).unwrap(),
+                ids.begin("crashed", [1; 32]).await.unwrap(),
                 Begin::Proceed { after_crash: false }
             );
             assert_eq!(
-                ids.begin("other", [4; 32]).unwrap(),
+                ids.begin("other", [4; 32]).await.unwrap(),
                 Begin::Proceed { after_crash: false }
             );
             assert_eq!(
-                ids.begin("done", [2; 32]).unwrap(),
+                ids.begin("done", [2; 32]).await.unwrap(),
                 Begin::Proceed { after_crash: false }
             );
             ids.complete("done", response([2; 32])).await.unwrap();
         }
         let (_sled, ids) = store(dir.path());
         assert_eq!(
-            ids.purge().unwrap(),
+            ids.purge().await.unwrap(),
             0,
             "a dead run's marker is kept within the retention"
         );
         assert_eq!(
-            ids.begin("crashed", [1; 32]).unwrap(),
+            ids.begin("crashed", [1; 32]).await.unwrap(),
             Begin::Proceed { after_crash: true }
         );
         assert_eq!(
-            ids.begin("other", [5; 32]).unwrap(),
+            ids.begin("other", [5; 32]).await.unwrap(),
             Begin::Mismatch,
             "another request under that key"
         );
-        assert!(matches!(ids.begin("done", [2; 32]).unwrap(), Begin::Replay(_)));
+        assert!(matches!(ids.begin("done", [2; 32]).await.unwrap(), Begin::Replay(_)));
     }
 
     #[tokio::test]
@@ -618,26 +738,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (_sled, ids) = store(dir.path());
-            ids.begin("old-marker", [1; 32]).unwrap();
+            ids.begin("old-marker", [1; 32]).await.unwrap();
         }
         let sled = SledStore::open(dir.path()).unwrap();
         let ids = IdempotencyStore::open(&sled, Duration::from_millis(0)).unwrap();
-        ids.begin("mine", [3; 32]).unwrap();
+        ids.begin("mine", [3; 32]).await.unwrap();
         let mut old = response([2; 32]);
         old.created_ms = 0;
         ids.complete("expired", old).await.unwrap();
         assert_eq!(
-            ids.purge().unwrap(),
+            ids.purge().await.unwrap(),
             2,
             "the old boot's marker and the expired response"
         );
         assert_eq!(
-            ids.begin("mine", [3; 32]).unwrap(),
+            ids.begin("mine", [3; 32]).await.unwrap(),
             Begin::InFlight,
             "a live marker stays"
         );
         assert_eq!(
-            ids.begin("expired", [9; 32]).unwrap(),
+            ids.begin("expired", [9; 32]).await.unwrap(),
             Begin::Proceed { after_crash: false }
         );
     }
@@ -683,7 +803,7 @@ mod tests {
         for (i, b) in fingerprint.iter_mut().enumerate() {
             *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
         }
-        let marker = IdempotencyStore::encode(&Record::InFlight {
+        let marker = encode(&Record::InFlight {
             fingerprint,
             boot: [7; 16],
             started_ms: now_ms(),

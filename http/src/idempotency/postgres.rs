@@ -1,0 +1,507 @@
+//! Idempotency records in PostgreSQL, beside the log, shared by every
+//! process that serves the database.
+//!
+//! One row per key in `http_idempotency` (the record as in sled, plus the
+//! columns the purge and the release need). Claiming a key is one
+//! transaction: insert a marker if the key is free, else lock the row and
+//! judge it by the same rules as sled ([`IdempotencyStore::judge`]). A
+//! completed record is written by one autocommitted `UPDATE`, so it is
+//! durable (with PostgreSQL's default `synchronous_commit = on`) before the
+//! response leaves.
+//!
+//! **Markers of live and dead processes.** With one process per sled
+//! directory, a marker of another run is a dead run's. Here another run
+//! may be a live process serving the same key right now. So each run holds
+//! a session-level advisory lock named after its boot id for as long as it
+//! lives, on a connection of its own; a marker of another run blocks the
+//! key (409) while that lock is held, and is treated as a dead run's (the
+//! retry runs again, looking for its own write first) once the lock is
+//! free: `pg_try_advisory_xact_lock` on it succeeds exactly when no session
+//! holds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
+use strata_store::tokio_postgres;
+use strata_store::{PostgresStore, StoreError};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use super::{IdempotencyStore, Judged, Record, StoredResponse, decode, encode, now_ms};
+use crate::error::HttpError;
+use crate::idempotency::Begin;
+
+/// The migrations of the records' table, in order; each runs once per
+/// schema. Never edit one that has shipped: add the next.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "idempotency records",
+    r#"
+CREATE TABLE {schema}.http_idempotency (
+    key    text    COLLATE "C" NOT NULL,
+    record bytea   NOT NULL,
+    done   boolean NOT NULL,
+    boot   uuid,
+    at_ms  bigint  NOT NULL,
+    CONSTRAINT http_idempotency_pkey PRIMARY KEY (key)
+);
+CREATE INDEX http_idempotency_at ON {schema}.http_idempotency (at_ms);
+COMMENT ON TABLE {schema}.http_idempotency IS
+    'strata-http Idempotency-Key records: an in-flight marker (done = false, boot = the run holding it) or the response to replay.';
+"#,
+)];
+
+/// The first key of the advisory lock that serialises these migrations ("STRH").
+const MIGRATION_LOCK_CLASS: i32 = 0x5354_5248;
+
+/// How often the connection that holds this run's liveness lock is checked.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn db_error(context: &str, e: tokio_postgres::Error) -> HttpError {
+    HttpError::Store(StoreError::from_postgres(context, e))
+}
+
+fn to_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+struct Sql {
+    claim_free: String,
+    lock_row: String,
+    replace: String,
+    complete: String,
+    abandon: String,
+    purge: String,
+}
+
+/// The records of one PostgreSQL store.
+pub(crate) struct PgRecords {
+    pool: Pool,
+    sql: Sql,
+    schema: String,
+    boot: uuid::Uuid,
+    /// The connection holding this run's liveness lock (re-taken by a
+    /// keeper task if it drops), kept here so it lives as long as the store.
+    _liveness: Arc<Mutex<Option<ClientWrapper>>>,
+    _keeper: KeeperHandle,
+}
+
+/// Stops the keeper task when the records are dropped.
+struct KeeperHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for KeeperHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The name of a run's liveness lock (hashed by the server).
+fn boot_lock(schema: &str, boot: &uuid::Uuid) -> String {
+    format!("strata.{schema}.http-boot.{boot}")
+}
+
+impl PgRecords {
+    pub(crate) async fn open(store: &PostgresStore, boot: [u8; 16]) -> Result<PgRecords, HttpError> {
+        let schema = store.options().schema.clone();
+        let q = quote_ident(&schema);
+        let table = format!("{q}.http_idempotency");
+        let pool = store.pool().clone();
+        let mut client = connection(&pool).await?;
+        migrate(&mut client, &schema).await?;
+        drop(client);
+        let boot = uuid::Uuid::from_bytes(boot);
+        let liveness = Arc::new(Mutex::new(Some(hold_liveness(&pool, &schema, &boot).await?)));
+        let keeper = tokio::spawn(keep_liveness(pool.clone(), schema.clone(), boot, liveness.clone()));
+        Ok(PgRecords {
+            sql: Sql {
+                claim_free: format!(
+                    "INSERT INTO {table} (key, record, done, boot, at_ms) VALUES ($1, $2, false, $3, $4) \
+                     ON CONFLICT (key) DO NOTHING"
+                ),
+                lock_row: format!("SELECT record FROM {table} WHERE key = $1 FOR UPDATE"),
+                replace: format!("UPDATE {table} SET record = $2, done = false, boot = $3, at_ms = $4 WHERE key = $1"),
+                complete: format!(
+                    "INSERT INTO {table} (key, record, done, boot, at_ms) VALUES ($1, $2, true, NULL, $3) \
+                     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, done = true, boot = NULL, at_ms = EXCLUDED.at_ms"
+                ),
+                abandon: format!("DELETE FROM {table} WHERE key = $1 AND NOT done AND boot = $2"),
+                purge: format!("DELETE FROM {table} WHERE at_ms < $1 AND (done OR boot IS DISTINCT FROM $2)"),
+            },
+            pool,
+            schema,
+            boot,
+            _liveness: liveness,
+            _keeper: KeeperHandle(keeper),
+        })
+    }
+
+    /// Claims `key`: see the module doc.
+    pub(crate) async fn begin(
+        &self,
+        rules: &IdempotencyStore,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Begin, HttpError> {
+        let marker = encode(&rules.marker(fingerprint))?;
+        let at = to_db(now_ms());
+        let mut client = connection(&self.pool).await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting an idempotency claim", e))?;
+        let claimed = tx
+            .execute(&self.sql.claim_free, &[&key, &marker, &self.boot, &at])
+            .await
+            .map_err(|e| db_error("claiming an idempotency key", e))?;
+        if claimed == 1 {
+            tx.commit()
+                .await
+                .map_err(|e| db_error("claiming an idempotency key", e))?;
+            return Ok(Begin::Proceed { after_crash: false });
+        }
+        // Taken: lock the row (a concurrent claim of the same key waits here
+        // until the first commits) and judge what it holds.
+        let row = tx
+            .query_one(&self.sql.lock_row, &[&key])
+            .await
+            .map_err(|e| db_error("reading an idempotency key", e))?;
+        let record = decode(key, row.get(0))?;
+        let other_alive = match rules.other_boot(Some(&record)) {
+            Some(other) => {
+                let free: bool = tx
+                    .query_one(
+                        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+                        &[&boot_lock(&self.schema, &uuid::Uuid::from_bytes(other))],
+                    )
+                    .await
+                    .map_err(|e| db_error("asking whether a process is alive", e))?
+                    .get(0);
+                !free
+            }
+            None => false,
+        };
+        let answer = match rules.judge(Some(&record), fingerprint, other_alive) {
+            Judged::Answer(answer) => answer,
+            Judged::Claim { after_crash } => {
+                tx.execute(&self.sql.replace, &[&key, &marker, &self.boot, &at])
+                    .await
+                    .map_err(|e| db_error("claiming an idempotency key", e))?;
+                Begin::Proceed { after_crash }
+            }
+        };
+        tx.commit()
+            .await
+            .map_err(|e| db_error("claiming an idempotency key", e))?;
+        Ok(answer)
+    }
+
+    pub(crate) async fn complete(&self, key: &str, response: StoredResponse) -> Result<(), HttpError> {
+        let at = to_db(response.created_ms);
+        let record = encode(&Record::Done(response))?;
+        connection(&self.pool)
+            .await?
+            .execute(&self.sql.complete, &[&key, &record, &at])
+            .await
+            .map_err(|e| db_error("recording an idempotent response", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn abandon(&self, key: &str) -> Result<(), HttpError> {
+        connection(&self.pool)
+            .await?
+            .execute(&self.sql.abandon, &[&key, &self.boot])
+            .await
+            .map_err(|e| db_error("releasing an idempotency key", e))?;
+        Ok(())
+    }
+
+    /// Removes records and markers of other runs older than `cutoff_ms`.
+    pub(crate) async fn purge(&self, cutoff_ms: u64) -> Result<usize, HttpError> {
+        let n = connection(&self.pool)
+            .await?
+            .execute(&self.sql.purge, &[&to_db(cutoff_ms), &self.boot])
+            .await
+            .map_err(|e| db_error("purging idempotency keys", e))?;
+        Ok(n as usize)
+    }
+}
+
+async fn connection(pool: &Pool) -> Result<Object, HttpError> {
+    pool.get().await.map_err(|e| {
+        HttpError::Store(StoreError::Unavailable {
+            reason: format!("no PostgreSQL connection for the idempotency records: {e}"),
+        })
+    })
+}
+
+/// Takes this run's liveness lock on a connection of its own.
+async fn hold_liveness(pool: &Pool, schema: &str, boot: &uuid::Uuid) -> Result<ClientWrapper, HttpError> {
+    let client = Object::take(connection(pool).await?);
+    client
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+            &[&boot_lock(schema, boot)],
+        )
+        .await
+        .map_err(|e| db_error("taking this process's liveness lock", e))?;
+    Ok(client)
+}
+
+/// Checks the liveness lock's connection every [`KEEPALIVE`] and takes the
+/// lock again on a new one when it dropped. While it is down, other
+/// processes take this run's in-flight keys for a dead run's (see
+/// docs/postgres.md).
+async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<Mutex<Option<ClientWrapper>>>) {
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        let mut held = held.lock().await;
+        let alive = match held.as_ref() {
+            Some(client) => client.simple_query("").await.is_ok(),
+            None => false,
+        };
+        if alive {
+            continue;
+        }
+        warn!("the connection holding this process's idempotency liveness lock dropped; taking it again");
+        *held = None;
+        match hold_liveness(&pool, &schema, &boot).await {
+            Ok(client) => {
+                *held = Some(client);
+                info!("idempotency liveness lock taken again");
+            }
+            Err(e) => warn!(error = %e, "cannot take the idempotency liveness lock; trying again"),
+        }
+    }
+}
+
+/// Creates the table and applies the migrations it lacks, under a
+/// transaction-scoped advisory lock.
+async fn migrate(client: &mut Object, schema: &str) -> Result<(), HttpError> {
+    let q = quote_ident(schema);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("starting the idempotency migration", e))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&MIGRATION_LOCK_CLASS, &schema],
+    )
+    .await
+    .map_err(|e| db_error("taking the idempotency migration lock", e))?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {q}.http_migrations (
+             version     integer     NOT NULL PRIMARY KEY,
+             description text        NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await
+    .map_err(|e| db_error("creating the http migrations table", e))?;
+    let applied: Vec<i32> = tx
+        .query(&format!("SELECT version FROM {q}.http_migrations"), &[])
+        .await
+        .map_err(|e| db_error("reading the http migrations", e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
+    if let Some(&found) = applied.iter().max()
+        && found > latest
+    {
+        return Err(HttpError::Store(StoreError::IncompatibleSchema {
+            schema: format!("{schema} (http)"),
+            found,
+            supported: latest,
+        }));
+    }
+    for (version, description, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(&sql.replace("{schema}", &q))
+            .await
+            .map_err(|e| db_error("applying an http migration", e))?;
+        tx.execute(
+            &format!("INSERT INTO {q}.http_migrations (version, description) VALUES ($1, $2)"),
+            &[version, description],
+        )
+        .await
+        .map_err(|e| db_error("recording an http migration", e))?;
+        info!(schema, version, description, "applied http migration");
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_error("committing the http migration", e))
+}
+
+/// Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
+/// each test prints SKIPPED.
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use strata_store::PostgresOptions;
+
+    use super::*;
+    use crate::idempotency::tests::{response, runs_once_then_replays};
+
+    /// A schema of its own; dropped when the test ends well.
+    struct Db {
+        url: String,
+        schema: String,
+    }
+
+    impl Db {
+        fn new() -> Option<Db> {
+            let Ok(url) = std::env::var("STRATA_POSTGRES_URL") else {
+                let thread = std::thread::current();
+                let line = format!(
+                    "SKIPPED {}: STRATA_POSTGRES_URL is not set; run scripts/test-postgres.sh\n",
+                    thread.name().unwrap_or("a PostgreSQL test")
+                );
+                let _ = std::io::stderr().write_all(line.as_bytes());
+                return None;
+            };
+            let schema = format!("strata_htest_{:016x}", rand::random::<u64>());
+            Some(Db { url, schema })
+        }
+
+        /// The records as a process of its own opens them.
+        async fn open(&self, retention: Duration) -> IdempotencyStore {
+            let options = PostgresOptions {
+                schema: self.schema.clone(),
+                pool_size: 4,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect_with(&self.url, options)
+                .await
+                .expect("STRATA_POSTGRES_URL is set, but connecting to it failed");
+            IdempotencyStore::open_postgres(&store, retention).await.unwrap()
+        }
+
+        async fn drop_schema(self) {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
+                .await
+                .unwrap();
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
+        let Some(db) = Db::new() else { return };
+        runs_once_then_replays(&db.open(HOUR).await).await;
+        db.drop_schema().await;
+    }
+
+    /// Two processes on one database: a key in flight in one is 409 in the
+    /// other (422 with another payload), its answer is replayed by both;
+    /// once the process that holds a marker dies, the same request runs
+    /// again in the other, told to look for its write first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_marker_blocks_other_processes_while_its_process_lives() {
+        let Some(db) = Db::new() else { return };
+        let a = db.open(HOUR).await;
+        let b = db.open(HOUR).await;
+        let (f, g) = ([1; 32], [2; 32]);
+        assert_eq!(a.begin("k", f).await.unwrap(), Begin::Proceed { after_crash: false });
+        assert_eq!(b.begin("k", f).await.unwrap(), Begin::InFlight);
+        assert_eq!(b.begin("k", g).await.unwrap(), Begin::Mismatch);
+        let stored = response(f);
+        a.complete("k", stored.clone()).await.unwrap();
+        assert_eq!(b.begin("k", f).await.unwrap(), Begin::Replay(stored.clone()));
+        assert_eq!(a.begin("k", f).await.unwrap(), Begin::Replay(stored));
+
+        assert_eq!(a.begin("dies", f).await.unwrap(), Begin::Proceed { after_crash: false });
+        drop(a); // the process ends: its liveness lock goes with its connection
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let answer = loop {
+            match b.begin("dies", f).await.unwrap() {
+                Begin::InFlight => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the dead process's marker still blocks"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(answer, Begin::Proceed { after_crash: true });
+        assert_eq!(b.begin("dies", f).await.unwrap(), Begin::InFlight, "now b's own marker");
+        assert_eq!(b.begin("dies", g).await.unwrap(), Begin::Mismatch);
+        drop(b);
+        db.drop_schema().await;
+    }
+
+    /// Many requests with one key at once, through two processes: exactly
+    /// one runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_across_processes_let_exactly_one_run() {
+        let Some(db) = Db::new() else { return };
+        let stores = [Arc::new(db.open(HOUR).await), Arc::new(db.open(HOUR).await)];
+        for round in 0..20 {
+            let key = format!("race-{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, key) = (stores[i % 2].clone(), key.clone());
+                    tokio::spawn(async move { store.begin(&key, [9; 32]).await.unwrap() })
+                })
+                .collect();
+            let mut proceeded = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Begin::Proceed { after_crash: false } => proceeded += 1,
+                    Begin::InFlight => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(proceeded, 1, "round {round}");
+        }
+        drop(stores);
+        db.drop_schema().await;
+    }
+
+    /// The purge removes expired answers and expired markers of other
+    /// runs, and keeps this run's markers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_removes_expired_records_and_keeps_this_runs_markers() {
+        let Some(db) = Db::new() else { return };
+        let ids = db.open(Duration::ZERO).await;
+        assert_eq!(
+            ids.begin("mine", [3; 32]).await.unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+        let mut old = response([2; 32]);
+        old.created_ms = 0;
+        ids.complete("expired", old).await.unwrap();
+        let other = db.open(HOUR).await;
+        other.begin("theirs", [4; 32]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            ids.purge().await.unwrap(),
+            2,
+            "the expired answer and the other run's expired marker"
+        );
+        assert_eq!(
+            ids.begin("mine", [3; 32]).await.unwrap(),
+            Begin::InFlight,
+            "a live marker of this run stays"
+        );
+        assert_eq!(
+            ids.begin("expired", [9; 32]).await.unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+        drop((ids, other));
+        db.drop_schema().await;
+    }
+}

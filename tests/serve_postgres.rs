@@ -1,0 +1,233 @@
+//! Two `strata serve --postgres` processes on different ports sharing one
+//! database: `strata loadtest` against both at once finds no lost update;
+//! an Idempotency-Key used in one is replayed by the other; a write through
+//! one is read through the other's read models with `min_position`; both
+//! stop cleanly on SIGTERM.
+//!
+//! Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
+//! the test prints SKIPPED.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the whole response.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    (status, response)
+}
+
+/// The value of a response header (case-insensitive name).
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    response.split("\r\n\r\n").next()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+struct Serve {
+    child: Child,
+    addr: String,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+fn serve(url: &str, schema: &str) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--postgres",
+            url,
+            "--postgres-schema",
+            schema,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(line.contains("PostgreSQL"), "{line}");
+    Serve { child, addr, stderr }
+}
+
+impl Serve {
+    /// SIGTERM, then the exit status and what it wrote to stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "strata serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+/// Drops the test's schema when the test ends, however it ends.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use strata::store::tokio_postgres;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok((client, connection)) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await {
+                tokio::spawn(connection);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+                    .await;
+            }
+        });
+    }
+}
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("STRATA_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let line = "SKIPPED two_serve_processes_on_one_database_lose_no_update: STRATA_POSTGRES_URL is not set; \
+                        run scripts/test-postgres.sh cargo test --test serve_postgres\n";
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+#[test]
+fn two_serve_processes_on_one_database_lose_no_update() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema {
+        url: url.clone(),
+        name: format!("strata_serve_{:016x}", rand::random::<u64>()),
+    };
+    let a = serve(&url, &schema.name);
+    let b = serve(&url, &schema.name);
+
+    // A write through a, read through b's read models once applied there.
+    let (status, _) = http(&a.addr, "POST", "/stock", &[], r#"{"sku":"tea","name":"Tea"}"#);
+    assert_eq!(status, 201);
+    let (status, received) = http(
+        &a.addr,
+        "POST",
+        "/stock/tea/receive",
+        &[("If-Match", "\"1\"")],
+        r#"{"quantity":5}"#,
+    );
+    assert_eq!(status, 200, "{received}");
+    let position = header(&received, "strata-position").expect("a write says its position");
+    let (status, view) = http(
+        &b.addr,
+        "GET",
+        &format!("/views/stock?min_position={position}"),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200, "{view}");
+    assert!(
+        view.contains(r#""sku":"tea""#) && view.contains(r#""on_hand":5"#),
+        "{view}"
+    );
+    // A stale version through b is refused: both serve one log.
+    let (status, stale) = http(
+        &b.addr,
+        "POST",
+        "/stock/tea/receive",
+        &[("If-Match", "\"1\"")],
+        r#"{"quantity":1}"#,
+    );
+    assert_eq!(status, 409, "{stale}");
+
+    // An Idempotency-Key used through a is replayed by b.
+    let key = [("Idempotency-Key", "two-processes-1")];
+    let (status, first) = http(&a.addr, "POST", "/stock/tea/receive", &key, r#"{"quantity":2}"#);
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = http(&b.addr, "POST", "/stock/tea/receive", &key, r#"{"quantity":2}"#);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(header(&again, "idempotency-replayed"), Some("true"), "{again}");
+    let (status, other) = http(&b.addr, "POST", "/stock/tea/receive", &key, r#"{"quantity":3}"#);
+    assert_eq!(status, 422, "{other}");
+    let (_, item) = http(&b.addr, "GET", "/stock/tea", &[], "");
+    assert!(item.contains(r#""on_hand":7"#), "received once: {item}");
+
+    // The load test against both at once, on shared items.
+    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "loadtest",
+            "--clients",
+            "8",
+            "--resources",
+            "2",
+            "--duration",
+            "2s",
+            "--url",
+        ])
+        .arg(format!("http://{},http://{}", a.addr, b.addr))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        report.contains("lost updates 0") && report.contains("phantom 0"),
+        "{report}"
+    );
+    let number_after = |word: &str| -> u64 {
+        report
+            .split_whitespace()
+            .skip_while(|w| *w != word)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the report has {word}: {report}"))
+    };
+    assert!(number_after("acknowledged") > 0, "{report}");
+    assert!(
+        number_after("conflicts") > 0,
+        "8 clients on 2 items across 2 processes conflict: {report}"
+    );
+
+    for s in [a, b] {
+        let (status, rest) = s.terminate();
+        assert!(status.success(), "{rest}");
+        assert!(rest.contains("the store is closed"), "{rest}");
+    }
+}
