@@ -4,6 +4,12 @@ mod cli;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: sled allocates and frees per key
+/// written, and under concurrent writers glibc's arena locks showed up as
+/// a large share of the append path (see README, "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// strata: an event-sourced aggregate store.
