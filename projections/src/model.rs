@@ -696,10 +696,17 @@ impl ModelStore {
     }
 
     /// A fresh write set over generation `generation`, if it is still the
-    /// current one (`None` once a rebuild swapped in another).
-    pub(crate) fn write_set_on(&self, generation: u64) -> Option<WriteSet> {
+    /// current one (`None` once a rebuild swapped in another), for a batch
+    /// staged on checkpoint `base` (the position before its first event).
+    /// On PostgreSQL the commit is fenced on `base`: a batch staged before
+    /// another writer's commit can never land after it.
+    pub(crate) fn write_set_on(&self, generation: u64, base: u64) -> Option<WriteSet> {
         let current = self.current();
-        (current.id() == generation).then(|| WriteSet::new(current, self.inner.name.clone()))
+        (current.id() == generation).then(|| {
+            let mut ws = WriteSet::new(current, self.inner.name.clone());
+            ws.base = Some(base);
+            ws
+        })
     }
 
     /// Commits a write set and its checkpoint to the current generation, if
@@ -713,7 +720,10 @@ impl ModelStore {
         }
         #[cfg(feature = "postgres")]
         if let Backend::Postgres { pg, .. } = &self.inner.backend {
-            let from = ws.generation.checkpoint(&self.inner.name)?;
+            let from = match ws.base {
+                Some(base) => base,
+                None => ws.generation.checkpoint(&self.inner.name)?,
+            };
             match pg.commit_live(ws.generation.id(), from, at, &ws.staged).await? {
                 LiveCommit::Done => {}
                 LiveCommit::Fenced => {
@@ -1115,6 +1125,8 @@ pub struct WriteSet {
     generation: Arc<Generation>,
     projection: String,
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The checkpoint the batch was staged on, when the runner knows it.
+    base: Option<u64>,
 }
 
 impl std::fmt::Debug for WriteSet {
@@ -1133,6 +1145,7 @@ impl WriteSet {
             generation,
             projection,
             staged: BTreeMap::new(),
+            base: None,
         }
     }
 
@@ -1216,7 +1229,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let model = ModelStore::open_in_db(&db, "t").unwrap();
-        let mut ws = model.write_set_on(model.generation()).unwrap();
+        let mut ws = model.write_set_on(model.generation(), model.checkpoint()).unwrap();
         ws.put(b"k".to_vec(), b"v".to_vec());
         assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(
@@ -1249,7 +1262,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_set_of_a_replaced_generation_is_refused() {
         let model = ModelStore::memory("t").unwrap();
-        let stale = model.write_set_on(model.generation()).unwrap();
+        let stale = model.write_set_on(model.generation(), model.checkpoint()).unwrap();
         let mut building = model.begin_generation().await.unwrap();
         let mut ws = building.write_set();
         ws.put(b"new".to_vec(), b"1".to_vec());

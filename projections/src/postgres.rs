@@ -129,6 +129,12 @@ struct Sql {
     next_generation: String,
     new_checkpoint: String,
     lock_current: String,
+    /// Locks the model's pointer row (`current`): every statement that
+    /// creates, swaps in or deletes a generation runs under it, so none of
+    /// them can act on a stale idea of which generation is current.
+    lock_pointer: String,
+    /// Whether a generation's checkpoint row is there and not retired.
+    generation_live: String,
     set_current: String,
     retire: String,
     set_refresh_from: String,
@@ -163,7 +169,7 @@ impl Sql {
             commit: format!(
                 "WITH fence AS ( \
                      UPDATE {cps} SET position = $3, event_id = $4 \
-                     WHERE model = $1 AND generation = $2 AND position = $5 AND NOT retired RETURNING 1 \
+                     WHERE model = $1 AND generation = $2 AND position = $5 AND $3 > position AND NOT retired RETURNING 1 \
                  ), written AS ( \
                      INSERT INTO {entries} (model, generation, key, value, position) \
                      SELECT $1, $2, k.key, k.value, $3 FROM unnest($6::bytea[], $7::bytea[]) AS k(key, value) \
@@ -193,6 +199,8 @@ impl Sql {
                 "SELECT m.current, c.position FROM {models} m \
                  JOIN {cps} c ON c.model = m.model AND c.generation = m.current WHERE m.model = $1 FOR UPDATE"
             ),
+            lock_pointer: format!("SELECT current FROM {models} WHERE model = $1 FOR UPDATE"),
+            generation_live: format!("SELECT count(*) FROM {cps} WHERE model = $1 AND generation = $2 AND NOT retired"),
             set_current: format!("UPDATE {models} SET current = $2 WHERE model = $1"),
             retire: format!("UPDATE {cps} SET retired = true WHERE model = $1 AND generation = $2"),
             set_refresh_from: format!("UPDATE {cps} SET refresh_from = $3 WHERE model = $1 AND generation = $2"),
@@ -648,28 +656,58 @@ impl PgModel {
             .map_err(|e| self.db_error("taking the rebuild lock", e))?;
         let name = &self.name;
         let step = |e| self.db_error("starting a generation", e);
-        client
-            .execute(&self.sql.drop_other_generations, &[name])
-            .await
-            .map_err(step)?;
-        client
-            .execute(&self.sql.drop_other_checkpoints, &[name])
-            .await
-            .map_err(step)?;
-        let id: i64 = client
-            .query_one(&self.sql.next_generation, &[name])
-            .await
-            .map_err(step)?
-            .get(0);
-        client
-            .execute(&self.sql.new_checkpoint, &[name, &id])
-            .await
-            .map_err(step)?;
+        // Under the pointer lock: a swap in flight (of an earlier rebuild
+        // that lost this lock with its connection) either committed first,
+        // and its generation is current and kept, or waits and then finds
+        // its generation gone and refuses.
+        let mut client = client;
+        let id: i64 = {
+            let tx = client.transaction().await.map_err(step)?;
+            tx.execute(&self.sql.lock_pointer, &[name]).await.map_err(step)?;
+            tx.execute(&self.sql.drop_other_generations, &[name])
+                .await
+                .map_err(step)?;
+            tx.execute(&self.sql.drop_other_checkpoints, &[name])
+                .await
+                .map_err(step)?;
+            let id: i64 = tx
+                .query_one(&self.sql.next_generation, &[name])
+                .await
+                .map_err(step)?
+                .get(0);
+            tx.execute(&self.sql.new_checkpoint, &[name, &id]).await.map_err(step)?;
+            tx.commit().await.map_err(step)?;
+            id
+        };
         Ok(Rebuilding {
             model: self.clone(),
             generation: from_db(name, "generation", id)?,
             lock: Some(client),
         })
+    }
+
+    /// Deletes `generation`'s rows and checkpoint unless it is the current
+    /// generation, deciding under the pointer lock: a swap whose commit
+    /// landed although its caller saw an error (a lost reply, a cancelled
+    /// future) must not have its generation deleted from under every
+    /// reader. Returns the entry rows deleted.
+    async fn drop_unless_current(
+        &self,
+        client: &mut ClientWrapper,
+        generation: i64,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let name = &self.name;
+        let tx = client.transaction().await?;
+        let current: Option<i64> = tx.query_opt(&self.sql.lock_pointer, &[name]).await?.map(|r| r.get(0));
+        if current == Some(generation) {
+            tx.rollback().await?;
+            warn!(projection = %name, generation, "not removing the current generation: its swap committed");
+            return Ok(0);
+        }
+        let rows = tx.execute(&self.sql.drop_generation, &[name, &generation]).await?;
+        tx.execute(&self.sql.drop_checkpoint, &[name, &generation]).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Announces a swap to every process (after its commit).
@@ -734,14 +772,9 @@ impl Drop for Rebuilding {
         };
         let (model, generation) = (self.model.clone(), to_db(self.generation));
         runtime.spawn(async move {
-            let name = &model.name;
-            let done = async {
-                client.execute(&model.sql.drop_generation, &[name, &generation]).await?;
-                client.execute(&model.sql.drop_checkpoint, &[name, &generation]).await
-            }
-            .await;
-            if let Err(e) = done {
-                warn!(projection = %name, error = %StoreError::from_postgres("removing", e), "could not remove an abandoned rebuild; the next rebuild or open removes it");
+            let mut client = client;
+            if let Err(e) = model.drop_unless_current(&mut client, generation).await {
+                warn!(projection = %model.name, error = %StoreError::from_postgres("removing", e), "could not remove an abandoned rebuild; the next rebuild or open removes it");
             }
         });
     }
@@ -777,6 +810,21 @@ pub(crate) async fn swap(targets: &[&Rebuilding], checkpoint: u64) -> Result<Opt
             .map_err(|e| m.db_error("locking a read model's pointer", e))?;
         let current: i64 = row.get(0);
         let live = from_db(&m.name, "checkpoint", row.get(1))?;
+        // A rebuild that lost its lock (its connection dropped) may have
+        // had its generation removed by the rebuild that took over: then
+        // there is nothing to swap in.
+        let present: i64 = tx
+            .query_one(&m.sql.generation_live, &[&m.name, &to_db(t.generation)])
+            .await
+            .map_err(|e| m.db_error("checking the rebuilt generation", e))?
+            .get(0);
+        if present != 1 || current == to_db(t.generation) {
+            return Err(ProjectionError::Corrupt {
+                projection: m.name.clone(),
+                key: format!("generation {}", t.generation),
+                detail: "the generation being rebuilt is gone: this rebuild lost its lock and another one took over; nothing was swapped in".into(),
+            });
+        }
         if live > checkpoint {
             behind = Some(behind.unwrap_or(0).max(live));
         }
@@ -814,16 +862,10 @@ pub(crate) async fn swap(targets: &[&Rebuilding], checkpoint: u64) -> Result<Opt
         tokio::spawn(async move {
             let name = &m.name;
             let dropped = async {
-                let client = m.connection().await?;
-                let rows = client
-                    .execute(&m.sql.drop_generation, &[name, &old_gen])
+                let mut client = m.connection().await?;
+                m.drop_unless_current(&mut client, old_gen)
                     .await
-                    .map_err(|e| m.db_error("dropping a retired generation", e))?;
-                client
-                    .execute(&m.sql.drop_checkpoint, &[name, &old_gen])
-                    .await
-                    .map_err(|e| m.db_error("dropping a retired generation", e))?;
-                Ok::<_, ProjectionError>(rows)
+                    .map_err(|e| m.db_error("dropping a retired generation", e))
             }
             .await;
             match dropped {
@@ -1033,6 +1075,129 @@ mod tests {
         assert_eq!(model.generation(), 2);
         runner.stop().await.unwrap();
         drop(building);
+        drop(model);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// A rebuild whose generation was removed under it (it lost its lock
+    /// with its connection, and the rebuild that took over cleaned up) is
+    /// refused at the swap, leaving the live model as it was; and removing
+    /// an abandoned rebuild never deletes the current generation, even when
+    /// asked to (a swap whose commit landed although its caller saw an
+    /// error).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_rebuild_is_not_swapped_in_and_the_current_generation_is_never_dropped() {
+        let Some((store, url, schema)) = store().await else {
+            return;
+        };
+        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
+        let head = append(&store, 6).await;
+        let events = store.read_all(1, 6).await.unwrap();
+        let build = |building: &crate::model::Building| {
+            let mut ws = building.write_set();
+            for e in &events {
+                Moving.apply(e, &mut ws).unwrap();
+            }
+            ws
+        };
+
+        // A first rebuild is swapped in: generation 2 is current.
+        let mut first = model.begin_generation().await.unwrap();
+        first.commit(build(&first), Checkpoint::of(&events[5])).await.unwrap();
+        assert_eq!(
+            crate::model::Building::swap_in_all(vec![&mut first], head)
+                .await
+                .unwrap(),
+            None
+        );
+        drop(first);
+        assert_eq!((model.generation(), model.checkpoint()), (2, head));
+        let live = model.entries().unwrap();
+        assert!(!live.is_empty());
+
+        // A second rebuild (generation 3) loses its generation before its swap.
+        let mut lost = model.begin_generation().await.unwrap();
+        lost.commit(build(&lost), Checkpoint::of(&events[5])).await.unwrap();
+        let (pg, _, _) = PgModel::open(&store, "moving").await.unwrap();
+        let client = pg.connection().await.unwrap();
+        let removed = client
+            .execute(
+                &format!("DELETE FROM \"{schema}\".projection_checkpoints WHERE model = 'moving' AND generation = 3"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        drop(client);
+        let refused = crate::model::Building::swap_in_all(vec![&mut lost], head).await;
+        assert!(
+            matches!(refused, Err(ProjectionError::Corrupt { .. })),
+            "a generation that is gone is not swapped in: {refused:?}"
+        );
+        drop(lost);
+        assert_eq!(model.generation(), 2, "the live generation stays current");
+        assert_eq!(model.entries().unwrap(), live);
+
+        // Asked to drop the current generation, nothing is deleted.
+        let mut client = Object::take(pg.connection().await.unwrap());
+        assert_eq!(pg.drop_unless_current(&mut client, 2).await.unwrap(), 0);
+        match pg.changes(0, 0).await.unwrap() {
+            Changes::Full { state, entries } => {
+                assert_eq!((state.generation, state.checkpoint), (2, head));
+                let mut entries = entries;
+                entries.sort();
+                assert_eq!(entries, live, "every entry of the current generation is still there");
+            }
+            _ => panic!("a copy at generation 0 is loaded whole"),
+        }
+        drop(client);
+        drop(model);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// A batch staged on a checkpoint that another writer has since moved
+    /// past is fenced off, even when this process's copy has meanwhile
+    /// caught up with that writer: the fence is the batch's own base, not
+    /// whatever the copy holds at commit time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_staged_before_another_writers_commit_is_fenced_off() {
+        let Some((store, url, schema)) = store().await else {
+            return;
+        };
+        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
+        append(&store, 10).await;
+        let events = store.read_all(1, 10).await.unwrap();
+        let generation = model.generation();
+        // This process takes the model's writer lock, as a runner would.
+        let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
+        assert!(model.lead(&mut stop_rx).await.unwrap());
+
+        // Staged on checkpoint 0 (events 1..=8) but not committed yet.
+        let mut late = model.write_set_on(generation, 0).unwrap();
+        for e in &events[..8] {
+            Moving.apply(e, &mut late).unwrap();
+        }
+        // Another writer commits events 1..=5 first.
+        let mut first = model.write_set_on(generation, 0).unwrap();
+        for e in &events[..5] {
+            Moving.apply(e, &mut first).unwrap();
+        }
+        assert_eq!(
+            model.commit(first, Checkpoint::of(&events[4])).await.unwrap(),
+            crate::model::Commit::Done
+        );
+        let after_first = model.entries().unwrap();
+        // The late batch would apply 1..=5 a second time: refused.
+        assert_eq!(
+            model.commit(late, Checkpoint::of(&events[7])).await.unwrap(),
+            crate::model::Commit::Stale
+        );
+        assert_eq!(model.checkpoint(), 5);
+        assert_eq!(
+            model.entries().unwrap(),
+            after_first,
+            "nothing of the late batch landed"
+        );
         drop(model);
         drop_schema(&url, &schema).await;
     }

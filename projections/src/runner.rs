@@ -426,7 +426,7 @@ async fn apply_batch(
     batch: &[RecordedEvent],
 ) -> Result<Committed, ProjectionError> {
     let name = projection.name();
-    let Some(mut ws) = model.write_set_on(generation) else {
+    let Some(mut ws) = model.write_set_on(generation, next - 1) else {
         return Ok(Committed::GenerationChanged);
     };
     for (i, event) in batch.iter().enumerate() {
@@ -456,7 +456,7 @@ async fn apply_batch(
         // the new one instead.
         drop(ws);
         if i > 0 {
-            let Some(mut clean) = model.write_set_on(generation) else {
+            let Some(mut clean) = model.write_set_on(generation, next - 1) else {
                 return Ok(Committed::GenerationChanged);
             };
             for event in &batch[..i] {
