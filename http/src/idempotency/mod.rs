@@ -637,13 +637,45 @@ async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Resp
             .collect(),
         body: bytes.to_vec(),
     };
-    if let Err(e) = store.complete(key, stored).await {
-        // The write itself happened: answer it. The key is released so that
-        // it does not stay in flight; a retry would run again.
-        warn!(error = %e, key, "could not record an idempotency key durably");
-        store.abandon(key).await;
+    if let Err(e) = store.complete(key, stored.clone()).await {
+        // The write itself happened: answer it. The key keeps this run's
+        // in-flight marker (a retry meanwhile is told the key is in use,
+        // never run a second time) while recording is retried in the
+        // background; if that never succeeds, the marker is a dead run's
+        // after a restart and the retry is judged against the log.
+        warn!(error = %e, key, "could not record an idempotency key durably; retrying in the background");
+        tokio::spawn(retry_complete(state.clone(), key.to_string(), stored));
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Pauses between the background attempts to record a response whose first
+/// attempt failed.
+const COMPLETE_RETRY: [Duration; 6] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
+/// Records `response` under `key`, retrying with pauses; see [`finish`].
+async fn retry_complete(state: Shared, key: String, response: StoredResponse) {
+    for pause in COMPLETE_RETRY {
+        tokio::time::sleep(pause).await;
+        match state.idempotency.complete(&key, response.clone()).await {
+            Ok(()) => {
+                tracing::info!(key, "recorded an idempotency key on a later attempt");
+                return;
+            }
+            Err(e) => warn!(error = %e, key, "could not record an idempotency key durably"),
+        }
+    }
+    tracing::error!(
+        key,
+        "gave up recording an idempotency key: it stays in flight until this process ends, then a retry is judged against the log"
+    );
 }
 
 #[cfg(test)]

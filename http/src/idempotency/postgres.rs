@@ -126,8 +126,8 @@ impl PgRecords {
                 lock_row: format!("SELECT record FROM {table} WHERE key = $1 FOR UPDATE"),
                 replace: format!("UPDATE {table} SET record = $2, done = false, boot = $3, at_ms = $4 WHERE key = $1"),
                 complete: format!(
-                    "INSERT INTO {table} (key, record, done, boot, at_ms) VALUES ($1, $2, true, NULL, $3) \
-                     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, done = true, boot = NULL, at_ms = EXCLUDED.at_ms"
+                    "UPDATE {table} SET record = $2, done = true, boot = NULL, at_ms = $3 \
+                     WHERE key = $1 AND NOT done AND boot = $4"
                 ),
                 abandon: format!("DELETE FROM {table} WHERE key = $1 AND NOT done AND boot = $2"),
                 purge: format!("DELETE FROM {table} WHERE at_ms < $1 AND (done OR boot IS DISTINCT FROM $2)"),
@@ -150,27 +150,40 @@ impl PgRecords {
         let marker = encode(&rules.marker(fingerprint))?;
         let at = to_db(now_ms());
         let mut client = connection(&self.pool).await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| db_error("starting an idempotency claim", e))?;
-        let claimed = tx
-            .execute(&self.sql.claim_free, &[&key, &marker, &self.boot, &at])
-            .await
-            .map_err(|e| db_error("claiming an idempotency key", e))?;
-        if claimed == 1 {
-            tx.commit()
+        let mut attempts = 0;
+        let (tx, record) = loop {
+            attempts += 1;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| db_error("starting an idempotency claim", e))?;
+            let claimed = tx
+                .execute(&self.sql.claim_free, &[&key, &marker, &self.boot, &at])
                 .await
                 .map_err(|e| db_error("claiming an idempotency key", e))?;
-            return Ok(Begin::Proceed { after_crash: false });
-        }
-        // Taken: lock the row (a concurrent claim of the same key waits here
-        // until the first commits) and judge what it holds.
-        let row = tx
-            .query_one(&self.sql.lock_row, &[&key])
-            .await
-            .map_err(|e| db_error("reading an idempotency key", e))?;
-        let record = decode(key, row.get(0))?;
+            if claimed == 1 {
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("claiming an idempotency key", e))?;
+                return Ok(Begin::Proceed { after_crash: false });
+            }
+            // Taken: lock the row (a concurrent claim of the same key waits
+            // here until the first commits) and judge what it holds. It
+            // may be gone by then (released or purged): claim again.
+            let row = tx
+                .query_opt(&self.sql.lock_row, &[&key])
+                .await
+                .map_err(|e| db_error("reading an idempotency key", e))?;
+            match row {
+                Some(row) => break (tx, decode(key, row.get(0))?),
+                None if attempts < 3 => continue,
+                None => {
+                    return Err(HttpError::Store(StoreError::Unavailable {
+                        reason: format!("idempotency key {key:?} kept changing hands; retry"),
+                    }));
+                }
+            }
+        };
         let other_alive = match rules.other_boot(Some(&record)) {
             Some(other) => {
                 let free: bool = tx
@@ -203,11 +216,21 @@ impl PgRecords {
     pub(crate) async fn complete(&self, key: &str, response: StoredResponse) -> Result<(), HttpError> {
         let at = to_db(response.created_ms);
         let record = encode(&Record::Done(response))?;
-        connection(&self.pool)
+        let updated = connection(&self.pool)
             .await?
-            .execute(&self.sql.complete, &[&key, &record, &at])
+            .execute(&self.sql.complete, &[&key, &record, &at, &self.boot])
             .await
             .map_err(|e| db_error("recording an idempotent response", e))?;
+        if updated == 0 {
+            // Only this run's in-flight marker is replaced: when another
+            // process took the key over (this run's liveness lock looked
+            // lost) or it was purged, the record there is kept rather than
+            // overwritten by whichever run finishes last.
+            warn!(
+                key,
+                "idempotency key no longer held by this process (taken over while its liveness lock was lost); its response is not recorded"
+            );
+        }
         Ok(())
     }
 
@@ -261,7 +284,12 @@ async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<M
         tokio::time::sleep(KEEPALIVE).await;
         let mut held = held.lock().await;
         let alive = match held.as_ref() {
-            Some(client) => client.simple_query("").await.is_ok(),
+            // Bounded: a connection the network black-holed must not hang
+            // the check (and this lock) for the kernel's keepalive time.
+            Some(client) => matches!(
+                tokio::time::timeout(KEEPALIVE, client.simple_query("")).await,
+                Ok(Ok(_))
+            ),
             None => false,
         };
         if alive {
@@ -483,6 +511,7 @@ mod tests {
         );
         let mut old = response([2; 32]);
         old.created_ms = 0;
+        ids.begin("expired", [2; 32]).await.unwrap();
         ids.complete("expired", old).await.unwrap();
         let other = db.open(HOUR).await;
         other.begin("theirs", [4; 32]).await.unwrap();
@@ -500,6 +529,20 @@ mod tests {
         assert_eq!(
             ids.begin("expired", [9; 32]).await.unwrap(),
             Begin::Proceed { after_crash: false }
+        );
+        // The other run finishing a key it no longer holds records nothing:
+        // whoever holds the key now is not overwritten by a late answer.
+        other.complete("theirs", response([4; 32])).await.unwrap();
+        assert_eq!(
+            ids.begin("theirs", [4; 32]).await.unwrap(),
+            Begin::Proceed { after_crash: false },
+            "no record was resurrected by the late completion"
+        );
+        other.complete("theirs", response([4; 32])).await.unwrap();
+        assert_eq!(
+            ids.begin("theirs", [4; 32]).await.unwrap(),
+            Begin::InFlight,
+            "this run's claim was not replaced by the other run's answer"
         );
         drop((ids, other));
         db.drop_schema().await;
