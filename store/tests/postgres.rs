@@ -37,6 +37,7 @@ postgres_tests!(
     a_damaged_row_is_reported_as_corrupt,
     a_schema_from_a_newer_strata_is_refused,
     bad_options_and_unreachable_servers_are_clear_errors,
+    dead_connections_are_noticed_in_seconds_unless_the_url_says_otherwise,
 );
 
 #[cfg(feature = "postgres")]
@@ -645,6 +646,30 @@ mod imp {
             }
             other => panic!("expected IncompatibleSchema, got {other:?}"),
         }
+    }
+
+    /// TCP keepalives and `tcp_user_timeout` default to seconds, not libpq's
+    /// two hours; settings in the URL win.
+    pub async fn dead_connections_are_noticed_in_seconds_unless_the_url_says_otherwise() {
+        let Some((fx, url, options)) = setup(None).await else {
+            return;
+        };
+        let store = another(&url, &options, "keepalive").await;
+        let config = store.connection_config();
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(config.get_keepalives_interval(), Some(Duration::from_secs(5)));
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        drop(store);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let own = format!("{url}{sep}keepalives_idle=600&tcp_user_timeout=90");
+        let store = another(&own, &options, "keepalive-url").await;
+        let config = store.connection_config();
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(90)));
+        drop(store);
+        drop(fx);
     }
 
     /// Needs no server.

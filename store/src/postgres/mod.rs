@@ -260,6 +260,23 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        // A connection the network black-holed must fail, not hang: the
+        // writer and the read models' writers hold locks on theirs. Unless
+        // the URL says otherwise, TCP keepalives probe after 30 s idle
+        // (libpq's default waits 2 h) and sent data unacknowledged for 30 s
+        // fails the connection.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(5));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(30));
+        }
         let store_config = config.clone();
         let manager = Manager::from_config(
             config.clone(),
