@@ -225,6 +225,42 @@ fn two_serve_processes_on_one_database_lose_no_update() {
         "8 clients on 2 items across 2 processes conflict: {report}"
     );
 
+    // Both processes' read models end equal to the log: once they have
+    // applied the last write, every item's figures in /views/stock are
+    // those its own stream gives (nothing applied twice or skipped, through
+    // two processes and a writer lock that only one of them holds).
+    let (_, tea) = http(&a.addr, "GET", "/stock/tea", &[], "");
+    let etag = header(&tea, "etag").expect("an ETag").to_string();
+    let (status, last) = http(
+        &a.addr,
+        "POST",
+        "/stock/tea/receive",
+        &[("If-Match", etag.as_str())],
+        r#"{"quantity":1}"#,
+    );
+    assert_eq!(status, 200, "{last}");
+    let head = header(&last, "strata-position").expect("a position").to_string();
+    let body = |response: &str| -> serde_json::Value {
+        let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+    };
+    for s in [&a, &b] {
+        let (status, view) = http(&s.addr, "GET", &format!("/views/stock?min_position={head}"), &[], "");
+        assert_eq!(status, 200, "{view}");
+        let view = body(&view);
+        let items = view["items"].as_array().expect("items");
+        assert_eq!(items.len(), 3, "tea and the load test's 2 items: {view}");
+        for item in items {
+            let sku = item["sku"].as_str().expect("a sku");
+            let (status, own) = http(&s.addr, "GET", &format!("/stock/{sku}"), &[], "");
+            assert_eq!(status, 200, "{own}");
+            let own = body(&own);
+            for field in ["on_hand", "reserved", "version"] {
+                assert_eq!(item[field], own[field], "{field} of {sku} in {}'s read model", s.addr);
+            }
+        }
+    }
+
     for s in [a, b] {
         let (status, rest) = s.terminate();
         assert!(status.success(), "{rest}");
