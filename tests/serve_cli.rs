@@ -1,65 +1,24 @@
 //! `strata serve` as a process: configured through the environment, loaded
 //! by `strata loadtest`, stopped by SIGTERM with the store closed cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+
+use common::{Serve, http};
 
 use strata::store::{Direction, EventStore, SledStore, StreamId};
 
-/// One HTTP/1.1 request on a fresh connection; returns the status line and the whole response.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (status, response)
-}
-
-struct Serve {
-    child: Child,
-    addr: String,
-    stderr: BufReader<std::process::ChildStderr>,
-}
-
 fn serve(dir: &std::path::Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .env("STRATA_CONFLICT_STATUS", "412")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Serve { child, addr, stderr }
+    Serve::start(&["--data", dir.to_str().unwrap()], |c| {
+        c.env("STRATA_CONFLICT_STATUS", "412");
+    })
 }
 
 #[test]
 fn serve_answers_runs_a_load_test_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = serve(dir.path());
+    let s = serve(dir.path());
 
     let (status, _) = http(&s.addr, "POST", "/stock", &[], r#"{"sku":"tea","name":"Tea"}"#);
     assert_eq!(status, 201);
@@ -108,18 +67,7 @@ fn serve_answers_runs_a_load_test_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert!(!refused.status.success(), "only loopback targets");
 
-    let pid = s.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "strata serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut rest = String::new();
-    s.stderr.read_to_string(&mut rest).unwrap();
+    let (status, rest) = s.terminate();
     assert!(status.success(), "{rest}");
     assert!(rest.contains("the store is closed"), "{rest}");
 
@@ -143,16 +91,15 @@ fn serve_answers_runs_a_load_test_and_stops_cleanly_on_sigterm() {
 #[test]
 fn a_keyed_write_is_replayed_after_the_server_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = serve(dir.path());
+    let s = serve(dir.path());
     let (status, _) = http(&s.addr, "POST", "/stock", &[], r#"{"sku":"tea","name":"Tea"}"#);
     assert_eq!(status, 201);
     let key = [("Idempotency-Key", "kill-1")];
     let (status, first) = http(&s.addr, "POST", "/stock/tea/receive", &key, r#"{"quantity":4}"#);
     assert_eq!(status, 200, "{first}");
-    s.child.kill().unwrap(); // SIGKILL
-    s.child.wait().unwrap();
+    s.kill();
 
-    let mut s = serve(dir.path());
+    let s = serve(dir.path());
     let (status, again) = http(&s.addr, "POST", "/stock/tea/receive", &key, r#"{"quantity":4}"#);
     assert_eq!(status, 200, "{again}");
     assert!(
@@ -161,6 +108,5 @@ fn a_keyed_write_is_replayed_after_the_server_is_killed() {
     );
     let (_, item) = http(&s.addr, "GET", "/stock/tea", &[], "");
     assert!(item.contains(r#""on_hand":4"#), "received once: {item}");
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    s.kill();
 }

@@ -7,91 +7,17 @@
 //! Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
 //! the test prints SKIPPED.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// One HTTP/1.1 request on a fresh connection; returns the status and the whole response.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (status, response)
-}
+use std::io::Write;
+use std::process::Command;
 
-/// The value of a response header (case-insensitive name).
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    response.split("\r\n\r\n").next()?.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
-struct Serve {
-    child: Child,
-    addr: String,
-    stderr: BufReader<std::process::ChildStderr>,
-}
+use common::{Serve, header, http};
 
 fn serve(url: &str, schema: &str) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--postgres",
-            url,
-            "--postgres-schema",
-            schema,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    assert!(line.contains("PostgreSQL"), "{line}");
-    Serve { child, addr, stderr }
-}
-
-impl Serve {
-    /// SIGTERM, then the exit status and what it wrote to stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "strata serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut rest = String::new();
-        self.stderr.read_to_string(&mut rest).unwrap();
-        (status, rest)
-    }
+    let s = Serve::start(&["--postgres", url, "--postgres-schema", schema], |_| {});
+    assert!(s.banner.contains("PostgreSQL"), "{}", s.banner);
+    s
 }
 
 /// Drops the test's schema when the test ends, however it ends.
