@@ -35,7 +35,7 @@ use futures::{StreamExt, try_join};
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
 use strata_store::tokio_postgres::types::ToSql;
 use strata_store::tokio_postgres::{self, AsyncMessage, NoTls, Row};
-use strata_store::{EventId, PostgresStore, StoreError};
+use strata_store::{EventId, MigrationSet, PostgresStore, StoreError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -377,71 +377,20 @@ impl PgModel {
         Ok((model, state, entries))
     }
 
-    /// Creates the tables and applies the migrations they lack, under a
-    /// transaction-scoped advisory lock, so processes that start at once
-    /// migrate one after the other.
+    /// Creates the tables and applies the migrations they lack.
     async fn migrate(&self, client: &mut Object, schema: &str) -> Result<(), ProjectionError> {
-        let q = quote_ident(schema);
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.db_error("starting the read-model migration", e))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&MIGRATION_LOCK_CLASS, &schema],
-        )
-        .await
-        .map_err(|e| self.db_error("taking the read-model migration lock", e))?;
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {q}.projection_migrations (
-                 version     integer     NOT NULL PRIMARY KEY,
-                 description text        NOT NULL,
-                 applied_at  timestamptz NOT NULL DEFAULT now()
-             );"
-        ))
-        .await
-        .map_err(|e| self.db_error("creating the read-model migrations table", e))?;
-        let applied: Vec<i32> = tx
-            .query(
-                &format!("SELECT version FROM {q}.projection_migrations ORDER BY version"),
-                &[],
-            )
-            .await
-            .map_err(|e| self.db_error("reading the read-model migrations", e))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
-        if let Some(&found) = applied.last()
-            && found > latest
-        {
-            return Err(ProjectionError::Database {
-                projection: self.name.clone(),
-                source: StoreError::IncompatibleSchema {
-                    schema: format!("{schema} (read models)"),
-                    found,
-                    supported: latest,
-                },
-            });
+        MigrationSet {
+            table: "projection_migrations",
+            label: "read models",
+            lock_class: MIGRATION_LOCK_CLASS,
+            migrations: MIGRATIONS,
         }
-        for (version, description, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            tx.batch_execute(&sql.replace("{schema}", &q))
-                .await
-                .map_err(|e| self.db_error("applying a read-model migration", e))?;
-            tx.execute(
-                &format!("INSERT INTO {q}.projection_migrations (version, description) VALUES ($1, $2)"),
-                &[version, description],
-            )
-            .await
-            .map_err(|e| self.db_error("recording a read-model migration", e))?;
-            info!(schema, version, description, "applied read-model migration");
-        }
-        tx.commit()
-            .await
-            .map_err(|e| self.db_error("committing the read-model migration", e))
+        .apply(client, schema)
+        .await
+        .map_err(|source| ProjectionError::Database {
+            projection: self.name.clone(),
+            source,
+        })
     }
 
     fn decode_state(&self, row: &Row) -> Result<State, ProjectionError> {

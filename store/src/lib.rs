@@ -53,7 +53,7 @@ pub use error::StoreError;
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{MigrationSet, PostgresOptions, PostgresStore};
 pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
 use strata_store::tokio_postgres;
-use strata_store::{PostgresStore, StoreError};
+use strata_store::{MigrationSet, PostgresStore, StoreError};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -307,64 +307,17 @@ async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<M
     }
 }
 
-/// Creates the table and applies the migrations it lacks, under a
-/// transaction-scoped advisory lock.
+/// Creates the table and applies the migrations it lacks.
 async fn migrate(client: &mut Object, schema: &str) -> Result<(), HttpError> {
-    let q = quote_ident(schema);
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| db_error("starting the idempotency migration", e))?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&MIGRATION_LOCK_CLASS, &schema],
-    )
-    .await
-    .map_err(|e| db_error("taking the idempotency migration lock", e))?;
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {q}.http_migrations (
-             version     integer     NOT NULL PRIMARY KEY,
-             description text        NOT NULL,
-             applied_at  timestamptz NOT NULL DEFAULT now()
-         );"
-    ))
-    .await
-    .map_err(|e| db_error("creating the http migrations table", e))?;
-    let applied: Vec<i32> = tx
-        .query(&format!("SELECT version FROM {q}.http_migrations"), &[])
-        .await
-        .map_err(|e| db_error("reading the http migrations", e))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
-    if let Some(&found) = applied.iter().max()
-        && found > latest
-    {
-        return Err(HttpError::Store(StoreError::IncompatibleSchema {
-            schema: format!("{schema} (http)"),
-            found,
-            supported: latest,
-        }));
+    MigrationSet {
+        table: "http_migrations",
+        label: "http",
+        lock_class: MIGRATION_LOCK_CLASS,
+        migrations: MIGRATIONS,
     }
-    for (version, description, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(&sql.replace("{schema}", &q))
-            .await
-            .map_err(|e| db_error("applying an http migration", e))?;
-        tx.execute(
-            &format!("INSERT INTO {q}.http_migrations (version, description) VALUES ($1, $2)"),
-            &[version, description],
-        )
-        .await
-        .map_err(|e| db_error("recording an http migration", e))?;
-        info!(schema, version, description, "applied http migration");
-    }
-    tx.commit()
-        .await
-        .map_err(|e| db_error("committing the http migration", e))
+    .apply(client, schema)
+    .await
+    .map_err(HttpError::Store)
 }
 
 /// Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it

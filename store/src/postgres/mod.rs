@@ -3,6 +3,8 @@
 
 mod listener;
 mod schema;
+
+pub use schema::MigrationSet;
 mod writer;
 
 use std::sync::Arc;

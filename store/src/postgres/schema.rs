@@ -41,73 +41,112 @@ INSERT INTO {schema}.head (id, position) VALUES (true, 0);
 "#,
 )];
 
-/// The newest migration this build knows.
-pub(super) const LATEST_MIGRATION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
-
 /// The first half of the advisory lock key that serialises migrations ("STRA").
 const MIGRATION_LOCK_CLASS: i32 = 0x5354_5241;
 
-/// Creates the schema and applies every migration it lacks, under a
-/// transaction-scoped advisory lock keyed by the schema name, so processes
-/// that start at once migrate one after the other and the later ones find
-/// nothing left to do.
+/// The log's migrations, as a [`MigrationSet`].
+const LOG: MigrationSet<'static> = MigrationSet {
+    table: "strata_migrations",
+    label: "",
+    lock_class: MIGRATION_LOCK_CLASS,
+    migrations: MIGRATIONS,
+};
+
+/// Creates the schema and applies every migration of the log it lacks.
 pub(super) async fn migrate(client: &mut ClientWrapper, schema: &str) -> Result<(), StoreError> {
-    validate_schema_name(schema)?;
-    let q = quote_ident(schema);
-    let key = crc32fast::hash(schema.as_bytes()) as i32;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| pg_error("starting the migration", e))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&MIGRATION_LOCK_CLASS, &key])
-        .await
-        .map_err(|e| pg_error("taking the migration lock", e))?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {q};
-         CREATE TABLE IF NOT EXISTS {q}.strata_migrations (
-             version     integer     NOT NULL PRIMARY KEY,
-             description text        NOT NULL,
-             applied_at  timestamptz NOT NULL DEFAULT now()
-         );"
-    ))
-    .await
-    .map_err(|e| pg_error("creating the schema", e))?;
-    let applied: Vec<i32> = tx
-        .query(
-            &format!("SELECT version FROM {q}.strata_migrations ORDER BY version"),
-            &[],
-        )
-        .await
-        .map_err(|e| pg_error("reading the applied migrations", e))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    if let Some(&found) = applied.last()
-        && found > LATEST_MIGRATION
-    {
-        return Err(StoreError::IncompatibleSchema {
-            schema: schema.to_string(),
-            found,
-            supported: LATEST_MIGRATION,
-        });
-    }
-    for (version, description, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(&sql.replace("{schema}", &q))
-            .await
-            .map_err(|e| pg_error(format!("applying migration {version}"), e))?;
+    LOG.apply(client, schema).await
+}
+
+/// Versioned migrations of a set of tables kept in a `PostgresStore`'s
+/// schema (the log's own, the read models', the HTTP service's records):
+/// each set records what it applied in a table of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct MigrationSet<'a> {
+    /// The table that records the applied versions (created when missing).
+    pub table: &'a str,
+    /// What the tables are, for errors and logs (`""` for the log).
+    pub label: &'a str,
+    /// The first key of the transaction-scoped advisory lock that
+    /// serialises this set's migrations (the second is the schema's hash).
+    pub lock_class: i32,
+    /// `(version, description, SQL)`, in order; `{schema}` in the SQL is
+    /// replaced by the quoted schema name. Never edit one that has
+    /// shipped: add the next.
+    pub migrations: &'a [(i32, &'a str, &'a str)],
+}
+
+impl MigrationSet<'_> {
+    /// Creates the schema and the record table when missing and applies
+    /// every migration not yet recorded, in one transaction under the
+    /// set's advisory lock, so processes that start at once migrate one
+    /// after the other and the later ones find nothing left to do. A schema
+    /// migrated by a newer strata (a version beyond the last one known
+    /// here) is refused with [`StoreError::IncompatibleSchema`].
+    pub async fn apply(&self, client: &mut ClientWrapper, schema: &str) -> Result<(), StoreError> {
+        validate_schema_name(schema)?;
+        let (q, table) = (quote_ident(schema), self.table);
+        let what = if self.label.is_empty() {
+            "strata".to_string()
+        } else {
+            format!("strata {}", self.label)
+        };
+        let step = |doing: &str, e| pg_error(format!("{doing} ({what} migrations)"), e);
+        let tx = client.transaction().await.map_err(|e| step("starting", e))?;
         tx.execute(
-            &format!("INSERT INTO {q}.strata_migrations (version, description) VALUES ($1, $2)"),
-            &[version, description],
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&self.lock_class, &schema],
         )
         .await
-        .map_err(|e| pg_error(format!("recording migration {version}"), e))?;
-        info!(schema, version, description, "applied strata migration");
+        .map_err(|e| step("taking the migration lock", e))?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {q};
+             CREATE TABLE IF NOT EXISTS {q}.{table} (
+                 version     integer     NOT NULL PRIMARY KEY,
+                 description text        NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now()
+             );"
+        ))
+        .await
+        .map_err(|e| step("creating the schema", e))?;
+        let applied: Vec<i32> = tx
+            .query(&format!("SELECT version FROM {q}.{table} ORDER BY version"), &[])
+            .await
+            .map_err(|e| step("reading the applied migrations", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let latest = self.migrations.last().map_or(0, |m| m.0);
+        if let Some(&found) = applied.last()
+            && found > latest
+        {
+            return Err(StoreError::IncompatibleSchema {
+                schema: if self.label.is_empty() {
+                    schema.to_string()
+                } else {
+                    format!("{schema} ({})", self.label)
+                },
+                found,
+                supported: latest,
+            });
+        }
+        for (version, description, sql) in self.migrations {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(&sql.replace("{schema}", &q))
+                .await
+                .map_err(|e| step(&format!("applying migration {version}"), e))?;
+            tx.execute(
+                &format!("INSERT INTO {q}.{table} (version, description) VALUES ($1, $2)"),
+                &[version, description],
+            )
+            .await
+            .map_err(|e| step(&format!("recording migration {version}"), e))?;
+            info!(schema, set = %what, version, description, "applied migration");
+        }
+        tx.commit().await.map_err(|e| step("committing", e))?;
+        Ok(())
     }
-    tx.commit().await.map_err(|e| pg_error("committing the migration", e))?;
-    Ok(())
 }
 
 /// `name` as a quoted SQL identifier.
