@@ -27,7 +27,7 @@ mod stock;
 
 pub use error::ProjectionError;
 pub use handle::Projections;
-pub use model::{Entry, ModelStore, RunState, WriteSet};
+pub use model::{Entry, ModelReader, ModelStore, RunState, WriteSet};
 pub use orders::{ORDER_SUMMARY, OrderSummaries, OrderSummary, OrderSummaryProjection};
 pub use projection::Projection;
 pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild, rebuild_all};
