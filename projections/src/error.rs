@@ -187,6 +187,18 @@ pub enum ProjectionError {
         expected: u64,
     },
 
+    /// A paging cursor (the `after` of a page) that does not have the form
+    /// the read model's pages use.
+    ///
+    /// Handling: pass the `next` of the previous page unchanged (HTTP 400).
+    #[error("invalid cursor {cursor:?}: expected {expected}")]
+    InvalidCursor {
+        /// The cursor given.
+        cursor: String,
+        /// The form it should have.
+        expected: &'static str,
+    },
+
     /// The log delivered an event out of order (a gap or a repeat). The
     /// store's contract rules this out; the runner stops rather than apply it.
     ///

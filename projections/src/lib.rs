@@ -28,8 +28,11 @@ mod stock;
 pub use error::ProjectionError;
 pub use handle::Projections;
 pub use model::{Entry, ModelReader, ModelStore, RunState, WriteSet};
-pub use orders::{ORDER_SUMMARY, OrderSummaries, OrderSummary, OrderSummaryProjection};
+pub use orders::{
+    CUSTOMER_STATUS_SCAN_FACTOR, ORDER_SUMMARY, OrderFilter, OrderPage, OrderSummaries, OrderSummary,
+    OrderSummaryProjection,
+};
 pub use projection::Projection;
 pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild, rebuild_all};
 pub use runner::{ProjectionRunner, RunnerOptions};
-pub use stock::{STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection};
+pub use stock::{LowStockCursor, STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection, StockPage};
