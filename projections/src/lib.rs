@@ -11,7 +11,10 @@
 //! fresh generation and swaps it in whole.
 //!
 //! Two read models ship: the order summary ([`OrderSummaries`]) and stock
-//! levels ([`StockLevels`]); [`Projections`] runs both over one store.
+//! levels ([`StockLevels`]), read whole or a bounded page at a time
+//! through their indexes; [`Projections`] runs both over one store. A
+//! projection that changes what it stores raises its
+//! [`Projection::model_version`], and models written before are rebuilt.
 //! See `docs/projections.md` for the decisions behind it.
 
 mod error;
