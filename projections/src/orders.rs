@@ -357,12 +357,13 @@ impl OrderSummaries {
     /// the cursor of the next page and the counts per status, all read
     /// from one generation of the model.
     ///
-    /// Each filter reads one ordered key range and stops after `limit` + 1
-    /// keys, however large the model:
+    /// Each filter reads one ordered key range, from just after `after`,
+    /// however large the model:
     ///
-    /// - no filter: the orders themselves;
-    /// - `status`: the status index, then each order it names;
-    /// - `customer`: the customer index, then each order it names;
+    /// - no filter: the orders themselves, at most `limit` + 1;
+    /// - `status`: the status index, at most `limit` + 1 keys, and each
+    ///   order they name;
+    /// - `customer`: the customer index, the same way;
     /// - `customer` and `status`: the customer index, keeping the orders
     ///   in `status`. Such a page examines at most
     ///   [`CUSTOMER_STATUS_SCAN_FACTOR`] × `limit` of the customer's
@@ -413,7 +414,7 @@ impl OrderSummaries {
         let next = 'walk: loop {
             // Read no more keys than could still go on the page, plus the
             // one that says whether another page follows.
-            let want = (budget - examined).min(limit - orders.len()) + 1;
+            let want = (budget - examined).min(limit - orders.len()).saturating_add(1);
             let chunk = reader.range_limit(&from, end.as_deref(), want)?;
             for (key, value) in &chunk {
                 if orders.len() == limit || examined == budget {

@@ -320,7 +320,7 @@ impl StockLevels {
             }
             None => vec![SKU],
         };
-        let mut entries = reader.range_limit(&from, Some(&[SKU + 1]), limit + 1)?;
+        let mut entries = reader.range_limit(&from, Some(&[SKU + 1]), limit.saturating_add(1))?;
         let more = entries.len() > limit;
         entries.truncate(limit);
         let items = entries
@@ -362,7 +362,7 @@ impl StockLevels {
             }
             None => vec![AVAILABLE],
         };
-        let mut entries = reader.range_limit(&from, Some(&low_stock_end(threshold)), limit + 1)?;
+        let mut entries = reader.range_limit(&from, Some(&low_stock_end(threshold)), limit.saturating_add(1))?;
         let more = entries.len() > limit;
         entries.truncate(limit);
         let mut items = Vec::with_capacity(entries.len());

@@ -202,6 +202,16 @@ async fn pages_cover_every_order_once_in_id_order() {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);
+        // The extremes of limit: 0 is taken as 1, usize::MAX as everything.
+        let orders = projections.orders();
+        let everything = orders.page(&OrderFilter::default(), None, usize::MAX).unwrap();
+        assert_eq!((everything.orders, everything.next), (orders.all().unwrap(), None));
+        assert_eq!(orders.page(&OrderFilter::default(), None, 0).unwrap().orders.len(), 1);
+        let stock = projections.stock();
+        let everything = stock.page(None, usize::MAX).unwrap();
+        assert_eq!((everything.items, everything.next), (stock.all().unwrap(), None));
+        let low = stock.low_stock_page(i64::MAX, None, usize::MAX).unwrap();
+        assert_eq!((low.items, low.next), (stock.low_stock(i64::MAX).unwrap(), None));
         projections.stop().await.unwrap();
     }
 }
