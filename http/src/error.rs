@@ -542,7 +542,13 @@ pub(crate) fn from_store(e: StoreError) -> HttpError {
 pub(crate) fn from_projection(e: ProjectionError) -> HttpError {
     match e {
         ProjectionError::Timeout { position, applied, .. } => HttpError::ReadModelLagging { position, applied },
+        ProjectionError::InvalidCursor { cursor, expected } => HttpError::InvalidParameter {
+            reason: format!("after {cursor:?} is not a cursor of this view: expected {expected}"),
+        },
+        // A read model stored by an older version of its projection lacks
+        // what this one reads; `Projections::start` rebuilds it.
         ProjectionError::NotRunning { .. }
+        | ProjectionError::ModelVersionMismatch { .. }
         | ProjectionError::Store { .. }
         | ProjectionError::Database {
             source: StoreError::Unavailable { .. },
@@ -668,5 +674,16 @@ mod tests {
             detail: "d".into(),
         });
         assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let outdated = from_projection(ProjectionError::ModelVersionMismatch {
+            projection: "p".into(),
+            stored: 0,
+            expected: 1,
+        });
+        assert_eq!(outdated.problem_type(), ProblemType::ServiceUnavailable);
+        let cursor = from_projection(ProjectionError::InvalidCursor {
+            cursor: "x".into(),
+            expected: "y",
+        });
+        assert_eq!(cursor.problem_type(), ProblemType::InvalidParameter);
     }
 }

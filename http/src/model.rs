@@ -411,15 +411,21 @@ impl From<&OrderSummary> for OrderSummaryView {
     }
 }
 
-/// `GET /views/orders`.
+/// `GET /views/orders`: one page.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrdersView {
     /// The position the read model had applied when read (also `Strata-Position`).
     pub position: u64,
-    /// The orders, by id.
+    /// The orders of this page, by id.
     pub orders: Vec<OrderSummaryView>,
-    /// Orders per status, over all orders.
+    /// Orders per status, over all orders (not only this page's or the filter's).
     pub counts: BTreeMap<String, u64>,
+    /// The `after` of the next page (the last order id this page looked
+    /// at); absent on the last page. With both `customer` and `status` a
+    /// page may hold fewer than `limit` orders, even none, and still have
+    /// a `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One item of the stock levels read model.
@@ -455,13 +461,18 @@ impl From<&StockLevel> for StockLevelView {
     }
 }
 
-/// `GET /views/stock`.
+/// `GET /views/stock`: one page.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct StockLevelsView {
     /// The position the read model had applied when read (also `Strata-Position`).
     pub position: u64,
-    /// The items, by SKU (with `low`: those at or below it, fewest available first).
+    /// The items of this page, by SKU (with `low`: those at or below it,
+    /// fewest available first, then by SKU).
     pub items: Vec<StockLevelView>,
+    /// The `after` of the next page: the last SKU of this page, or with
+    /// `low` `<available>:<sku>` of its last item; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `GET /healthz`.

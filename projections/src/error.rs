@@ -165,6 +165,40 @@ pub enum ProjectionError {
         found: Option<EventId>,
     },
 
+    /// The read model was written by another version of its projection
+    /// (see [`Projection::model_version`](crate::Projection::model_version)):
+    /// its keys are not the ones this projection writes and reads (an
+    /// index may be missing), so following the log into it, or answering a
+    /// query that needs what it lacks, would give wrong answers. `stored`
+    /// is 0 for a model written before strata recorded versions.
+    ///
+    /// Handling: rebuild the read model (`rebuild`);
+    /// [`Projections::start`](crate::Projections::start) rebuilds such
+    /// models before it starts their runners (HTTP 503 until then).
+    #[error(
+        "read model {projection} was written by model version {stored}, this projection is version {expected}; rebuild the read model"
+    )]
+    ModelVersionMismatch {
+        /// The projection's name.
+        projection: String,
+        /// The model version recorded with the read model.
+        stored: u64,
+        /// The model version of the projection (or reader) that refused it.
+        expected: u64,
+    },
+
+    /// A paging cursor (the `after` of a page) that does not have the form
+    /// the read model's pages use.
+    ///
+    /// Handling: pass the `next` of the previous page unchanged (HTTP 400).
+    #[error("invalid cursor {cursor:?}: expected {expected}")]
+    InvalidCursor {
+        /// The cursor given.
+        cursor: String,
+        /// The form it should have.
+        expected: &'static str,
+    },
+
     /// The log delivered an event out of order (a gap or a repeat). The
     /// store's contract rules this out; the runner stops rather than apply it.
     ///

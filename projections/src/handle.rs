@@ -6,6 +6,7 @@ use std::time::Duration;
 use strata_store::{EventStore, SledStore};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::error::ProjectionError;
 use crate::model::ModelStore;
@@ -128,6 +129,12 @@ impl Projections {
 
     /// Starts both runners in the background (inside a tokio runtime). If
     /// the second cannot start, the first is stopped again.
+    ///
+    /// A read model written by another [model version](Projection::model_version)
+    /// of its projection (e.g. an order summary stored before it kept its
+    /// status index) is rebuilt first, in one pass for those that need it,
+    /// before `start` returns: on a large log that takes a while (it is
+    /// logged), once.
     pub async fn start(&self) -> Result<(), ProjectionError> {
         let mut runners = self.runners.lock().await;
         if let Some(running) = runners.iter().find(|r| r.is_running()) {
@@ -136,6 +143,7 @@ impl Projections {
             });
         }
         runners.clear();
+        self.rebuild_other_versions().await?;
         for (model, projection) in self.parts() {
             match ProjectionRunner::start(self.store.clone(), model, projection, self.options).await {
                 Ok(runner) => runners.push(runner),
@@ -146,6 +154,50 @@ impl Projections {
                     return Err(e);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the read models that hold events applied by another model
+    /// version of their projection than the one this code has.
+    async fn rebuild_other_versions(&self) -> Result<(), ProjectionError> {
+        let parts = self.parts();
+        let mut targets: Vec<(&ModelStore, &dyn Projection)> = Vec::new();
+        for (model, projection) in &parts {
+            match model.check_model_version(projection.model_version()) {
+                Ok(()) => {}
+                Err(ProjectionError::ModelVersionMismatch { stored, expected, .. }) => {
+                    warn!(
+                        projection = model.name(),
+                        stored,
+                        expected,
+                        checkpoint = model.checkpoint(),
+                        "read model written by another version of its projection; rebuilding it before starting"
+                    );
+                    targets.push((model, &**projection));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut last_logged = Instant::now();
+        let reports = rebuild_all(&*self.store, &targets, RebuildOptions::default(), |p| {
+            if last_logged.elapsed() >= Duration::from_secs(5) {
+                last_logged = Instant::now();
+                info!(done = p.done, total = p.total, "rebuilding read models");
+            }
+        })
+        .await?;
+        for ((model, projection), report) in targets.iter().zip(reports) {
+            info!(
+                projection = model.name(),
+                model_version = projection.model_version(),
+                events = report.events,
+                elapsed = ?report.elapsed,
+                "read model rebuilt under its projection's model version"
+            );
         }
         Ok(())
     }

@@ -11,7 +11,10 @@
 //! fresh generation and swaps it in whole.
 //!
 //! Two read models ship: the order summary ([`OrderSummaries`]) and stock
-//! levels ([`StockLevels`]); [`Projections`] runs both over one store.
+//! levels ([`StockLevels`]), read whole or a bounded page at a time
+//! through their indexes; [`Projections`] runs both over one store. A
+//! projection that changes what it stores raises its
+//! [`Projection::model_version`], and models written before are rebuilt.
 //! See `docs/projections.md` for the decisions behind it.
 
 mod error;
@@ -27,9 +30,12 @@ mod stock;
 
 pub use error::ProjectionError;
 pub use handle::Projections;
-pub use model::{Entry, ModelStore, RunState, WriteSet};
-pub use orders::{ORDER_SUMMARY, OrderSummaries, OrderSummary, OrderSummaryProjection};
+pub use model::{Entry, ModelReader, ModelStore, RunState, WriteSet};
+pub use orders::{
+    CUSTOMER_STATUS_SCAN_FACTOR, ORDER_SUMMARY, OrderFilter, OrderPage, OrderSummaries, OrderSummary,
+    OrderSummaryProjection,
+};
 pub use projection::Projection;
 pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild, rebuild_all};
 pub use runner::{ProjectionRunner, RunnerOptions};
-pub use stock::{STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection};
+pub use stock::{LowStockCursor, STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection, StockPage};

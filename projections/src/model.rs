@@ -10,11 +10,15 @@
 //! |                               | `building`     | a generation being rebuilt (u64 BE) |
 //! | `projection.<name>.gen.<id>`  | `c`            | the checkpoint (u64 BE)             |
 //! |                               | `e`            | the id of the event at `c` (16 B)   |
+//! |                               | `v`            | the model version that wrote it (u64 BE) |
 //! |                               | `m` + key      | the read model's own keys           |
 //!
 //! A batch of events is committed as one sled `Batch` on the generation's
 //! tree holding the read model's changes and the new checkpoint, so the two
-//! can never disagree, whatever moment the process dies at.
+//! can never disagree, whatever moment the process dies at. The batch also
+//! records the [model version](crate::Projection::model_version) of the
+//! projection that applied it, so a model written by a projection whose
+//! keys differ (one without an index this one reads) is noticed.
 //!
 //! # In PostgreSQL (feature `postgres`)
 //!
@@ -48,6 +52,8 @@ use crate::postgres::{Announcement, Changes, LiveCommit, PgModel, Rebuilding};
 const CHECKPOINT_KEY: &[u8] = b"c";
 /// The key of the id of the event at the checkpoint's position.
 const CHECKPOINT_EVENT_KEY: &[u8] = b"e";
+/// The key of the model version of the projection that wrote the generation.
+const MODEL_VERSION_KEY: &[u8] = b"v";
 /// The prefix of every read-model key in a generation.
 const DATA: u8 = b'm';
 const META_CURRENT: &[u8] = b"current";
@@ -75,7 +81,11 @@ fn decode_u64(projection: &str, key: &[u8], value: &[u8]) -> Result<u64, Project
         })
 }
 
-fn decode_value<T: DeserializeOwned>(projection: &str, key: &[u8], bytes: &[u8]) -> Result<T, ProjectionError> {
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    projection: &str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, ProjectionError> {
     from_bincode(bytes, String::new).map_err(|e| ProjectionError::Corrupt {
         projection: projection.to_string(),
         key: String::from_utf8_lossy(key).into_owned(),
@@ -94,15 +104,16 @@ fn encode_value<T: Serialize>(projection: &str, key: &[u8], value: &T) -> Result
     })
 }
 
-/// Records the checkpoint (and the id of the event there) in a generation
-/// kept in memory, as a commit does.
+/// Records the checkpoint (and the id of the event there, and the model
+/// version that wrote it) in a generation kept in memory, as a commit does.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-fn set_checkpoint_keys(map: &mut Map, position: u64, event_id: Option<EventId>) {
+fn set_checkpoint_keys(map: &mut Map, position: u64, event_id: Option<EventId>, model_version: u64) {
     map.insert(CHECKPOINT_KEY.to_vec(), position.to_be_bytes().to_vec());
     match event_id {
         Some(id) => map.insert(CHECKPOINT_EVENT_KEY.to_vec(), id.as_bytes().to_vec()),
         None => map.remove(CHECKPOINT_EVENT_KEY),
     };
+    map.insert(MODEL_VERSION_KEY.to_vec(), model_version.to_be_bytes().to_vec());
 }
 
 /// Follows the commits of other processes into a PostgreSQL model's
@@ -150,7 +161,7 @@ async fn follow_commits(
 }
 
 /// The upper bound of the keys starting with `prefix`, if there is one.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {
@@ -204,16 +215,24 @@ impl Generation {
         }
     }
 
-    /// Read-model entries with keys in `[from, to)` (full keys, with the data prefix).
-    fn range_raw(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<Entry>, sled::Error> {
+    /// The first `limit` read-model entries with keys in `[from, to)` (full
+    /// keys, with the data prefix), in key order: no more than `limit` are
+    /// read. An empty range (`from >= to`) reads nothing.
+    fn range_raw(&self, from: Vec<u8>, to: Option<Vec<u8>>, limit: usize) -> Result<Vec<Entry>, sled::Error> {
+        if to.as_ref().is_some_and(|to| from >= *to) {
+            // BTreeMap::range panics on a range that ends before it starts.
+            return Ok(Vec::new());
+        }
         let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
         match self {
             Generation::Sled { tree, .. } => tree
                 .range::<Vec<u8>, _>((Bound::Included(from), upper))
+                .take(limit)
                 .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
                 .collect(),
             Generation::Memory { map, .. } => Ok(Self::read_map(map)
                 .range::<Vec<u8>, _>((Bound::Included(from), upper))
+                .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()),
         }
@@ -225,6 +244,19 @@ impl Generation {
             .map_err(|e| ProjectionError::storage(projection, e))?
         {
             Some(v) => decode_u64(projection, CHECKPOINT_KEY, &v),
+            None => Ok(0),
+        }
+    }
+
+    /// The model version of the projection that last committed to this
+    /// generation (0 when none was recorded: before the first commit, or
+    /// written by a version of strata that did not record it).
+    fn model_version(&self, projection: &str) -> Result<u64, ProjectionError> {
+        match self
+            .get_raw(MODEL_VERSION_KEY)
+            .map_err(|e| ProjectionError::storage(projection, e))?
+        {
+            Some(v) => decode_u64(projection, MODEL_VERSION_KEY, &v),
             None => Ok(0),
         }
     }
@@ -247,9 +279,14 @@ impl Generation {
         }
     }
 
-    /// Writes `staged`, the checkpoint and the id of the event at the
-    /// checkpoint in one atomic step.
-    fn commit(&self, staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>, at: Checkpoint) -> Result<(), sled::Error> {
+    /// Writes `staged`, the checkpoint, the id of the event at the
+    /// checkpoint and the model version in one atomic step.
+    fn commit(
+        &self,
+        staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        at: Checkpoint,
+        model_version: u64,
+    ) -> Result<(), sled::Error> {
         match self {
             Generation::Sled { tree, .. } => {
                 let mut batch = sled::Batch::default();
@@ -262,6 +299,7 @@ impl Generation {
                 }
                 batch.insert(CHECKPOINT_KEY, &at.position.to_be_bytes());
                 batch.insert(CHECKPOINT_EVENT_KEY, at.event_id.as_bytes());
+                batch.insert(MODEL_VERSION_KEY, &model_version.to_be_bytes());
                 tree.apply_batch(batch)
             }
             Generation::Memory { map, .. } => {
@@ -275,6 +313,7 @@ impl Generation {
                 }
                 map.insert(CHECKPOINT_KEY.to_vec(), at.position.to_be_bytes().to_vec());
                 map.insert(CHECKPOINT_EVENT_KEY.to_vec(), at.event_id.as_bytes().to_vec());
+                map.insert(MODEL_VERSION_KEY.to_vec(), model_version.to_be_bytes().to_vec());
                 Ok(())
             }
         }
@@ -383,6 +422,80 @@ impl std::fmt::Debug for ModelStore {
     }
 }
 
+/// Reads of one generation of a read model, from [`ModelStore::reader`].
+///
+/// Every read sees the generation that was current when the reader was
+/// taken, so an answer built from several reads (an index, then the values
+/// it names) never mixes the model before a rebuild with the model after
+/// it. It is not a snapshot: the live runner's commits to that generation
+/// show between two reads (each commit whole). Cheap to clone.
+#[derive(Clone)]
+pub struct ModelReader {
+    name: String,
+    generation: Arc<Generation>,
+}
+
+impl std::fmt::Debug for ModelReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelReader")
+            .field("name", &self.name)
+            .field("generation", &self.generation.id())
+            .finish()
+    }
+}
+
+impl ModelReader {
+    /// The id of the generation this reader reads.
+    pub fn generation(&self) -> u64 {
+        self.generation.id()
+    }
+
+    /// The generation's checkpoint as stored now: the position of the last
+    /// event applied to it (0 before any).
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        self.generation.checkpoint(&self.name)
+    }
+
+    /// The model version of the projection that last committed to the
+    /// generation (0 when none was recorded); see
+    /// [`ModelStore::model_version`].
+    pub fn model_version(&self) -> Result<u64, ProjectionError> {
+        self.generation.model_version(&self.name)
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
+        self.generation
+            .get_raw(&data_key(key))
+            .map_err(|e| ProjectionError::storage(&self.name, e))
+    }
+
+    /// The value under `key`, decoded (as written by [`WriteSet::put_value`]).
+    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
+        self.get(key)?.map(|v| decode_value(&self.name, key, &v)).transpose()
+    }
+
+    /// The first `limit` entries with a key in `from..to` (`to` exclusive;
+    /// `None` runs to the end), in key order; no more than `limit` are read.
+    /// A range that ends before it starts is empty.
+    pub fn range_limit(&self, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, ProjectionError> {
+        self.scan(data_key(from), Some(to.map_or_else(|| vec![DATA + 1], data_key)), limit)
+    }
+
+    /// The first `limit` entries with a key in `[from, to)` (full keys),
+    /// with the data prefix taken off.
+    fn scan(&self, from: Vec<u8>, to: Option<Vec<u8>>, limit: usize) -> Result<Vec<Entry>, ProjectionError> {
+        let mut entries = self
+            .generation
+            .range_raw(from, to, limit)
+            .map_err(|e| ProjectionError::storage(&self.name, e))?;
+        for (k, _) in &mut entries {
+            k.remove(0);
+        }
+        Ok(entries)
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), ProjectionError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -477,7 +590,7 @@ impl ModelStore {
         validate_name(name)?;
         let (pg, state, entries) = PgModel::open(store, name).await?;
         let mut map: Map = entries.into_iter().map(|(k, v)| (data_key(&k), v)).collect();
-        set_checkpoint_keys(&mut map, state.checkpoint, state.event_id);
+        set_checkpoint_keys(&mut map, state.checkpoint, state.event_id, state.model_version);
         let generation = Generation::Memory {
             id: state.generation,
             map: Arc::new(RwLock::new(map)),
@@ -535,16 +648,36 @@ impl ModelStore {
         self.current().id()
     }
 
+    /// The model version of the projection that wrote the model readers
+    /// see (see [`Projection::model_version`](crate::Projection::model_version)):
+    /// 0 when none was recorded (no commit yet, or a model written before
+    /// strata recorded it).
+    pub fn model_version(&self) -> Result<u64, ProjectionError> {
+        self.reader().model_version()
+    }
+
+    /// A reader of the generation readers see now: every read through it
+    /// sees that generation, even after a rebuild swapped in another one,
+    /// so the reads that make up one answer (an index, then the values it
+    /// names) never mix two generations. The live runner's commits to that
+    /// generation do show between two reads. Hold it for one answer, not
+    /// longer: a swapped-out generation is removed only once no reader
+    /// holds it.
+    pub fn reader(&self) -> ModelReader {
+        ModelReader {
+            name: self.inner.name.clone(),
+            generation: self.current(),
+        }
+    }
+
     /// The value stored under `key` in the model readers see.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
-        self.current()
-            .get_raw(&data_key(key))
-            .map_err(|e| ProjectionError::storage(self.name(), e))
+        self.reader().get(key)
     }
 
     /// The value under `key`, decoded (as written by [`WriteSet::put_value`]).
     pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
-        self.get(key)?.map(|v| decode_value(self.name(), key, &v)).transpose()
+        self.reader().get_value(key)
     }
 
     /// Every entry whose key starts with `prefix`, in key order, from one
@@ -552,7 +685,7 @@ impl ModelStore {
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, ProjectionError> {
         let from = data_key(prefix);
         let to = prefix_end(&from);
-        self.scan(from, to)
+        self.reader().scan(from, to, usize::MAX)
     }
 
     /// Every entry whose key starts with `prefix`, decoded (as written by
@@ -567,24 +700,22 @@ impl ModelStore {
     /// Every entry with a key in `from..to` (`to` exclusive; `None` runs to
     /// the end), in key order, from one generation.
     pub fn range(&self, from: &[u8], to: Option<&[u8]>) -> Result<Vec<Entry>, ProjectionError> {
-        self.scan(data_key(from), Some(to.map_or_else(|| vec![DATA + 1], data_key)))
+        self.range_limit(from, to, usize::MAX)
+    }
+
+    /// The first `limit` entries with a key in `from..to` (`to` exclusive;
+    /// `None` runs to the end), in key order, from one generation. Reads no
+    /// more than `limit` entries of the model, however many the range
+    /// holds: what a page of a large model needs (ask for one more than
+    /// the page to learn whether another follows).
+    pub fn range_limit(&self, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, ProjectionError> {
+        self.reader().range_limit(from, to, limit)
     }
 
     /// Every entry of the model readers see, in key order (for tests and
     /// tools that compare two models).
     pub fn entries(&self) -> Result<Vec<Entry>, ProjectionError> {
-        self.scan(vec![DATA], Some(vec![DATA + 1]))
-    }
-
-    fn scan(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<Entry>, ProjectionError> {
-        let mut entries = self
-            .current()
-            .range_raw(from, to)
-            .map_err(|e| ProjectionError::storage(self.name(), e))?;
-        for (k, _) in &mut entries {
-            k.remove(0);
-        }
-        Ok(entries)
+        self.reader().scan(vec![DATA], Some(vec![DATA + 1]), usize::MAX)
     }
 
     fn current(&self) -> Arc<Generation> {
@@ -695,15 +826,37 @@ impl ModelStore {
         ))
     }
 
+    /// Errors with [`ProjectionError::ModelVersionMismatch`] when the model
+    /// readers see holds events (its checkpoint is above 0) applied by a
+    /// projection of another model version than `expected`. An empty model
+    /// fits every version: its first commit records the runner's.
+    pub(crate) fn check_model_version(&self, expected: u64) -> Result<(), ProjectionError> {
+        let reader = self.reader();
+        if reader.checkpoint()? == 0 {
+            return Ok(());
+        }
+        let stored = reader.model_version()?;
+        if stored == expected {
+            Ok(())
+        } else {
+            Err(ProjectionError::ModelVersionMismatch {
+                projection: self.inner.name.clone(),
+                stored,
+                expected,
+            })
+        }
+    }
+
     /// A fresh write set over generation `generation`, if it is still the
     /// current one (`None` once a rebuild swapped in another), for a batch
-    /// staged on checkpoint `base` (the position before its first event).
-    /// On PostgreSQL the commit is fenced on `base`: a batch staged before
-    /// another writer's commit can never land after it.
-    pub(crate) fn write_set_on(&self, generation: u64, base: u64) -> Option<WriteSet> {
+    /// staged on checkpoint `base` (the position before its first event) by
+    /// a projection of `model_version`. On PostgreSQL the commit is fenced
+    /// on `base`: a batch staged before another writer's commit can never
+    /// land after it.
+    pub(crate) fn write_set_on(&self, generation: u64, base: u64, model_version: u64) -> Option<WriteSet> {
         let current = self.current();
         (current.id() == generation).then(|| {
-            let mut ws = WriteSet::new(current, self.inner.name.clone());
+            let mut ws = WriteSet::new(current, self.inner.name.clone(), model_version);
             ws.base = Some(base);
             ws
         })
@@ -724,7 +877,10 @@ impl ModelStore {
                 Some(base) => base,
                 None => ws.generation.checkpoint(&self.inner.name)?,
             };
-            match pg.commit_live(ws.generation.id(), from, at, &ws.staged).await? {
+            match pg
+                .commit_live(ws.generation.id(), from, at, ws.model_version, &ws.staged)
+                .await?
+            {
                 LiveCommit::Done => {}
                 LiveCommit::Fenced => {
                     // Learn what is committed (another generation), then
@@ -738,7 +894,7 @@ impl ModelStore {
             }
         }
         ws.generation
-            .commit(ws.staged, at)
+            .commit(ws.staged, at, ws.model_version)
             .map_err(|e| ProjectionError::storage(&self.inner.name, e))?;
         self.inner.applied.send_replace(at.position);
         self.reap();
@@ -773,13 +929,13 @@ impl ModelStore {
                             None => map.remove(&data_key(&k)),
                         };
                     }
-                    set_checkpoint_keys(&mut map, state.checkpoint, state.event_id);
+                    set_checkpoint_keys(&mut map, state.checkpoint, state.event_id, state.model_version);
                     drop(map);
                     self.inner.applied.send_replace(state.checkpoint);
                 }
                 Changes::Full { state, entries } => {
                     let mut fresh: Map = entries.into_iter().map(|(k, v)| (data_key(&k), v)).collect();
-                    set_checkpoint_keys(&mut fresh, state.checkpoint, state.event_id);
+                    set_checkpoint_keys(&mut fresh, state.checkpoint, state.event_id, state.model_version);
                     if state.generation == current.id() {
                         // Too far behind for changes: the same generation, reloaded.
                         let Generation::Memory { map, .. } = &*current else {
@@ -965,10 +1121,12 @@ pub(crate) struct Building {
 }
 
 impl Building {
-    pub(crate) fn write_set(&self) -> WriteSet {
+    /// A write set for a projection of `model_version`.
+    pub(crate) fn write_set(&self, model_version: u64) -> WriteSet {
         WriteSet::new(
             self.generation.clone().expect("present until swapped"),
             self.model.inner.name.clone(),
+            model_version,
         )
     }
 
@@ -982,10 +1140,10 @@ impl Building {
         #[cfg(feature = "postgres")]
         if let Some(pg) = &self.pg {
             let from = ws.generation.checkpoint(&self.model.inner.name)?;
-            pg.commit(from, at, &ws.staged).await?;
+            pg.commit(from, at, ws.model_version, &ws.staged).await?;
         }
         ws.generation
-            .commit(ws.staged, at)
+            .commit(ws.staged, at, ws.model_version)
             .map_err(|e| ProjectionError::storage(&self.model.inner.name, e))
     }
 
@@ -1124,6 +1282,9 @@ impl Drop for Building {
 pub struct WriteSet {
     generation: Arc<Generation>,
     projection: String,
+    /// The model version of the projection applying the batch, recorded
+    /// with the checkpoint.
+    model_version: u64,
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The checkpoint the batch was staged on, when the runner knows it.
     base: Option<u64>,
@@ -1140,10 +1301,11 @@ impl std::fmt::Debug for WriteSet {
 }
 
 impl WriteSet {
-    fn new(generation: Arc<Generation>, projection: String) -> WriteSet {
+    fn new(generation: Arc<Generation>, projection: String, model_version: u64) -> WriteSet {
         WriteSet {
             generation,
             projection,
+            model_version,
             staged: BTreeMap::new(),
             base: None,
         }
@@ -1229,7 +1391,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let model = ModelStore::open_in_db(&db, "t").unwrap();
-        let mut ws = model.write_set_on(model.generation(), model.checkpoint()).unwrap();
+        let mut ws = model.write_set_on(model.generation(), model.checkpoint(), 3).unwrap();
         ws.put(b"k".to_vec(), b"v".to_vec());
         assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(
@@ -1256,15 +1418,16 @@ mod tests {
         let model = ModelStore::open_in_db(&db, "t").unwrap();
         assert_eq!(model.checkpoint(), 7);
         assert_eq!(model.stored_checkpoint().unwrap(), (7, Some(id)));
+        assert_eq!(model.model_version().unwrap(), 3, "recorded with the checkpoint");
         assert_eq!(model.entries().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
     }
 
     #[tokio::test]
     async fn a_write_set_of_a_replaced_generation_is_refused() {
         let model = ModelStore::memory("t").unwrap();
-        let stale = model.write_set_on(model.generation(), model.checkpoint()).unwrap();
+        let stale = model.write_set_on(model.generation(), model.checkpoint(), 0).unwrap();
         let mut building = model.begin_generation().await.unwrap();
-        let mut ws = building.write_set();
+        let mut ws = building.write_set(0);
         ws.put(b"new".to_vec(), b"1".to_vec());
         let at = |position| Checkpoint {
             position,
@@ -1294,6 +1457,102 @@ mod tests {
         let model = ModelStore::open_in_db(&db, "t").unwrap();
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()));
         assert_eq!(model.generation(), 1);
+    }
+
+    /// Commits `entries` (key, value) to the current generation at `position`.
+    async fn put_all(model: &ModelStore, entries: &[(&[u8], &[u8])], position: u64) {
+        let mut ws = model.write_set_on(model.generation(), model.checkpoint(), 0).unwrap();
+        for (k, v) in entries {
+            ws.put(k.to_vec(), v.to_vec());
+        }
+        let at = Checkpoint {
+            position,
+            event_id: EventId::new(),
+        };
+        assert_eq!(model.commit(ws, at).await.unwrap(), Commit::Done);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_range_reads_at_most_its_limit_on_sled_and_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        for model in [
+            ModelStore::open_in_db(&db, "t").unwrap(),
+            ModelStore::memory("t").unwrap(),
+        ] {
+            put_all(&model, &[(b"a1", b"1"), (b"a2", b"2"), (b"a3", b"3"), (b"b1", b"4")], 1).await;
+            let keys = |entries: Vec<Entry>| entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+            assert_eq!(
+                keys(model.range_limit(b"a", Some(b"b"), 2).unwrap()),
+                [b"a1".to_vec(), b"a2".to_vec()]
+            );
+            assert_eq!(keys(model.range_limit(b"a2", None, 10).unwrap()).len(), 3, "to the end");
+            assert_eq!(model.range_limit(b"a", Some(b"b"), 0).unwrap(), vec![]);
+            assert_eq!(
+                model.range_limit(b"b", Some(b"a"), 5).unwrap(),
+                vec![],
+                "a range that ends before it starts is empty, not a panic"
+            );
+            assert_eq!(
+                model.range(b"a", Some(b"b")).unwrap(),
+                model.range_limit(b"a", Some(b"b"), usize::MAX).unwrap()
+            );
+            // The checkpoint and the model version are not model entries.
+            assert_eq!(keys(model.range_limit(b"", None, 100).unwrap()).len(), 4);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_keeps_reading_its_generation_after_a_swap() {
+        let model = ModelStore::memory("t").unwrap();
+        put_all(&model, &[(b"k", b"old")], 1).await;
+        let reader = model.reader();
+        let mut building = model.begin_generation().await.unwrap();
+        let mut ws = building.write_set(2);
+        ws.put(b"k".to_vec(), b"new".to_vec());
+        let at = Checkpoint {
+            position: 1,
+            event_id: EventId::new(),
+        };
+        building.commit(ws, at).await.unwrap();
+        {
+            let _lock = model.lock_commits().await;
+            assert_eq!(Building::swap_in_all(vec![&mut building], 1).await.unwrap(), None);
+        }
+        assert_eq!(model.get(b"k").unwrap(), Some(b"new".to_vec()));
+        assert_eq!(model.model_version().unwrap(), 2);
+        assert_eq!(reader.get(b"k").unwrap(), Some(b"old".to_vec()), "still its generation");
+        assert_eq!(reader.model_version().unwrap(), 0);
+        assert_eq!(reader.checkpoint().unwrap(), 1);
+        assert_ne!(reader.generation(), model.generation());
+    }
+
+    /// A generation as strata wrote it before it recorded model versions:
+    /// checkpoint and entries, no `v`. It reads as version 0, which only a
+    /// projection of version 0 may follow; an empty model fits any.
+    #[test]
+    fn a_model_without_a_recorded_version_is_version_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let empty = ModelStore::open_in_db(&db, "empty").unwrap();
+        assert_eq!(empty.model_version().unwrap(), 0);
+        assert!(empty.check_model_version(7).is_ok(), "nothing applied yet");
+        let meta = db.open_tree("projection.t.meta").unwrap();
+        meta.insert(META_CURRENT, &1u64.to_be_bytes()).unwrap();
+        let tree = db.open_tree("projection.t.gen.1").unwrap();
+        tree.insert(CHECKPOINT_KEY, &5u64.to_be_bytes()).unwrap();
+        tree.insert(data_key(b"k"), b"v".to_vec()).unwrap();
+        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        assert_eq!((model.checkpoint(), model.model_version().unwrap()), (5, 0));
+        assert!(model.check_model_version(0).is_ok());
+        assert!(matches!(
+            model.check_model_version(1),
+            Err(ProjectionError::ModelVersionMismatch {
+                stored: 0,
+                expected: 1,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The order summary read model: per order its status, customer, total,
-//! version and update time; orders per status; the orders of a customer.
+//! version and update time; orders per status; the orders of a customer;
+//! the orders in a status. Read whole or a page at a time.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -11,7 +12,7 @@ use strata_store::RecordedEvent;
 use tracing::warn;
 
 use crate::error::ProjectionError;
-use crate::model::{ModelStore, WriteSet};
+use crate::model::{ModelReader, ModelStore, WriteSet, decode_value, prefix_end};
 use crate::projection::Projection;
 
 /// The name of the order summary projection (and of its sled trees).
@@ -21,10 +22,22 @@ pub const ORDER_SUMMARY: &str = "order_summary";
 const ORDER_PREFIX: &str = "order-";
 
 // Keys: `o` order id → OrderSummary; `c` len(customer) u32 BE, customer,
-// order id → (); `n` status name → count u64 BE.
+// order id → (); `n` status name → count u64 BE; `t` status name, 0, order
+// id → () (the status index; status names hold no 0 byte).
 const ORDER: u8 = b'o';
 const CUSTOMER: u8 = b'c';
 const COUNT: u8 = b'n';
+const STATUS: u8 = b't';
+
+/// The order summary's model version (see [`Projection::model_version`]):
+/// 1 since it keeps the status index. A model stored before (version 0)
+/// has no status index; it is rebuilt before a runner follows it, and
+/// pages by status refuse to read it.
+const MODEL_VERSION: u64 = 1;
+
+/// With both a customer and a status, a page examines at most this many
+/// times `limit` of the customer's orders (see [`OrderSummaries::page`]).
+pub const CUSTOMER_STATUS_SCAN_FACTOR: usize = 10;
 
 /// One order as the summary shows it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -66,6 +79,28 @@ fn customer_key(customer: &str, order_id: &str) -> Vec<u8> {
     let mut k = customer_prefix(customer);
     k.extend_from_slice(order_id.as_bytes());
     k
+}
+
+fn status_prefix(status: OrderStatus) -> Vec<u8> {
+    let name = status_name(status);
+    let mut k = Vec::with_capacity(name.len() + 2);
+    k.push(STATUS);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k
+}
+
+fn status_key(status: OrderStatus, order_id: &str) -> Vec<u8> {
+    let mut k = status_prefix(status);
+    k.extend_from_slice(order_id.as_bytes());
+    k
+}
+
+/// The first key greater than `key` (`key` followed by a 0 byte): where a
+/// page that starts after `key` starts.
+fn after_key(mut key: Vec<u8>) -> Vec<u8> {
+    key.push(0);
+    key
 }
 
 fn status_name(status: OrderStatus) -> &'static str {
@@ -135,6 +170,11 @@ impl Projection for OrderSummaryProjection {
         ORDER_SUMMARY
     }
 
+    /// 1: the model keeps a status index (version 0 did not).
+    fn model_version(&self) -> u64 {
+        MODEL_VERSION
+    }
+
     fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
         let Some(order_id) = event.stream_id.as_str().strip_prefix(ORDER_PREFIX) else {
             return Ok(());
@@ -172,6 +212,7 @@ impl Projection for OrderSummaryProjection {
                     updated_at: event.recorded_at,
                 };
                 ws.put(customer_key(&summary.customer, order_id), Vec::new());
+                ws.put(status_key(OrderStatus::Placed, order_id), Vec::new());
                 ws.put_value(key, &summary)?;
                 return Self::bump(ws, OrderStatus::Placed, true, event);
             }
@@ -183,11 +224,38 @@ impl Projection for OrderSummaryProjection {
         let mut summary = existing.ok_or_else(|| inconsistent(event, "the order was never placed"))?;
         Self::bump(ws, summary.status, false, event)?;
         Self::bump(ws, status, true, event)?;
+        ws.delete(status_key(summary.status, order_id));
+        ws.put(status_key(status, order_id), Vec::new());
         summary.status = status;
         summary.version = event.version;
         summary.updated_at = event.recorded_at;
         ws.put_value(key, &summary)
     }
+}
+
+/// Which orders a page of the order summary holds (see
+/// [`OrderSummaries::page`]); the default holds every order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only this customer's orders.
+    pub customer: Option<String>,
+}
+
+/// One page of the order summary, read from one generation of the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderPage {
+    /// The orders, in id order (the byte order of their UTF-8).
+    pub orders: Vec<OrderSummary>,
+    /// Where the next page starts: pass it as `after` with the same
+    /// filter. `None` on the last page.
+    pub next: Option<String>,
+    /// How many orders are in each status, over all orders (statuses with
+    /// none are absent), from the same generation as the page.
+    pub counts: BTreeMap<OrderStatus, u64>,
+    /// The generation the page was read from.
+    pub generation: u64,
 }
 
 /// Reads the order summary (what the HTTP layer serves).
@@ -197,6 +265,31 @@ impl Projection for OrderSummaryProjection {
 #[derive(Clone, Debug)]
 pub struct OrderSummaries {
     model: ModelStore,
+}
+
+fn order_id_of(key: &[u8], prefix_len: usize) -> Result<String, ProjectionError> {
+    String::from_utf8(key[prefix_len..].to_vec()).map_err(|_| ProjectionError::Corrupt {
+        projection: ORDER_SUMMARY.into(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: "order id is not UTF-8".into(),
+    })
+}
+
+fn counts_of(reader: &ModelReader) -> Result<BTreeMap<OrderStatus, u64>, ProjectionError> {
+    let mut counts = BTreeMap::new();
+    // At most one key per status.
+    for (key, value) in reader.range_limit(&[COUNT], Some(&[COUNT + 1]), usize::MAX)? {
+        let status = STATUSES
+            .into_iter()
+            .find(|s| status_name(*s).as_bytes() == &key[1..])
+            .ok_or_else(|| ProjectionError::Corrupt {
+                projection: ORDER_SUMMARY.into(),
+                key: String::from_utf8_lossy(&key).into_owned(),
+                detail: "unknown status".into(),
+            })?;
+        counts.insert(status, decode_value(ORDER_SUMMARY, &key, &value)?);
+    }
+    Ok(counts)
 }
 
 impl OrderSummaries {
@@ -217,19 +310,7 @@ impl OrderSummaries {
 
     /// How many orders are in each status (statuses with none are absent).
     pub fn counts(&self) -> Result<BTreeMap<OrderStatus, u64>, ProjectionError> {
-        let mut counts = BTreeMap::new();
-        for (key, n) in self.model.scan_prefix_values::<u64>(&[COUNT])? {
-            let status = STATUSES
-                .into_iter()
-                .find(|s| status_name(*s).as_bytes() == &key[1..])
-                .ok_or_else(|| ProjectionError::Corrupt {
-                    projection: ORDER_SUMMARY.into(),
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    detail: "unknown status".into(),
-                })?;
-            counts.insert(status, n);
-        }
-        Ok(counts)
+        counts_of(&self.model.reader())
     }
 
     /// How many orders are in `status`.
@@ -244,13 +325,7 @@ impl OrderSummaries {
         self.model
             .scan_prefix(&prefix)?
             .into_iter()
-            .map(|(key, _)| {
-                String::from_utf8(key[prefix.len()..].to_vec()).map_err(|_| ProjectionError::Corrupt {
-                    projection: ORDER_SUMMARY.into(),
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    detail: "order id is not UTF-8".into(),
-                })
-            })
+            .map(|(key, _)| order_id_of(&key, prefix.len()))
             .collect()
     }
 
@@ -266,7 +341,8 @@ impl OrderSummaries {
         Ok(orders)
     }
 
-    /// Every order, in id order (for small models, tests and exports).
+    /// Every order, in id order (for small models, tests and exports; a
+    /// server pages with [`page`](Self::page)).
     pub fn all(&self) -> Result<Vec<OrderSummary>, ProjectionError> {
         Ok(self
             .model
@@ -274,5 +350,121 @@ impl OrderSummaries {
             .into_iter()
             .map(|(_, order)| order)
             .collect())
+    }
+
+    /// One page of the orders that `filter` selects, in id order: at most
+    /// `limit` (at least 1) orders with an id greater than `after`, with
+    /// the cursor of the next page and the counts per status, all read
+    /// from one generation of the model.
+    ///
+    /// Each filter reads one ordered key range, from just after `after`,
+    /// however large the model:
+    ///
+    /// - no filter: the orders themselves, at most `limit` + 1;
+    /// - `status`: the status index, at most `limit` + 1 keys, and each
+    ///   order they name;
+    /// - `customer`: the customer index, the same way;
+    /// - `customer` and `status`: the customer index, keeping the orders
+    ///   in `status`. Such a page examines at most
+    ///   [`CUSTOMER_STATUS_SCAN_FACTOR`] × `limit` of the customer's
+    ///   orders, so it may hold fewer than `limit` orders (none, even) and
+    ///   still have a `next`: keep paging until `next` is `None`.
+    ///
+    /// A page is not a snapshot of the whole walk: an order that changes
+    /// status between two pages of a `status` filter may be missed or
+    /// shown twice. Every order placed before the walk and not moved out
+    /// of the filter meanwhile is on exactly one page.
+    ///
+    /// Errors with [`ProjectionError::ModelVersionMismatch`] for a
+    /// `status` filter (without `customer`) on a model stored before the
+    /// status index existed (a rebuild adds it; `Projections::start`
+    /// rebuilds such a model on its own), rather than answer with no
+    /// orders.
+    pub fn page(&self, filter: &OrderFilter, after: Option<&str>, limit: usize) -> Result<OrderPage, ProjectionError> {
+        let limit = limit.max(1);
+        let reader = self.model.reader();
+        let (prefix, budget) = match (&filter.customer, filter.status) {
+            (Some(customer), Some(_)) => (
+                customer_prefix(customer),
+                limit.saturating_mul(CUSTOMER_STATUS_SCAN_FACTOR),
+            ),
+            (Some(customer), None) => (customer_prefix(customer), limit),
+            (None, Some(status)) => {
+                let stored = reader.model_version()?;
+                if stored < MODEL_VERSION && reader.checkpoint()? > 0 {
+                    return Err(ProjectionError::ModelVersionMismatch {
+                        projection: ORDER_SUMMARY.into(),
+                        stored,
+                        expected: MODEL_VERSION,
+                    });
+                }
+                (status_prefix(status), limit)
+            }
+            (None, None) => (vec![ORDER], limit),
+        };
+        let index = prefix[0] != ORDER;
+        let end = prefix_end(&prefix);
+        let mut from = match after {
+            Some(after) => after_key([&prefix[..], after.as_bytes()].concat()),
+            None => prefix.clone(),
+        };
+        let mut orders = Vec::new();
+        let mut examined = 0;
+        let mut last = None;
+        let next = 'walk: loop {
+            // Read no more keys than could still go on the page, plus the
+            // one that says whether another page follows.
+            let want = (budget - examined).min(limit - orders.len()).saturating_add(1);
+            let chunk = reader.range_limit(&from, end.as_deref(), want)?;
+            for (key, value) in &chunk {
+                if orders.len() == limit || examined == budget {
+                    break 'walk last;
+                }
+                examined += 1;
+                let id = order_id_of(key, prefix.len())?;
+                let order: Option<OrderSummary> = if index {
+                    // The index and the order are committed together, but
+                    // a commit may fall between the two reads: check again.
+                    reader.get_value(&order_key(&id))?
+                } else {
+                    Some(decode_value(ORDER_SUMMARY, key, value)?)
+                };
+                if let Some(order) = order
+                    && filter.status.is_none_or(|s| order.status == s)
+                {
+                    orders.push(order);
+                }
+                last = Some(id);
+            }
+            match chunk.last() {
+                Some((key, _)) if chunk.len() == want => from = after_key(key.clone()),
+                _ => break None,
+            }
+        };
+        Ok(OrderPage {
+            orders,
+            next,
+            counts: counts_of(&reader)?,
+            generation: reader.generation(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_keys_of_one_status_never_prefix_another() {
+        for a in STATUSES {
+            for b in STATUSES {
+                if a != b {
+                    assert!(!status_key(a, "x").starts_with(&status_prefix(b)), "{a:?} {b:?}");
+                }
+            }
+        }
+        assert!(status_key(OrderStatus::Paid, "a") < status_key(OrderStatus::Paid, "a\0"));
+        assert!(after_key(status_key(OrderStatus::Paid, "a")) <= status_key(OrderStatus::Paid, "a\0"));
+        assert!(after_key(status_key(OrderStatus::Paid, "a")) > status_key(OrderStatus::Paid, "a"));
     }
 }

@@ -6,7 +6,7 @@
 //! | table                    | row                                                        |
 //! |--------------------------|------------------------------------------------------------|
 //! | `projection_models`      | `model` → `current`: the generation readers see            |
-//! | `projection_checkpoints` | `(model, generation)` → `position`, `event_id` of the event there, `refresh_from`, `retired` |
+//! | `projection_checkpoints` | `(model, generation)` → `position`, `event_id` of the event there, `model_version` that wrote it, `refresh_from`, `retired` |
 //! | `projection_entries`     | `(model, generation, key)` → `value` (NULL: deleted), `position` of the commit that wrote it |
 //!
 //! A batch is committed in one transaction: the checkpoint row moves from
@@ -45,10 +45,11 @@ use crate::model::Checkpoint;
 
 /// The migrations of the read-model tables, in order; each runs once per
 /// schema. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "read models: generation pointers, checkpoints, entries",
-    r#"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "read models: generation pointers, checkpoints, entries",
+        r#"
 CREATE TABLE {schema}.projection_models (
     model   text   COLLATE "C" NOT NULL,
     current bigint NOT NULL CHECK (current > 0),
@@ -75,7 +76,16 @@ CREATE INDEX projection_entries_changes ON {schema}.projection_entries (model, g
 COMMENT ON TABLE {schema}.projection_entries IS
     'strata read models: written only by the runner that holds the model''s advisory lock, in the same transaction as its checkpoint. value NULL = deleted at position.';
 "#,
-)];
+    ),
+    (
+        2,
+        "read models: the model version of the projection that wrote each generation",
+        r#"
+ALTER TABLE {schema}.projection_checkpoints
+    ADD COLUMN model_version bigint NOT NULL DEFAULT 0 CHECK (model_version >= 0);
+"#,
+    ),
+];
 
 /// The first key of the advisory lock that serialises these migrations ("STRP").
 const MIGRATION_LOCK_CLASS: i32 = 0x5354_5250;
@@ -153,7 +163,7 @@ impl Sql {
                 "INSERT INTO {cps} (model, generation, position) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING"
             ),
             state: format!(
-                "SELECT m.current, c.position, c.event_id, c.refresh_from FROM {models} m \
+                "SELECT m.current, c.position, c.event_id, c.refresh_from, c.model_version FROM {models} m \
                  JOIN {cps} c ON c.model = m.model AND c.generation = m.current WHERE m.model = $1"
             ),
             all_entries: format!(
@@ -162,13 +172,14 @@ impl Sql {
             changed_entries: format!(
                 "SELECT key, value FROM {entries} WHERE model = $1 AND generation = $2 AND position > $3"
             ),
-            // The checkpoint moves from $5 to $3 only if nobody moved it and
+            // The checkpoint moves from $5 to $3 (recording the model
+            // version $8 that applied the batch) only if nobody moved it and
             // no rebuild retired the generation; the entries are written
             // only if it did. (A concurrent update of the checkpoint row
             // makes this statement wait and re-check the row as committed.)
             commit: format!(
                 "WITH fence AS ( \
-                     UPDATE {cps} SET position = $3, event_id = $4 \
+                     UPDATE {cps} SET position = $3, event_id = $4, model_version = $8 \
                      WHERE model = $1 AND generation = $2 AND position = $5 AND $3 > position AND NOT retired RETURNING 1 \
                  ), written AS ( \
                      INSERT INTO {entries} (model, generation, key, value, position) \
@@ -214,6 +225,8 @@ pub(crate) struct State {
     pub(crate) generation: u64,
     pub(crate) checkpoint: u64,
     pub(crate) event_id: Option<EventId>,
+    /// The model version of the projection that last committed to it.
+    pub(crate) model_version: u64,
     refresh_from: u64,
 }
 
@@ -399,6 +412,7 @@ impl PgModel {
             checkpoint: from_db(&self.name, "checkpoint", row.get(1))?,
             event_id: row.get::<_, Option<Uuid>>(2).map(EventId::from_uuid),
             refresh_from: from_db(&self.name, "refresh_from", row.get(3))?,
+            model_version: from_db(&self.name, "model_version", row.get(4))?,
         })
     }
 
@@ -525,6 +539,7 @@ impl PgModel {
         generation: u64,
         from: u64,
         at: Checkpoint,
+        model_version: u64,
         staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<LiveCommit, ProjectionError> {
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -535,7 +550,8 @@ impl PgModel {
         let (name, gen_db, pos, from_db_) = (&self.name, to_db(generation), to_db(at.position), to_db(from));
         let id = at.event_id.as_uuid();
         let payload = format!("{generation} {} {name}", at.position);
-        let params: [&(dyn ToSql + Sync); 7] = [name, &gen_db, &pos, &id, &from_db_, &keys, &values];
+        let version = to_db(model_version);
+        let params: [&(dyn ToSql + Sync); 8] = [name, &gen_db, &pos, &id, &from_db_, &keys, &values, &version];
         let notify_params: [&(dyn ToSql + Sync); 2] = [&self.sql.channel, &payload];
         let result = async {
             let (commit, notify) = try_join!(
@@ -680,6 +696,7 @@ impl Rebuilding {
         &self,
         from: u64,
         at: Checkpoint,
+        model_version: u64,
         staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<(), ProjectionError> {
         let model = &self.model;
@@ -687,7 +704,8 @@ impl Rebuilding {
         let (keys, values) = PgModel::staged_columns(staged);
         let (gen_db, pos, from_db_) = (to_db(self.generation), to_db(at.position), to_db(from));
         let id = at.event_id.as_uuid();
-        let params: [&(dyn ToSql + Sync); 7] = [&model.name, &gen_db, &pos, &id, &from_db_, &keys, &values];
+        let version = to_db(model_version);
+        let params: [&(dyn ToSql + Sync); 8] = [&model.name, &gen_db, &pos, &id, &from_db_, &keys, &values, &version];
         let result = async {
             let commit = client.prepare_cached(&model.sql.commit).await?;
             let (_, row, _) = try_join!(
@@ -995,7 +1013,7 @@ mod tests {
 
         let mut building = model.begin_generation().await.unwrap();
         let events = store.read_all(1, 10).await.unwrap();
-        let mut ws = building.write_set();
+        let mut ws = building.write_set(0);
         for e in &events[..5] {
             Moving.apply(e, &mut ws).unwrap();
         }
@@ -1006,7 +1024,7 @@ mod tests {
         assert_eq!(swapped, Some(10), "refused, naming the live checkpoint");
         assert_eq!((model.generation(), model.checkpoint()), (1, 10), "nothing moved");
 
-        let mut ws = building.write_set();
+        let mut ws = building.write_set(0);
         for e in &events[5..] {
             Moving.apply(e, &mut ws).unwrap();
         }
@@ -1043,7 +1061,7 @@ mod tests {
         let head = append(&store, 6).await;
         let events = store.read_all(1, 6).await.unwrap();
         let build = |building: &crate::model::Building| {
-            let mut ws = building.write_set();
+            let mut ws = building.write_set(0);
             for e in &events {
                 Moving.apply(e, &mut ws).unwrap();
             }
@@ -1122,12 +1140,12 @@ mod tests {
         assert!(model.lead(&mut stop_rx).await.unwrap());
 
         // Staged on checkpoint 0 (events 1..=8) but not committed yet.
-        let mut late = model.write_set_on(generation, 0).unwrap();
+        let mut late = model.write_set_on(generation, 0, 0).unwrap();
         for e in &events[..8] {
             Moving.apply(e, &mut late).unwrap();
         }
         // Another writer commits events 1..=5 first.
-        let mut first = model.write_set_on(generation, 0).unwrap();
+        let mut first = model.write_set_on(generation, 0, 0).unwrap();
         for e in &events[..5] {
             Moving.apply(e, &mut first).unwrap();
         }

@@ -47,4 +47,22 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies one event to the read model, or says why it cannot. An error
     /// stops the runner at this event's position.
     fn apply(&self, event: &RecordedEvent, model: &mut WriteSet) -> Result<(), ProjectionError>;
+
+    /// The version of the read model's layout this projection writes and
+    /// reads (its keys and values); 0 by default. Raise it when `apply`
+    /// changes what it stores for the same events, e.g. when it starts
+    /// keeping an index its readers rely on: the model already stored was
+    /// written without it.
+    ///
+    /// Every commit records the version of the projection that applied it.
+    /// A [`ProjectionRunner`](crate::ProjectionRunner) refuses to follow a
+    /// model that holds events (checkpoint above 0) and was recorded under
+    /// another version ([`ProjectionError::ModelVersionMismatch`]): it
+    /// must be rebuilt first, which [`Projections::start`](crate::Projections::start)
+    /// does on its own. Models stored before versions were recorded read
+    /// as version 0, so a projection that keeps the default is never
+    /// rebuilt for it.
+    fn model_version(&self) -> u64 {
+        0
+    }
 }

@@ -214,7 +214,7 @@ async fn replay_batch(
             return Ok(done);
         };
         for (b, projection) in building {
-            let mut ws = b.write_set();
+            let mut ws = b.write_set(projection.model_version());
             for (i, event) in events.iter().enumerate() {
                 check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
             }

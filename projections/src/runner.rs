@@ -55,7 +55,10 @@ impl ProjectionRunner {
     /// [`ProjectionError::CheckpointAhead`] when the checkpoint is beyond the
     /// log's head, [`ProjectionError::CheckpointMismatch`] when the log holds
     /// another event at the checkpoint than the one the model applied (see
-    /// there; a rebuild fixes both), [`ProjectionError::AlreadyRunning`] when a
+    /// there; a rebuild fixes both), [`ProjectionError::ModelVersionMismatch`]
+    /// when the model holds events applied by another
+    /// [model version](Projection::model_version) of the projection (a
+    /// rebuild fixes it too), [`ProjectionError::AlreadyRunning`] when a
     /// runner owns the model, [`ProjectionError::NameMismatch`] when the
     /// model was opened for another projection.
     pub async fn start(
@@ -74,7 +77,11 @@ impl ProjectionRunner {
         if !model.claim() {
             return Err(ProjectionError::AlreadyRunning { projection: name });
         }
-        let (checkpoint, head) = match check_checkpoint(&*store, &model, &name).await {
+        let checked = match model.check_model_version(projection.model_version()) {
+            Ok(()) => check_checkpoint(&*store, &model, &name).await,
+            Err(e) => Err(e),
+        };
+        let (checkpoint, head) = match checked {
             Ok(point) => point,
             Err(e) => {
                 model.release(RunState::Stopped);
@@ -349,6 +356,9 @@ async fn follow(
         // The subscription belongs to this generation: its events are
         // applied to it and to no other (see `apply_batch`).
         let (generation, checkpoint) = model.follow_point().await;
+        // A generation swapped in by another process (PostgreSQL) may have
+        // been written by another version of the projection.
+        model.check_model_version(projection.model_version())?;
         debug!(projection = name, checkpoint, generation, "subscribing");
         let mut events = store.subscribe_all(checkpoint).ready_chunks(batch_size);
         let mut next = checkpoint + 1;
@@ -426,7 +436,7 @@ async fn apply_batch(
     batch: &[RecordedEvent],
 ) -> Result<Committed, ProjectionError> {
     let name = projection.name();
-    let Some(mut ws) = model.write_set_on(generation, next - 1) else {
+    let Some(mut ws) = model.write_set_on(generation, next - 1, projection.model_version()) else {
         return Ok(Committed::GenerationChanged);
     };
     for (i, event) in batch.iter().enumerate() {
@@ -456,7 +466,7 @@ async fn apply_batch(
         // the new one instead.
         drop(ws);
         if i > 0 {
-            let Some(mut clean) = model.write_set_on(generation, next - 1) else {
+            let Some(mut clean) = model.write_set_on(generation, next - 1, projection.model_version()) else {
                 return Ok(Committed::GenerationChanged);
             };
             for event in &batch[..i] {

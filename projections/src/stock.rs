@@ -1,6 +1,8 @@
 //! The stock levels read model: per SKU on hand, reserved and available;
 //! the SKUs at or below a low-stock threshold.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use strata_store::RecordedEvent;
 use tracing::warn;
 
 use crate::error::ProjectionError;
-use crate::model::{ModelStore, WriteSet};
+use crate::model::{ModelReader, ModelStore, WriteSet, decode_value};
 use crate::projection::Projection;
 
 /// The name of the stock levels projection (and of its sled trees).
@@ -71,6 +73,11 @@ fn sku_key(sku: &str) -> Vec<u8> {
 /// `i64` as bytes whose order is the numbers' order.
 fn ordered(n: i64) -> [u8; 8] {
     ((n as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The number [`ordered`] made these bytes of.
+fn unordered(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
 fn available_key(available: i64, sku: &str) -> Vec<u8> {
@@ -177,10 +184,84 @@ impl Projection for StockLevelsProjection {
     }
 }
 
+/// One page of the stock levels, read from one generation of the model.
+/// `C` is the cursor type of the walk: a SKU ([`StockLevels::page`]) or a
+/// [`LowStockCursor`] ([`StockLevels::low_stock_page`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StockPage<C = String> {
+    /// The items, in the walk's order.
+    pub items: Vec<StockLevel>,
+    /// Where the next page starts: pass it as `after`. `None` on the last page.
+    pub next: Option<C>,
+    /// The generation the page was read from.
+    pub generation: u64,
+}
+
+/// Where a page of low stock ends: the items come fewest available first,
+/// then by SKU, so a cursor names both. Written and parsed as
+/// `<available>:<sku>` (e.g. `3:tea`; the SKU may hold `:` itself).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LowStockCursor {
+    /// The available units of the last item of the page, as its index
+    /// holds them ([`StockLevel::available`], saturated into an `i64`).
+    pub available: i64,
+    /// Its SKU.
+    pub sku: String,
+}
+
+impl fmt::Display for LowStockCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.available, self.sku)
+    }
+}
+
+impl FromStr for LowStockCursor {
+    type Err = ProjectionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || ProjectionError::InvalidCursor {
+            cursor: s.to_string(),
+            expected: "<available units>:<sku>, the next of the previous page",
+        };
+        let (available, sku) = s.split_once(':').ok_or_else(invalid)?;
+        Ok(LowStockCursor {
+            available: available.parse().map_err(|_| invalid())?,
+            sku: sku.to_string(),
+        })
+    }
+}
+
 /// Reads stock levels (what the HTTP layer serves).
 #[derive(Clone, Debug)]
 pub struct StockLevels {
     model: ModelStore,
+}
+
+/// The key that bounds the low-stock index at `threshold` (exclusive).
+fn low_stock_end(threshold: i64) -> Vec<u8> {
+    match threshold.checked_add(1) {
+        Some(t) => {
+            let mut k = vec![AVAILABLE];
+            k.extend_from_slice(&ordered(t));
+            k
+        }
+        None => vec![AVAILABLE + 1],
+    }
+}
+
+/// The SKU and the available units of a low-stock index key.
+fn low_stock_entry(key: &[u8]) -> (i64, String) {
+    let available = unordered(key[1..9].try_into().expect("index keys hold 8 bytes of units"));
+    (available, String::from_utf8_lossy(&key[9..]).into_owned())
+}
+
+/// The level of `sku`, if it is still at or below `threshold`: a commit may
+/// fall between the read of the index and this one, and the index holds
+/// `available()` saturated, so compare exactly.
+fn low_level(reader: &ModelReader, sku: &str, threshold: i64) -> Result<Option<StockLevel>, ProjectionError> {
+    Ok(reader
+        .get_value::<StockLevel>(&sku_key(sku))?
+        .filter(|level| level.available_exact() <= i128::from(threshold)))
 }
 
 impl StockLevels {
@@ -202,30 +283,19 @@ impl StockLevels {
     /// The SKUs whose available units are at or below `threshold`, lowest
     /// first, from an index (no scan of all SKUs).
     pub fn low_stock(&self, threshold: i64) -> Result<Vec<StockLevel>, ProjectionError> {
-        let from = [AVAILABLE];
-        let to = match threshold.checked_add(1) {
-            Some(t) => {
-                let mut k = vec![AVAILABLE];
-                k.extend_from_slice(&ordered(t));
-                k
-            }
-            None => vec![AVAILABLE + 1],
-        };
+        let reader = self.model.reader();
         let mut levels = Vec::new();
-        for (key, _) in self.model.range(&from, Some(&to))? {
-            let sku = String::from_utf8_lossy(&key[9..]).into_owned();
-            // A rebuild swapped in between the two reads may have moved it;
-            // the index holds `available()` saturated, so compare exactly.
-            if let Some(level) = self.get(&sku)?
-                && level.available_exact() <= i128::from(threshold)
-            {
+        for (key, _) in reader.range_limit(&[AVAILABLE], Some(&low_stock_end(threshold)), usize::MAX)? {
+            let (_, sku) = low_stock_entry(&key);
+            if let Some(level) = low_level(&reader, &sku, threshold)? {
                 levels.push(level);
             }
         }
         Ok(levels)
     }
 
-    /// Every SKU, in SKU order (for small models, tests and exports).
+    /// Every SKU, in SKU order (for small models, tests and exports; a
+    /// server pages with [`page`](Self::page)).
     pub fn all(&self) -> Result<Vec<StockLevel>, ProjectionError> {
         Ok(self
             .model
@@ -233,6 +303,82 @@ impl StockLevels {
             .into_iter()
             .map(|(_, level)| level)
             .collect())
+    }
+
+    /// One page of every SKU, in SKU order (the byte order of their UTF-8):
+    /// at most `limit` (at least 1) items with a SKU greater than `after`,
+    /// and the SKU to pass as `after` for the next page. Reads at most
+    /// `limit` + 1 items, from one generation.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> Result<StockPage, ProjectionError> {
+        let limit = limit.max(1);
+        let reader = self.model.reader();
+        let from = match after {
+            Some(sku) => {
+                let mut k = sku_key(sku);
+                k.push(0);
+                k
+            }
+            None => vec![SKU],
+        };
+        let mut entries = reader.range_limit(&from, Some(&[SKU + 1]), limit.saturating_add(1))?;
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let items = entries
+            .iter()
+            .map(|(k, v)| decode_value::<StockLevel>(STOCK_LEVELS, k, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = entries
+            .last()
+            .map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned());
+        Ok(StockPage {
+            next: if more { last } else { None },
+            items,
+            generation: reader.generation(),
+        })
+    }
+
+    /// One page of [`low_stock`](Self::low_stock): the SKUs with at most
+    /// `threshold` units available, fewest first, then by SKU, after the
+    /// cursor `after`; at most `limit` (at least 1) of them, and the cursor
+    /// of the next page. Reads at most `limit` + 1 keys of the availability
+    /// index, and the items they name, from one generation.
+    ///
+    /// An item whose availability changes between two pages moves in the
+    /// index: it may be missed or shown twice. (For the same reason a
+    /// page may hold fewer than `limit` items and still have a `next`.)
+    pub fn low_stock_page(
+        &self,
+        threshold: i64,
+        after: Option<&LowStockCursor>,
+        limit: usize,
+    ) -> Result<StockPage<LowStockCursor>, ProjectionError> {
+        let limit = limit.max(1);
+        let reader = self.model.reader();
+        let from = match after {
+            Some(c) => {
+                let mut k = available_key(c.available, &c.sku);
+                k.push(0);
+                k
+            }
+            None => vec![AVAILABLE],
+        };
+        let mut entries = reader.range_limit(&from, Some(&low_stock_end(threshold)), limit.saturating_add(1))?;
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let mut items = Vec::with_capacity(entries.len());
+        let mut last = None;
+        for (key, _) in &entries {
+            let (available, sku) = low_stock_entry(key);
+            if let Some(level) = low_level(&reader, &sku, threshold)? {
+                items.push(level);
+            }
+            last = Some(LowStockCursor { available, sku });
+        }
+        Ok(StockPage {
+            items,
+            next: if more { last } else { None },
+            generation: reader.generation(),
+        })
     }
 }
 
@@ -248,5 +394,28 @@ mod tests {
         ns.sort();
         assert_eq!(keys, ns.iter().map(|n| ordered(*n)).collect::<Vec<_>>());
         assert!(ordered(-1) < ordered(0));
+        for n in ns {
+            assert_eq!(unordered(ordered(n)), n);
+        }
+    }
+
+    #[test]
+    fn low_stock_cursors_read_back_what_they_write() {
+        for (available, sku) in [(3, "tea"), (-7, "a:b"), (i64::MIN, ""), (i64::MAX, "x")] {
+            let cursor = LowStockCursor {
+                available,
+                sku: sku.to_string(),
+            };
+            assert_eq!(cursor.to_string().parse::<LowStockCursor>().unwrap(), cursor);
+        }
+        for bad in ["", "tea", "x:tea", "1.5:tea", "99999999999999999999:tea"] {
+            assert!(
+                matches!(
+                    bad.parse::<LowStockCursor>(),
+                    Err(ProjectionError::InvalidCursor { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 }

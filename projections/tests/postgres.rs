@@ -35,6 +35,7 @@ postgres_tests!(
     rebuild_equals_live_across_two_processes,
     two_runners_on_one_database_write_once_and_both_serve_reads,
     wait_for_reads_your_writes_in_a_process_that_does_not_write,
+    a_model_without_the_status_index_is_rebuilt_on_start,
 );
 
 /// The child process of the crash test (ignored: the parent runs it).
@@ -54,15 +55,17 @@ mod imp {
     use std::time::Duration;
 
     use rand::Rng;
+    use strata_aggregates::domain::order::{OrderEvent, OrderLine, OrderStatus};
+    use strata_aggregates::{Format, encode};
     use strata_projections::{
-        ModelStore, ORDER_SUMMARY, OrderSummaryProjection, ProjectionError, ProjectionRunner, Projections,
+        ModelStore, ORDER_SUMMARY, OrderFilter, OrderSummaryProjection, ProjectionError, ProjectionRunner, Projections,
         RebuildOptions, RunState, RunnerOptions, STOCK_LEVELS, StockLevelsProjection, rebuild,
     };
     use strata_store::{EventStore, ExpectedVersion, NewEvent, PostgresStore, StoreError, StreamId};
     use tokio::task::JoinHandle;
 
     use crate::support::pg::TestDb;
-    use crate::support::world::{World, assert_models_match};
+    use crate::support::world::{World, assert_models_match, walk_orders};
     use crate::support::{Tally, assert_exactly_once, read_tally};
 
     /// A bound on waiting for what must happen; reaching it is a failure
@@ -459,6 +462,92 @@ mod imp {
             assert_eq!(mb.run_state(), RunState::Standby, "b never wrote");
             rb.stop().await.unwrap();
             ra.stop().await.unwrap();
+        });
+    }
+
+    /// The model version lives with the checkpoint row: an order summary
+    /// as it stood before the status index (version 0, which migration 2
+    /// gives every existing model, and no `t` keys) is refused by a page by
+    /// status and rebuilt by `start`; every process then reads version 1
+    /// and the index.
+    pub fn a_model_without_the_status_index_is_rebuilt_on_start() {
+        let Some(db) = TestDb::new() else { return };
+        runtime().block_on(async {
+            let a = db.store("a").await;
+            let paid = OrderFilter {
+                status: Some(OrderStatus::Paid),
+                customer: None,
+            };
+            let mut head = 0;
+            for id in ["o1", "o2", "o3"] {
+                let placed = OrderEvent::OrderPlaced {
+                    order_id: id.into(),
+                    customer: "ada".into(),
+                    lines: vec![OrderLine {
+                        sku: "tea".into(),
+                        quantity: 1,
+                        unit_price_cents: 5,
+                    }],
+                    total_cents: 5,
+                };
+                let mut events = vec![encode(&placed, Format::Bincode).unwrap()];
+                if id == "o2" {
+                    events.push(encode(&OrderEvent::OrderPaid { amount_cents: 5 }, Format::Bincode).unwrap());
+                }
+                let stream = StreamId::new(format!("order-{id}")).unwrap();
+                head = a
+                    .append(&stream, ExpectedVersion::NoStream, events)
+                    .await
+                    .unwrap()
+                    .last_position;
+            }
+            let pa = Projections::open_postgres(&a).await.unwrap();
+            pa.start().await.unwrap();
+            pa.wait_for(head, STALL).await.unwrap();
+            assert_eq!(pa.orders().model().model_version().unwrap(), 1);
+            assert_eq!(walk_orders(pa.orders(), &paid, 10), ["o2"]);
+            pa.stop().await.unwrap();
+            drop(pa);
+
+            let admin = db.admin().await;
+            let schema = format!("\"{}\"", db.schema);
+            admin
+                .batch_execute(&format!(
+                    "UPDATE {schema}.projection_checkpoints SET model_version = 0 WHERE model = 'order_summary'; \
+                     DELETE FROM {schema}.projection_entries WHERE model = 'order_summary' \
+                         AND key >= '\\x74'::bytea AND key < '\\x75'::bytea;"
+                ))
+                .await
+                .unwrap();
+
+            let b = db.store("b").await;
+            let pb = Projections::open_postgres(&b).await.unwrap();
+            let generation = pb.orders().model().generation();
+            assert_eq!(pb.orders().model().model_version().unwrap(), 0);
+            assert!(matches!(
+                pb.orders().page(&paid, None, 10),
+                Err(ProjectionError::ModelVersionMismatch {
+                    stored: 0,
+                    expected: 1,
+                    ..
+                })
+            ));
+            pb.start().await.unwrap();
+            assert_ne!(pb.orders().model().generation(), generation, "rebuilt");
+            assert_eq!(pb.orders().model().model_version().unwrap(), 1);
+            assert_eq!(walk_orders(pb.orders(), &paid, 10), ["o2"]);
+
+            // Another process loads what b committed: version and index.
+            let c = db.store("c").await;
+            let pc = Projections::open_postgres(&c).await.unwrap();
+            assert_eq!(pc.orders().model().model_version().unwrap(), 1);
+            assert_eq!(walk_orders(pc.orders(), &paid, 1), ["o2"]);
+            assert_eq!(
+                pc.orders().model().entries().unwrap(),
+                rebuilt_in_memory(&a).await.0,
+                "the rebuilt model, index included"
+            );
+            pb.stop().await.unwrap();
         });
     }
 }

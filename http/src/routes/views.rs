@@ -1,4 +1,5 @@
-//! `/views`: the read models, with read-your-writes through `min_position`.
+//! `/views`: the read models, a page at a time, with read-your-writes
+//! through `min_position`.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,9 +7,11 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use strata_aggregates::domain::order::OrderStatus;
+use strata_projections::{LowStockCursor, OrderFilter};
 use utoipa::IntoParams;
 
 use super::STRATA_POSITION;
+use super::orders::page_limit;
 use crate::error::{HttpError, from_projection};
 use crate::extract::ApiQuery;
 use crate::model::{OrderSummaryView, OrdersView, StockLevelView, StockLevelsView};
@@ -34,7 +37,7 @@ fn with_position(position: u64, body: impl serde::Serialize) -> Response {
     r
 }
 
-/// Filters of the order summary.
+/// Filters and paging of the order summary.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -43,19 +46,30 @@ pub(crate) struct OrdersQuery {
     status: Option<String>,
     /// Only the orders of this customer.
     customer: Option<String>,
+    /// The most orders to return (default 100, at most 1000).
+    limit: Option<usize>,
+    /// The `next` of the previous page: only orders with a greater id.
+    after: Option<String>,
     /// Wait until the read model has applied this log position (a write's `Strata-Position`).
     min_position: Option<u64>,
 }
 
-/// The order summary read model.
+/// The order summary read model, a page at a time, in order id order.
+///
+/// Each page reads one index (`status`, `customer`) or the orders
+/// themselves from one generation of the model, at most `limit` + 1
+/// entries of it. With both `customer` and `status`, the customer's orders
+/// are filtered by status, at most 10 × `limit` of them per page: such a
+/// page may hold fewer than `limit` orders and still have a `next`.
 #[utoipa::path(
     get,
     path = "/views/orders",
     tag = "views",
     params(OrdersQuery),
     responses(
-        (status = 200, description = "The orders", body = OrdersView, headers(("Strata-Position" = u64, description = "The position the read model had applied"))),
-        (status = 503, description = "`read-model-lagging` (min_position not reached within the wait) or `service-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "One page of orders; `next` is the `after` of the following page", body = OrdersView, headers(("Strata-Position" = u64, description = "The position the read model had applied"))),
+        (status = 400, description = "`invalid-parameter`: unknown status, `limit` not in 1..=1000, unknown or unparsable parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`read-model-lagging` (min_position not reached within the wait) or `service-unavailable` (also while a read model stored by an older version awaits its rebuild)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn orders(
@@ -74,53 +88,55 @@ pub(crate) async fn orders(
                 })
         })
         .transpose()?;
+    let limit = page_limit(q.limit)?;
     let position = wait(&state, q.min_position).await?;
-    let model = state.projections.orders();
-    let all = match &q.customer {
-        Some(c) => model.orders_of_customer(c),
-        None => model.all(),
-    }
-    .map_err(from_projection)?;
-    let orders = all
-        .iter()
-        .filter(|o| status.is_none_or(|s| o.status == s))
-        .map(OrderSummaryView::from)
-        .collect();
-    let counts = model
-        .counts()
-        .map_err(from_projection)?
-        .into_iter()
-        .map(|(s, n)| (s.to_string(), n))
-        .collect();
+    let filter = OrderFilter {
+        status,
+        customer: q.customer,
+    };
+    let page = state
+        .projections
+        .orders()
+        .page(&filter, q.after.as_deref(), limit)
+        .map_err(from_projection)?;
     Ok(with_position(
         position,
         OrdersView {
             position,
-            orders,
-            counts,
+            orders: page.orders.iter().map(OrderSummaryView::from).collect(),
+            counts: page.counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect(),
+            next: page.next,
         },
     ))
 }
 
-/// Filters of the stock levels.
+/// Filters and paging of the stock levels.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct StockQuery {
     /// Only items with at most this many units available, fewest first.
     low: Option<i64>,
+    /// The most items to return (default 100, at most 1000).
+    limit: Option<usize>,
+    /// The `next` of the previous page: a SKU (only greater SKUs follow),
+    /// or with `low` `<available>:<sku>`.
+    after: Option<String>,
     /// Wait until the read model has applied this log position.
     min_position: Option<u64>,
 }
 
-/// The stock levels read model.
+/// The stock levels read model, a page at a time: by SKU, or with `low`
+/// fewest available first, then by SKU. Each page reads at most `limit` + 1
+/// entries of the model, from one generation.
 #[utoipa::path(
     get,
     path = "/views/stock",
     tag = "views",
     params(StockQuery),
     responses(
-        (status = 200, description = "The stock levels", body = StockLevelsView, headers(("Strata-Position" = u64, description = "The position the read model had applied"))),
+        (status = 200, description = "One page of stock levels; `next` is the `after` of the following page", body = StockLevelsView, headers(("Strata-Position" = u64, description = "The position the read model had applied"))),
+        (status = 400, description = "`invalid-parameter`: `limit` not in 1..=1000, an `after` that is not `<available>:<sku>` with `low`, unknown or unparsable parameter", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`read-model-lagging` or `service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -128,13 +144,25 @@ pub(crate) async fn stock(
     State(state): State<Shared>,
     ApiQuery(q): ApiQuery<StockQuery>,
 ) -> Result<Response, HttpError> {
+    let limit = page_limit(q.limit)?;
+    let low_after = match (q.low, &q.after) {
+        (Some(_), Some(after)) => Some(after.parse::<LowStockCursor>().map_err(from_projection)?),
+        _ => None,
+    };
     let position = wait(&state, q.min_position).await?;
     let model = state.projections.stock();
-    let items = match q.low {
-        Some(n) => model.low_stock(n),
-        None => model.all(),
-    }
-    .map_err(from_projection)?;
+    let (items, next) = match q.low {
+        Some(threshold) => {
+            let page = model
+                .low_stock_page(threshold, low_after.as_ref(), limit)
+                .map_err(from_projection)?;
+            (page.items, page.next.map(|c| c.to_string()))
+        }
+        None => {
+            let page = model.page(q.after.as_deref(), limit).map_err(from_projection)?;
+            (page.items, page.next)
+        }
+    };
     let items = items.iter().map(StockLevelView::from).collect();
-    Ok(with_position(position, StockLevelsView { position, items }))
+    Ok(with_position(position, StockLevelsView { position, items, next }))
 }

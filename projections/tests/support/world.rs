@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use strata_aggregates::domain::order::{OrderEvent, OrderLine, OrderStatus};
 use strata_aggregates::domain::stock::StockEvent;
 use strata_aggregates::{DomainEvent, Format, encode};
-use strata_projections::{OrderSummaries, StockLevels};
+use strata_projections::{LowStockCursor, OrderFilter, OrderSummaries, StockLevels};
 use strata_store::{ExpectedVersion, NewEvent, StreamAppend, StreamId};
 
 #[derive(Clone, Debug)]
@@ -245,6 +245,18 @@ impl World {
         ids
     }
 
+    /// The ids of the orders in `status` (of `customer`, if given), sorted.
+    pub fn expected_in_status(&self, status: OrderStatus, customer: Option<&str>) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .orders
+            .iter()
+            .filter(|o| o.status == status && customer.is_none_or(|c| o.customer == c))
+            .map(|o| o.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The stock levels as the model should show them, by SKU.
     pub fn expected_stock(&self) -> Vec<StockRow> {
         let mut rows: Vec<StockRow> = self
@@ -289,11 +301,164 @@ pub fn stock_rows(stock: &StockLevels) -> Vec<StockRow> {
         .collect()
 }
 
+/// Walks every page of `filter`, `limit` orders at a time, and returns the
+/// ids in the order the pages gave them. Checks each page: at most `limit`
+/// orders, all matching the filter, the counts of the whole model; and,
+/// for the filters served by one index (all but customer with status),
+/// full pages whose `next` is their last id (the model must be quiet).
+#[track_caller]
+pub fn walk_orders(orders: &OrderSummaries, filter: &OrderFilter, limit: usize) -> Vec<String> {
+    let exact = filter.customer.is_none() || filter.status.is_none();
+    let counts = orders.counts().unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    for pages in 1.. {
+        assert!(pages <= 100_000, "the walk does not end");
+        let page = orders.page(filter, after.as_deref(), limit).unwrap();
+        assert!(
+            page.orders.len() <= limit,
+            "a page of {} for limit {limit}",
+            page.orders.len()
+        );
+        assert_eq!(page.counts, counts, "every page carries the counts of all orders");
+        for o in &page.orders {
+            assert!(filter.status.is_none_or(|s| o.status == s), "{o:?} for {filter:?}");
+            assert!(
+                filter.customer.as_ref().is_none_or(|c| &o.customer == c),
+                "{o:?} for {filter:?}"
+            );
+        }
+        ids.extend(page.orders.iter().map(|o| o.order_id.clone()));
+        match page.next {
+            None => break,
+            Some(next) => {
+                if exact {
+                    assert_eq!(page.orders.len(), limit, "only the last page is short ({filter:?})");
+                    assert_eq!(Some(&next), ids.last(), "next names the page's last order");
+                }
+                assert!(after.as_ref().is_none_or(|a| &next > a), "the cursor moves on");
+                after = Some(next);
+            }
+        }
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "pages in id order, none twice: {ids:?}"
+    );
+    ids
+}
+
+/// Walks every page of stock, `limit` items at a time; returns the SKUs.
+#[track_caller]
+pub fn walk_stock(stock: &StockLevels, limit: usize) -> Vec<String> {
+    let mut skus: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = stock.page(after.as_deref(), limit).unwrap();
+        assert!(page.items.len() <= limit);
+        skus.extend(page.items.iter().map(|l| l.sku.clone()));
+        match page.next {
+            None => break,
+            Some(next) => {
+                assert_eq!(page.items.len(), limit, "only the last page is short");
+                assert_eq!(Some(&next), skus.last());
+                after = Some(next);
+            }
+        }
+    }
+    assert!(skus.windows(2).all(|w| w[0] < w[1]), "pages in SKU order: {skus:?}");
+    skus
+}
+
+/// Walks every page of low stock at `threshold`, `limit` items at a time;
+/// returns the items as (available, SKU), in the pages' order.
+#[track_caller]
+pub fn walk_low_stock(stock: &StockLevels, threshold: i64, limit: usize) -> Vec<(i64, String)> {
+    let mut items: Vec<(i64, String)> = Vec::new();
+    let mut after: Option<LowStockCursor> = None;
+    loop {
+        let page = stock.low_stock_page(threshold, after.as_ref(), limit).unwrap();
+        assert!(page.items.len() <= limit);
+        items.extend(page.items.iter().map(|l| (l.available(), l.sku.clone())));
+        match page.next {
+            None => break,
+            Some(next) => {
+                assert_eq!(page.items.len(), limit, "only the last page is short");
+                assert_eq!(Some((next.available, next.sku.clone())).as_ref(), items.last());
+                // A cursor survives its text form (what the HTTP API hands out).
+                after = Some(next.to_string().parse().unwrap());
+            }
+        }
+    }
+    assert!(
+        items.windows(2).all(|w| w[0] < w[1]),
+        "fewest available first, then by SKU: {items:?}"
+    );
+    assert!(items.iter().all(|(a, _)| *a <= threshold));
+    items
+}
+
 /// Asserts that both read models show what `world` says, through every
-/// reader method.
+/// reader method, and every page walk.
 #[track_caller]
 pub fn assert_models_match(world: &World, orders: &OrderSummaries, stock: &StockLevels) {
     assert_eq!(order_rows(orders), world.expected_orders(), "order summaries");
+    let all: Vec<String> = world.expected_orders().into_iter().map(|o| o.0).collect();
+    for limit in [1, 4, 1000] {
+        assert_eq!(
+            walk_orders(orders, &OrderFilter::default(), limit),
+            all,
+            "pages of all orders"
+        );
+        for status in OrderStatus::ALL {
+            let filter = OrderFilter {
+                status: Some(status),
+                customer: None,
+            };
+            assert_eq!(
+                walk_orders(orders, &filter, limit),
+                world.expected_in_status(status, None),
+                "pages of {status:?} at {limit}"
+            );
+        }
+        for c in 0..4 {
+            let customer = format!("customer{c}");
+            let filter = OrderFilter {
+                status: None,
+                customer: Some(customer.clone()),
+            };
+            assert_eq!(
+                walk_orders(orders, &filter, limit),
+                world.expected_orders_of(&customer),
+                "pages of {customer} at {limit}"
+            );
+            for status in OrderStatus::ALL {
+                let filter = OrderFilter {
+                    status: Some(status),
+                    customer: Some(customer.clone()),
+                };
+                assert_eq!(
+                    walk_orders(orders, &filter, limit),
+                    world.expected_in_status(status, Some(&customer)),
+                    "pages of {customer} in {status:?} at {limit}"
+                );
+            }
+        }
+        let skus: Vec<String> = world.expected_stock().into_iter().map(|s| s.0).collect();
+        assert_eq!(walk_stock(stock, limit), skus, "pages of stock at {limit}");
+        for threshold in [-1, 0, 3, 10] {
+            let mut low: Vec<String> = walk_low_stock(stock, threshold, limit)
+                .into_iter()
+                .map(|(_, sku)| sku)
+                .collect();
+            low.sort();
+            assert_eq!(
+                low,
+                world.expected_low_stock(threshold),
+                "pages of low stock at {threshold}"
+            );
+        }
+    }
     assert_eq!(orders.counts().unwrap(), world.expected_counts(), "counts per status");
     for c in 0..4 {
         let customer = format!("customer{c}");
