@@ -26,21 +26,27 @@ struct Schema {
     name: String,
 }
 
-impl Drop for Schema {
-    fn drop(&mut self) {
+impl Schema {
+    /// Runs `sql` on the database (a connection of its own).
+    fn execute(&self, sql: &str) -> Result<(), String> {
         use strata::store::tokio_postgres;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            if let Ok((client, connection)) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await {
-                tokio::spawn(connection);
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-                    .await;
-            }
-        });
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client.batch_execute(sql).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = self.execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
     }
 }
 
@@ -186,6 +192,33 @@ fn two_serve_processes_on_one_database_lose_no_update() {
             }
         }
     }
+
+    // A process whose copy of the read models cannot refresh (here: the
+    // checkpoint table is out of reach) says so on /healthz, and recovers.
+    let (status, health) = http(&b.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "{health}");
+    let rename = |from: &str, to: &str| {
+        let sql = format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", schema.name);
+        schema.execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    rename("projection_checkpoints", "projection_checkpoints_away");
+    let until = |want: u16, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, health) = http(&b.addr, "GET", "/healthz", &[], "");
+            if status == want && health.contains(what) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/healthz never said {want} {what}: {health}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    until(503, "cannot follow the committed model");
+    rename("projection_checkpoints_away", "projection_checkpoints");
+    until(200, "\"status\":\"ok\"");
 
     for s in [a, b] {
         let (status, rest) = s.terminate();

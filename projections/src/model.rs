@@ -153,8 +153,15 @@ async fn follow_commits(
             None => true,
             Some((g, p)) => *g != generation || *p > checkpoint,
         });
-        if news && let Err(e) = model.refresh().await {
-            warn!(projection = %model.name(), error = %e, "cannot refresh the read model from PostgreSQL; trying again");
+        if news {
+            let failures = &model.inner.refresh_failures;
+            match model.refresh().await {
+                Ok(()) => failures.store(0, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => {
+                    let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    warn!(projection = %model.name(), error = %e, failures = n, "cannot refresh the read model from PostgreSQL; trying again");
+                }
+            }
         }
     }
     listener.abort();
@@ -370,6 +377,8 @@ struct Inner {
     applied: watch::Sender<u64>,
     /// Whether a runner owns this model, and how the last one ended.
     state: watch::Sender<RunState>,
+    /// PostgreSQL: refreshes of the in-memory copy that failed in a row.
+    refresh_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Whether a runner follows the log into a read model.
@@ -627,6 +636,7 @@ impl ModelStore {
                 commit: Mutex::new(()),
                 applied: watch::Sender::new(checkpoint),
                 state: watch::Sender::new(RunState::Idle),
+                refresh_failures: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -724,6 +734,15 @@ impl ModelStore {
 
     pub(crate) fn applied_watch(&self) -> watch::Receiver<u64> {
         self.inner.applied.subscribe()
+    }
+
+    /// How many times in a row bringing this process's copy of a
+    /// PostgreSQL model up to what is committed has failed (0 once one
+    /// succeeds; always 0 for sled and memory models, which are the
+    /// committed model). A copy that cannot refresh goes stale while its
+    /// [`RunState`] still says `Standby`: `/healthz` reports it.
+    pub fn refresh_failures(&self) -> u64 {
+        self.inner.refresh_failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a runner is following the log into this model, and how the

@@ -508,19 +508,29 @@ impl PgModel {
         if self.lease.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
             return Ok(true);
         }
-        let client = Object::take(self.connection().await?);
-        let got: bool = client
+        // Tried on a pooled connection, which goes back to the pool when
+        // the lock is held elsewhere (a standby asks every poll interval:
+        // no new connection each time); taken out of the pool only when
+        // won, or when the answer was lost (the lock may be held by the
+        // session, which must then end rather than be reused).
+        let client = self.connection().await?;
+        let got = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
                 &[&self.lock_name("writer")],
             )
-            .await
-            .map_err(|e| self.db_error("taking the read model's writer lock", e))?
-            .get(0);
-        if got {
-            *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(client));
+            .await;
+        match got {
+            Ok(row) if row.get::<_, bool>(0) => {
+                *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Object::take(client)));
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                drop(Object::take(client));
+                Err(self.db_error("taking the read model's writer lock", e))
+            }
         }
-        Ok(got)
     }
 
     /// Gives up the writer lock: its connection is closed (once no commit
@@ -1165,6 +1175,41 @@ mod tests {
             after_first,
             "nothing of the late batch landed"
         );
+        drop(model);
+        drop_schema(&url, &schema).await;
+    }
+
+    /// A copy that cannot be brought up to the committed model counts its
+    /// failed refreshes (what `/healthz` reports), and the count goes back
+    /// to 0 once a refresh succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_that_cannot_refresh_counts_its_failures() {
+        let Some((store, url, schema)) = store().await else {
+            return;
+        };
+        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
+        assert_eq!(model.refresh_failures(), 0);
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}");
+        client
+            .batch_execute(&rename("projection_checkpoints", "projection_checkpoints_away"))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while model.refresh_failures() < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "refreshes kept succeeding");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        client
+            .batch_execute(&rename("projection_checkpoints_away", "projection_checkpoints"))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while model.refresh_failures() != 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the copy never refreshed again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         drop(model);
         drop_schema(&url, &schema).await;
     }

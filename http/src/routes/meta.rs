@@ -13,6 +13,10 @@ use crate::model::Health;
 use crate::problem::{Problem, ProblemDescription, ProblemType};
 use crate::state::Shared;
 
+/// Failed refreshes in a row (one per poll interval, 1 s by default) after
+/// which `/healthz` says a PostgreSQL read model's copy is stale.
+const UNHEALTHY_REFRESH_FAILURES: u64 = 3;
+
 /// Liveness and the read models' lag.
 #[utoipa::path(
     get,
@@ -20,7 +24,7 @@ use crate::state::Shared;
     tag = "meta",
     responses(
         (status = 200, description = "Serving; both read models running (or, on PostgreSQL, following the process that writes them)", body = Health),
-        (status = 503, description = "`service-unavailable`: a read model is not running", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service-unavailable`: a read model is not running, or (PostgreSQL) its copy has failed to refresh 3 times in a row", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>, HttpError> {
@@ -31,6 +35,16 @@ pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>,
         if !matches!(model.run_state(), RunState::Running | RunState::Standby) {
             return Err(HttpError::Unavailable {
                 reason: format!("read model {} is {:?}", model.name(), model.run_state()),
+            });
+        }
+        // A follower whose copy cannot refresh serves ever staler reads.
+        let failures = model.refresh_failures();
+        if failures >= UNHEALTHY_REFRESH_FAILURES {
+            return Err(HttpError::Unavailable {
+                reason: format!(
+                    "read model {} cannot follow the committed model: its last {failures} refreshes failed",
+                    model.name()
+                ),
             });
         }
     }
