@@ -1056,6 +1056,18 @@ mod tests {
         drop_schema(&url, &schema).await;
     }
 
+    /// A store (see [`store`]) with the `moving` model opened and `n`
+    /// events appended, and those events.
+    #[allow(clippy::type_complexity)]
+    async fn moving_with_events(n: usize) -> Option<(PostgresStore, String, String, ModelStore, Vec<RecordedEvent>)> {
+        let (store, url, schema) = store().await?;
+        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
+        append(&store, n).await;
+        let events = store.read_all(1, n).await.unwrap();
+        assert_eq!(events.len(), n);
+        Some((store, url, schema, model, events))
+    }
+
     /// A rebuild whose generation was removed under it (it lost its lock
     /// with its connection, and the rebuild that took over cleaned up) is
     /// refused at the swap, leaving the live model as it was; and removing
@@ -1064,12 +1076,10 @@ mod tests {
     /// error).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_rebuild_is_not_swapped_in_and_the_current_generation_is_never_dropped() {
-        let Some((store, url, schema)) = store().await else {
+        let Some((store, url, schema, model, events)) = moving_with_events(6).await else {
             return;
         };
-        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
-        let head = append(&store, 6).await;
-        let events = store.read_all(1, 6).await.unwrap();
+        let head = events[5].position;
         let build = |building: &crate::model::Building| {
             let mut ws = building.write_set(0);
             for e in &events {
@@ -1138,12 +1148,9 @@ mod tests {
     /// whatever the copy holds at commit time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_staged_before_another_writers_commit_is_fenced_off() {
-        let Some((store, url, schema)) = store().await else {
+        let Some((_store, url, schema, model, events)) = moving_with_events(10).await else {
             return;
         };
-        let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
-        append(&store, 10).await;
-        let events = store.read_all(1, 10).await.unwrap();
         let generation = model.generation();
         // This process takes the model's writer lock, as a runner would.
         let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
