@@ -478,14 +478,20 @@ impl PgModel {
         let state = self.decode_state(&row).map_err(|e| (e, false))?;
         let gen_db = to_db(state.generation);
         let changes = if state.generation != generation || checkpoint < state.refresh_from {
+            // Streamed: the rows are decoded as they arrive, so a load holds
+            // the entries once rather than every raw row and then the entries.
+            let params: [&(dyn ToSql + Sync); 2] = [&self.name, &gen_db];
             let rows = tx
-                .query(&self.sql.all_entries, &[&self.name, &gen_db])
+                .query_raw(&self.sql.all_entries, params)
                 .await
                 .map_err(fail("loading a read model"))?;
-            Changes::Full {
-                state,
-                entries: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            futures::pin_mut!(rows);
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(fail("loading a read model"))?;
+                entries.push((row.get(0), row.get(1)));
             }
+            Changes::Full { state, entries }
         } else if state.checkpoint == checkpoint {
             Changes::None
         } else {
