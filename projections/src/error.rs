@@ -95,7 +95,7 @@ pub enum ProjectionError {
 
     /// The read model's PostgreSQL storage failed (feature `postgres`):
     /// `source` is [`StoreError::Unavailable`] when the database could not
-    /// be reached or the connection was lost, [`StoreError::Postgres`] when
+    /// be reached or the connection was lost, `StoreError::Postgres` when
     /// the server refused a statement.
     ///
     /// Handling: a runner that meets it while committing stops (nothing of

@@ -97,7 +97,7 @@ impl Wave {
 type PlacedOrder = (String, Vec<(usize, u64)>);
 
 /// Writes a valid mixed history of at least `target` events (always the
-/// same, from a fixed seed): [`HISTORY_HISTORY_SKUS`] SKUs registered and stocked,
+/// same, from a fixed seed): [`HISTORY_SKUS`] SKUs registered and stocked,
 /// then waves of orders placed (with reservations), paid, shipped (stock
 /// committed) or cancelled (released), and delivered, each wave one atomic
 /// multi-stream append. Returns the events written.
