@@ -12,7 +12,7 @@ use crate::error::ProjectionError;
 use crate::model::ModelStore;
 use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
 use crate::projection::Projection;
-use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all};
+use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all, rebuild_all_if};
 use crate::runner::{ProjectionRunner, RunnerOptions};
 use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 
@@ -183,13 +183,18 @@ impl Projections {
             return Ok(());
         }
         let mut last_logged = Instant::now();
-        let reports = rebuild_all(&*self.store, &targets, RebuildOptions::default(), |p| {
+        // Several processes starting at once (PostgreSQL) queue on the
+        // rebuild locks: the ones after the first find the models rebuilt.
+        let still_other = |model: &ModelStore, projection: &dyn Projection| {
+            model.check_model_version(projection.model_version()).is_err()
+        };
+        let progress = |p: RebuildProgress| {
             if last_logged.elapsed() >= Duration::from_secs(5) {
                 last_logged = Instant::now();
                 info!(done = p.done, total = p.total, "rebuilding read models");
             }
-        })
-        .await?;
+        };
+        let reports = rebuild_all_if(&*self.store, &targets, RebuildOptions::default(), progress, still_other).await?;
         for ((model, projection), report) in targets.iter().zip(reports) {
             info!(
                 projection = model.name(),

@@ -85,6 +85,14 @@ ALTER TABLE {schema}.projection_checkpoints
     ADD COLUMN model_version bigint NOT NULL DEFAULT 0 CHECK (model_version >= 0);
 "#,
     ),
+    (
+        3,
+        "read models: the highest generation ever started, so that an id is never reused",
+        r#"
+ALTER TABLE {schema}.projection_models
+    ADD COLUMN last_generation bigint NOT NULL DEFAULT 0 CHECK (last_generation >= 0);
+"#,
+    ),
 ];
 
 /// The first key of the advisory lock that serialises these migrations ("STRP").
@@ -143,7 +151,8 @@ struct Sql {
     /// creates, swaps in or deletes a generation runs under it, so none of
     /// them can act on a stale idea of which generation is current.
     lock_pointer: String,
-    /// Whether a generation's checkpoint row is there and not retired.
+    /// A generation's checkpoint position, if its row is there and not
+    /// retired (locked until the swap commits).
     generation_live: String,
     set_current: String,
     retire: String,
@@ -201,9 +210,13 @@ impl Sql {
             ),
             drop_generation: format!("DELETE FROM {entries} WHERE model = $1 AND generation = $2"),
             drop_checkpoint: format!("DELETE FROM {cps} WHERE model = $1 AND generation = $2"),
+            // Never an id used before, even one whose rows are gone: a
+            // rebuild that lost its lock must not find its id taken by the
+            // one that replaced it.
             next_generation: format!(
-                "SELECT GREATEST(m.current, (SELECT max(generation) FROM {cps} WHERE model = $1)) + 1 \
-                 FROM {models} m WHERE m.model = $1"
+                "UPDATE {models} m SET last_generation = GREATEST(m.current, m.last_generation, \
+                     (SELECT max(generation) FROM {cps} WHERE model = $1)) + 1 \
+                 WHERE m.model = $1 RETURNING m.last_generation"
             ),
             new_checkpoint: format!("INSERT INTO {cps} (model, generation, position) VALUES ($1, $2, 0)"),
             lock_current: format!(
@@ -211,7 +224,9 @@ impl Sql {
                  JOIN {cps} c ON c.model = m.model AND c.generation = m.current WHERE m.model = $1 FOR UPDATE"
             ),
             lock_pointer: format!("SELECT current FROM {models} WHERE model = $1 FOR UPDATE"),
-            generation_live: format!("SELECT count(*) FROM {cps} WHERE model = $1 AND generation = $2 AND NOT retired"),
+            generation_live: format!(
+                "SELECT position FROM {cps} WHERE model = $1 AND generation = $2 AND NOT retired FOR UPDATE"
+            ),
             set_current: format!("UPDATE {models} SET current = $2 WHERE model = $1"),
             retire: format!("UPDATE {cps} SET retired = true WHERE model = $1 AND generation = $2"),
             set_refresh_from: format!("UPDATE {cps} SET refresh_from = $3 WHERE model = $1 AND generation = $2"),
@@ -355,6 +370,12 @@ impl PgModel {
                 .map_err(|e| model.db_error("taking the rebuild lock", e))?
                 .get(0);
             if free {
+                // Under the pointer lock, as every creation, swap and
+                // removal of a generation: never the one a swap in flight
+                // is making current.
+                tx.execute(&model.sql.lock_pointer, &[&name])
+                    .await
+                    .map_err(|e| model.db_error("removing an unfinished rebuild", e))?;
                 let dropped = tx
                     .execute(&model.sql.drop_other_generations, &[&name])
                     .await
@@ -796,12 +817,14 @@ pub(crate) async fn swap(targets: &[&Rebuilding], checkpoint: u64) -> Result<Opt
         // A rebuild that lost its lock (its connection dropped) may have
         // had its generation removed by the rebuild that took over: then
         // there is nothing to swap in.
-        let present: i64 = tx
-            .query_one(&m.sql.generation_live, &[&m.name, &to_db(t.generation)])
+        // Its checkpoint must be where this rebuild left it: a row at
+        // another position is not this rebuild's work.
+        let built: Option<i64> = tx
+            .query_opt(&m.sql.generation_live, &[&m.name, &to_db(t.generation)])
             .await
             .map_err(|e| m.db_error("checking the rebuilt generation", e))?
-            .get(0);
-        if present != 1 || current == to_db(t.generation) {
+            .map(|row| row.get(0));
+        if built != Some(to_db(checkpoint)) || current == to_db(t.generation) {
             return Err(ProjectionError::Corrupt {
                 projection: m.name.clone(),
                 key: format!("generation {}", t.generation),
@@ -1108,20 +1131,32 @@ mod tests {
         let live = model.entries().unwrap();
         assert!(!live.is_empty());
 
-        // A second rebuild (generation 3) loses its generation before its swap.
+        // A second rebuild (generation 3) loses its rebuild lock with its
+        // connection before its swap, and a third takes over: it removes
+        // generation 3's rows and starts a generation of its own.
         let mut lost = model.begin_generation().await.unwrap();
         lost.commit(build(&lost), Checkpoint::of(&events[5])).await.unwrap();
         let (pg, _, _) = PgModel::open(&store, "moving").await.unwrap();
         let client = pg.connection().await.unwrap();
-        let removed = client
-            .execute(
-                &format!("DELETE FROM \"{schema}\".projection_checkpoints WHERE model = 'moving' AND generation = 3"),
+        let killed = client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
                 &[],
             )
             .await
             .unwrap();
-        assert_eq!(removed, 1);
+        assert_eq!(
+            killed.len(),
+            1,
+            "the lost rebuild's lock connection, the only advisory lock"
+        );
         drop(client);
+        let mut took_over = tokio::time::timeout(Duration::from_secs(60), model.begin_generation())
+            .await
+            .expect("the rebuild lock was released with its connection")
+            .unwrap();
+        assert_eq!(took_over.id(), 4, "a generation id is never reused");
         let refused = crate::model::Building::swap_in_all(vec![&mut lost], head).await;
         assert!(
             matches!(refused, Err(ProjectionError::Corrupt { .. })),
@@ -1130,13 +1165,27 @@ mod tests {
         drop(lost);
         assert_eq!(model.generation(), 2, "the live generation stays current");
         assert_eq!(model.entries().unwrap(), live);
+        // The rebuild that took over swaps in its own work.
+        took_over
+            .commit(build(&took_over), Checkpoint::of(&events[5]))
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::model::Building::swap_in_all(vec![&mut took_over], head)
+                .await
+                .unwrap(),
+            None
+        );
+        drop(took_over);
+        assert_eq!(model.generation(), 4);
+        assert_eq!(model.entries().unwrap(), live);
 
         // Asked to drop the current generation, nothing is deleted.
         let mut client = Object::take(pg.connection().await.unwrap());
-        assert_eq!(pg.drop_unless_current(&mut client, 2).await.unwrap(), 0);
+        assert_eq!(pg.drop_unless_current(&mut client, 4).await.unwrap(), 0);
         match pg.changes(0, 0).await.unwrap() {
             Changes::Full { state, entries } => {
-                assert_eq!((state.generation, state.checkpoint), (2, head));
+                assert_eq!((state.generation, state.checkpoint), (4, head));
                 let mut entries = entries;
                 entries.sort();
                 assert_eq!(entries, live, "every entry of the current generation is still there");

@@ -86,7 +86,21 @@ pub async fn rebuild_all(
     store: &dyn EventStore,
     targets: &[(&ModelStore, &dyn Projection)],
     options: RebuildOptions,
+    progress: impl FnMut(RebuildProgress) + Send,
+) -> Result<Vec<RebuildReport>, ProjectionError> {
+    rebuild_all_if(store, targets, options, progress, |_, _| true).await
+}
+
+/// [`rebuild_all`], unless `still_needed` says, once every model's rebuild
+/// lock is held and its copy brought up to what is committed, that no
+/// model needs it any more (another process rebuilt them while this one
+/// waited for the locks): then nothing is rebuilt and no report returned.
+pub(crate) async fn rebuild_all_if(
+    store: &dyn EventStore,
+    targets: &[(&ModelStore, &dyn Projection)],
+    options: RebuildOptions,
     mut progress: impl FnMut(RebuildProgress) + Send,
+    still_needed: impl Fn(&ModelStore, &dyn Projection) -> bool + Send,
 ) -> Result<Vec<RebuildReport>, ProjectionError> {
     for (i, (model, projection)) in targets.iter().enumerate() {
         if projection.name() != model.name() {
@@ -110,6 +124,20 @@ pub async fn rebuild_all(
     let mut building = Vec::with_capacity(targets.len());
     for (model, projection) in targets {
         building.push((model.begin_generation().await?, *projection));
+    }
+    #[cfg(feature = "postgres")]
+    for (model, _) in targets {
+        model.refresh().await?;
+    }
+    if !targets
+        .iter()
+        .any(|(model, projection)| still_needed(model, *projection))
+    {
+        info!(
+            projection = name,
+            "rebuild no longer needed: done meanwhile by another process"
+        );
+        return Ok(Vec::new());
     }
     let mut total = head(store, name).await?;
     for (b, p) in &building {
