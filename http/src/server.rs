@@ -122,6 +122,7 @@ impl Server {
         let task = tokio::spawn(async move {
             let served = accept_loop(listener, app, stopped, grace).await;
             info!("no more connections; finishing detached requests");
+            state.stopping.cancel();
             state.tasks.close();
             state.tasks.wait().await;
             purge_stop.cancel();

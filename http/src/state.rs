@@ -8,6 +8,7 @@ use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::Projections;
 use strata_store::EventStore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -26,6 +27,9 @@ pub(crate) struct AppState {
     pub metrics: Metrics,
     /// Handlers detached from their connection (idempotent POSTs): shutdown waits for them.
     pub tasks: TaskTracker,
+    /// Cancelled when the service stops accepting: background work still
+    /// running (a retried Idempotency-Key record) makes a last attempt.
+    pub stopping: CancellationToken,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -56,6 +60,7 @@ impl AppState {
             idempotency,
             metrics: Metrics::new(),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             store,
             config,
         })

@@ -644,7 +644,11 @@ async fn finish(state: &Shared, key: &str, fingerprint: [u8; 32], response: Resp
         // background; if that never succeeds, the marker is a dead run's
         // after a restart and the retry is judged against the log.
         warn!(error = %e, key, "could not record an idempotency key durably; retrying in the background");
-        tokio::spawn(retry_complete(state.clone(), key.to_string(), stored));
+        // Tracked: shutdown waits for it (a last attempt), so the store is
+        // not left open behind a stopped server.
+        state
+            .tasks
+            .spawn(retry_complete(state.clone(), key.to_string(), stored));
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -660,16 +664,23 @@ const COMPLETE_RETRY: [Duration; 6] = [
     Duration::from_secs(30),
 ];
 
-/// Records `response` under `key`, retrying with pauses; see [`finish`].
+/// Records `response` under `key`, retrying with pauses (and once more,
+/// at once, when the service stops); see [`finish`].
 async fn retry_complete(state: Shared, key: String, response: StoredResponse) {
     for pause in COMPLETE_RETRY {
-        tokio::time::sleep(pause).await;
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(pause) => false,
+            _ = state.stopping.cancelled() => true,
+        };
         match state.idempotency.complete(&key, response.clone()).await {
             Ok(()) => {
                 tracing::info!(key, "recorded an idempotency key on a later attempt");
                 return;
             }
             Err(e) => warn!(error = %e, key, "could not record an idempotency key durably"),
+        }
+        if stopping {
+            break;
         }
     }
     tracing::error!(
