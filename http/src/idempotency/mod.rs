@@ -667,19 +667,31 @@ const COMPLETE_RETRY: [Duration; 6] = [
 /// Records `response` under `key`, retrying with pauses (and once more,
 /// at once, when the service stops); see [`finish`].
 async fn retry_complete(state: Shared, key: String, response: StoredResponse) {
-    for pause in COMPLETE_RETRY {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(pause) => false,
-            _ = state.stopping.cancelled() => true,
+    retry_complete_with(&state.idempotency, &state.stopping, &COMPLETE_RETRY, &key, response).await;
+}
+
+/// The loop of [`retry_complete`]: an attempt after each pause (or at once
+/// when `stopping` is cancelled, then no more); true once one succeeds.
+async fn retry_complete_with(
+    ids: &IdempotencyStore,
+    stopping: &tokio_util::sync::CancellationToken,
+    pauses: &[Duration],
+    key: &str,
+    response: StoredResponse,
+) -> bool {
+    for pause in pauses {
+        let last = tokio::select! {
+            _ = tokio::time::sleep(*pause) => false,
+            _ = stopping.cancelled() => true,
         };
-        match state.idempotency.complete(&key, response.clone()).await {
+        match ids.complete(key, response.clone()).await {
             Ok(()) => {
                 tracing::info!(key, "recorded an idempotency key on a later attempt");
-                return;
+                return true;
             }
             Err(e) => warn!(error = %e, key, "could not record an idempotency key durably"),
         }
-        if stopping {
+        if last {
             break;
         }
     }
@@ -687,6 +699,7 @@ async fn retry_complete(state: Shared, key: String, response: StoredResponse) {
         key,
         "gave up recording an idempotency key: it stays in flight until this process ends, then a retry is judged against the log"
     );
+    false
 }
 
 #[cfg(test)]

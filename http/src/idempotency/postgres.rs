@@ -424,6 +424,76 @@ mod tests {
         db.drop_schema().await;
     }
 
+    /// A response whose recording failed (the table out of reach) keeps
+    /// its key in flight, and the background retry records it once the
+    /// database answers again; at shutdown it makes one last attempt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_record_is_retried_until_it_lands() {
+        let Some(db) = Db::new() else { return };
+        let ids = db.open(HOUR).await;
+        let f = [5; 32];
+        assert_eq!(
+            ids.begin("late", f).await.unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema);
+        client
+            .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
+            .await
+            .unwrap();
+        let stored = response(f);
+        assert!(
+            ids.complete("late", stored.clone()).await.is_err(),
+            "the table is out of reach"
+        );
+
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let pauses = [Duration::from_millis(100); 50];
+        let retry = super::super::retry_complete_with(&ids, &stopping, &pauses, "late", stored.clone());
+        let back = async {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            client
+                .batch_execute(&rename("http_idempotency_away", "http_idempotency"))
+                .await
+                .unwrap();
+        };
+        let (landed, ()) = tokio::join!(retry, back);
+        assert!(landed, "recorded once the table was back");
+        assert_eq!(ids.begin("late", f).await.unwrap(), Begin::Replay(stored.clone()));
+
+        // Stopping: one attempt at once, then no more.
+        assert_eq!(
+            ids.begin("stop", f).await.unwrap(),
+            Begin::Proceed { after_crash: false }
+        );
+        client
+            .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
+            .await
+            .unwrap();
+        stopping.cancel();
+        let slow = [Duration::from_secs(3600); 3];
+        let gave_up = tokio::time::timeout(
+            Duration::from_secs(30),
+            super::super::retry_complete_with(&ids, &stopping, &slow, "stop", stored),
+        )
+        .await
+        .expect("a stopping retry does not wait out its pauses");
+        assert!(!gave_up);
+        client
+            .batch_execute(&rename("http_idempotency_away", "http_idempotency"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids.begin("stop", f).await.unwrap(),
+            Begin::InFlight,
+            "still this run's marker"
+        );
+        drop(ids);
+        db.drop_schema().await;
+    }
+
     /// Many requests with one key at once, through two processes: exactly
     /// one runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
