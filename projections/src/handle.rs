@@ -194,7 +194,14 @@ impl Projections {
                 info!(done = p.done, total = p.total, "rebuilding read models");
             }
         };
-        let reports = rebuild_all_if(&*self.store, &targets, RebuildOptions::default(), progress, still_other).await?;
+        let reports = rebuild_all_if(
+            &*self.store,
+            &targets,
+            RebuildOptions::default(),
+            progress,
+            Some(&still_other),
+        )
+        .await?;
         for ((model, projection), report) in targets.iter().zip(reports) {
             info!(
                 projection = model.name(),

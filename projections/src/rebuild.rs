@@ -88,8 +88,11 @@ pub async fn rebuild_all(
     options: RebuildOptions,
     progress: impl FnMut(RebuildProgress) + Send,
 ) -> Result<Vec<RebuildReport>, ProjectionError> {
-    rebuild_all_if(store, targets, options, progress, |_, _| true).await
+    rebuild_all_if(store, targets, options, progress, None).await
 }
+
+/// Whether a model still needs the rebuild its caller asked for.
+pub(crate) type StillNeeded<'a> = &'a (dyn Fn(&ModelStore, &dyn Projection) -> bool + Sync);
 
 /// [`rebuild_all`], unless `still_needed` says, once every model's rebuild
 /// lock is held and its copy brought up to what is committed, that no
@@ -100,7 +103,7 @@ pub(crate) async fn rebuild_all_if(
     targets: &[(&ModelStore, &dyn Projection)],
     options: RebuildOptions,
     mut progress: impl FnMut(RebuildProgress) + Send,
-    still_needed: impl Fn(&ModelStore, &dyn Projection) -> bool + Send,
+    still_needed: Option<StillNeeded<'_>>,
 ) -> Result<Vec<RebuildReport>, ProjectionError> {
     for (i, (model, projection)) in targets.iter().enumerate() {
         if projection.name() != model.name() {
@@ -125,19 +128,23 @@ pub(crate) async fn rebuild_all_if(
     for (model, projection) in targets {
         building.push((model.begin_generation().await?, *projection));
     }
-    #[cfg(feature = "postgres")]
-    for (model, _) in targets {
-        model.refresh().await?;
-    }
-    if !targets
-        .iter()
-        .any(|(model, projection)| still_needed(model, *projection))
-    {
-        info!(
-            projection = name,
-            "rebuild no longer needed: done meanwhile by another process"
-        );
-        return Ok(Vec::new());
+    if let Some(still_needed) = still_needed {
+        // What another process committed while this one waited for the
+        // locks decides it.
+        #[cfg(feature = "postgres")]
+        for (model, _) in targets {
+            model.refresh().await?;
+        }
+        if !targets
+            .iter()
+            .any(|(model, projection)| still_needed(model, *projection))
+        {
+            info!(
+                projection = name,
+                "rebuild no longer needed: done meanwhile by another process"
+            );
+            return Ok(Vec::new());
+        }
     }
     let mut total = head(store, name).await?;
     for (b, p) in &building {
