@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, try_join};
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
+use strata_store::pg::MigrationSet;
 use strata_store::tokio_postgres::types::ToSql;
 use strata_store::tokio_postgres::{self, AsyncMessage, NoTls, Row};
-use strata_store::{EventId, MigrationSet, PostgresStore, StoreError};
+use strata_store::{EventId, PostgresStore, StoreError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use uuid::Uuid;

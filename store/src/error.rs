@@ -224,7 +224,7 @@ pub enum StoreError {
     /// Handling: look at `source` (its SQLSTATE, e.g. a missing privilege or
     /// a full disk); retrying with the same event ids is safe (HTTP 500).
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL error while {context}: {}", crate::postgres::describe(source))]
+    #[error("PostgreSQL error while {context}: {}", describe_postgres(source))]
     Postgres {
         /// What the store was doing.
         context: String,
@@ -246,6 +246,33 @@ pub enum StoreError {
         found: i32,
         /// The newest migration this build knows.
         supported: i32,
+    },
+
+    /// A number too large for the column that would store it (PostgreSQL's
+    /// `bigint` holds at most `i64::MAX`). Positions, versions and counts
+    /// never come near it; nothing was written.
+    ///
+    /// Handling: a bug or damaged data upstream (HTTP 500).
+    #[error("{what} {value} is out of range: the most that can be stored is {max}")]
+    OutOfRange {
+        /// What the number is, e.g. `event position`.
+        what: String,
+        /// The number.
+        value: u64,
+        /// The largest that fits.
+        max: u64,
+    },
+
+    /// A table name that `LocalTables` refuses: empty, or one of
+    /// the log's own (`strata-*`) or sled's (`__sled__*`).
+    ///
+    /// Handling: a programming error; pick another name (HTTP 500).
+    #[error("invalid table name {name:?}: {reason}")]
+    InvalidTableName {
+        /// The name asked for.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
     },
 }
 
@@ -291,29 +318,12 @@ impl StoreError {
             | StoreError::IncompatibleFormat { .. }
             | StoreError::InvalidLimits { .. }
             | StoreError::Io { .. }
-            | StoreError::Sled(_) => 500,
+            | StoreError::Sled(_)
+            | StoreError::OutOfRange { .. }
+            | StoreError::InvalidTableName { .. } => 500,
             #[cfg(feature = "postgres")]
             StoreError::Postgres { .. } | StoreError::IncompatibleSchema { .. } => 500,
         }
-    }
-
-    /// Maps an error of the PostgreSQL driver the way the store does: a lost
-    /// or refused connection is [`StoreError::Unavailable`], anything the
-    /// server refused is [`StoreError::Postgres`]. For crates that keep
-    /// their own tables beside a `PostgresStore`'s log
-    /// ([`PostgresStore::pool`](crate::PostgresStore::pool)).
-    #[cfg(feature = "postgres")]
-    pub fn from_postgres(context: impl Into<String>, source: tokio_postgres::Error) -> StoreError {
-        crate::postgres::pg_error(context, source)
-    }
-
-    /// Whether a PostgreSQL driver error means the connection is gone (or
-    /// never came up), rather than the server refusing a statement: then
-    /// what the server did with anything in flight is not known from this
-    /// side.
-    #[cfg(feature = "postgres")]
-    pub fn is_postgres_connection_error(source: &tokio_postgres::Error) -> bool {
-        crate::postgres::is_connection_error(source)
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
@@ -321,6 +331,26 @@ impl StoreError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// An error of the PostgreSQL driver with what the server said, when it
+/// said something (the driver's own `Display` is only "db error"). Shown
+/// in [`StoreError::Postgres`]'s message; `strata_store::pg::describe`.
+#[cfg(feature = "postgres")]
+pub fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 

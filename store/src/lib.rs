@@ -34,10 +34,14 @@
 #![warn(missing_docs)]
 
 mod codec;
+mod commit_stats;
 mod decide;
+mod durability;
 mod error;
 mod limits;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sled_store;
@@ -46,15 +50,17 @@ mod subscription;
 mod types;
 
 pub use codec::{from_bincode, to_bincode};
+pub use commit_stats::CommitStats;
 /// The connection pool of [`PostgresStore::pool`].
 #[cfg(feature = "postgres")]
 pub use deadpool_postgres;
+pub use durability::Durability;
 pub use error::StoreError;
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{MigrationSet, PostgresOptions, PostgresStore};
-pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
+pub use postgres::{PostgresOptions, PostgresStore};
+pub use sled_store::{SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
 /// The PostgreSQL driver whose errors [`StoreError::Postgres`] carries.

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
+use strata_store::pg::MigrationSet;
 use strata_store::tokio_postgres;
-use strata_store::{MigrationSet, PostgresStore, StoreError};
+use strata_store::{PostgresStore, StoreError};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
