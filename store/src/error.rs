@@ -263,7 +263,7 @@ pub enum StoreError {
         max: u64,
     },
 
-    /// A table name that `LocalTables` refuses: empty, or one of
+    /// A table name that [`crate::LocalTables`] refuses: empty, or one of
     /// the log's own (`strata-*`) or sled's (`__sled__*`).
     ///
     /// Handling: a programming error; pick another name (HTTP 500).

@@ -8,6 +8,12 @@
 //! durable group commit, and (with the `postgres` feature) `PostgresStore`,
 //! one log in a PostgreSQL database shared by several processes.
 //!
+//! What other crates keep beside the log goes through the store too:
+//! [`LocalTables`] (named sled trees beside the embedded log, with one
+//! durable sync) and, with the `postgres` feature, the `pg` toolkit
+//! (schema-qualified names, migrations, error mapping, a reconnecting
+//! `LISTEN`) for tables beside a `PostgresStore`'s log.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StoreError, StreamId};
@@ -47,6 +53,7 @@ mod postgres;
 mod sled_store;
 mod store;
 mod subscription;
+mod tables;
 mod types;
 
 pub use codec::{from_bincode, to_bincode};
@@ -63,6 +70,7 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use sled_store::{SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
+pub use tables::LocalTables;
 /// The PostgreSQL driver whose errors [`StoreError::Postgres`] carries.
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;

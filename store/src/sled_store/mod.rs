@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,6 +26,7 @@ use crate::error::StoreError;
 use crate::limits::Limits;
 use crate::store::EventStore;
 use crate::subscription::EventSubscription;
+use crate::tables::{LocalTables, open_sled};
 use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId};
 
 /// How a [`SledStore`] is opened.
@@ -130,9 +130,10 @@ struct Inner {
     tx: Option<mpsc::Sender<Request>>,
     threads: Vec<JoinHandle<()>>,
     db: sled::Db,
+    tables: LocalTables,
     path: PathBuf,
     options: SledOptions,
-    _lock: File,
+    _lock: Arc<File>,
 }
 
 impl Drop for Inner {
@@ -183,12 +184,7 @@ impl SledStore {
             Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
             Err(TryLockError::Error(e)) => return Err(StoreError::io("locking the store directory", e)),
         }
-        let config = sled::Config::new()
-            .path(&path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500));
-        let db = open_sled(&config)?;
+        let db = open_sled(&path, options.cache_capacity_bytes)?;
         let tree = db.open_tree("strata-log")?;
         match tree.get(FORMAT_KEY)? {
             Some(f) if f.as_ref() == FORMAT => {}
@@ -221,6 +217,8 @@ impl SledStore {
             }
             _ => None,
         };
+        let lock = Arc::new(lock);
+        let tables = LocalTables::beside(db.clone(), &path, options.durability, lock.clone())?;
         let shared = Arc::new(Shared {
             tree,
             visible: AtomicU64::new(head),
@@ -255,6 +253,7 @@ impl SledStore {
                 tx: Some(tx),
                 threads,
                 db,
+                tables,
                 path,
                 options,
                 _lock: lock,
@@ -262,11 +261,19 @@ impl SledStore {
         })
     }
 
-    /// The sled database the log lives in, for read models and other state
-    /// that should sit beside the log (in trees of their own). The log's own
-    /// tree is named `strata-log`; do not write to it.
-    pub fn db(&self) -> &sled::Db {
-        &self.inner.db
+    /// The tables beside the log, for read models, idempotency records and
+    /// other state kept with it (see [`LocalTables`]). They share this
+    /// store's directory and [`Durability`].
+    pub fn tables(&self) -> LocalTables {
+        self.inner.tables.clone()
+    }
+
+    /// The log's own sled tree, for tests that damage records on purpose.
+    /// Not part of the API: its keys and values are the backend's private
+    /// format.
+    #[doc(hidden)]
+    pub fn log_tree_for_tests(&self) -> &sled::Tree {
+        self.tree()
     }
 
     /// The directory of the store.
@@ -313,27 +320,6 @@ impl SledStore {
             });
         }
         Ok(event)
-    }
-}
-
-/// Opens sled, waiting a little while its own file lock is still held.
-///
-/// We hold `strata.lock`, so no other strata store has the directory; but
-/// sled 0.34 releases its lock on `db` only when the last of its background
-/// threads of a previous open in this process lets go of its files, which
-/// can be a moment after that store was dropped. Reopening at once (a
-/// restart in tests, or a service that closes and reopens) then failed now
-/// and then with "could not acquire lock".
-fn open_sled(config: &sled::Config) -> Result<sled::Db, StoreError> {
-    const WAIT: Duration = Duration::from_secs(5);
-    let started = std::time::Instant::now();
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && started.elapsed() < WAIT => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return Ok(other?),
-        }
     }
 }
 
