@@ -10,9 +10,9 @@ use tokio_postgres::NoTls;
 /// starts one and sets it).
 const URL_VAR: &str = "STRATA_POSTGRES_URL";
 
-/// The longest a fixture waits for its schema to be dropped (a test that
-/// left a transaction open must not hang there).
-const DROP_WAIT: Duration = Duration::from_secs(10);
+/// The longest a blocking statement (the schema's drop, a test's own SQL)
+/// is waited for: a test that left a transaction open must not hang there.
+const BLOCKING_WAIT: Duration = Duration::from_secs(10);
 
 /// The test server's URL, from `STRATA_POSTGRES_URL`.
 ///
@@ -109,6 +109,47 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs `sql` (one or more statements) on a connection of its own,
+    /// from a synchronous test or from inside a runtime alike; panics with
+    /// the statement and the server's answer when it fails.
+    pub fn execute_blocking(&self, sql: &str) {
+        if let Err(e) = execute_on_a_thread(&self.url, sql.to_string()) {
+            panic!("{sql}: {e}");
+        }
+    }
+}
+
+/// Runs `sql` on `url` from a thread of its own with a runtime of its own,
+/// and waits for it (at most [`BLOCKING_WAIT`]).
+fn execute_on_a_thread(url: &str, sql: String) -> Result<(), String> {
+    let url = url.to_string();
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                        .await
+                        .map_err(|e| format!("connecting to {URL_VAR} failed: {e}"))?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client.batch_execute(&sql).await.map_err(|e| match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    })
+                })
+            });
+        let _ = done.send(result);
+    });
+    wait.recv_timeout(BLOCKING_WAIT)
+        .unwrap_or_else(|_| Err(format!("no answer within {BLOCKING_WAIT:?}")))
+}
+
 impl Default for TestDatabase {
     fn default() -> Self {
         TestDatabase::new()
@@ -144,35 +185,15 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     /// Drops the schema, from a thread of its own (drop is synchronous and
-    /// may run on a runtime thread), waiting at most [`DROP_WAIT`] so a
+    /// may run on a runtime thread), waiting at most [`BLOCKING_WAIT`] so a
     /// database used for tests does not fill up.
     fn drop(&mut self) {
         if !self.owned {
             return;
         }
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        let (done, wait) = mpsc::channel();
-        std::thread::spawn(move || {
-            let dropped = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| {
-                    rt.block_on(async {
-                        let (client, connection) =
-                            tokio_postgres::connect(&url, NoTls).await.map_err(|e| e.to_string())?;
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                        client.batch_execute(&drop).await.map_err(|e| e.to_string())
-                    })
-                });
-            if let Err(e) = dropped {
-                eprintln!("strata-testkit: could not drop test schema {schema}: {e}");
-            }
-            let _ = done.send(());
-        });
-        let _ = wait.recv_timeout(DROP_WAIT);
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        if let Err(e) = execute_on_a_thread(&self.url, drop) {
+            eprintln!("strata-testkit: could not drop test schema {}: {e}", self.schema);
+        }
     }
 }
