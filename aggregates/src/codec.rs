@@ -12,7 +12,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_store::{EventId, Metadata, NewEvent, RecordedEvent, StoreError, from_bincode, to_bincode};
+use strata_store::{
+    Classify, ErrorKind, EventId, Metadata, NewEvent, RecordedEvent, StoreError, from_bincode, to_bincode,
+};
 
 /// The metadata key that records a payload's [`Format`].
 pub const FORMAT_KEY: &str = "strata.format";
@@ -153,6 +155,27 @@ pub enum CodecError {
     /// Encoding failed.
     #[error("cannot encode event: {0}")]
     Encode(#[source] StoreError),
+}
+
+impl CodecError {
+    /// What kind of failure this is: a payload that does not decode is
+    /// [`ErrorKind::Corrupt`]; a shape version without an upcaster or
+    /// metadata of an unknown format is [`ErrorKind::Incompatible`] (other
+    /// software, or another version, wrote it); an event that cannot be
+    /// encoded is [`ErrorKind::Internal`] (a bug in the event type).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::Payload { .. } => ErrorKind::Corrupt,
+            CodecError::UnknownVersion { .. } | CodecError::Metadata { .. } => ErrorKind::Incompatible,
+            CodecError::Encode(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Classify for CodecError {
+    fn kind(&self) -> ErrorKind {
+        CodecError::kind(self)
+    }
 }
 
 /// Encodes a domain event as a store event with a fresh id.

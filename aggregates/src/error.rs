@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use strata_store::{EventId, RecordedEvent, StoreError, StreamId};
+use strata_store::{Classify, ErrorKind, EventId, RecordedEvent, StoreError, StreamId};
 
 use crate::aggregate::Aggregate;
 use crate::codec::{CodecError, DomainEvent, decode};
@@ -172,6 +172,37 @@ impl<A: Aggregate> RepositoryError<A> {
             RepositoryError::Rejected(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl<A: Aggregate> RepositoryError<A>
+where
+    A::Error: Classify,
+{
+    /// What kind of failure this is: a conflict is [`ErrorKind::Conflict`];
+    /// a refusal has the aggregate error's kind; an event that does not
+    /// decode has the codec's kind, one that does not encode is
+    /// [`ErrorKind::Internal`] (a bug); a command sent to another id than
+    /// it names is [`ErrorKind::InvalidInput`]; a store error has the
+    /// store's kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepositoryError::Conflict(_) => ErrorKind::Conflict,
+            RepositoryError::Rejected(e) => e.kind(),
+            RepositoryError::Decode { source, .. } => source.kind(),
+            RepositoryError::Encode { .. } => ErrorKind::Internal,
+            RepositoryError::IdMismatch { .. } => ErrorKind::InvalidInput,
+            RepositoryError::Store(e) => e.kind(),
+        }
+    }
+}
+
+impl<A: Aggregate> Classify for RepositoryError<A>
+where
+    A::Error: Classify,
+{
+    fn kind(&self) -> ErrorKind {
+        RepositoryError::kind(self)
     }
 }
 

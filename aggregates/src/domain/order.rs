@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use strata_store::{Classify, ErrorKind};
 
 use crate::aggregate::{Aggregate, Snapshottable};
 use crate::codec::DomainEvent;
@@ -347,6 +348,37 @@ impl OrderError {
             OrderError::InvalidTransition { .. } => 409,
             _ => 422,
         }
+    }
+
+    /// What kind of refusal this is: [`ErrorKind::Conflict`] for a
+    /// duplicate or a command the order's status refuses,
+    /// [`ErrorKind::NotFound`] for a command to an order that does not
+    /// exist (`InvalidTransition { from: New, .. }`), and
+    /// [`ErrorKind::InvalidInput`] for everything else.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OrderError::AlreadyExists { .. } => ErrorKind::Conflict,
+            OrderError::InvalidTransition {
+                from: OrderStatus::New, ..
+            } => ErrorKind::NotFound,
+            OrderError::InvalidTransition { .. } => ErrorKind::Conflict,
+            OrderError::PaymentMismatch { .. }
+            | OrderError::InvalidOrderId { .. }
+            | OrderError::EmptyCustomer
+            | OrderError::NoLines
+            | OrderError::TooManyLines { .. }
+            | OrderError::ZeroQuantity { .. }
+            | OrderError::InvalidSku { .. }
+            | OrderError::DuplicateSku { .. }
+            | OrderError::ServiceOnly { .. }
+            | OrderError::TotalOverflow => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl Classify for OrderError {
+    fn kind(&self) -> ErrorKind {
+        OrderError::kind(self)
     }
 }
 

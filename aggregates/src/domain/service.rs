@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
-use strata_store::{AppendResult, EventStore, ExpectedVersion, Metadata, StoreError, StreamAppend, StreamId};
+use strata_store::{
+    AppendResult, Classify, ErrorKind, EventStore, ExpectedVersion, Metadata, StoreError, StreamAppend, StreamId,
+};
 use tracing::{Instrument, field, warn};
 
 use crate::aggregate::Aggregate;
@@ -128,6 +130,37 @@ impl OrderServiceError {
             OrderServiceError::Store(e) => e.http_status(),
             OrderServiceError::Decode { .. } | OrderServiceError::Encode { .. } => 500,
         }
+    }
+
+    /// What kind of failure this is: a conflict on the order stream is
+    /// [`ErrorKind::Conflict`]; a refusal has the order's or the stock
+    /// item's kind, except that a SKU an order names but nobody registered
+    /// is the order's [`ErrorKind::InvalidInput`]; contention on a stock
+    /// item is [`ErrorKind::Unavailable`] (the same request may succeed
+    /// later); a store error has the store's kind; an event that does not
+    /// decode has the codec's kind; one that does not encode is
+    /// [`ErrorKind::Internal`] (a bug).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OrderServiceError::Conflict(_) => ErrorKind::Conflict,
+            OrderServiceError::Rejected(e) => e.kind(),
+            OrderServiceError::UnknownSku { .. } => ErrorKind::InvalidInput,
+            OrderServiceError::StockRejected {
+                source: StockError::NotRegistered { .. },
+                ..
+            } => ErrorKind::InvalidInput,
+            OrderServiceError::StockRejected { source, .. } => source.kind(),
+            OrderServiceError::StockContention { .. } => ErrorKind::Unavailable,
+            OrderServiceError::Decode { source, .. } => source.kind(),
+            OrderServiceError::Encode { .. } => ErrorKind::Internal,
+            OrderServiceError::Store(e) => e.kind(),
+        }
+    }
+}
+
+impl Classify for OrderServiceError {
+    fn kind(&self) -> ErrorKind {
+        OrderServiceError::kind(self)
     }
 }
 

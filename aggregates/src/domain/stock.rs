@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use strata_store::{Classify, ErrorKind};
 
 use crate::aggregate::{Aggregate, Snapshottable};
 use crate::codec::DomainEvent;
@@ -323,6 +324,35 @@ impl StockError {
             | StockError::BelowReserved { .. } => 409,
             _ => 422,
         }
+    }
+
+    /// What kind of refusal this is: [`ErrorKind::NotFound`] for a SKU
+    /// that is not registered, [`ErrorKind::Conflict`] for a duplicate
+    /// registration and the rules of the item's current state (stock,
+    /// reservations), [`ErrorKind::InvalidInput`] for everything else.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StockError::NotRegistered { .. } => ErrorKind::NotFound,
+            StockError::AlreadyRegistered { .. }
+            | StockError::InsufficientStock { .. }
+            | StockError::AlreadyReserved { .. }
+            | StockError::NoReservation { .. }
+            | StockError::BelowReserved { .. } => ErrorKind::Conflict,
+            StockError::InvalidSku { .. }
+            | StockError::InvalidOrderId { .. }
+            | StockError::EmptyName
+            | StockError::ZeroQuantity { .. }
+            | StockError::Overflow
+            | StockError::ServiceOnly { .. }
+            | StockError::QuantityTooLarge { .. }
+            | StockError::OnHandLimit { .. } => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl Classify for StockError {
+    fn kind(&self) -> ErrorKind {
+        StockError::kind(self)
     }
 }
 
