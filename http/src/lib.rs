@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod answers_tests;
 mod config;
 mod error;
 mod extract;

@@ -80,6 +80,13 @@ fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
             id: id.to_string(),
         },
         OrderServiceError::Conflict(c) => order_conflict(state, id, &c),
+        other => refusal(id, other),
+    }
+}
+
+/// Maps an order service error other than a conflict to its problem.
+pub(crate) fn refusal(id: &str, e: OrderServiceError) -> HttpError {
+    match e {
         OrderServiceError::Rejected(rejection) => match rejection {
             OrderError::AlreadyExists { order_id, .. } => HttpError::AlreadyExists {
                 resource: "order",

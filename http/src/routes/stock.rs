@@ -36,6 +36,17 @@ fn map_error(state: &AppState, sku: &str, e: RepositoryError<StockItem>) -> Http
                 .collect(),
             events_since_complete: c.events_since_complete,
         })),
+        other => refusal(sku, other),
+    }
+}
+
+/// Maps a stock repository error other than a conflict to its problem.
+pub(crate) fn refusal(sku: &str, e: RepositoryError<StockItem>) -> HttpError {
+    let not_found = || HttpError::NotFound {
+        resource: "stock item",
+        id: sku.to_string(),
+    };
+    match e {
         RepositoryError::Rejected(rejection) => match rejection {
             StockError::NotRegistered { .. } => not_found(),
             StockError::AlreadyRegistered { sku } => HttpError::AlreadyExists {
