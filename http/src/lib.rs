@@ -27,8 +27,6 @@
 
 #![warn(missing_docs)]
 
-#[cfg(test)]
-mod answers_tests;
 mod config;
 mod error;
 mod extract;
