@@ -123,8 +123,8 @@ impl<'a> StoredShape<'a> {
 pub enum CodecError {
     /// The payload does not decode as the expected shape.
     ///
-    /// Handling: the stream holds an event this code does not understand
-    /// (HTTP 500).
+    /// Handling: the stream holds an event this code does not understand.
+    /// Kind: [`ErrorKind::Corrupt`].
     #[error("cannot decode {event_type} payload: {detail}")]
     Payload {
         /// The stored type name.
@@ -135,6 +135,7 @@ pub enum CodecError {
     /// The event was stored with a shape version this code has no upcaster for.
     ///
     /// Handling: add an upcaster, or run the code version that wrote it.
+    /// Kind: [`ErrorKind::Incompatible`].
     #[error("no upcaster for {event_type} version {version}")]
     UnknownVersion {
         /// The stored type name.
@@ -144,7 +145,8 @@ pub enum CodecError {
     },
     /// The metadata names a format or version this code cannot read.
     ///
-    /// Handling: the event was written by other software (HTTP 500).
+    /// Handling: the event was written by other software. Kind:
+    /// [`ErrorKind::Incompatible`].
     #[error("event {event_id} has unreadable codec metadata: {detail}")]
     Metadata {
         /// The event.
@@ -153,6 +155,8 @@ pub enum CodecError {
         detail: String,
     },
     /// Encoding failed.
+    ///
+    /// Handling: a bug in the event type. Kind: [`ErrorKind::Internal`].
     #[error("cannot encode event: {0}")]
     Encode(#[source] StoreError),
 }

@@ -381,33 +381,6 @@ impl StoreError {
         )
     }
 
-    /// The HTTP status this error answers with, as each variant documents:
-    /// 409 for a conflict or a clashing event id, 400 for invalid input, 413
-    /// for input over a limit, 503 when the store is unavailable, 500 for
-    /// damage and failures of the machine.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => 409,
-            StoreError::InvalidStreamId { .. }
-            | StoreError::EmptyAppend { .. }
-            | StoreError::InvalidEventType { .. }
-            | StoreError::DuplicateStream { .. } => 400,
-            StoreError::TooManyEvents { .. }
-            | StoreError::AppendTooLarge { .. }
-            | StoreError::PayloadTooLarge { .. }
-            | StoreError::MetadataTooLarge { .. } => 413,
-            StoreError::Unavailable { .. } => 503,
-            StoreError::Corrupt { .. }
-            | StoreError::Locked { .. }
-            | StoreError::IncompatibleFormat { .. }
-            | StoreError::InvalidLimits { .. }
-            | StoreError::Io { .. }
-            | StoreError::Sled(_) => 500,
-            #[cfg(feature = "postgres")]
-            StoreError::Postgres { .. } | StoreError::IncompatibleSchema { .. } => 500,
-        }
-    }
-
     /// Maps an error of the PostgreSQL driver the way the store does: a lost
     /// or refused connection is [`StoreError::Unavailable`], anything the
     /// server refused is [`StoreError::Postgres`]. For crates that keep
@@ -476,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_413_and_bad_input_400() {
+    fn limits_are_too_large_and_bad_input_invalid() {
         let s = StreamId::new("s").unwrap();
         let id = EventId::new();
         let too_big = StoreError::PayloadTooLarge {
@@ -485,14 +458,22 @@ mod tests {
             size: 2,
             limit: 1,
         };
-        assert_eq!(too_big.http_status(), 413);
-        assert_eq!(StoreError::EmptyAppend { stream: s.clone() }.http_status(), 400);
+        assert_eq!(too_big.kind(), ErrorKind::TooLarge);
+        assert!(too_big.is_invalid_input());
+        assert_eq!(
+            StoreError::EmptyAppend { stream: s.clone() }.kind(),
+            ErrorKind::InvalidInput
+        );
         let conflict = StoreError::WrongExpectedVersion {
             stream: s,
             expected: ExpectedVersion::NoStream,
             actual: 1,
         };
-        assert_eq!(conflict.http_status(), 409);
-        assert_eq!(StoreError::Unavailable { reason: "x".into() }.http_status(), 503);
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        assert!(conflict.is_conflict() && !conflict.is_invalid_input());
+        assert_eq!(
+            StoreError::Unavailable { reason: "x".into() }.kind(),
+            ErrorKind::Unavailable
+        );
     }
 }
