@@ -36,6 +36,7 @@
 mod codec;
 mod decide;
 mod error;
+mod examples;
 mod kind;
 mod limits;
 mod memory;
