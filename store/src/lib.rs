@@ -44,6 +44,8 @@ mod commit_stats;
 mod decide;
 mod durability;
 mod error;
+mod examples;
+mod kind;
 mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -63,6 +65,9 @@ pub use commit_stats::CommitStats;
 pub use deadpool_postgres;
 pub use durability::Durability;
 pub use error::StoreError;
+#[doc(hidden)]
+pub use kind::Example;
+pub use kind::{Classify, ErrorKind};
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
