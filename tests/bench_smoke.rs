@@ -109,10 +109,7 @@ fn bench_quick_reports_every_contender_and_workload() {
 /// are in its store, and each is set against the plain INSERTs. Needs
 /// a server: ignored unless `STRATA_POSTGRES_URL` was set at build time.
 #[test]
-#[cfg_attr(
-    not(strata_postgres),
-    ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test --test bench_smoke"
-)]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts() {
     let url = strata_testkit::postgres_url();
     let dir = tempfile::tempdir().unwrap();

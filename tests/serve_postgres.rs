@@ -21,10 +21,7 @@ fn serve(url: &str, schema: &str) -> Serve {
 }
 
 #[test]
-#[cfg_attr(
-    not(strata_postgres),
-    ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test --test serve_postgres"
-)]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn two_serve_processes_on_one_database_lose_no_update() {
     let db = TestDatabase::new();
     let url = db.url();

@@ -1010,10 +1010,7 @@ mod tests {
     /// the swap names the live position, and succeeds once the rebuild has
     /// replayed up to it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_swap_behind_the_live_writer_is_refused_until_the_rebuild_catches_up() {
         let (_db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
@@ -1081,10 +1078,7 @@ mod tests {
     /// asked to (a swap whose commit landed although its caller saw an
     /// error).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_lost_rebuild_is_not_swapped_in_and_the_current_generation_is_never_dropped() {
         let (_db, store, model, events) = moving_with_events(6).await;
         let head = events[5].position;
@@ -1180,10 +1174,7 @@ mod tests {
     /// caught up with that writer: the fence is the batch's own base, not
     /// whatever the copy holds at commit time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_batch_staged_before_another_writers_commit_is_fenced_off() {
         let (_db, _store, model, events) = moving_with_events(10).await;
         let generation = model.generation();
@@ -1224,10 +1215,7 @@ mod tests {
     /// failed refreshes (what `/healthz` reports), and the count goes back
     /// to 0 once a refresh succeeds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_copy_that_cannot_refresh_counts_its_failures() {
         let (db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
@@ -1250,10 +1238,7 @@ mod tests {
     /// Refreshing by changes sees deletes (tombstones); once old tombstones
     /// are purged, a copy from before the purge is reloaded whole instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_copy_behind_purged_tombstones_is_reloaded_whole() {
         let (_db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();

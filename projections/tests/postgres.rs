@@ -17,10 +17,7 @@ macro_rules! postgres_tests {
     ($($name:ident),* $(,)?) => {
         $(
             #[test]
-            #[cfg_attr(
-                not(strata_postgres),
-                ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-projections --features postgres"
-            )]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
             fn $name() {
                 #[cfg(feature = "postgres")]
                 imp::$name();

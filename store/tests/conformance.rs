@@ -674,10 +674,7 @@ macro_rules! conformance {
     (@tests [needs_postgres] $fixture:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(strata_postgres),
-                ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-store --features postgres"
-            )]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
             async fn $name() {
                 crate::suite::$name($fixture).await;
             }

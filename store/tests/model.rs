@@ -388,10 +388,7 @@ fn sled_store_follows_the_model() {
 }
 
 #[test]
-#[cfg_attr(
-    not(strata_postgres),
-    ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-store --features postgres"
-)]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn postgres_store_follows_the_model() {
     check(Backend::Postgres);
 }

@@ -15,10 +15,7 @@ macro_rules! postgres_tests {
     ($($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(strata_postgres),
-                ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-store --features postgres"
-            )]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
             async fn $name() {
                 #[cfg(feature = "postgres")]
                 imp::$name().await;

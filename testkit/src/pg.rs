@@ -185,7 +185,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     /// Drops the schema, from a thread of its own (drop is synchronous and
-    /// may run on a runtime thread), waiting at most [`BLOCKING_WAIT`] so a
+    /// may run on a runtime thread), waiting at most 10 s so a
     /// database used for tests does not fill up.
     fn drop(&mut self) {
         if !self.owned {

@@ -340,10 +340,7 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
         let db = TestDatabase::new();
         runs_once_then_replays(&open(&db, HOUR).await).await;
@@ -354,10 +351,7 @@ mod tests {
     /// once the process that holds a marker dies, the same request runs
     /// again in the other, told to look for its write first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_marker_blocks_other_processes_while_its_process_lives() {
         let db = TestDatabase::new();
         let a = open(&db, HOUR).await;
@@ -394,10 +388,7 @@ mod tests {
     /// its key in flight, and the background retry records it once the
     /// database answers again; at shutdown it makes one last attempt.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_failed_record_is_retried_until_it_lands() {
         let db = TestDatabase::new();
         let ids = open(&db, HOUR).await;
@@ -465,10 +456,7 @@ mod tests {
     /// Many requests with one key at once, through two processes: exactly
     /// one runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn concurrent_claims_across_processes_let_exactly_one_run() {
         let db = TestDatabase::new();
         let stores = [Arc::new(open(&db, HOUR).await), Arc::new(open(&db, HOUR).await)];
@@ -496,10 +484,7 @@ mod tests {
     /// The purge removes expired answers and expired markers of other
     /// runs, and keeps this run's markers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(strata_postgres),
-        ignore = "needs PostgreSQL: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
-    )]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn purge_removes_expired_records_and_keeps_this_runs_markers() {
         let db = TestDatabase::new();
         let ids = open(&db, Duration::ZERO).await;
