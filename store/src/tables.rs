@@ -57,12 +57,16 @@ pub struct LocalTables {
 
 struct Inner {
     db: sled::Db,
+    /// The database's directory (its files are synced in `Fsync` mode).
+    dir: PathBuf,
     durability: Durability,
     /// Tickets of [`LocalTables::sync`]: every call takes one; a sync
     /// covers every ticket taken before it started.
     requested: AtomicU64,
     done: AtomicU64,
-    /// Held by the one sync running; `None` unless the mode is `Fsync`.
+    /// Held by the one sync running; `None` unless the mode is `Fsync`
+    /// (or while a sync that was cancelled or failed had them: they are
+    /// opened again).
     files: tokio::sync::Mutex<Option<SledFiles>>,
     /// The data directory's lock, when the tables share a store's
     /// directory: kept while the tables are in use.
@@ -125,6 +129,7 @@ impl LocalTables {
         Ok(LocalTables {
             inner: Arc::new(Inner {
                 db,
+                dir: dir.to_path_buf(),
                 durability,
                 requested: AtomicU64::new(0),
                 done: AtomicU64::new(0),
@@ -196,7 +201,11 @@ impl LocalTables {
         }
         let target = inner.requested.load(Ordering::SeqCst);
         inner.db.flush_async().await?;
-        if let Some(taken) = files.take() {
+        if inner.durability == Durability::Fsync {
+            let taken = match files.take() {
+                Some(taken) => taken,
+                None => SledFiles::open(&inner.dir).map_err(|e| StoreError::io("opening sled's files for fsync", e))?,
+            };
             let (back, synced) = tokio::task::spawn_blocking(move || {
                 let mut taken = taken;
                 let synced = taken.sync();

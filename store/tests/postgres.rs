@@ -33,6 +33,7 @@ postgres_tests!(
     a_damaged_row_is_reported_as_corrupt,
     a_schema_from_a_newer_strata_is_refused,
     dead_connections_are_noticed_in_seconds_unless_the_url_says_otherwise,
+    the_toolkit_listener_reconnects_and_says_when_it_listens_again,
 );
 
 /// Needs the feature, not a server.
@@ -57,7 +58,8 @@ mod imp {
     };
     use tokio::sync::watch;
 
-    use strata_testkit::TestDatabase;
+    use strata_store::pg::{Heard, Listener, Schema};
+    use strata_testkit::{TestDatabase, until_async};
 
     use crate::common::{Fixture, evs, ids, sid};
 
@@ -659,6 +661,60 @@ mod imp {
         assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(90)));
         drop(store);
         drop(fx);
+    }
+
+    /// The toolkit's `LISTEN` loop (the store's subscriptions and the
+    /// crates' own tables use it): `Listening` once in place, every
+    /// notification, and when its connection is killed, `Listening` again
+    /// on a new one and notifications go on; dropped, its connection ends.
+    pub async fn the_toolkit_listener_reconnects_and_says_when_it_listens_again() {
+        let db = TestDatabase::new();
+        let channel = Schema::new(db.schema()).unwrap().channel("probe").unwrap();
+        let mut config: strata_store::tokio_postgres::Config = db.url().parse().unwrap();
+        config.application_name(db.application_name("probe"));
+        let mut listener = Listener::start(config, vec![channel.clone()]);
+        let mut next = async || {
+            tokio::time::timeout(STALL, listener.recv())
+                .await
+                .expect("the listener heard nothing")
+        };
+        assert_eq!(next().await, Heard::Listening);
+        let admin = db.admin().await;
+        let notify = |payload: &'static str| {
+            let (admin, channel) = (&admin, channel.clone());
+            async move {
+                admin
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                    .await
+                    .unwrap();
+            }
+        };
+        notify("one").await;
+        let heard = |payload: &str| Heard::Notification {
+            channel: channel.clone(),
+            payload: payload.into(),
+        };
+        assert_eq!(next().await, heard("one"));
+
+        assert_eq!(db.kill_connections("probe").await, 1);
+        assert_eq!(next().await, Heard::Listening, "listening again on a new connection");
+        notify("two").await;
+        assert_eq!(next().await, heard("two"));
+
+        drop(listener);
+        let probe = db.application_name("probe");
+        until_async("the dropped listener's connection to end", || async {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&probe],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            left == 0
+        })
+        .await;
     }
 
     /// Needs no server.
