@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 use strata_store::{EventStore, RecordedEvent};
 use tracing::{Instrument, debug, info, info_span};
 
+use crate::backend::Checkpoint;
 use crate::error::ProjectionError;
-use crate::model::{Building, Checkpoint, ModelStore};
+use crate::model::building::Building;
+use crate::model::store::ModelStore;
+use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
 
 /// How a rebuild batches its work.
@@ -131,7 +134,6 @@ pub(crate) async fn rebuild_all_if(
     if let Some(still_needed) = still_needed {
         // What another process committed while this one waited for the
         // locks decides it.
-        #[cfg(feature = "postgres")]
         for (model, _) in targets {
             model.refresh().await?;
         }
@@ -163,7 +165,7 @@ pub(crate) async fn rebuild_all_if(
         if total - done <= batch_size as u64 {
             break;
         }
-        done = replay_batch(store, &building, done, batch_size, u64::MAX).await?;
+        done = replay_batch(store, &mut building, done, batch_size, u64::MAX).await?;
         progress(RebuildProgress { done, total });
     }
     // The rest with the live runners' commits held off, up to the head seen
@@ -178,7 +180,7 @@ pub(crate) async fn rebuild_all_if(
     loop {
         total = total.max(target);
         while done < target {
-            done = replay_batch(store, &building, done, batch_size, target).await?;
+            done = replay_batch(store, &mut building, done, batch_size, target).await?;
             progress(RebuildProgress { done, total });
         }
         // All pointers in one atomic write: no crash leaves some models on
@@ -225,7 +227,7 @@ pub(crate) async fn rebuild_all_if(
 /// the generations being built; returns the position reached.
 async fn replay_batch(
     store: &dyn EventStore,
-    building: &[(Building, &dyn Projection)],
+    building: &mut [(Building, &dyn Projection)],
     done: u64,
     limit: usize,
     until: u64,
@@ -248,7 +250,7 @@ async fn replay_batch(
         let Some(last) = events.last().map(Checkpoint::of) else {
             return Ok(done);
         };
-        for (b, projection) in building {
+        for (b, projection) in building.iter_mut() {
             let mut ws = b.write_set(projection.model_version());
             for (i, event) in events.iter().enumerate() {
                 check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
@@ -265,7 +267,7 @@ fn check_and_apply(
     projection: &dyn Projection,
     event: &RecordedEvent,
     expected: u64,
-    ws: &mut crate::model::WriteSet,
+    ws: &mut WriteSet,
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     if event.position != expected {
@@ -295,7 +297,6 @@ mod tests {
     use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StreamId};
 
     use super::*;
-    use crate::model::WriteSet;
 
     /// Counts events.
     struct Count(&'static str);
@@ -325,7 +326,7 @@ mod tests {
         let first = ModelStore::open_sled(&store, "swap_first").unwrap();
         let second = ModelStore::open_sled(&store, "swap_second").unwrap();
         let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-        crate::model::failpoint::fail_pointer_write("swap_second");
+        crate::backend::sled::failpoint::fail_pointer_write("swap_second");
         let result = {
             let targets: [(&ModelStore, &dyn Projection); 2] =
                 [(&first, &Count("swap_first")), (&second, &Count("swap_second"))];
