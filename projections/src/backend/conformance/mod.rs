@@ -34,39 +34,37 @@ macro_rules! conformance {
     };
 }
 
+/// [`conformance!`] with the tests every backend passes, and `$extra`.
+macro_rules! every_backend {
+    ($fixture:expr; $attrs:tt; $($extra:ident::$test:ident),* $(,)?) => {
+        conformance!($fixture; $attrs;
+            commits::a_commit_writes_the_changes_and_the_checkpoint_together,
+            commits::a_batch_staged_on_a_moved_checkpoint_writes_nothing,
+            commits::wait_for_reads_your_writes,
+            generations::readers_see_the_old_generation_until_the_swap_and_the_new_one_after,
+            generations::a_write_set_of_a_replaced_generation_is_refused,
+            generations::an_abandoned_rebuild_is_removed,
+            generations::one_rebuild_of_a_model_at_a_time,
+            generations::model_versions_are_recorded_with_the_checkpoint,
+            lease::one_writer_holds_the_lease,
+            paging::ranges_read_at_most_their_limit_within_their_bounds,
+            $($extra::$test),*
+        );
+    };
+}
+
 mod memory {
     use super::fixture::MemoryFixture;
 
-    conformance!(MemoryFixture; [];
-        commits::a_commit_writes_the_changes_and_the_checkpoint_together,
-        commits::a_batch_staged_on_a_moved_checkpoint_writes_nothing,
-        commits::wait_for_reads_your_writes,
-        generations::readers_see_the_old_generation_until_the_swap_and_the_new_one_after,
-        generations::a_write_set_of_a_replaced_generation_is_refused,
-        generations::an_abandoned_rebuild_is_removed,
-        generations::one_rebuild_of_a_model_at_a_time,
-        generations::model_versions_are_recorded_with_the_checkpoint,
-        lease::one_writer_holds_the_lease,
-        paging::ranges_read_at_most_their_limit_within_their_bounds,
-    );
+    every_backend!(MemoryFixture; [];);
 }
 
 mod sled {
     use super::fixture::SledFixture;
 
-    conformance!(SledFixture::new(); [];
-        commits::a_commit_writes_the_changes_and_the_checkpoint_together,
-        commits::a_batch_staged_on_a_moved_checkpoint_writes_nothing,
+    every_backend!(SledFixture::new(); [];
         commits::a_failed_commit_leaves_neither_changes_nor_checkpoint,
-        commits::wait_for_reads_your_writes,
-        generations::readers_see_the_old_generation_until_the_swap_and_the_new_one_after,
-        generations::a_write_set_of_a_replaced_generation_is_refused,
-        generations::an_abandoned_rebuild_is_removed,
         generations::a_rebuild_that_died_is_removed_when_the_model_is_opened_again,
-        generations::one_rebuild_of_a_model_at_a_time,
-        generations::model_versions_are_recorded_with_the_checkpoint,
-        lease::one_writer_holds_the_lease,
-        paging::ranges_read_at_most_their_limit_within_their_bounds,
     );
 }
 
@@ -74,21 +72,11 @@ mod sled {
 mod postgres {
     use super::fixture::PgFixture;
 
-    conformance!(PgFixture::new().await;
+    every_backend!(PgFixture::new().await;
         [#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]];
-        commits::a_commit_writes_the_changes_and_the_checkpoint_together,
-        commits::a_batch_staged_on_a_moved_checkpoint_writes_nothing,
         commits::a_failed_commit_leaves_neither_changes_nor_checkpoint,
-        commits::wait_for_reads_your_writes,
-        shared::another_process_follows_the_writers_commits_and_swaps,
-        generations::readers_see_the_old_generation_until_the_swap_and_the_new_one_after,
-        generations::a_write_set_of_a_replaced_generation_is_refused,
-        generations::an_abandoned_rebuild_is_removed,
         generations::a_rebuild_that_died_is_removed_when_the_model_is_opened_again,
-        generations::one_rebuild_of_a_model_at_a_time,
-        generations::model_versions_are_recorded_with_the_checkpoint,
-        lease::one_writer_holds_the_lease,
+        shared::another_process_follows_the_writers_commits_and_swaps,
         shared::a_lost_lease_refuses_commits_and_passes_to_another_process,
-        paging::ranges_read_at_most_their_limit_within_their_bounds,
     );
 }

@@ -168,15 +168,3 @@ pub(super) const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended(
 
 /// The same for the length of a transaction, without waiting.
 pub(super) const TRY_XACT_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_are_numbered_in_order_from_one() {
-        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(*version, i as i32 + 1);
-        }
-    }
-}

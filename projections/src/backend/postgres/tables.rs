@@ -401,7 +401,10 @@ impl PgModel {
             return;
         }
         let purged = async {
-            let params = [self.bigint(generation, "generation")?, self.bigint(horizon, "position")?];
+            let params = [
+                self.bigint(generation, "generation")?,
+                self.bigint(horizon, "position")?,
+            ];
             client
                 .execute(&self.sql(sql::PURGE), &[&self.name, &params[0], &params[1]])
                 .await
