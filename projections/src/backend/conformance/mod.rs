@@ -78,5 +78,6 @@ mod postgres {
         generations::a_rebuild_that_died_is_removed_when_the_model_is_opened_again,
         shared::another_process_follows_the_writers_commits_and_swaps,
         shared::a_lost_lease_refuses_commits_and_passes_to_another_process,
+        shared::a_rebuild_that_lost_its_lock_is_not_swapped_in,
     );
 }

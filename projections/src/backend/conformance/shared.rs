@@ -9,6 +9,8 @@ use tokio::sync::watch;
 
 use super::fixture::{Fixture, PgFixture, build, commit, entries, lead, pairs, swap};
 use crate::backend::Commit;
+use crate::error::ProjectionError;
+use crate::model::building::Building;
 use crate::model::run_state::RunState;
 use crate::model::store::ModelStore;
 
@@ -18,9 +20,10 @@ pub(super) trait SharedFixture: Fixture {
     /// Opens model `name` as another process does.
     async fn open_elsewhere(&self, name: &str) -> ModelStore;
 
-    /// Takes the writer lease away from this process without telling it,
-    /// as a lost connection does.
-    async fn break_lease(&self);
+    /// Ends the sessions of this process that hold locks (the writer
+    /// lease, a rebuild's lock) without telling it, as a lost connection
+    /// does; returns how many.
+    async fn end_lock_sessions(&self) -> i64;
 }
 
 #[async_trait]
@@ -30,8 +33,8 @@ impl SharedFixture for PgFixture {
         ModelStore::open_postgres(&b, name).await.unwrap()
     }
 
-    async fn break_lease(&self) {
-        assert_eq!(self.kill_lock_holders().await, 1, "the writer lease's session");
+    async fn end_lock_sessions(&self) -> i64 {
+        self.kill_lock_holders().await
     }
 }
 
@@ -74,7 +77,7 @@ pub(super) async fn a_lost_lease_refuses_commits_and_passes_to_another_process(f
     });
     assert_eq!(b.run_state(), RunState::Standby);
 
-    f.break_lease().await;
+    assert_eq!(f.end_lock_sessions().await, 1, "the writer lease's session");
     assert_eq!(commit(&a, &[(b"k", Some(b"lost"))], 2, 0).await, Commit::LeaseLost);
     assert!(b_leads.await.unwrap().unwrap(), "the other process takes the lease");
     assert_eq!(b.run_state(), RunState::Running);
@@ -83,4 +86,34 @@ pub(super) async fn a_lost_lease_refuses_commits_and_passes_to_another_process(f
     // The first process, leading again, waits: the lease is taken.
     a.step_down();
     assert_eq!(a.run_state(), RunState::Standby);
+}
+
+/// A rebuild whose lock went with its session (its process seen as dead)
+/// and whose work another process's rebuild removed is refused at the
+/// swap: the model stays as it was, and the rebuild that took over swaps
+/// in its own.
+pub(super) async fn a_rebuild_that_lost_its_lock_is_not_swapped_in(f: &impl SharedFixture) {
+    let a = f.open("t").await;
+    let b = f.open_elsewhere("t").await;
+    lead(&b).await;
+    assert_eq!(commit(&b, &[(b"k", Some(b"v"))], 1, 0).await, Commit::Done);
+    strata_testkit::until("process a to follow", || a.checkpoint() == 1).await;
+
+    let mut lost = build(&a, &[(b"k", b"lost")], 1, 0).await;
+    assert_eq!(f.end_lock_sessions().await, 1, "the rebuild lock's session");
+    let mut took_over = build(&b, &[(b"k", b"rebuilt")], 1, 0).await;
+    let refused = {
+        let _commits = a.lock_commits().await;
+        Building::swap_in_all(vec![&mut lost], 1).await
+    };
+    assert!(
+        matches!(refused, Err(ProjectionError::Corrupt { .. })),
+        "a generation that is gone is not swapped in: {refused:?}"
+    );
+    drop(lost);
+    assert_eq!((a.generation(), entries(&a)), (1, pairs(&[("k", "v")])));
+
+    swap(&b, &mut took_over, 1).await;
+    strata_testkit::until("process a to see the swap", || a.generation() == b.generation()).await;
+    assert_eq!(entries(&a), pairs(&[("k", "rebuilt")]));
 }
