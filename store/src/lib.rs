@@ -40,6 +40,7 @@ mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod segment;
 mod sled_store;
 mod store;
 mod subscription;
@@ -54,6 +55,12 @@ pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{MigrationSet, PostgresOptions, PostgresStore};
+pub use segment::{
+    FileStorage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats, SegmentStore, Storage, StorageFile,
+    VerifyReport,
+};
+#[cfg(feature = "sim")]
+pub use segment::{PowerLoss, SimDisk, SimOp};
 pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};

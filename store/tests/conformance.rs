@@ -679,4 +679,5 @@ macro_rules! conformance {
 
 conformance!(memory, Some(crate::common::Fixture::memory()));
 conformance!(sled, Some(crate::common::Fixture::sled()));
+conformance!(segment, Some(crate::common::Fixture::segment()));
 conformance!(postgres, crate::common::Fixture::postgres().await);

@@ -391,6 +391,11 @@ fn sled_store_follows_the_model() {
 }
 
 #[test]
+fn segment_store_follows_the_model() {
+    check(Backend::Segment);
+}
+
+#[test]
 fn postgres_store_follows_the_model() {
     if common::postgres_url().is_none() {
         return; // SKIPPED, printed

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_store::{EventId, EventStore, MemoryStore, NewEvent, SledOptions, SledStore, StreamId};
+use strata_store::{
+    EventId, EventStore, MemoryStore, NewEvent, SegmentOptions, SegmentStore, SledOptions, SledStore, StreamId,
+};
 #[cfg(feature = "postgres")]
 use strata_store::{PostgresOptions, PostgresStore};
 use tempfile::TempDir;
@@ -30,6 +32,10 @@ enum Kind {
         dir: TempDir,
         options: SledOptions,
     },
+    Segment {
+        dir: TempDir,
+        options: SegmentOptions,
+    },
     #[cfg(feature = "postgres")]
     Postgres {
         url: String,
@@ -43,6 +49,7 @@ enum Kind {
 pub enum Backend {
     Memory,
     Sled,
+    Segment,
     Postgres,
 }
 
@@ -53,6 +60,7 @@ impl Fixture {
         match backend {
             Backend::Memory => Some(Fixture::memory()),
             Backend::Sled => Some(Fixture::sled()),
+            Backend::Segment => Some(Fixture::segment()),
             Backend::Postgres => Fixture::postgres().await,
         }
     }
@@ -74,6 +82,24 @@ impl Fixture {
         Fixture {
             store: Arc::new(store),
             kind: Kind::Sled { dir, options },
+        }
+    }
+
+    /// A SegmentStore with small segments (64 KiB), so tests cross
+    /// segment boundaries.
+    pub fn segment() -> Fixture {
+        Fixture::segment_with(SegmentOptions {
+            segment_bytes: 64 * 1024,
+            ..SegmentOptions::default()
+        })
+    }
+
+    pub fn segment_with(options: SegmentOptions) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SegmentStore::open_with(dir.path(), options.clone()).expect("open segment store");
+        Fixture {
+            store: Arc::new(store),
+            kind: Kind::Segment { dir, options },
         }
     }
 
@@ -122,6 +148,14 @@ impl Fixture {
                 Fixture {
                     store: Arc::new(store),
                     kind: Kind::Sled { dir, options },
+                }
+            }
+            Kind::Segment { dir, options } => {
+                drop(self.store);
+                let store = SegmentStore::open_with(dir.path(), options.clone()).expect("reopen segment store");
+                Fixture {
+                    store: Arc::new(store),
+                    kind: Kind::Segment { dir, options },
                 }
             }
             #[cfg(feature = "postgres")]
