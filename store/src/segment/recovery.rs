@@ -10,6 +10,8 @@
 //! acknowledged record and is damage. Whatever follows X otherwise was
 //! never synced, so never acknowledged: it is zeroed (so it can never be
 //! mistaken for a record later) and synced before the store takes appends.
+//! After a clean close (the log ends in a seal record and zeros) the rest of
+//! the segment is not read: nothing was written there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -302,6 +304,9 @@ impl Scan<'_> {
             }
             let mut cursor = SegmentCursor::new(segment.clone(), offset);
             let mut previous = None;
+            // Whether the last record read is a seal: the log was closed
+            // cleanly there, and nothing after it was ever written.
+            let mut sealed = false;
             loop {
                 if !passed && expected >= index_from {
                     let cp = cp.expect("a checkpoint to pass");
@@ -322,8 +327,11 @@ impl Scan<'_> {
                     // A seal is no sparse point and does not count as the
                     // previous record: the first event record of a segment
                     // is always a sparse point.
-                    Ok(record) if record.header.kind == KIND_SEAL => continue,
-                    Ok(record) => match decode_events(&record.header, &record.body) {
+                    Ok(record) if record.header.kind == KIND_SEAL => {
+                        sealed = true;
+                        continue;
+                    }
+                    Ok(record) => match decode_events(&record.header, &record.body).inspect(|_| sealed = false) {
                         Err(d) => Stop::Bad(d),
                         Ok((parts, events)) => {
                             let sparse = is_sparse_point(previous, at);
@@ -390,7 +398,12 @@ impl Scan<'_> {
                         "the index reaches position {index_from}, the log ends before it"
                     )));
                 }
-                cut_tail(self.log, segment, at, bad)?;
+                // After a clean close the rest of the segment was never
+                // written: no torn tail to cut, and the seal vouches for
+                // every record before it. Otherwise look at the rest.
+                if !(sealed && bad.is_none()) {
+                    cut_tail(self.log, segment, at, bad)?;
+                }
                 segment.end.store(at, Ordering::Release);
                 self.flush(self.segments.len() as u64)?;
                 return Ok(Cursor {
