@@ -56,8 +56,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{MigrationSet, PostgresOptions, PostgresStore};
 pub use segment::{
-    FileStorage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats, SegmentStore, Storage, StorageFile,
-    VerifyReport,
+    DiskUsage, FileStorage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats, SegmentStore, Storage,
+    StorageFile, VerifyReport,
 };
 #[cfg(feature = "sim")]
 pub use segment::{PowerLoss, SimDisk, SimOp};

@@ -65,7 +65,7 @@ fn bucket(id: &EventId) -> (u8, u64) {
     }
 }
 
-fn id_prefix(stream: &StreamId, id: &EventId) -> Vec<u8> {
+pub(crate) fn id_prefix(stream: &StreamId, id: &EventId) -> Vec<u8> {
     let (tag, bucket) = bucket(id);
     let mut k = Vec::with_capacity(25);
     k.push(b'i');
@@ -172,36 +172,38 @@ fn encode_runs(runs: &[Run]) -> Vec<u8> {
     v
 }
 
-/// Finds `id` in an id entry's runs.
-fn find_in_runs(key: &[u8], value: &[u8], id: &EventId) -> Result<Option<IdEntry>, StoreError> {
+/// Calls `f` for every id of an id entry's runs.
+fn for_each_in_runs(key: &[u8], value: &[u8], mut f: impl FnMut(EventId, IdEntry)) -> Result<(), StoreError> {
     let body = unseal(key, value)?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        location: format!("index entry {}", String::from_utf8_lossy(key)),
+        detail: format!("{detail}; delete the index directory and reopen to rebuild it"),
+    };
     let mut at = 0;
     while at < body.len() {
         if body.len() - at < 20 {
-            return Err(StoreError::Corrupt {
-                location: format!("index entry {}", String::from_utf8_lossy(key)),
-                detail: "truncated run".into(),
-            });
+            return Err(corrupt("truncated run".into()));
         }
         let (first_version, first_position, n) = (be(body, at), be(body, at + 8), le32(body, at + 16) as usize);
         at += 20;
         if (body.len() - at) / 16 < n {
-            return Err(StoreError::Corrupt {
-                location: format!("index entry {}", String::from_utf8_lossy(key)),
-                detail: format!("a run of {n} ids runs past the entry"),
-            });
+            return Err(corrupt(format!("a run of {n} ids runs past the entry")));
         }
         for i in 0..n {
-            if &body[at + 16 * i..at + 16 * (i + 1)] == id.as_bytes() {
-                return Ok(Some(IdEntry {
+            let id = EventId::from_uuid(uuid::Uuid::from_bytes(
+                body[at + 16 * i..at + 16 * (i + 1)].try_into().expect("16 bytes"),
+            ));
+            f(
+                id,
+                IdEntry {
                     version: first_version + i as u64,
                     position: first_position + i as u64,
-                }));
-            }
+                },
+            );
         }
         at += 16 * n;
     }
-    Ok(None)
+    Ok(())
 }
 
 /// The sled index.
@@ -321,16 +323,17 @@ impl Index {
         Ok(out)
     }
 
-    /// Where `id` sits in a stream whose hash matches `stream`'s. The caller
-    /// checks the hit against the log.
-    pub(crate) fn find_id(&self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
-        for kv in self.tree.scan_prefix(id_prefix(stream, id)) {
+    /// Every id under an id prefix ([`id_prefix`]): where it sits in a
+    /// stream whose hash matches. The caller checks a hit against the log.
+    pub(crate) fn ids_under(&self, prefix: &[u8]) -> Result<HashMap<EventId, IdEntry>, StoreError> {
+        let mut out = HashMap::new();
+        for kv in self.tree.scan_prefix(prefix) {
             let (k, v) = kv?;
-            if let Some(e) = find_in_runs(&k, &v, id)? {
-                return Ok(Some(e));
-            }
+            for_each_in_runs(&k, &v, |id, entry| {
+                out.insert(id, entry);
+            })?;
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Every stream entry and every id entry, decoded, for `verify`: per
@@ -350,26 +353,10 @@ impl Index {
         }
         for kv in self.tree.scan_prefix(b"i") {
             let (k, v) = kv?;
-            let body = unseal(&k, &v)?;
             let hash = if k.len() == 26 { be(&k, 10) } else { 0 };
-            let mut at = 0;
-            while body.len() - at >= 20 {
-                let (fv, fp, n) = (be(body, at), be(body, at + 8), le32(body, at + 16) as usize);
-                at += 20;
-                for i in 0..n.min((body.len() - at) / 16) {
-                    let id = EventId::from_uuid(uuid::Uuid::from_bytes(
-                        body[at + 16 * i..at + 16 * (i + 1)].try_into().expect("16 bytes"),
-                    ));
-                    dump.ids.insert(
-                        (hash, id),
-                        IdEntry {
-                            version: fv + i as u64,
-                            position: fp + i as u64,
-                        },
-                    );
-                }
-                at += 16 * n;
-            }
+            for_each_in_runs(&k, &v, |id, entry| {
+                dump.ids.insert((hash, id), entry);
+            })?;
         }
         dump.checkpoint = self.checkpoint()?;
         Ok(dump)

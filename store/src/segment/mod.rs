@@ -187,6 +187,17 @@ impl Stats {
     }
 }
 
+/// What a [`SegmentStore`] takes on disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DiskUsage {
+    /// Bytes of records written to the segments.
+    pub log_bytes: u64,
+    /// Bytes the segment files take, preallocated space included.
+    pub log_allocated: u64,
+    /// Bytes of the sled index (as sled counts them).
+    pub index_bytes: u64,
+}
+
 /// State shared by the handles, the writer, the syncer and the indexer.
 struct Shared {
     log: Log,
@@ -509,11 +520,18 @@ impl SegmentStore {
         r
     }
 
-    /// Bytes the log and the index take on disk: (segments, index).
-    pub fn size_on_disk(&self) -> (u64, u64) {
+    /// What the log and the index take on disk.
+    pub fn disk_usage(&self) -> DiskUsage {
         let shared = &self.inner.shared;
-        let log = shared.log.segments().iter().map(|s| s.capacity).sum();
-        (log, shared.index.size_on_disk())
+        let segments = shared.log.segments();
+        DiskUsage {
+            log_bytes: segments
+                .iter()
+                .map(|s| s.end.load(Ordering::Acquire).saturating_sub(SEGMENT_HEADER_BYTES))
+                .sum(),
+            log_allocated: segments.iter().map(|s| s.capacity).sum(),
+            index_bytes: shared.index.size_on_disk(),
+        }
     }
 
     /// Checks every record of the log and that the index equals a rebuild

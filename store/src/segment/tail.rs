@@ -75,9 +75,17 @@ pub(crate) struct Tail {
     events: usize,
     streams: HashMap<StreamId, VecDeque<Chunk>>,
     ids: HashMap<(StreamId, EventId), IdEntry>,
+    /// Bumped each time records leave for the index: a lookup of the index
+    /// made while this stayed the same, together with the tail, saw every
+    /// record.
+    epoch: u64,
 }
 
 impl Tail {
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     pub(crate) fn events(&self) -> usize {
         self.events
     }
@@ -140,6 +148,7 @@ impl Tail {
 
     /// Forgets the oldest `n` records: the index holds them now.
     pub(crate) fn pop_indexed(&mut self, n: usize) {
+        self.epoch += 1;
         for _ in 0..n {
             let Some(record) = self.records.pop_front() else {
                 return;

@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug_span, warn};
 
-use super::Shared;
 use super::format::{
     KIND_EVENTS, KIND_SEAL, MAX_BODY_BYTES, PartIn, RecordHeader, SEGMENT_HEADER_BYTES, address, encode_body,
     record_len,
 };
 use super::log::{Segment, is_sparse_point};
 use super::tail::{Chunk, Tail, TailRecord};
+use super::{Shared, index};
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
 use crate::error::StoreError;
 use crate::types::{AppendResult, Direction, EventId, StreamAppend, StreamId, now_micros};
@@ -73,6 +73,7 @@ struct Writer {
     shared: Arc<Shared>,
     cursor: Cursor,
     heads: HashMap<StreamId, u64>,
+    ids: HashMap<Vec<u8>, (u64, HashMap<EventId, IdEntry>)>,
     to_syncer: Option<std_mpsc::Sender<Written>>,
     sent: u64,
     segment_bytes: u64,
@@ -87,6 +88,10 @@ struct Writer {
 struct View<'a> {
     shared: &'a Shared,
     heads: &'a mut HashMap<StreamId, u64>,
+    /// Id lookups in the index, by id prefix, with the tail epoch they were
+    /// made at: the ids of one append mostly share a prefix, so one sled
+    /// scan answers for all of them.
+    ids: &'a mut HashMap<Vec<u8>, (u64, HashMap<EventId, IdEntry>)>,
 }
 
 impl StreamView for View<'_> {
@@ -109,16 +114,27 @@ impl StreamView for View<'_> {
     }
 
     fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
-        let tail = self
-            .shared
-            .tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .find_id(stream, id);
-        if tail.is_some() {
-            return Ok(tail);
+        let (found, epoch) = {
+            let tail = self.shared.tail.lock().unwrap_or_else(|p| p.into_inner());
+            (tail.find_id(stream, id), tail.epoch())
+        };
+        if found.is_some() {
+            return Ok(found);
         }
-        let Some(entry) = self.shared.index.find_id(stream, id)? else {
+        // Not in the tail at `epoch`: then it is in the index as it was at
+        // `epoch` or later, or nowhere. A lookup made at the same epoch saw
+        // that index; one made at an older epoch may not have.
+        let prefix = index::id_prefix(stream, id);
+        let entry = match self.ids.get(&prefix) {
+            Some((at, ids)) if *at == epoch => ids.get(id).copied(),
+            _ => {
+                let ids = self.shared.index.ids_under(&prefix)?;
+                let entry = ids.get(id).copied();
+                self.ids.insert(prefix, (epoch, ids));
+                entry
+            }
+        };
+        let Some(entry) = entry else {
             return Ok(None);
         };
         // The key holds a hash of the stream: check the hit against the log.
@@ -228,6 +244,7 @@ impl Writer {
             let mut view = View {
                 shared: &self.shared,
                 heads: &mut self.heads,
+                ids: &mut self.ids,
             };
             plan_multi(&mut view, &appends)?
         };
@@ -388,6 +405,7 @@ pub(super) fn run_writer(
         shared,
         cursor,
         heads: HashMap::new(),
+        ids: HashMap::new(),
         to_syncer: Some(to_syncer),
         sent: 0,
         segment_bytes: config.segment_bytes,
@@ -414,6 +432,8 @@ pub(super) fn run_writer(
         if w.heads.len() > MAX_CACHED_HEADS {
             w.heads.clear();
         }
+        // Id lookups are kept for one group: memory stays bounded.
+        w.ids.clear();
         for req in group {
             let result = match &ready {
                 Err(e) => Err(unavailable(&e.to_string())),
