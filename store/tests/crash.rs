@@ -15,8 +15,9 @@
 //!
 //! For `SegmentStore` also: the index equals a rebuild from the log.
 //!
-//! 20 cycles per backend by default; `STRATA_CRASH_CYCLES=1000 cargo test
-//! -p strata-store --release --test crash` for the long run.
+//! 20 cycles per backend by default, on one directory; `STRATA_CRASH_CYCLES=1000
+//! cargo test -p strata-store --release --test crash` for the long run (a
+//! fresh directory every 50 cycles, as every check reads the whole log).
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -35,6 +36,8 @@ const TASKS: usize = 16;
 const STREAMS_PER_TASK: usize = 3;
 const CHILD_DIR_ENV: &str = "STRATA_CRASH_DIR";
 const CHILD_BACKEND_ENV: &str = "STRATA_CRASH_BACKEND";
+/// Crash cycles on one directory before the next starts afresh.
+const CYCLES_PER_DIR: usize = 50;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -354,9 +357,14 @@ async fn crash_cycles(backend: Backend) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
     let (mut acked, mut landed_unacked) = (0, 0);
     for cycle in 0..cycles {
+        // Each check reads the whole log: a fresh directory every
+        // CYCLES_PER_DIR cycles keeps the long run linear in its cycles.
+        if cycle > 0 && cycle % CYCLES_PER_DIR == 0 {
+            dir = tempfile::tempdir().unwrap();
+        }
         let log = run_child_and_kill(dir.path(), backend).await;
         let (a, l) = match backend {
             Backend::Sled => verify(&SledStore::open(dir.path()).unwrap(), &log, cycle).await,

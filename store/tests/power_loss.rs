@@ -71,7 +71,7 @@ fn open(disk: &SimDisk, index: &Path) -> Result<SegmentStore, StoreError> {
 }
 
 /// One task's appends until it is done or the store stops.
-async fn task(store: SegmentStore, history: Arc<Mutex<History>>, seed: u64, task: usize, cycle: u64) {
+async fn task(store: SegmentStore, disk: SimDisk, history: Arc<Mutex<History>>, seed: u64, task: usize, cycle: u64) {
     let mut rng = StdRng::seed_from_u64(seed ^ (task as u64) << 32 ^ cycle << 48);
     let mut mine: Vec<usize> = Vec::new();
     for k in 0..APPENDS_PER_TASK {
@@ -132,6 +132,8 @@ async fn task(store: SegmentStore, history: Arc<Mutex<History>>, seed: u64, task
         match store.append_multi(parts).await {
             Ok(results) => history.lock().unwrap().acks.push((index, results)),
             Err(StoreError::Unavailable { .. }) => return,
+            // A read while judging the append, after the power went out.
+            Err(StoreError::Io { .. }) if disk.has_crashed() => return,
             Err(e) if e.is_conflict() || matches!(e, StoreError::DuplicateEventId { .. }) => {}
             Err(e) => panic!("unexpected error: {e}"),
         }
@@ -233,7 +235,7 @@ async fn run_seed(seed: u64, index_root: &Path, seen: &mut Seen) {
         disk.crash_after(rng.random_range(0..120));
         let history = Arc::new(Mutex::new(History::default()));
         let tasks: Vec<_> = (0..TASKS)
-            .map(|t| tokio::spawn(task(store.clone(), history.clone(), seed, t, cycle)))
+            .map(|t| tokio::spawn(task(store.clone(), disk.clone(), history.clone(), seed, t, cycle)))
             .collect();
         for t in tasks {
             t.await.unwrap();

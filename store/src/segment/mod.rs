@@ -454,6 +454,7 @@ impl SegmentStore {
             max_group_appends: options.max_group_appends,
             max_index_lag_events: options.max_index_lag_events,
             segment_bytes: options.segment_bytes,
+            fsync,
         };
         let writer = spawn("strata-writer", {
             let shared = shared.clone();

@@ -77,6 +77,7 @@ struct Writer {
     to_syncer: Option<std_mpsc::Sender<Written>>,
     sent: u64,
     segment_bytes: u64,
+    fsync: bool,
     group_start: u64,
     buf: Vec<u8>,
     outcomes: Vec<Outcome>,
@@ -159,8 +160,32 @@ impl Writer {
         self.shared.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Writes the group collected so far and hands it to the syncer; or,
+    /// when nothing else waits (`inline`, the durable mode, the syncer
+    /// idle), syncs and answers it on this thread: the pipeline gains
+    /// nothing then, and a thread hop is saved.
+    fn finish(&mut self, inline: bool) {
+        if inline && self.fsync && self.shared.handled.load(Ordering::Acquire) >= self.sent {
+            let written = self.write_group();
+            commit(&self.shared, vec![written], true);
+        } else {
+            self.flush();
+        }
+    }
+
     /// Writes the group collected so far and hands it to the syncer.
     fn flush(&mut self) {
+        let written = self.write_group();
+        if !written.outcomes.is_empty() || written.segment.is_some() {
+            self.sent += 1;
+            if self.to_syncer.as_ref().is_none_or(|tx| tx.send(written).is_err()) {
+                warn!("the syncer stopped before the writer");
+            }
+        }
+    }
+
+    /// Writes the group collected so far with one `write_at`.
+    fn write_group(&mut self) -> Written {
         let outcomes = std::mem::take(&mut self.outcomes);
         let mut written = Written {
             segment: None,
@@ -192,12 +217,7 @@ impl Writer {
         }
         self.group_start = self.cursor.offset;
         self.first_position = self.cursor.next_position;
-        if !written.outcomes.is_empty() || written.segment.is_some() {
-            self.sent += 1;
-            if self.to_syncer.as_ref().is_none_or(|tx| tx.send(written).is_err()) {
-                warn!("the syncer stopped before the writer");
-            }
-        }
+        written
     }
 
     /// Waits until the syncer has handled every group sent.
@@ -387,6 +407,7 @@ pub(super) struct WriterConfig {
     pub(super) max_group_appends: usize,
     pub(super) max_index_lag_events: usize,
     pub(super) segment_bytes: u64,
+    pub(super) fsync: bool,
 }
 
 /// The writer loop; at the end (every handle dropped) it waits for the
@@ -409,6 +430,7 @@ pub(super) fn run_writer(
         to_syncer: Some(to_syncer),
         sent: 0,
         segment_bytes: config.segment_bytes,
+        fsync: config.fsync,
         group_start,
         buf: Vec::new(),
         outcomes: Vec::new(),
@@ -447,8 +469,8 @@ pub(super) fn run_writer(
                 w.flush();
             }
         }
-        w.flush();
         w.shared.stats.record_write(started.elapsed());
+        w.finish(rx.is_empty());
     }
     drop(w.to_syncer.take());
     if syncer.join().is_err() {
@@ -480,60 +502,14 @@ pub(super) fn run_syncer(shared: Arc<Shared>, rx: std_mpsc::Receiver<Written>, f
         };
         let mut groups = vec![first];
         groups.extend(rx.try_iter());
-        let last = groups.iter().filter_map(|g| g.last_position).max();
-        if let Some(last) = last
-            && shared.failure().is_none()
-        {
-            let end = groups
-                .iter()
-                .filter(|g| g.segment.is_some())
-                .map(|g| g.end)
-                .max()
-                .unwrap_or(0);
-            let started = Instant::now();
-            let mut segments: Vec<&Arc<Segment>> = groups.iter().filter_map(|g| g.segment.as_ref()).collect();
-            segments.dedup_by_key(|s| s.seq);
-            let synced = if fsync {
-                segments.iter().try_for_each(|s| {
-                    s.file
-                        .sync_data()
-                        .map_err(|e| StoreError::io(format!("syncing {}", shared.log.describe(address(s.seq, 0))), e))
-                })
-            } else {
-                Ok(())
-            };
-            match synced {
-                Ok(()) => {
-                    let events = groups.iter().map(|g| g.events).sum();
-                    let appends = groups.iter().map(|g| g.outcomes.len() as u64).sum();
-                    shared.stats.record_commit(appends, events, started.elapsed());
-                    if fsync {
-                        shared.durable.fetch_max(end, Ordering::AcqRel);
-                        shared.durable_position.fetch_max(last, Ordering::AcqRel);
-                    } else {
-                        let segment = segments.last().map(|s| (*s).clone());
-                        unsynced = segment.map(|s| (s, end, last));
-                        if last_sync.elapsed() >= WAKE
-                            && let Some((segment, end, last)) = unsynced.take()
-                        {
-                            background_sync(&shared, &segment, end, last);
-                            last_sync = Instant::now();
-                        }
-                    }
-                    shared.publish(last);
-                }
-                Err(e) => {
-                    shared.fail(&e);
-                }
-            }
-        }
-        if let Some(reason) = shared.failure() {
-            groups.iter_mut().for_each(|g| fail_outcomes(&mut g.outcomes, &reason));
-        }
         let n = groups.len() as u64;
-        for group in groups {
-            for (reply, result) in group.outcomes {
-                let _ = reply.send(result);
+        if let Some(written) = commit(&shared, groups, fsync) {
+            unsynced = Some(written);
+            if last_sync.elapsed() >= WAKE
+                && let Some((segment, end, last)) = unsynced.take()
+            {
+                background_sync(&shared, &segment, end, last);
+                last_sync = Instant::now();
             }
         }
         shared.handled.fetch_add(n, Ordering::AcqRel);
@@ -542,6 +518,64 @@ pub(super) fn run_syncer(shared: Arc<Shared>, rx: std_mpsc::Receiver<Written>, f
     if let Some((segment, end, last)) = unsynced.take() {
         background_sync(&shared, &segment, end, last);
     }
+}
+
+/// Makes `groups` durable with one `fdatasync` per segment they wrote to
+/// (none in the buffered mode), moves the visible head, then answers
+/// their callers in order; after a failure, answers every append that
+/// succeeded with `Unavailable` instead. In the buffered mode, returns
+/// what is left to sync: (segment, end address, last position).
+fn commit(shared: &Shared, mut groups: Vec<Written>, fsync: bool) -> Option<(Arc<Segment>, u64, u64)> {
+    let mut unsynced = None;
+    let last = groups.iter().filter_map(|g| g.last_position).max();
+    if let Some(last) = last
+        && shared.failure().is_none()
+    {
+        let end = groups
+            .iter()
+            .filter(|g| g.segment.is_some())
+            .map(|g| g.end)
+            .max()
+            .unwrap_or(0);
+        let started = Instant::now();
+        let mut segments: Vec<&Arc<Segment>> = groups.iter().filter_map(|g| g.segment.as_ref()).collect();
+        segments.dedup_by_key(|s| s.seq);
+        let synced = if fsync {
+            segments.iter().try_for_each(|s| {
+                s.file
+                    .sync_data()
+                    .map_err(|e| StoreError::io(format!("syncing {}", shared.log.describe(address(s.seq, 0))), e))
+            })
+        } else {
+            Ok(())
+        };
+        match synced {
+            Ok(()) => {
+                let events = groups.iter().map(|g| g.events).sum();
+                let appends = groups.iter().map(|g| g.outcomes.len() as u64).sum();
+                shared.stats.record_commit(appends, events, started.elapsed());
+                if fsync {
+                    shared.durable.fetch_max(end, Ordering::AcqRel);
+                    shared.durable_position.fetch_max(last, Ordering::AcqRel);
+                } else {
+                    unsynced = segments.last().map(|s| ((*s).clone(), end, last));
+                }
+                shared.publish(last);
+            }
+            Err(e) => {
+                shared.fail(&e);
+            }
+        }
+    }
+    if let Some(reason) = shared.failure() {
+        groups.iter_mut().for_each(|g| fail_outcomes(&mut g.outcomes, &reason));
+    }
+    for group in groups {
+        for (reply, result) in group.outcomes {
+            let _ = reply.send(result);
+        }
+    }
+    unsynced
 }
 
 /// The buffered mode's periodic `fdatasync`, which lets the index follow.
