@@ -5,8 +5,11 @@
 //! stream has moved on. Retries are recognised by event id and answered
 //! from the log. The backends share one set of rules ([`EventStore`]):
 //! [`MemoryStore`] for tests, [`SledStore`], the embedded default, with
-//! durable group commit, and (with the `postgres` feature) `PostgresStore`,
-//! one log in a PostgreSQL database shared by several processes.
+//! durable group commit, [`SegmentStore`], the embedded log on segment
+//! files of strata's own format with a sled index derived from them (to
+//! become the default; see `docs/segment-log.md`), and (with the `postgres`
+//! feature) `PostgresStore`, one log in a PostgreSQL database shared by
+//! several processes.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

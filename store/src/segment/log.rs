@@ -207,6 +207,7 @@ pub(crate) struct SegmentCursor {
     pub(crate) previous: Option<u64>,
     buf: Bytes,
     buf_at: u64,
+    chunk: usize,
 }
 
 /// Why a cursor stopped.
@@ -227,7 +228,14 @@ impl SegmentCursor {
             previous: None,
             buf: Bytes::new(),
             buf_at: 0,
+            chunk: READ_CHUNK,
         }
+    }
+
+    /// Reads at least `chunk` bytes at a time (at most the default 1 MiB).
+    pub(crate) fn with_chunk(mut self, chunk: usize) -> SegmentCursor {
+        self.chunk = chunk.clamp(RECORD_HEADER_BYTES, READ_CHUNK);
+        self
     }
 
     pub(crate) fn address(&self) -> u64 {
@@ -238,7 +246,7 @@ impl SegmentCursor {
     fn bytes(&mut self, at: u64, n: usize) -> Result<Bytes, Stop> {
         let have_end = self.buf_at + self.buf.len() as u64;
         if at < self.buf_at || at + n as u64 > have_end {
-            let len = (n.max(READ_CHUNK) as u64).min(self.segment.capacity.saturating_sub(at)) as usize;
+            let len = (n.max(self.chunk) as u64).min(self.segment.capacity.saturating_sub(at)) as usize;
             if len < n {
                 return Err(Stop::End);
             }

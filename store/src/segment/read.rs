@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::Shared;
 use super::format::{KIND_SEAL, SEGMENT_HEADER_BYTES, decode_events, split_address};
-use super::log::{RawRecord, SegmentCursor, Stop};
+use super::log::{RawRecord, SPARSE_BLOCK, SegmentCursor, Stop};
 use super::tail::Chunk;
 use crate::error::StoreError;
 use crate::types::{Direction, RecordedEvent, StreamId};
@@ -54,7 +54,10 @@ impl Shared {
         let (sparse_position, start) = self.log.seek(from).ok_or_else(|| missing(from))?;
         let (seq, offset) = split_address(start);
         let mut segment = self.log.segment(seq).ok_or_else(|| missing(from))?;
-        let mut cursor = SegmentCursor::new(segment.clone(), offset);
+        // Small pages (a subscription's) read little more than they need:
+        // up to a block before `from`, and about 512 bytes per event.
+        let chunk = limit.saturating_mul(512).saturating_add(SPARSE_BLOCK as usize);
+        let mut cursor = SegmentCursor::new(segment.clone(), offset).with_chunk(chunk);
         let mut out = Vec::with_capacity(limit.min((visible - from + 1) as usize).min(65_536));
         // The position of the next record; a record past `visible` may be
         // half written: it is never read.
@@ -67,7 +70,7 @@ impl Shared {
                     if segment.first_position != expected {
                         return Err(missing(expected));
                     }
-                    cursor = SegmentCursor::new(segment.clone(), SEGMENT_HEADER_BYTES);
+                    cursor = SegmentCursor::new(segment.clone(), SEGMENT_HEADER_BYTES).with_chunk(chunk);
                     continue;
                 }
                 Err(Stop::Bad(detail)) => {
