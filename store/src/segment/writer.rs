@@ -28,6 +28,7 @@ use super::format::{
     record_len,
 };
 use super::log::{Segment, is_sparse_point};
+use super::syncer::{commit, fail_outcomes};
 use super::tail::{Chunk, Tail, TailRecord};
 use super::{Shared, index};
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
@@ -43,7 +44,7 @@ const MAX_CACHED_HEADS: usize = 262_144;
 pub(super) const WAKE: Duration = Duration::from_millis(100);
 
 pub(super) type Reply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
-type Outcome = (Reply, Result<Vec<AppendResult>, StoreError>);
+pub(super) type Outcome = (Reply, Result<Vec<AppendResult>, StoreError>);
 
 /// One append waiting for the writer.
 pub(super) struct Request {
@@ -53,12 +54,12 @@ pub(super) struct Request {
 
 /// A group written, waiting for the syncer.
 pub(super) struct Written {
-    segment: Option<Arc<Segment>>,
+    pub(super) segment: Option<Arc<Segment>>,
     /// The log address after its last record.
-    end: u64,
-    last_position: Option<u64>,
-    events: u64,
-    outcomes: Vec<Outcome>,
+    pub(super) end: u64,
+    pub(super) last_position: Option<u64>,
+    pub(super) events: u64,
+    pub(super) outcomes: Vec<Outcome>,
 }
 
 /// Where the writer is.
@@ -149,7 +150,7 @@ impl StreamView for View<'_> {
     }
 }
 
-fn unavailable(reason: &str) -> StoreError {
+pub(super) fn unavailable(reason: &str) -> StoreError {
     StoreError::Unavailable {
         reason: reason.to_string(),
     }
@@ -394,14 +395,6 @@ impl Writer {
     }
 }
 
-fn fail_outcomes(outcomes: &mut [Outcome], reason: &str) {
-    for (_, result) in outcomes {
-        if result.is_ok() {
-            *result = Err(unavailable(reason));
-        }
-    }
-}
-
 /// Options of the writer thread.
 pub(super) struct WriterConfig {
     pub(super) max_group_appends: usize,
@@ -480,114 +473,5 @@ pub(super) fn run_writer(
         && let Err(e) = w.seal()
     {
         warn!(error = %e, "could not seal the log at close; the next open checks its tail");
-    }
-}
-
-/// The syncer loop: one `fdatasync` for every group waiting, then the answers.
-pub(super) fn run_syncer(shared: Arc<Shared>, rx: std_mpsc::Receiver<Written>, fsync: bool) {
-    // In the buffered mode: the newest segment written and not yet synced.
-    let mut unsynced: Option<(Arc<Segment>, u64, u64)> = None;
-    let mut last_sync = Instant::now();
-    loop {
-        let first = match rx.recv_timeout(WAKE) {
-            Ok(g) => g,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                if let Some((segment, end, last)) = unsynced.take() {
-                    background_sync(&shared, &segment, end, last);
-                    last_sync = Instant::now();
-                }
-                continue;
-            }
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut groups = vec![first];
-        groups.extend(rx.try_iter());
-        let n = groups.len() as u64;
-        if let Some(written) = commit(&shared, groups, fsync) {
-            unsynced = Some(written);
-            if last_sync.elapsed() >= WAKE
-                && let Some((segment, end, last)) = unsynced.take()
-            {
-                background_sync(&shared, &segment, end, last);
-                last_sync = Instant::now();
-            }
-        }
-        shared.handled.fetch_add(n, Ordering::AcqRel);
-        shared.notify();
-    }
-    if let Some((segment, end, last)) = unsynced.take() {
-        background_sync(&shared, &segment, end, last);
-    }
-}
-
-/// Makes `groups` durable with one `fdatasync` per segment they wrote to
-/// (none in the buffered mode), moves the visible head, then answers
-/// their callers in order; after a failure, answers every append that
-/// succeeded with `Unavailable` instead. In the buffered mode, returns
-/// what is left to sync: (segment, end address, last position).
-fn commit(shared: &Shared, mut groups: Vec<Written>, fsync: bool) -> Option<(Arc<Segment>, u64, u64)> {
-    let mut unsynced = None;
-    let last = groups.iter().filter_map(|g| g.last_position).max();
-    if let Some(last) = last
-        && shared.failure().is_none()
-    {
-        let end = groups
-            .iter()
-            .filter(|g| g.segment.is_some())
-            .map(|g| g.end)
-            .max()
-            .unwrap_or(0);
-        let started = Instant::now();
-        let mut segments: Vec<&Arc<Segment>> = groups.iter().filter_map(|g| g.segment.as_ref()).collect();
-        segments.dedup_by_key(|s| s.seq);
-        let synced = if fsync {
-            segments.iter().try_for_each(|s| {
-                s.file
-                    .sync_data()
-                    .map_err(|e| StoreError::io(format!("syncing {}", shared.log.describe(address(s.seq, 0))), e))
-            })
-        } else {
-            Ok(())
-        };
-        match synced {
-            Ok(()) => {
-                let events = groups.iter().map(|g| g.events).sum();
-                let appends = groups.iter().map(|g| g.outcomes.len() as u64).sum();
-                shared.stats.record_commit(appends, events, started.elapsed());
-                if fsync {
-                    shared.durable.fetch_max(end, Ordering::AcqRel);
-                    shared.durable_position.fetch_max(last, Ordering::AcqRel);
-                } else {
-                    unsynced = segments.last().map(|s| ((*s).clone(), end, last));
-                }
-                shared.publish(last);
-            }
-            Err(e) => {
-                shared.fail(&e);
-            }
-        }
-    }
-    if let Some(reason) = shared.failure() {
-        groups.iter_mut().for_each(|g| fail_outcomes(&mut g.outcomes, &reason));
-    }
-    for group in groups {
-        for (reply, result) in group.outcomes {
-            let _ = reply.send(result);
-        }
-    }
-    unsynced
-}
-
-/// The buffered mode's periodic `fdatasync`, which lets the index follow.
-fn background_sync(shared: &Shared, segment: &Segment, end: u64, last: u64) {
-    match segment.file.sync_data() {
-        Ok(()) => {
-            shared.durable.fetch_max(end, Ordering::AcqRel);
-            shared.durable_position.fetch_max(last, Ordering::AcqRel);
-            shared.notify();
-        }
-        Err(e) => {
-            shared.fail(&StoreError::io("syncing the log in the background", e));
-        }
     }
 }
