@@ -8,6 +8,7 @@ use strata_projections::ProjectionError;
 use strata_store::StoreError;
 
 use crate::problem::{PROBLEM_JSON, Problem, ProblemType};
+use crate::routes::documents::DocumentProblem;
 
 /// A write decided on a version that is no longer current: what the 409
 /// (or 412) body says.
@@ -228,12 +229,19 @@ pub enum HttpError {
         reason: String,
     },
 
-    /// Not `application/json` (415).
-    #[error("expected Content-Type: application/json, got {content_type:?}")]
+    /// Not a media type the route takes (415).
+    #[error("expected Content-Type: {expected}, got {}", .content_type.as_deref().map_or_else(|| "none".to_string(), |t| format!("{t:?}")))]
     UnsupportedMediaType {
         /// What was sent.
         content_type: Option<String>,
+        /// What the route takes.
+        expected: &'static str,
     },
+
+    /// A problem of the document routes, built where the document errors
+    /// are mapped (`routes/documents`): its type, status and members.
+    #[error("{}", .0.problem.detail)]
+    Document(Box<DocumentProblem>),
 
     /// A write without If-Match on a server that requires it (428).
     #[error(
@@ -344,6 +352,7 @@ impl HttpError {
             HttpError::Contention { .. } => ProblemType::Contention,
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
+            HttpError::Document(d) => d.kind,
             HttpError::Store(e) => store_problem_type(e),
             HttpError::Internal { .. }
             | HttpError::Projection(_)
@@ -356,12 +365,20 @@ impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self {
             HttpError::StaleVersion(s) => s.status,
+            HttpError::Document(d) => {
+                StatusCode::from_u16(d.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             other => other.problem_type().default_status(),
         }
     }
 
     /// The problem body of this error (without `instance`).
     pub fn to_problem(&self) -> Problem {
+        if let HttpError::Document(d) = self {
+            let mut p = d.problem.clone();
+            p.retry_after = self.retry_after();
+            return p;
+        }
         let kind = self.problem_type();
         let mut p = Problem {
             problem_type: kind.uri(),
@@ -505,6 +522,9 @@ impl IntoResponse for HttpError {
             && let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", s.current_version))
         {
             headers.insert(header::ETAG, v);
+        }
+        if let HttpError::Document(d) = &self {
+            d.add_headers(headers);
         }
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -16,12 +16,12 @@ pub(crate) struct ApiJson<T>(pub T);
 /// reads as `T::default()`: for commands whose fields are all optional.
 pub(crate) struct ApiJsonOrEmpty<T>(pub T);
 
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>, Bytes), HttpError> {
+pub(crate) async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>, Bytes), HttpError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -43,7 +43,12 @@ async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>
 fn parse<T: DeserializeOwned>(content_type: Option<String>, bytes: &[u8]) -> Result<T, HttpError> {
     match &content_type {
         Some(ct) if is_json(ct) => {}
-        _ => return Err(HttpError::UnsupportedMediaType { content_type }),
+        _ => {
+            return Err(HttpError::UnsupportedMediaType {
+                content_type,
+                expected: "application/json",
+            });
+        }
     }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => HttpError::InvalidBody { reason: e.to_string() },

@@ -31,6 +31,7 @@ mod config;
 mod error;
 mod extract;
 mod idempotency;
+mod json;
 mod loadtest;
 mod metrics;
 mod model;
@@ -54,5 +55,10 @@ pub use model::{
 pub use problem::{PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
 pub use router::openapi;
 pub use routes::STRATA_POSITION;
+pub use routes::documents::{
+    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, DocumentProblem,
+    HistoryView, JsonPatchBody, MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec,
+    UniqueFieldView,
+};
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

@@ -14,7 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{PROBLEM_JSON, Problem};
-use crate::routes::{meta, orders, stock, streams, views};
+use crate::routes::documents::collections;
+use crate::routes::{documents, meta, orders, stock, streams, views};
 use crate::state::Shared;
 use crate::{idempotency, metrics};
 
@@ -23,13 +24,14 @@ use crate::{idempotency, metrics};
     info(
         title = "strata",
         description = "An event-sourced aggregate store over HTTP: `ETag` on reads, `If-Match` on writes, \
-                       409 (or 412) with an RFC 9457 problem body that says what changed, `Idempotency-Key` on every POST.",
+                       409 (or 412) with an RFC 9457 problem body that says what changed, `Idempotency-Key` on every POST, PUT, PATCH and DELETE.",
     ),
     components(schemas(Problem)),
     tags(
         (name = "orders", description = "The order state machine; placing reserves stock atomically"),
         (name = "stock", description = "Stock items, one stream per SKU"),
         (name = "views", description = "Read models; `min_position` reads your writes"),
+        (name = "documents", description = "JSON documents in declared collections: PUT/PATCH/DELETE with If-Match, If-Unmodified-Since or `_version`, 409 bodies naming the conflicting fields, merges on request (Strata-Merge-Base), unique values"),
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
     )
@@ -52,6 +54,14 @@ fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(stock::adjust))
         .routes(routes!(views::orders))
         .routes(routes!(views::stock))
+        .routes(routes!(collections::declare_collection, collections::get_collection))
+        .routes(routes!(
+            documents::get_document,
+            documents::put_document,
+            documents::patch_document,
+            documents::delete_document
+        ))
+        .routes(routes!(documents::document_history))
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
@@ -120,19 +130,43 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
                     "`precondition-required`: the server requires If-Match (or expected_version) on this write",
                 );
             }
-            let key = ParameterBuilder::new()
-                .name("Idempotency-Key")
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(
-                    "1..=255 visible ASCII characters. A retry with the same key gets the first response \
-                     (header `Idempotency-Replayed: true`); kept durably for the retention period.",
-                ))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                .build();
-            op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
+            add_idempotency_key(op);
+        }
+        for op in [item.put.as_mut(), item.patch.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            add_response(op, 400, "`invalid-idempotency-key` or another invalid input");
+            add_response(
+                op,
+                409,
+                "`idempotency-key-in-flight`: the first request with this key has not finished",
+            );
+            add_response(op, 413, "`payload-too-large`");
+            add_response(
+                op,
+                422,
+                "`idempotency-key-reused` (the key came with a different request)",
+            );
+            add_response(op, 500, "`internal-error`");
+            add_response(op, 503, "`service-unavailable`");
+            add_idempotency_key(op);
         }
     }
+}
+
+fn add_idempotency_key(op: &mut Operation) {
+    let key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1..=255 visible ASCII characters. A retry with the same key gets the first response \
+             (header `Idempotency-Replayed: true`); kept durably for the retention period.",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
 }
 
 /// The OpenAPI document of every route.

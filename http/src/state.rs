@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use strata_aggregates::Repository;
+use strata_aggregates::domain::document::DocumentService;
 use strata_aggregates::domain::order::Order;
 use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
@@ -22,6 +23,8 @@ pub(crate) struct AppState {
     pub config: Config,
     pub store: Arc<dyn EventStore>,
     pub service: OrderService,
+    /// Collections and documents.
+    pub documents: DocumentService,
     pub projections: Projections,
     pub idempotency: IdempotencyStore,
     pub metrics: Metrics,
@@ -56,6 +59,7 @@ impl AppState {
         }
         Ok(AppState {
             service: OrderService::from_repositories(orders, stock),
+            documents: DocumentService::new(store.clone()).with_conflict_event_limit(config.conflict_event_limit),
             projections,
             idempotency,
             metrics: Metrics::new(),

@@ -470,6 +470,19 @@ fn fingerprint(method: &Method, target: &str, headers: &HeaderMap, body: &[u8]) 
             h.update([1]);
         }
     }
+    // Headers only the document routes read, hashed only when present, so
+    // the fingerprints of requests without them are those of earlier versions.
+    for name in ["if-unmodified-since", "strata-merge-base", "strata-actor"] {
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_some() {
+            h.update([2]);
+            h.update(name.as_bytes());
+            for v in values {
+                h.update([1]);
+                h.update(v.as_bytes());
+            }
+        }
+    }
     h.update([0]);
     h.update(body);
     h.finalize().into()
@@ -504,12 +517,16 @@ pub(crate) const INTERNAL_FINGERPRINT: &str = "x-strata-internal-idempotency-fin
 /// the process that died: the handler looks for its write before writing.
 pub(crate) const INTERNAL_AFTER_CRASH: &str = "x-strata-internal-idempotency-after-crash";
 
-/// The middleware: applies to every POST that carries the header.
+/// The middleware: applies to every POST, PUT, PATCH and DELETE that
+/// carries the header.
 pub(crate) async fn middleware(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     // Only this middleware sets these.
     req.headers_mut().remove(INTERNAL_FINGERPRINT);
     req.headers_mut().remove(INTERNAL_AFTER_CRASH);
-    if req.method() != Method::POST {
+    if !matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
         return next.run(req).await;
     }
     let key = match parse_key(req.headers()) {

@@ -23,7 +23,10 @@ use crate::state::Shared;
 /// Whether the generic log API refuses to write `stream`: the domain's
 /// streams (their read models are strict) and system streams.
 pub fn is_reserved_stream(stream: &str) -> bool {
-    stream.starts_with("order-") || stream.starts_with("stock-") || stream.starts_with('$')
+    ["order-", "stock-", "doc-", "collection-", "unique-"]
+        .iter()
+        .any(|prefix| stream.starts_with(prefix))
+        || stream.starts_with('$')
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, HttpError> {

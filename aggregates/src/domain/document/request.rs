@@ -145,6 +145,8 @@ pub struct DocumentWrite {
     pub merged_onto: Option<u64>,
     /// The log position of the write's last event (`None` when nothing was appended).
     pub position: Option<u64>,
+    /// How many events the write appended (the document's and its unique values').
+    pub appended: usize,
 }
 
 /// A page of a document's history.

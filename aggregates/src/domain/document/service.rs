@@ -328,6 +328,7 @@ impl DocumentService {
                 self.unique_appends(&request, &spec, &current.state, &after, &metadata)
                     .await?,
             );
+            let appended = appends.iter().map(|a| a.events.len()).sum();
             match self.store.append_multi(appends).await {
                 Ok(results) => {
                     let position = results.iter().map(|r| r.last_position).max();
@@ -339,6 +340,7 @@ impl DocumentService {
                         modified_by: after.modified_by().map(str::to_string),
                         merged_onto,
                         position,
+                        appended,
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) if attempt < self.retry.attempts() => {
@@ -661,6 +663,7 @@ fn unchanged(current: &LoadedDoc) -> DocumentWrite {
         modified_by: current.state.modified_by().map(str::to_string),
         merged_onto: None,
         position: None,
+        appended: 0,
     }
 }
 
