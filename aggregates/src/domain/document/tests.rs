@@ -423,6 +423,99 @@ async fn of_many_concurrent_claims_of_one_value_exactly_one_wins() {
     assert!(holders.iter().all(|h| *h == winners[0]), "{holders:?}");
 }
 
+/// A log whose first `n` appends wait for each other, so `n` writers that
+/// each loaded, decided and appended truly race at the append (a test
+/// whose writers happen to run one after another proves nothing).
+struct RacingStore {
+    inner: MemoryStore,
+    barrier: tokio::sync::Barrier,
+    calls: std::sync::atomic::AtomicUsize,
+    n: usize,
+}
+
+#[async_trait::async_trait]
+impl EventStore for RacingStore {
+    async fn append_multi(
+        &self,
+        appends: Vec<strata_store::StreamAppend>,
+    ) -> Result<Vec<strata_store::AppendResult>, strata_store::StoreError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.n {
+            self.barrier.wait().await;
+        }
+        self.inner.append_multi(appends).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &strata_store::StreamId,
+        from: u64,
+        direction: strata_store::Direction,
+        limit: usize,
+    ) -> Result<Vec<strata_store::RecordedEvent>, strata_store::StoreError> {
+        self.inner.read_stream(stream, from, direction, limit).await
+    }
+    async fn read_all(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<strata_store::RecordedEvent>, strata_store::StoreError> {
+        self.inner.read_all(from, limit).await
+    }
+    async fn stream_version(&self, stream: &strata_store::StreamId) -> Result<u64, strata_store::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<u64, strata_store::StoreError> {
+        self.inner.head_position().await
+    }
+    fn subscribe_all(&self, after: u64) -> strata_store::EventSubscription {
+        self.inner.subscribe_all(after)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_that_race_at_the_append_claim_a_value_once() {
+    let store = Arc::new(MemoryStore::new());
+    let setup = DocumentService::new(store.clone());
+    let spec = CollectionSpec {
+        unique: vec![UniqueField::parse("email", false).unwrap()],
+        require_precondition: false,
+    };
+    setup
+        .declare("users", spec, None, None, 0, &Metadata::default())
+        .await
+        .unwrap();
+    let n = 8;
+    let racing = Arc::new(RacingStore {
+        inner: (*store).clone(),
+        barrier: tokio::sync::Barrier::new(n),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        n,
+    });
+    let docs = Arc::new(DocumentService::new(racing));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let docs = docs.clone();
+            tokio::spawn(async move {
+                write(
+                    &docs,
+                    &format!("r{i}"),
+                    put(json!({"email": "same@x"})),
+                    Preconditions::default(),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(DocumentError::UniqueViolation { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "all {n} appended at once; the log let one through");
+}
+
 #[tokio::test]
 async fn patches_that_do_not_apply_or_leave_no_object_are_refused() {
     let (_, docs) = service(&[], false).await;
