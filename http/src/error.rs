@@ -34,10 +34,10 @@ pub struct StaleVersion {
 
 /// Everything that can go wrong in strata-http: a request's problem (each
 /// variant maps to one [`ProblemType`] and status; see
-/// [`HttpError::problem_type`]) or a failure to start, serve or load-test.
+/// [`HttpError::problem_type`]) or a failure to start or serve.
 ///
 /// Handling: request problems are answered as `application/problem+json`;
-/// the others are returned by [`crate::Server`] and [`crate::run_load_test`].
+/// the others are returned by [`crate::Server`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -310,13 +310,6 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
-
-    /// The load test could not run or reach the server.
-    #[error("load test: {reason}")]
-    LoadTest {
-        /// Why.
-        reason: String,
-    },
 }
 
 impl HttpError {
@@ -354,10 +347,7 @@ impl HttpError {
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
             HttpError::Document(d) => d.kind,
             HttpError::Store(e) => store_problem_type(e),
-            HttpError::Internal { .. }
-            | HttpError::Projection(_)
-            | HttpError::Io { .. }
-            | HttpError::LoadTest { .. } => ProblemType::Internal,
+            HttpError::Internal { .. } | HttpError::Projection(_) | HttpError::Io { .. } => ProblemType::Internal,
         }
     }
 

@@ -32,7 +32,6 @@ mod error;
 mod extract;
 mod idempotency;
 mod json;
-mod loadtest;
 mod metrics;
 mod model;
 mod precondition;
@@ -45,7 +44,6 @@ mod state;
 pub use config::{Config, ConflictStatus};
 pub use error::{HttpError, StaleVersion};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
-pub use loadtest::{LoadReport, LoadTestOptions, run_load_test};
 pub use metrics::REQUEST_ID;
 pub use model::{
     AdjustStock, AppendView, CancelOrder, DeliverOrder, EventView, EventsPage, Health, Line, MetadataBody,
