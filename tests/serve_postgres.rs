@@ -2,7 +2,9 @@
 //! database: `strata loadtest` against both at once finds no lost update;
 //! an Idempotency-Key used in one is replayed by the other; a write through
 //! one is read through the other's read models with `min_position`; both
-//! stop cleanly on SIGTERM.
+//! stop cleanly on SIGTERM. And documents: of 32 writers of one unique
+//! value spread over both processes exactly one wins, and `strata loadtest
+//! --target docs` against both loses no update.
 //!
 //! Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
 //! the test prints SKIPPED.
@@ -50,12 +52,13 @@ impl Drop for Schema {
     }
 }
 
-fn postgres_url() -> Option<String> {
+fn postgres_url(test: &str) -> Option<String> {
     match std::env::var("STRATA_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            let line = "SKIPPED two_serve_processes_on_one_database_lose_no_update: STRATA_POSTGRES_URL is not set; \
-                        run scripts/test-postgres.sh cargo test --test serve_postgres\n";
+            let line = format!(
+                "SKIPPED {test}: STRATA_POSTGRES_URL is not set; run scripts/test-postgres.sh cargo test --test serve_postgres\n"
+            );
             let _ = std::io::stderr().write_all(line.as_bytes());
             None
         }
@@ -64,7 +67,9 @@ fn postgres_url() -> Option<String> {
 
 #[test]
 fn two_serve_processes_on_one_database_lose_no_update() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = postgres_url("two_serve_processes_on_one_database_lose_no_update") else {
+        return;
+    };
     let schema = Schema {
         url: url.clone(),
         name: format!("strata_serve_{:016x}", rand::random::<u64>()),
@@ -224,5 +229,110 @@ fn two_serve_processes_on_one_database_lose_no_update() {
         let (status, rest) = s.terminate();
         assert!(status.success(), "{rest}");
         assert!(rest.contains("the store is closed"), "{rest}");
+    }
+}
+
+#[test]
+fn two_serve_processes_let_one_writer_of_a_unique_value_win() {
+    let Some(url) = postgres_url("two_serve_processes_let_one_writer_of_a_unique_value_win") else {
+        return;
+    };
+    let schema = Schema {
+        url: url.clone(),
+        name: format!("strata_docs_{:016x}", rand::random::<u64>()),
+    };
+    let a = serve(&url, &schema.name);
+    let b = serve(&url, &schema.name);
+    let (status, declared) = http(
+        &a.addr,
+        "PUT",
+        "/collections/users",
+        &[],
+        r#"{"unique":[{"field":"email","case_insensitive":true}]}"#,
+    );
+    assert_eq!(status, 201, "{declared}");
+
+    // 32 writers, half through each process, released at once.
+    let barrier = std::sync::Barrier::new(32);
+    let results: Vec<(usize, u16, String)> = std::thread::scope(|t| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let (barrier, addr) = (&barrier, if i % 2 == 0 { &a.addr } else { &b.addr });
+                t.spawn(move || {
+                    barrier.wait();
+                    let email = if i % 3 == 0 {
+                        "Same@Example.com"
+                    } else {
+                        "same@example.com"
+                    };
+                    let (status, response) = http(
+                        addr,
+                        "PUT",
+                        &format!("/docs/users/u{i}"),
+                        &[],
+                        &format!(r#"{{"email":"{email}","i":{i}}}"#),
+                    );
+                    (i, status, response)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = results.iter().filter(|r| r.1 == 201).map(|r| r.0).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins across both processes: {winners:?}"
+    );
+    let holder = format!(r#""holder":"u{}""#, winners[0]);
+    for (i, status, response) in &results {
+        if *i != winners[0] {
+            assert_eq!(*status, 409, "{response}");
+            assert!(
+                response.contains("/problems/unique-violation") && response.contains(&holder),
+                "writer {i} is told who holds the value: {response}"
+            );
+        }
+    }
+    // Each process sees the one document, and only it.
+    for s in [&a, &b] {
+        for i in 0..32 {
+            let (status, _) = http(&s.addr, "GET", &format!("/docs/users/u{i}"), &[], "");
+            assert_eq!(status == 200, i == winners[0], "u{i} through {}", s.addr);
+        }
+    }
+
+    // The documents load test against both at once.
+    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "loadtest",
+            "--target",
+            "docs",
+            "--clients",
+            "8",
+            "--resources",
+            "2",
+            "--duration",
+            "2s",
+            "--url",
+        ])
+        .arg(format!("http://{},http://{}", a.addr, b.addr))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(report.contains("lost updates 0  phantom 0"), "{report}");
+    assert!(
+        report.contains("8 writers, 1 winner(s), 7 refused naming the winner"),
+        "{report}"
+    );
+
+    for s in [a, b] {
+        let (status, rest) = s.terminate();
+        assert!(status.success(), "{rest}");
     }
 }
