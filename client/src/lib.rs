@@ -453,10 +453,11 @@ impl Client {
     }
 
     /// The spec's loop: read the document, apply `change` to its members,
-    /// write it back with `If-Match`; on a stale version read, apply and
-    /// write again after a jittered backoff, at most
-    /// [`RetryPolicy::max_attempts`] times. The last conflict is returned
-    /// when they run out (with its fields); a unique violation at once.
+    /// write it back with `If-Match`; on a stale version (or a `503
+    /// contention`) read, apply and write again after a jittered backoff,
+    /// at most [`RetryPolicy::max_attempts`] times. The last conflict is
+    /// returned when they run out (with its fields); a unique violation at
+    /// once.
     /// `change` must be a function of the document it is given: it is
     /// applied anew to every version read.
     pub async fn update<F>(&self, collection: &str, id: &str, change: F) -> Result<Updated, ClientError>
@@ -529,19 +530,37 @@ impl Client {
                         wrote: true,
                     });
                 }
-                Err(ClientError::Conflict(mut c)) if c.problem_type == "/problems/wrong-expected-version" => {
+                // Stale, or (with a merge base) the document kept moving
+                // while the service retried: read again, apply again.
+                Err(e) if retryable(&e) => {
                     conflicts += 1;
                     if attempt == attempts {
-                        c.attempts = attempt;
-                        return Err(ClientError::Conflict(c));
+                        return Err(match e {
+                            ClientError::Conflict(mut c) => {
+                                c.attempts = attempt;
+                                ClientError::Conflict(c)
+                            }
+                            other => other,
+                        });
                     }
-                    tracing::debug!(collection, id, attempt, "stale version; reading again");
+                    tracing::debug!(collection, id, attempt, error = %e, "reading again");
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
         unreachable!("the loop returns on its last attempt")
+    }
+}
+
+/// Whether [`Client::update`] reads, applies and writes again after `e`:
+/// a stale version, or `503 contention` (a write the service retried on
+/// its own while the document kept changing).
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Conflict(c) => c.problem_type == "/problems/wrong-expected-version",
+        ClientError::Problem { problem_type, .. } => problem_type == "/problems/contention",
+        _ => false,
     }
 }
 
@@ -649,6 +668,34 @@ mod tests {
         }
         let waits: std::collections::BTreeSet<_> = (0..50).map(|_| p.backoff(3)).collect();
         assert!(waits.len() > 1, "jittered, not fixed");
+    }
+
+    #[test]
+    fn stale_versions_and_contention_are_retried_nothing_else() {
+        let conflict = |t: &str| {
+            ClientError::Conflict(Box::new(Conflict {
+                status: 409,
+                problem_type: t.into(),
+                detail: String::new(),
+                current_version: 1,
+                current: None,
+                changes_since: Vec::new(),
+                conflicting_fields: None,
+                merged: None,
+                attempts: 1,
+            }))
+        };
+        let problem = |t: &str| ClientError::Problem {
+            status: 503,
+            problem_type: t.into(),
+            detail: String::new(),
+            body: Value::Null,
+        };
+        assert!(retryable(&conflict("/problems/wrong-expected-version")));
+        assert!(!retryable(&conflict("/problems/already-exists")));
+        assert!(retryable(&problem("/problems/contention")));
+        assert!(!retryable(&problem("/problems/service-unavailable")));
+        assert!(!retryable(&ClientError::Deleted { version: 1 }));
     }
 
     #[test]

@@ -171,7 +171,7 @@ problem_types! {
     InvalidIdempotencyKey => "invalid-idempotency-key", 400, "The Idempotency-Key header is invalid",
         "An Idempotency-Key is 1 to 255 characters of visible ASCII (no spaces), optionally sent as a quoted string; only one may be sent.";
     ReservedStream => "reserved-stream", 403, "This stream can only be written through its resource routes",
-        "Streams named `order-*` and `stock-*` belong to the order and stock resources and `$`-prefixed streams to the system (snapshots): the read models rely on their rules, so the generic log API refuses to write them. Use /orders and /stock.";
+        "Streams named `order-*` and `stock-*` belong to the order and stock resources, `doc-*`, `collection-*` and `unique-*` to documents, and `$`-prefixed streams to the system (snapshots): the read models and the unique values rely on their rules, so the generic log API refuses to write them. Use /orders, /stock, /docs and /collections.";
     NotFound => "not-found", 404, "No such resource",
         "The order, stock item, collection, document (or version of it) or route does not exist.";
     DocumentDeleted => "document-deleted", 404, "The document was deleted",

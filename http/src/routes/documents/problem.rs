@@ -240,14 +240,12 @@ pub(crate) fn to_http(state: &AppState, e: DocumentError) -> HttpError {
             else {
                 unreachable!()
             };
-            let mut p = DocumentProblem::new(ProblemType::UniqueViolation, StatusCode::CONFLICT, detail)
-                .member("collection", collection.clone().into())
+            DocumentProblem::new(ProblemType::UniqueViolation, StatusCode::CONFLICT, detail)
+                .member("collection", collection.into())
                 .member("field", field.into())
                 .member("value", value)
-                .member("holder", holder.clone().into());
-            p.problem.resource = Some("document".into());
-            p.problem.id = Some(format!("{collection}/{holder}"));
-            p.into_error()
+                .member("holder", holder.into())
+                .into_error()
         }
         e @ DocumentError::PatchFailed { .. } => {
             let detail = e.to_string();
