@@ -12,7 +12,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_store::{EventId, Metadata, NewEvent, RecordedEvent, StoreError, from_bincode, to_bincode};
+use strata_store::{
+    Classify, ErrorKind, EventId, Metadata, NewEvent, RecordedEvent, StoreError, from_bincode, to_bincode,
+};
 
 /// The metadata key that records a payload's [`Format`].
 pub const FORMAT_KEY: &str = "strata.format";
@@ -121,8 +123,8 @@ impl<'a> StoredShape<'a> {
 pub enum CodecError {
     /// The payload does not decode as the expected shape.
     ///
-    /// Handling: the stream holds an event this code does not understand
-    /// (HTTP 500).
+    /// Handling: the stream holds an event this code does not understand.
+    /// Kind: [`ErrorKind::Corrupt`].
     #[error("cannot decode {event_type} payload: {detail}")]
     Payload {
         /// The stored type name.
@@ -133,6 +135,7 @@ pub enum CodecError {
     /// The event was stored with a shape version this code has no upcaster for.
     ///
     /// Handling: add an upcaster, or run the code version that wrote it.
+    /// Kind: [`ErrorKind::Incompatible`].
     #[error("no upcaster for {event_type} version {version}")]
     UnknownVersion {
         /// The stored type name.
@@ -142,7 +145,8 @@ pub enum CodecError {
     },
     /// The metadata names a format or version this code cannot read.
     ///
-    /// Handling: the event was written by other software (HTTP 500).
+    /// Handling: the event was written by other software. Kind:
+    /// [`ErrorKind::Incompatible`].
     #[error("event {event_id} has unreadable codec metadata: {detail}")]
     Metadata {
         /// The event.
@@ -151,8 +155,31 @@ pub enum CodecError {
         detail: String,
     },
     /// Encoding failed.
+    ///
+    /// Handling: a bug in the event type. Kind: [`ErrorKind::Internal`].
     #[error("cannot encode event: {0}")]
     Encode(#[source] StoreError),
+}
+
+impl CodecError {
+    /// What kind of failure this is: a payload that does not decode is
+    /// [`ErrorKind::Corrupt`]; a shape version without an upcaster or
+    /// metadata of an unknown format is [`ErrorKind::Incompatible`] (other
+    /// software, or another version, wrote it); an event that cannot be
+    /// encoded is [`ErrorKind::Internal`] (a bug in the event type).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::Payload { .. } => ErrorKind::Corrupt,
+            CodecError::UnknownVersion { .. } | CodecError::Metadata { .. } => ErrorKind::Incompatible,
+            CodecError::Encode(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Classify for CodecError {
+    fn kind(&self) -> ErrorKind {
+        CodecError::kind(self)
+    }
 }
 
 /// Encodes a domain event as a store event with a fresh id.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use strata_store::{EventId, RecordedEvent, StoreError, StreamId};
+use strata_store::{Classify, ErrorKind, EventId, RecordedEvent, StoreError, StreamId};
 
 use crate::aggregate::Aggregate;
 use crate::codec::{CodecError, DomainEvent, decode};
@@ -87,10 +87,9 @@ pub enum RepositoryError<A: Aggregate> {
     /// caller's version was stale, or every retry lost its race.
     ///
     /// Handling: show the caller the current state and the events since its
-    /// version so it can re-read, merge and retry (HTTP 409, or 412 when so
-    /// configured, with `ETag` of `current`). When the repository was
-    /// retrying (`expected: None`), the stream is hot: retry later (503 with
-    /// `Retry-After` is also fair).
+    /// version so it can re-read, merge and retry, naming `current`. When
+    /// the repository was retrying (`expected: None`), the stream is hot:
+    /// retry later. Kind: [`ErrorKind::Conflict`].
     #[error(
         "conflict on stream {}: decided on version {}, the stream is at {} (after {} attempts)",
         .0.stream, .0.expected, .0.current, .0.attempts
@@ -99,15 +98,17 @@ pub enum RepositoryError<A: Aggregate> {
 
     /// The aggregate refused the command: its own typed error.
     ///
-    /// Handling: as the domain error says (strata's domain errors document
-    /// their status: a state conflict is 409, invalid input 422).
+    /// Handling: as the domain error says. Kind: the domain error's
+    /// (strata's domain errors implement [`Classify`]: a state conflict is
+    /// [`ErrorKind::Conflict`], invalid input [`ErrorKind::InvalidInput`]).
     #[error(transparent)]
     Rejected(A::Error),
 
     /// A stored event of the stream cannot be decoded (or upcast).
     ///
     /// Handling: the stream holds data this code does not understand; deploy
-    /// an upcaster or the version that wrote it (HTTP 500).
+    /// an upcaster or the version that wrote it. Kind: the codec's
+    /// ([`CodecError::kind`]).
     #[error("cannot decode event {version} of stream {stream}: {source}")]
     Decode {
         /// The stream.
@@ -121,7 +122,7 @@ pub enum RepositoryError<A: Aggregate> {
 
     /// An event the command produced cannot be encoded.
     ///
-    /// Handling: a bug in the event type (HTTP 500).
+    /// Handling: a bug in the event type. Kind: [`ErrorKind::Internal`].
     #[error("cannot encode an event for stream {stream}: {source}")]
     Encode {
         /// The stream.
@@ -134,8 +135,8 @@ pub enum RepositoryError<A: Aggregate> {
     /// The command names an aggregate id ([`Aggregate::command_id`]) other
     /// than the one it was sent to.
     ///
-    /// Handling: bad input (HTTP 422); send it to the id it names, or fix
-    /// the id in the command. Nothing was written.
+    /// Handling: bad input; send it to the id it names, or fix the id in
+    /// the command. Nothing was written. Kind: [`ErrorKind::InvalidInput`].
     #[error("the command names {named:?}, but was sent to {id:?} (stream {stream})")]
     IdMismatch {
         /// The stream the command was sent to.
@@ -147,12 +148,12 @@ pub enum RepositoryError<A: Aggregate> {
     },
 
     /// The store failed or refused the input: an invalid id
-    /// ([`StoreError::InvalidStreamId`], HTTP 400), limits (413), an
-    /// unavailable store (503), corruption or I/O (500). Never a version
-    /// conflict, which is [`RepositoryError::Conflict`].
+    /// ([`StoreError::InvalidStreamId`]), limits, an unavailable store,
+    /// corruption or I/O. Never a version conflict, which is
+    /// [`RepositoryError::Conflict`].
     ///
     /// Handling: see [`StoreError`]; `StoreError::is_invalid_input` tells
-    /// the caller's fault from the store's.
+    /// the caller's fault from the store's. Kind: the store error's.
     #[error(transparent)]
     Store(StoreError),
 }
@@ -172,6 +173,37 @@ impl<A: Aggregate> RepositoryError<A> {
             RepositoryError::Rejected(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl<A: Aggregate> RepositoryError<A>
+where
+    A::Error: Classify,
+{
+    /// What kind of failure this is: a conflict is [`ErrorKind::Conflict`];
+    /// a refusal has the aggregate error's kind; an event that does not
+    /// decode has the codec's kind, one that does not encode is
+    /// [`ErrorKind::Internal`] (a bug); a command sent to another id than
+    /// it names is [`ErrorKind::InvalidInput`]; a store error has the
+    /// store's kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepositoryError::Conflict(_) => ErrorKind::Conflict,
+            RepositoryError::Rejected(e) => e.kind(),
+            RepositoryError::Decode { source, .. } => source.kind(),
+            RepositoryError::Encode { .. } => ErrorKind::Internal,
+            RepositoryError::IdMismatch { .. } => ErrorKind::InvalidInput,
+            RepositoryError::Store(e) => e.kind(),
+        }
+    }
+}
+
+impl<A: Aggregate> Classify for RepositoryError<A>
+where
+    A::Error: Classify,
+{
+    fn kind(&self) -> ErrorKind {
+        RepositoryError::kind(self)
     }
 }
 

@@ -15,6 +15,7 @@ mod aggregate;
 mod codec;
 pub mod domain;
 mod error;
+mod examples;
 mod harness;
 mod repository;
 mod retry;

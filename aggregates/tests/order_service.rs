@@ -7,7 +7,7 @@ use strata_aggregates::domain::order::{OrderError, OrderEvent, OrderLine, OrderS
 use strata_aggregates::domain::service::{OrderService, OrderServiceError};
 use strata_aggregates::domain::stock::{StockCommand, StockError, StockEvent, StockItem};
 use strata_aggregates::{Repository, RetryPolicy, is_snapshot_stream};
-use strata_store::{EventStore, MemoryStore, StreamId};
+use strata_store::{ErrorKind, EventStore, MemoryStore, StreamId};
 
 fn line(sku: &str, quantity: u32, unit_price_cents: u64) -> OrderLine {
     OrderLine {
@@ -87,7 +87,7 @@ async fn a_refused_line_writes_nothing_anywhere() {
         matches!(&err, OrderServiceError::StockRejected { sku, source: StockError::InsufficientStock { requested: 5, available: 4 } } if sku == "cup"),
         "{err:?}"
     );
-    assert_eq!(err.http_status(), 409);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     let err = service
         .place("o-1", "ada", vec![line("tea", 1, 250), line("mug", 1, 900)])
         .await
@@ -96,10 +96,10 @@ async fn a_refused_line_writes_nothing_anywhere() {
         matches!(&err, OrderServiceError::UnknownSku { sku } if sku == "mug"),
         "{err:?}"
     );
-    assert_eq!(err.http_status(), 422);
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let err = service.place("o-1", "ada", vec![]).await.unwrap_err();
     assert!(matches!(err, OrderServiceError::Rejected(OrderError::NoLines)));
-    assert_eq!(err.http_status(), 422);
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 
     assert_eq!(store.head_position().await.unwrap(), head);
     assert!(!service.orders().load("o-1").await.unwrap().exists());
@@ -119,7 +119,7 @@ async fn placing_an_existing_order_is_a_duplicate() {
         matches!(&err, OrderServiceError::Rejected(OrderError::AlreadyExists { order_id, status: OrderStatus::Placed }) if order_id == "o-1"),
         "{err:?}"
     );
-    assert_eq!(err.http_status(), 409);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(store.head_position().await.unwrap(), head);
     assert_eq!(item(&service, "tea").await.reserved(), 1);
 }
@@ -215,7 +215,7 @@ async fn a_stale_order_version_is_a_conflict_and_releases_nothing() {
         conflict.events_since[0].event,
         OrderEvent::OrderPaid { amount_cents: 200 }
     );
-    assert_eq!(err.http_status(), 409);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(store.head_position().await.unwrap(), head);
     assert_eq!(item(&service, "tea").await.reserved(), 2);
 }
@@ -295,7 +295,7 @@ async fn commands_with_stock_effects_run_only_through_the_service() {
             matches!(&err, RepositoryError::Rejected(StockError::ServiceOnly { command }) if *command == kind),
             "{kind}: {err:?}"
         );
-        assert_eq!(err.rejection().unwrap().http_status(), 422);
+        assert_eq!(err.rejection().unwrap().kind(), ErrorKind::InvalidInput);
     }
     let order_commands = [
         OrderCommand::Place {
@@ -314,7 +314,7 @@ async fn commands_with_stock_effects_run_only_through_the_service() {
             matches!(&err, RepositoryError::Rejected(OrderError::ServiceOnly { command }) if *command == kind),
             "{kind}: {err:?}"
         );
-        assert_eq!(err.rejection().unwrap().http_status(), 422);
+        assert_eq!(err.rejection().unwrap().kind(), ErrorKind::InvalidInput);
     }
     assert_eq!(store.head_position().await.unwrap(), head, "nothing was written");
     assert_eq!(item(&service, "tea").await.reservation("o-1"), Some(3));
@@ -336,10 +336,10 @@ async fn commands_with_stock_effects_run_only_through_the_service() {
     assert_eq!(cancelled.stock[0].item.reservation("o-1"), None);
 }
 
-/// Store errors answer with the store's own status: an event over the
-/// payload limit is 413, not 400.
+/// Store errors keep the store's own kind: an event over the payload limit
+/// is too large, not merely invalid input.
 #[tokio::test]
-async fn a_store_limit_is_413() {
+async fn a_store_limit_keeps_its_kind() {
     let limits = strata_store::Limits {
         max_payload_bytes: 256,
         ..strata_store::Limits::default()
@@ -366,5 +366,5 @@ async fn a_store_limit_is_413() {
         ),
         "{err:?}"
     );
-    assert_eq!(err.http_status(), 413);
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
 }

@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use strata_aggregates::CodecError;
-use strata_store::{EventId, StoreError, StreamId};
+use strata_store::{Classify, ErrorKind, EventId, StoreError, StreamId};
 
 /// Everything that can go wrong while projecting the log into read models.
 ///
 /// Each variant carries what a caller needs to act on it; "Handling" says
-/// how, and which HTTP status strata-http maps it to. A projection never
+/// how, and [`ProjectionError::kind`] what kind of failure it is (each
+/// variant's doc names its kind). A projection never
 /// commits part of a failed batch: the read model and its checkpoint stay as
 /// they were after the last event that applied cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,7 @@ pub enum ProjectionError {
     ///
     /// Handling: fix the cause (`source` says what it is: an undecodable
     /// payload, an event the model cannot take) and start the runner again;
-    /// it resumes at `position` (HTTP 500 for reads that wait on it).
+    /// it resumes at `position`. Kind: the kind of `source`.
     #[error("projection {projection} failed at position {position} ({stream} {event_type}): {source}")]
     Apply {
         /// The projection's name.
@@ -40,7 +41,8 @@ pub enum ProjectionError {
     /// holds. Returned by `apply`; the runner wraps it in [`ProjectionError::Apply`].
     ///
     /// Handling: the log holds an event this code does not understand; add
-    /// an upcaster or run the code that wrote it.
+    /// an upcaster or run the code that wrote it. Kind: the codec's
+    /// ([`CodecError::kind`]).
     #[error("cannot decode {event_type} of stream {stream}: {source}")]
     Decode {
         /// The event's stream.
@@ -58,6 +60,7 @@ pub enum ProjectionError {
     ///
     /// Handling: the log disagrees with the projection's rules; fix the
     /// projection (or the writer that broke the domain's rules) and restart.
+    /// Kind: [`ErrorKind::Internal`] (a bug on one side or the other).
     #[error("event {event_type} of stream {stream} does not fit the read model: {reason}")]
     Inconsistent {
         /// The event's stream.
@@ -71,7 +74,7 @@ pub enum ProjectionError {
     /// Reading the log failed.
     ///
     /// Handling: see [`StoreError`]; restart the runner once the store is
-    /// available again (HTTP 503).
+    /// available again. Kind: the store error's.
     #[error("projection {projection} could not read the log: {source}")]
     Store {
         /// The projection's name.
@@ -83,7 +86,7 @@ pub enum ProjectionError {
 
     /// The read model's storage (sled) failed.
     ///
-    /// Handling: check the disk (HTTP 500).
+    /// Handling: check the disk. Kind: [`ErrorKind::Internal`].
     #[error("read model {projection}: storage error: {source}")]
     Storage {
         /// The projection's name.
@@ -101,7 +104,8 @@ pub enum ProjectionError {
     /// Handling: a runner that meets it while committing stops (nothing of
     /// the batch is applied, or all of it with its checkpoint: the next
     /// start resumes after whichever it was); restart it once the database
-    /// is back (HTTP 503 when unavailable, else 500).
+    /// is back. Kind: the store error's ([`ErrorKind::Unavailable`] when
+    /// the database cannot be reached).
     #[error("read model {projection}: database error: {source}")]
     Database {
         /// The projection's name.
@@ -113,7 +117,7 @@ pub enum ProjectionError {
 
     /// A stored read-model value does not decode.
     ///
-    /// Handling: the read model is damaged; rebuild it (HTTP 500).
+    /// Handling: the read model is damaged; rebuild it. Kind: [`ErrorKind::Corrupt`].
     #[error("read model {projection}: corrupt value at {key}: {detail}")]
     Corrupt {
         /// The projection's name.
@@ -132,7 +136,8 @@ pub enum ProjectionError {
     /// `head + 1 ..= checkpoint`, so the runner refuses to start.
     ///
     /// Handling: rebuild the read model from the log (`rebuild`), which
-    /// makes it match the log as it is now (HTTP 500 until then).
+    /// makes it match the log as it is now. Kind: [`ErrorKind::Corrupt`]
+    /// (the read model holds what the log does not).
     #[error("projection {projection}: checkpoint {checkpoint} is beyond the log's head {head}; rebuild the read model")]
     CheckpointAhead {
         /// The projection's name.
@@ -152,7 +157,7 @@ pub enum ProjectionError {
     /// two histories. Checked when a runner starts.
     ///
     /// Handling: rebuild the read model from the log (`rebuild`), which
-    /// makes it match the log as it is now (HTTP 500 until then).
+    /// makes it match the log as it is now. Kind: [`ErrorKind::Corrupt`].
     #[error("projection {projection}: the log's event at checkpoint {checkpoint} is {}, the read model applied {expected}; rebuild the read model", found.map(|f| f.to_string()).unwrap_or_else(|| "missing".into()))]
     CheckpointMismatch {
         /// The projection's name.
@@ -174,7 +179,8 @@ pub enum ProjectionError {
     ///
     /// Handling: rebuild the read model (`rebuild`);
     /// [`Projections::start`](crate::Projections::start) rebuilds such
-    /// models before it starts their runners (HTTP 503 until then).
+    /// models before it starts their runners. Kind:
+    /// [`ErrorKind::Incompatible`].
     #[error(
         "read model {projection} was written by model version {stored}, this projection is version {expected}; rebuild the read model"
     )]
@@ -190,7 +196,8 @@ pub enum ProjectionError {
     /// A paging cursor (the `after` of a page) that does not have the form
     /// the read model's pages use.
     ///
-    /// Handling: pass the `next` of the previous page unchanged (HTTP 400).
+    /// Handling: pass the `next` of the previous page unchanged. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("invalid cursor {cursor:?}: expected {expected}")]
     InvalidCursor {
         /// The cursor given.
@@ -203,6 +210,7 @@ pub enum ProjectionError {
     /// store's contract rules this out; the runner stops rather than apply it.
     ///
     /// Handling: report a bug in the store backend; restart the runner.
+    /// Kind: [`ErrorKind::Internal`].
     #[error("projection {projection}: expected position {expected}, the log delivered {got}")]
     OutOfOrder {
         /// The projection's name.
@@ -217,7 +225,7 @@ pub enum ProjectionError {
     /// `timeout`.
     ///
     /// Handling: the read is not yet up to date; retry, or answer with the
-    /// stale model and say so (HTTP 504, or 200 with a staleness header).
+    /// stale model and say so. Kind: [`ErrorKind::Unavailable`].
     #[error("projection {projection} has applied up to {applied}, not {position}, after {timeout:?}")]
     Timeout {
         /// The projection's name.
@@ -234,7 +242,8 @@ pub enum ProjectionError {
     /// stopped, or failed) and the position is not applied.
     ///
     /// Handling: start the runner; when `failure` is set, it failed with
-    /// that error (see the runner's own result for the typed error) (HTTP 503).
+    /// that error (see the runner's own result for the typed error). Kind:
+    /// [`ErrorKind::Unavailable`].
     #[error("projection {projection} is not running (applied up to {applied}, waiting for {position}){}", failure.as_ref().map(|f| format!(": it failed: {f}")).unwrap_or_default())]
     NotRunning {
         /// The projection's name.
@@ -249,7 +258,7 @@ pub enum ProjectionError {
 
     /// A runner for this read model is already running.
     ///
-    /// Handling: stop it first, or use its handle.
+    /// Handling: stop it first, or use its handle. Kind: [`ErrorKind::Conflict`].
     #[error("projection {projection} is already running")]
     AlreadyRunning {
         /// The projection's name.
@@ -259,7 +268,7 @@ pub enum ProjectionError {
     /// A projection name that cannot name sled trees: it must be 1..=64
     /// ASCII letters, digits, `_` or `-`.
     ///
-    /// Handling: choose another name.
+    /// Handling: choose another name. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid projection name {name:?}: use 1..=64 ASCII letters, digits, '_' or '-'")]
     InvalidName {
         /// The name given.
@@ -268,7 +277,7 @@ pub enum ProjectionError {
 
     /// The same read model named twice in one `rebuild_all`.
     ///
-    /// Handling: name each model once.
+    /// Handling: name each model once. Kind: [`ErrorKind::InvalidInput`].
     #[error("read model {projection} is named twice in one rebuild")]
     DuplicateModel {
         /// The model's name.
@@ -278,6 +287,7 @@ pub enum ProjectionError {
     /// A read model was opened for a projection of another name.
     ///
     /// Handling: pass the model store opened under the projection's name.
+    /// Kind: [`ErrorKind::InvalidInput`].
     #[error("read model {model} cannot hold projection {projection}")]
     NameMismatch {
         /// The read model's name.
@@ -288,6 +298,30 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
+    /// What kind of failure this is (each variant's doc names its kind;
+    /// the wrappers `Apply`, `Decode`, `Store` and `Database` take their
+    /// source's).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProjectionError::Apply { source, .. } => source.kind(),
+            ProjectionError::Decode { source, .. } => source.kind(),
+            ProjectionError::Store { source, .. } | ProjectionError::Database { source, .. } => source.kind(),
+            ProjectionError::Inconsistent { .. }
+            | ProjectionError::Storage { .. }
+            | ProjectionError::OutOfOrder { .. } => ErrorKind::Internal,
+            ProjectionError::Corrupt { .. }
+            | ProjectionError::CheckpointAhead { .. }
+            | ProjectionError::CheckpointMismatch { .. } => ErrorKind::Corrupt,
+            ProjectionError::ModelVersionMismatch { .. } => ErrorKind::Incompatible,
+            ProjectionError::InvalidCursor { .. }
+            | ProjectionError::InvalidName { .. }
+            | ProjectionError::DuplicateModel { .. }
+            | ProjectionError::NameMismatch { .. } => ErrorKind::InvalidInput,
+            ProjectionError::Timeout { .. } | ProjectionError::NotRunning { .. } => ErrorKind::Unavailable,
+            ProjectionError::AlreadyRunning { .. } => ErrorKind::Conflict,
+        }
+    }
+
     pub(crate) fn storage(projection: &str, source: sled::Error) -> ProjectionError {
         ProjectionError::Storage {
             projection: projection.to_string(),
@@ -300,5 +334,48 @@ impl ProjectionError {
             projection: projection.to_string(),
             source,
         }
+    }
+}
+
+impl Classify for ProjectionError {
+    fn kind(&self) -> ErrorKind {
+        ProjectionError::kind(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_says_its_kind() {
+        use ErrorKind::*;
+        let kinds: Vec<_> = ProjectionError::examples()
+            .into_iter()
+            .map(|e| (e.variant, e.error.kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Apply", Corrupt),
+                ("Decode", Corrupt),
+                ("Inconsistent", Internal),
+                ("Store", Unavailable),
+                ("Storage", Internal),
+                ("Database", Unavailable),
+                ("Corrupt", Corrupt),
+                ("CheckpointAhead", Corrupt),
+                ("CheckpointMismatch", Corrupt),
+                ("ModelVersionMismatch", Incompatible),
+                ("InvalidCursor", InvalidInput),
+                ("OutOfOrder", Internal),
+                ("Timeout", Unavailable),
+                ("NotRunning", Unavailable),
+                ("AlreadyRunning", Conflict),
+                ("InvalidName", InvalidInput),
+                ("DuplicateModel", InvalidInput),
+                ("NameMismatch", InvalidInput),
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! See `docs/projections.md` for the decisions behind it.
 
 mod error;
+mod examples;
 mod handle;
 mod model;
 mod orders;

@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::kind::{Classify, ErrorKind};
 use crate::types::{EventId, ExpectedVersion, StreamId};
 
 /// Everything that can go wrong in the log.
 ///
 /// Each variant carries what a caller needs to act on it; "Handling" says how,
-/// and which HTTP status strata-http maps it to. No variant writes anything:
-/// an append that fails leaves the log as it was.
+/// and [`StoreError::kind`] what kind of failure it is (each variant's kind
+/// is named in its doc). No variant writes anything: an append that fails
+/// leaves the log as it was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -16,7 +18,8 @@ pub enum StoreError {
     /// only partly match what the stream holds.
     ///
     /// Handling: re-read the stream (its version is `actual`), decide again,
-    /// and append with the new version; or report the conflict (HTTP 409).
+    /// and append with the new version; or report the conflict. Kind:
+    /// [`ErrorKind::Conflict`].
     #[error("wrong expected version for stream {stream}: expected {expected}, actual {actual}")]
     WrongExpectedVersion {
         /// The stream whose version did not match.
@@ -29,7 +32,7 @@ pub enum StoreError {
 
     /// A string is not a valid stream id.
     ///
-    /// Handling: bad input, fix the id (HTTP 400).
+    /// Handling: bad input, fix the id. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid stream id {stream:?}: {reason}")]
     InvalidStreamId {
         /// The offending id (its first 64 characters, control characters removed).
@@ -40,7 +43,7 @@ pub enum StoreError {
 
     /// An append with no events.
     ///
-    /// Handling: bad input (HTTP 400). Nothing was written.
+    /// Handling: bad input; nothing was written. Kind: [`ErrorKind::InvalidInput`].
     #[error("append to stream {stream} has no events")]
     EmptyAppend {
         /// The stream of the empty append.
@@ -49,7 +52,7 @@ pub enum StoreError {
 
     /// An append with more events than [`crate::Limits::max_events_per_append`].
     ///
-    /// Handling: split the append, or raise the limit (HTTP 413).
+    /// Handling: split the append, or raise the limit. Kind: [`ErrorKind::TooLarge`].
     #[error("append to stream {stream} has {count} events, more than the limit of {limit}")]
     TooManyEvents {
         /// The stream of the append.
@@ -63,7 +66,7 @@ pub enum StoreError {
     /// An append (all its streams) whose payloads and metadata add up to more
     /// than [`crate::Limits::max_append_bytes`].
     ///
-    /// Handling: split the append, or raise the limit (HTTP 413).
+    /// Handling: split the append, or raise the limit. Kind: [`ErrorKind::TooLarge`].
     #[error("append of {size} bytes exceeds the limit of {limit} bytes")]
     AppendTooLarge {
         /// Payload and metadata bytes in the append.
@@ -74,7 +77,7 @@ pub enum StoreError {
 
     /// An event payload larger than [`crate::Limits::max_payload_bytes`].
     ///
-    /// Handling: store less in the event, or raise the limit (HTTP 413).
+    /// Handling: store less in the event, or raise the limit. Kind: [`ErrorKind::TooLarge`].
     #[error("event {event_id} for stream {stream} has a payload of {size} bytes, more than the limit of {limit}")]
     PayloadTooLarge {
         /// The stream of the append.
@@ -89,7 +92,7 @@ pub enum StoreError {
 
     /// Event metadata larger than [`crate::Limits::max_metadata_bytes`].
     ///
-    /// Handling: carry less metadata (HTTP 413).
+    /// Handling: carry less metadata, or raise the limit. Kind: [`ErrorKind::TooLarge`].
     #[error("event {event_id} for stream {stream} has {size} bytes of metadata, more than the limit of {limit}")]
     MetadataTooLarge {
         /// The stream of the append.
@@ -105,7 +108,7 @@ pub enum StoreError {
     /// An event type that is empty, holds control characters, or is longer
     /// than [`crate::Limits::max_event_type_bytes`].
     ///
-    /// Handling: bad input, fix the type name (HTTP 400).
+    /// Handling: bad input, fix the type name. Kind: [`ErrorKind::InvalidInput`].
     #[error("event {event_id} for stream {stream} has an invalid event type: {reason}")]
     InvalidEventType {
         /// The stream of the append.
@@ -120,7 +123,7 @@ pub enum StoreError {
     /// at another place than the append's expected version points to.
     ///
     /// Handling: give each new event a fresh id; to retry an append, reuse its
-    /// ids with the same expected version (HTTP 409).
+    /// ids with the same expected version. Kind: [`ErrorKind::Conflict`].
     #[error("event id {event_id} is already used in stream {stream}{}", existing_version.map(|v| format!(" at version {v}")).unwrap_or_else(|| " by another event of the append".into()))]
     DuplicateEventId {
         /// The stream.
@@ -133,7 +136,7 @@ pub enum StoreError {
 
     /// The same stream named twice in one `append_multi`.
     ///
-    /// Handling: merge the two parts into one (HTTP 400).
+    /// Handling: merge the two parts into one. Kind: [`ErrorKind::InvalidInput`].
     #[error("stream {stream} appears more than once in one multi-stream append")]
     DuplicateStream {
         /// The repeated stream.
@@ -143,7 +146,8 @@ pub enum StoreError {
     /// A stored record failed its checksum or could not be decoded. It is
     /// never served as an event.
     ///
-    /// Handling: the data on disk is damaged; restore from a backup (HTTP 500).
+    /// Handling: the data on disk is damaged; restore from a backup. Kind:
+    /// [`ErrorKind::Corrupt`].
     #[error("corrupt record ({location}): {detail}")]
     Corrupt {
         /// Which record, e.g. `event at position 42`.
@@ -154,7 +158,8 @@ pub enum StoreError {
 
     /// Another process (or another open store in this one) owns the directory.
     ///
-    /// Handling: stop the other owner, or use another directory.
+    /// Handling: stop the other owner, or use another directory. Kind:
+    /// [`ErrorKind::Misconfigured`].
     #[error("the store at {} is already open in another process or handle", path.display())]
     Locked {
         /// The directory.
@@ -163,7 +168,8 @@ pub enum StoreError {
 
     /// The directory holds data of a format this version cannot read.
     ///
-    /// Handling: open it with the strata version that wrote it.
+    /// Handling: open it with the strata version that wrote it. Kind:
+    /// [`ErrorKind::Incompatible`].
     #[error("the store at {} has format {found:?}, this build reads {expected:?}", path.display())]
     IncompatibleFormat {
         /// The directory.
@@ -176,7 +182,7 @@ pub enum StoreError {
 
     /// Configured limits that make no sense (zero, or above what the codec decodes).
     ///
-    /// Handling: fix the configuration.
+    /// Handling: fix the configuration. Kind: [`ErrorKind::Misconfigured`].
     #[error("invalid limits: {reason}")]
     InvalidLimits {
         /// What is wrong.
@@ -192,7 +198,7 @@ pub enum StoreError {
     ///
     /// Handling: reopen the store (sled) or try again (PostgreSQL); retry
     /// appends with the same event ids, which are answered idempotently if
-    /// they did land (HTTP 503).
+    /// they did land. Kind: [`ErrorKind::Unavailable`].
     #[error("store unavailable: {reason}")]
     Unavailable {
         /// Why.
@@ -201,7 +207,7 @@ pub enum StoreError {
 
     /// An I/O error outside sled (lock file, fsync of sled's files).
     ///
-    /// Handling: check the disk (HTTP 500).
+    /// Handling: check the disk. Kind: [`ErrorKind::Internal`].
     #[error("i/o error while {context}: {source}")]
     Io {
         /// What the store was doing.
@@ -213,7 +219,8 @@ pub enum StoreError {
 
     /// An error from sled.
     ///
-    /// Handling: check the disk (HTTP 500).
+    /// Handling: check the disk. Kind: [`ErrorKind::Internal`] (sled's
+    /// own corruption reports become [`StoreError::Corrupt`]).
     #[error("sled error: {0}")]
     Sled(#[source] sled::Error),
 
@@ -222,7 +229,8 @@ pub enum StoreError {
     /// transaction that fails this way is rolled back.
     ///
     /// Handling: look at `source` (its SQLSTATE, e.g. a missing privilege or
-    /// a full disk); retrying with the same event ids is safe (HTTP 500).
+    /// a full disk); retrying with the same event ids is safe. Kind:
+    /// [`ErrorKind::Internal`].
     #[cfg(feature = "postgres")]
     #[error("PostgreSQL error while {context}: {}", crate::postgres::describe(source))]
     Postgres {
@@ -236,7 +244,8 @@ pub enum StoreError {
 
     /// The PostgreSQL schema was migrated by a newer strata than this one.
     ///
-    /// Handling: run the strata version that migrated it, or use another schema.
+    /// Handling: run the strata version that migrated it, or use another
+    /// schema. Kind: [`ErrorKind::Incompatible`].
     #[cfg(feature = "postgres")]
     #[error("PostgreSQL schema {schema} is at migration {found}; this build knows migrations up to {supported}")]
     IncompatibleSchema {
@@ -255,45 +264,33 @@ impl StoreError {
         matches!(self, StoreError::WrongExpectedVersion { .. })
     }
 
-    /// Whether the caller's input is at fault (validation errors).
+    /// Whether the caller's input is at fault: the kind is
+    /// [`ErrorKind::InvalidInput`] or [`ErrorKind::TooLarge`].
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            StoreError::InvalidStreamId { .. }
-                | StoreError::EmptyAppend { .. }
-                | StoreError::TooManyEvents { .. }
-                | StoreError::AppendTooLarge { .. }
-                | StoreError::PayloadTooLarge { .. }
-                | StoreError::MetadataTooLarge { .. }
-                | StoreError::InvalidEventType { .. }
-                | StoreError::DuplicateStream { .. }
-        )
+        matches!(self.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge)
     }
 
-    /// The HTTP status this error answers with, as each variant documents:
-    /// 409 for a conflict or a clashing event id, 400 for invalid input, 413
-    /// for input over a limit, 503 when the store is unavailable, 500 for
-    /// damage and failures of the machine.
-    pub fn http_status(&self) -> u16 {
+    /// What kind of failure this is (each variant's doc names its kind).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => 409,
+            StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => ErrorKind::Conflict,
             StoreError::InvalidStreamId { .. }
             | StoreError::EmptyAppend { .. }
             | StoreError::InvalidEventType { .. }
-            | StoreError::DuplicateStream { .. } => 400,
+            | StoreError::DuplicateStream { .. } => ErrorKind::InvalidInput,
             StoreError::TooManyEvents { .. }
             | StoreError::AppendTooLarge { .. }
             | StoreError::PayloadTooLarge { .. }
-            | StoreError::MetadataTooLarge { .. } => 413,
-            StoreError::Unavailable { .. } => 503,
-            StoreError::Corrupt { .. }
-            | StoreError::Locked { .. }
-            | StoreError::IncompatibleFormat { .. }
-            | StoreError::InvalidLimits { .. }
-            | StoreError::Io { .. }
-            | StoreError::Sled(_) => 500,
+            | StoreError::MetadataTooLarge { .. } => ErrorKind::TooLarge,
+            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            StoreError::IncompatibleFormat { .. } => ErrorKind::Incompatible,
+            StoreError::Locked { .. } | StoreError::InvalidLimits { .. } => ErrorKind::Misconfigured,
+            StoreError::Io { .. } | StoreError::Sled(_) => ErrorKind::Internal,
             #[cfg(feature = "postgres")]
-            StoreError::Postgres { .. } | StoreError::IncompatibleSchema { .. } => 500,
+            StoreError::Postgres { .. } => ErrorKind::Internal,
+            #[cfg(feature = "postgres")]
+            StoreError::IncompatibleSchema { .. } => ErrorKind::Incompatible,
         }
     }
 
@@ -324,6 +321,12 @@ impl StoreError {
     }
 }
 
+impl Classify for StoreError {
+    fn kind(&self) -> ErrorKind {
+        StoreError::kind(self)
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
@@ -341,7 +344,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_are_413_and_bad_input_400() {
+    fn every_variant_has_an_example_and_a_kind() {
+        let examples = StoreError::examples();
+        let kinds: Vec<_> = examples.iter().map(|e| (e.variant, e.error.kind())).collect();
+        assert!(kinds.contains(&("WrongExpectedVersion", ErrorKind::Conflict)));
+        assert!(kinds.contains(&("DuplicateEventId", ErrorKind::Conflict)));
+        assert!(kinds.contains(&("PayloadTooLarge", ErrorKind::TooLarge)));
+        assert!(kinds.contains(&("Unavailable", ErrorKind::Unavailable)));
+        assert!(kinds.contains(&("Corrupt", ErrorKind::Corrupt)));
+        for e in &examples {
+            assert_eq!(Classify::kind(&e.error), e.error.kind(), "{}", e.variant);
+            assert_eq!(
+                e.error.is_invalid_input(),
+                matches!(e.error.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_too_large_and_bad_input_invalid() {
         let s = StreamId::new("s").unwrap();
         let id = EventId::new();
         let too_big = StoreError::PayloadTooLarge {
@@ -350,14 +371,22 @@ mod tests {
             size: 2,
             limit: 1,
         };
-        assert_eq!(too_big.http_status(), 413);
-        assert_eq!(StoreError::EmptyAppend { stream: s.clone() }.http_status(), 400);
+        assert_eq!(too_big.kind(), ErrorKind::TooLarge);
+        assert!(too_big.is_invalid_input());
+        assert_eq!(
+            StoreError::EmptyAppend { stream: s.clone() }.kind(),
+            ErrorKind::InvalidInput
+        );
         let conflict = StoreError::WrongExpectedVersion {
             stream: s,
             expected: ExpectedVersion::NoStream,
             actual: 1,
         };
-        assert_eq!(conflict.http_status(), 409);
-        assert_eq!(StoreError::Unavailable { reason: "x".into() }.http_status(), 503);
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        assert!(conflict.is_conflict() && !conflict.is_invalid_input());
+        assert_eq!(
+            StoreError::Unavailable { reason: "x".into() }.kind(),
+            ErrorKind::Unavailable
+        );
     }
 }

@@ -36,6 +36,8 @@
 mod codec;
 mod decide;
 mod error;
+mod examples;
+mod kind;
 mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -50,6 +52,9 @@ pub use codec::{from_bincode, to_bincode};
 #[cfg(feature = "postgres")]
 pub use deadpool_postgres;
 pub use error::StoreError;
+#[doc(hidden)]
+pub use kind::Example;
+pub use kind::{Classify, ErrorKind};
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use strata_store::{Classify, ErrorKind};
 
 use crate::aggregate::{Aggregate, Snapshottable};
 use crate::codec::DomainEvent;
@@ -231,8 +232,8 @@ impl fmt::Display for OrderCommandKind {
 pub enum OrderError {
     /// `Place` for an order id that already has an order.
     ///
-    /// Handling: a duplicate create (HTTP 409); the client reads the
-    /// existing order or picks another id.
+    /// Handling: a duplicate create; the client reads the existing order or
+    /// picks another id. Kind: [`ErrorKind::Conflict`].
     #[error("order {order_id} already exists (status {status})")]
     AlreadyExists {
         /// The existing order's id.
@@ -242,9 +243,9 @@ pub enum OrderError {
     },
     /// The command is not allowed in the order's status.
     ///
-    /// Handling: a resource state conflict (HTTP 409), listing
-    /// `from.allowed_commands()`. `from: New` means there is no such order
-    /// (the HTTP layer answers 404).
+    /// Handling: a resource state conflict, listing
+    /// `from.allowed_commands()`. Kind: [`ErrorKind::Conflict`], except that
+    /// `from: New` means there is no such order: [`ErrorKind::NotFound`].
     #[error("cannot {command} an order that is {from}")]
     InvalidTransition {
         /// The order's status.
@@ -254,7 +255,7 @@ pub enum OrderError {
     },
     /// The amount paid is not the order's total.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("payment of {amount_cents} cents does not match the order total of {total_cents} cents")]
     PaymentMismatch {
         /// The order's total.
@@ -264,7 +265,7 @@ pub enum OrderError {
     },
     /// The order id is empty or cannot name a stream.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid order id {order_id:?}: {reason}")]
     InvalidOrderId {
         /// The id given.
@@ -274,17 +275,18 @@ pub enum OrderError {
     },
     /// The customer is empty.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("the customer must not be empty")]
     EmptyCustomer,
     /// The order has no lines.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("an order needs at least one line")]
     NoLines,
     /// The order has more than [`MAX_ORDER_LINES`] lines.
     ///
-    /// Handling: bad input (HTTP 422); split the order.
+    /// Handling: bad input; split the order. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("an order has at most {max} lines, got {count}")]
     TooManyLines {
         /// Lines given.
@@ -294,7 +296,7 @@ pub enum OrderError {
     },
     /// A line orders zero units.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("line for {sku} has quantity 0")]
     ZeroQuantity {
         /// The line's SKU.
@@ -302,7 +304,7 @@ pub enum OrderError {
     },
     /// A line's SKU is empty or cannot name a stock stream.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid SKU {sku:?}: {reason}")]
     InvalidSku {
         /// The SKU given.
@@ -312,7 +314,8 @@ pub enum OrderError {
     },
     /// Two lines name the same SKU.
     ///
-    /// Handling: bad input (HTTP 422); merge the lines.
+    /// Handling: bad input; merge the lines. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("SKU {sku} appears on more than one line")]
     DuplicateSku {
         /// The SKU.
@@ -323,7 +326,8 @@ pub enum OrderError {
     /// only the order service runs them, in one atomic append with the
     /// stock items' events.
     ///
-    /// Handling: bad input (HTTP 422); send it through `OrderService`.
+    /// Handling: bad input; send it through `OrderService`. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("cannot {command} an order directly: it moves stock, send it through the order service")]
     ServiceOnly {
         /// The refused command.
@@ -331,22 +335,41 @@ pub enum OrderError {
     },
     /// The total does not fit in 64 bits of cents.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("the order total overflows")]
     TotalOverflow,
 }
 
 impl OrderError {
-    /// The HTTP status strata-http answers this refusal with.
-    pub fn http_status(&self) -> u16 {
+    /// What kind of refusal this is: [`ErrorKind::Conflict`] for a
+    /// duplicate or a command the order's status refuses,
+    /// [`ErrorKind::NotFound`] for a command to an order that does not
+    /// exist (`InvalidTransition { from: New, .. }`), and
+    /// [`ErrorKind::InvalidInput`] for everything else.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            OrderError::AlreadyExists { .. } => 409,
+            OrderError::AlreadyExists { .. } => ErrorKind::Conflict,
             OrderError::InvalidTransition {
                 from: OrderStatus::New, ..
-            } => 404,
-            OrderError::InvalidTransition { .. } => 409,
-            _ => 422,
+            } => ErrorKind::NotFound,
+            OrderError::InvalidTransition { .. } => ErrorKind::Conflict,
+            OrderError::PaymentMismatch { .. }
+            | OrderError::InvalidOrderId { .. }
+            | OrderError::EmptyCustomer
+            | OrderError::NoLines
+            | OrderError::TooManyLines { .. }
+            | OrderError::ZeroQuantity { .. }
+            | OrderError::InvalidSku { .. }
+            | OrderError::DuplicateSku { .. }
+            | OrderError::ServiceOnly { .. }
+            | OrderError::TotalOverflow => ErrorKind::InvalidInput,
         }
+    }
+}
+
+impl Classify for OrderError {
+    fn kind(&self) -> ErrorKind {
+        OrderError::kind(self)
     }
 }
 
@@ -396,7 +419,7 @@ impl Order {
     pub fn cancel_reason(&self) -> Option<&str> {
         self.cancel_reason.as_deref()
     }
-    /// The commands the order accepts now (what a 409 body lists).
+    /// The commands the order accepts now (what a conflict answer lists).
     pub fn allowed_commands(&self) -> &'static [OrderCommandKind] {
         self.status.allowed_commands()
     }
@@ -798,8 +821,8 @@ mod tests {
                 total_cents: 1,
                 amount_cents: 2
             }
-            .http_status(),
-            422
+            .kind(),
+            ErrorKind::InvalidInput
         );
     }
 
@@ -823,22 +846,22 @@ mod tests {
     }
 
     #[test]
-    fn http_statuses_of_refusals() {
+    fn kinds_of_refusals() {
         let dup = OrderError::AlreadyExists {
             order_id: "o".into(),
             status: OrderStatus::Paid,
         };
-        assert_eq!(dup.http_status(), 409);
+        assert_eq!(dup.kind(), ErrorKind::Conflict);
         let invalid = OrderError::InvalidTransition {
             from: OrderStatus::Placed,
             command: OrderCommandKind::Ship,
         };
-        assert_eq!(invalid.http_status(), 409);
+        assert_eq!(invalid.kind(), ErrorKind::Conflict);
         let missing = OrderError::InvalidTransition {
             from: OrderStatus::New,
             command: OrderCommandKind::Pay,
         };
-        assert_eq!(missing.http_status(), 404);
-        assert_eq!(OrderError::NoLines.http_status(), 422);
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert_eq!(OrderError::NoLines.kind(), ErrorKind::InvalidInput);
     }
 }

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
-use strata_store::{AppendResult, EventStore, ExpectedVersion, Metadata, StoreError, StreamAppend, StreamId};
+use strata_store::{
+    AppendResult, Classify, ErrorKind, EventStore, ExpectedVersion, Metadata, StoreError, StreamAppend, StreamId,
+};
 use tracing::{Instrument, field, warn};
 
 use crate::aggregate::Aggregate;
@@ -31,8 +33,8 @@ pub enum OrderServiceError {
     /// The order stream is not at the version the caller named (stale
     /// `If-Match`), or every retry lost its race on the order stream.
     ///
-    /// Handling: HTTP 409 (or 412) with the current order, its version and
-    /// the events since the caller's version.
+    /// Handling: show the caller the current order, its version and the
+    /// events since its version. Kind: [`ErrorKind::Conflict`].
     #[error(
         "conflict on order stream {}: decided on version {}, the stream is at {}",
         .0.stream, .0.expected, .0.current
@@ -41,14 +43,16 @@ pub enum OrderServiceError {
 
     /// The order refused the command.
     ///
-    /// Handling: [`OrderError::http_status`] (409 for a duplicate or an
-    /// invalid transition, 422 for invalid input or a wrong payment).
+    /// Handling: as [`OrderError`] says. Kind: the refusal's
+    /// ([`OrderError::kind`]: a conflict for a duplicate or a refused
+    /// transition, invalid input for a wrong payment or bad values).
     #[error(transparent)]
     Rejected(OrderError),
 
     /// A line names a SKU that is not registered.
     ///
-    /// Handling: bad input (HTTP 422); nothing was reserved.
+    /// Handling: bad input; nothing was reserved. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("unknown SKU {sku}")]
     UnknownSku {
         /// The SKU.
@@ -58,7 +62,10 @@ pub enum OrderServiceError {
     /// A stock item refused its part, e.g.
     /// [`StockError::InsufficientStock`].
     ///
-    /// Handling: [`StockError::http_status`] (409 for insufficient stock).
+    /// Handling: as [`StockError`] says. Kind: the refusal's
+    /// ([`StockError::kind`]: a conflict for insufficient stock), except
+    /// that a SKU nobody registered is [`ErrorKind::InvalidInput`] here:
+    /// the order names it.
     #[error("stock item {sku} refused: {source}")]
     StockRejected {
         /// The SKU.
@@ -71,8 +78,8 @@ pub enum OrderServiceError {
     /// Every attempt lost its race on a stock item's stream (a very hot
     /// SKU); the retry policy ran out.
     ///
-    /// Handling: transient; the client may send the same request again
-    /// (HTTP 503 with `Retry-After`).
+    /// Handling: transient; the client may send the same request again.
+    /// Kind: [`ErrorKind::Unavailable`].
     #[error("stock item {sku} kept changing: gave up after {attempts} attempts")]
     StockContention {
         /// The SKU whose stream kept moving.
@@ -83,7 +90,7 @@ pub enum OrderServiceError {
 
     /// A stored event cannot be decoded.
     ///
-    /// Handling: HTTP 500 (see [`RepositoryError::Decode`]).
+    /// Handling: see [`RepositoryError::Decode`]. Kind: the codec's.
     #[error("cannot decode event {version} of stream {stream}: {source}")]
     Decode {
         /// The stream.
@@ -97,7 +104,7 @@ pub enum OrderServiceError {
 
     /// A new event cannot be encoded.
     ///
-    /// Handling: a bug (HTTP 500).
+    /// Handling: a bug. Kind: [`ErrorKind::Internal`].
     #[error("cannot encode an event for stream {stream}: {source}")]
     Encode {
         /// The stream.
@@ -109,25 +116,41 @@ pub enum OrderServiceError {
 
     /// The store failed or refused the input (never a version conflict).
     ///
-    /// Handling: [`StoreError::http_status`] (400 for invalid input, 413
-    /// over a limit, 503 unavailable, 500).
+    /// Handling: see [`StoreError`]. Kind: the store error's.
     #[error(transparent)]
     Store(StoreError),
 }
 
 impl OrderServiceError {
-    /// The HTTP status strata-http answers this error with (409 for a
-    /// conflict; configure 412 there if wanted).
-    pub fn http_status(&self) -> u16 {
+    /// What kind of failure this is: a conflict on the order stream is
+    /// [`ErrorKind::Conflict`]; a refusal has the order's or the stock
+    /// item's kind, except that a SKU an order names but nobody registered
+    /// is the order's [`ErrorKind::InvalidInput`]; contention on a stock
+    /// item is [`ErrorKind::Unavailable`] (the same request may succeed
+    /// later); a store error has the store's kind; an event that does not
+    /// decode has the codec's kind; one that does not encode is
+    /// [`ErrorKind::Internal`] (a bug).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            OrderServiceError::Conflict(_) => 409,
-            OrderServiceError::Rejected(e) => e.http_status(),
-            OrderServiceError::UnknownSku { .. } => 422,
-            OrderServiceError::StockRejected { source, .. } => source.http_status(),
-            OrderServiceError::StockContention { .. } => 503,
-            OrderServiceError::Store(e) => e.http_status(),
-            OrderServiceError::Decode { .. } | OrderServiceError::Encode { .. } => 500,
+            OrderServiceError::Conflict(_) => ErrorKind::Conflict,
+            OrderServiceError::Rejected(e) => e.kind(),
+            OrderServiceError::UnknownSku { .. } => ErrorKind::InvalidInput,
+            OrderServiceError::StockRejected {
+                source: StockError::NotRegistered { .. },
+                ..
+            } => ErrorKind::InvalidInput,
+            OrderServiceError::StockRejected { source, .. } => source.kind(),
+            OrderServiceError::StockContention { .. } => ErrorKind::Unavailable,
+            OrderServiceError::Decode { source, .. } => source.kind(),
+            OrderServiceError::Encode { .. } => ErrorKind::Internal,
+            OrderServiceError::Store(e) => e.kind(),
         }
+    }
+}
+
+impl Classify for OrderServiceError {
+    fn kind(&self) -> ErrorKind {
+        OrderServiceError::kind(self)
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use strata_store::{Classify, ErrorKind};
 
 use crate::aggregate::{Aggregate, Snapshottable};
 use crate::codec::DomainEvent;
@@ -179,7 +180,7 @@ impl fmt::Display for StockCommandKind {
 pub enum StockError {
     /// `Register` for a SKU that is registered.
     ///
-    /// Handling: a duplicate create (HTTP 409).
+    /// Handling: a duplicate create. Kind: [`ErrorKind::Conflict`].
     #[error("SKU {sku} is already registered")]
     AlreadyRegistered {
         /// The SKU.
@@ -187,9 +188,9 @@ pub enum StockError {
     },
     /// A command other than `Register` for a SKU that is not registered.
     ///
-    /// Handling: an unknown SKU: HTTP 404 on the SKU's own resource, 422
-    /// when an order names it (the order service reports
-    /// `OrderServiceError::UnknownSku`).
+    /// Handling: an unknown SKU. Kind: [`ErrorKind::NotFound`] (when an
+    /// order names the SKU, the order service reports
+    /// `OrderServiceError::UnknownSku`, invalid input of the order).
     #[error("cannot {command}: the SKU is not registered")]
     NotRegistered {
         /// The refused command.
@@ -197,7 +198,7 @@ pub enum StockError {
     },
     /// A SKU that is empty or cannot name a stream.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid SKU {sku:?}: {reason}")]
     InvalidSku {
         /// The SKU given.
@@ -207,7 +208,7 @@ pub enum StockError {
     },
     /// An order id that is empty or cannot name a stream.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid order id {order_id:?}: {reason}")]
     InvalidOrderId {
         /// The id given.
@@ -217,12 +218,12 @@ pub enum StockError {
     },
     /// An empty display name.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("the name must not be empty")]
     EmptyName,
     /// A receive or reserve of zero units.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("cannot {command} zero units")]
     ZeroQuantity {
         /// The refused command.
@@ -232,7 +233,7 @@ pub enum StockError {
     /// ([`MAX_QUANTITY`], [`MAX_ON_HAND`]) only an item whose history was
     /// written before them can get here.
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("the quantity overflows the stock counters")]
     Overflow,
     /// `Reserve`, `Release` or `Commit` sent to the stock item on its own
@@ -240,7 +241,8 @@ pub enum StockError {
     /// the order service runs them, in the same atomic append as the order's
     /// event, so that no reservation is stranded, doubled or lost.
     ///
-    /// Handling: bad input (HTTP 422); place, cancel or ship the order.
+    /// Handling: bad input; place, cancel or ship the order. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("cannot {command} stock directly: place, cancel or ship the order through the order service")]
     ServiceOnly {
         /// The refused command.
@@ -248,7 +250,8 @@ pub enum StockError {
     },
     /// A receive or reserve of more than [`MAX_QUANTITY`] units at once.
     ///
-    /// Handling: bad input (HTTP 422); split it, or check the figure.
+    /// Handling: bad input; split it, or check the figure. Kind:
+    /// [`ErrorKind::InvalidInput`].
     #[error("cannot {command} {quantity} units at once: at most {max}")]
     QuantityTooLarge {
         /// The refused command.
@@ -260,7 +263,7 @@ pub enum StockError {
     },
     /// A receive or count that would take on hand above [`MAX_ON_HAND`].
     ///
-    /// Handling: bad input (HTTP 422).
+    /// Handling: bad input. Kind: [`ErrorKind::InvalidInput`].
     #[error("on hand would be {on_hand} units, above the limit of {max}")]
     OnHandLimit {
         /// The on-hand figure the command would reach.
@@ -270,7 +273,8 @@ pub enum StockError {
     },
     /// More units requested than are available (on hand minus reserved).
     ///
-    /// Handling: a state conflict (HTTP 409); order less or wait for stock.
+    /// Handling: a state conflict; order less or wait for stock. Kind:
+    /// [`ErrorKind::Conflict`].
     #[error("insufficient stock: {requested} requested, {available} available")]
     InsufficientStock {
         /// Units requested.
@@ -281,7 +285,7 @@ pub enum StockError {
     /// The order already holds a reservation of another quantity. (The same
     /// quantity again is accepted and changes nothing.)
     ///
-    /// Handling: a state conflict (HTTP 409).
+    /// Handling: a state conflict. Kind: [`ErrorKind::Conflict`].
     #[error("order {order_id} already reserved {reserved} units")]
     AlreadyReserved {
         /// The order.
@@ -291,7 +295,7 @@ pub enum StockError {
     },
     /// Release or commit for an order that holds no reservation here.
     ///
-    /// Handling: a state conflict (HTTP 409).
+    /// Handling: a state conflict. Kind: [`ErrorKind::Conflict`].
     #[error("order {order_id} holds no reservation")]
     NoReservation {
         /// The order.
@@ -299,8 +303,8 @@ pub enum StockError {
     },
     /// A count below the units reserved: on hand may not drop below reserved.
     ///
-    /// Handling: a state conflict (HTTP 409); release or cancel reservations
-    /// first.
+    /// Handling: a state conflict; release or cancel reservations first.
+    /// Kind: [`ErrorKind::Conflict`].
     #[error("counted {counted} units, below the {reserved} reserved")]
     BelowReserved {
         /// The count.
@@ -311,18 +315,33 @@ pub enum StockError {
 }
 
 impl StockError {
-    /// The HTTP status strata-http answers this refusal with on the SKU's own
-    /// resource (an order naming an unknown SKU is 422 instead).
-    pub fn http_status(&self) -> u16 {
+    /// What kind of refusal this is: [`ErrorKind::NotFound`] for a SKU
+    /// that is not registered, [`ErrorKind::Conflict`] for a duplicate
+    /// registration and the rules of the item's current state (stock,
+    /// reservations), [`ErrorKind::InvalidInput`] for everything else.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            StockError::NotRegistered { .. } => 404,
+            StockError::NotRegistered { .. } => ErrorKind::NotFound,
             StockError::AlreadyRegistered { .. }
             | StockError::InsufficientStock { .. }
             | StockError::AlreadyReserved { .. }
             | StockError::NoReservation { .. }
-            | StockError::BelowReserved { .. } => 409,
-            _ => 422,
+            | StockError::BelowReserved { .. } => ErrorKind::Conflict,
+            StockError::InvalidSku { .. }
+            | StockError::InvalidOrderId { .. }
+            | StockError::EmptyName
+            | StockError::ZeroQuantity { .. }
+            | StockError::Overflow
+            | StockError::ServiceOnly { .. }
+            | StockError::QuantityTooLarge { .. }
+            | StockError::OnHandLimit { .. } => ErrorKind::InvalidInput,
         }
+    }
+}
+
+impl Classify for StockError {
+    fn kind(&self) -> ErrorKind {
+        StockError::kind(self)
     }
 }
 
@@ -374,8 +393,8 @@ impl StockItem {
     pub fn reservations(&self) -> &BTreeMap<String, u64> {
         &self.reservations
     }
-    /// The commands that can succeed in the current state (what a 409 body
-    /// lists).
+    /// The commands that can succeed in the current state (what a conflict
+    /// answer lists).
     pub fn allowed_commands(&self) -> Vec<StockCommandKind> {
         use StockCommandKind::*;
         if !self.registered {
@@ -657,8 +676,8 @@ mod tests {
             StockError::NotRegistered {
                 command: StockCommandKind::Receive
             }
-            .http_status(),
-            404
+            .kind(),
+            ErrorKind::NotFound
         );
     }
 
@@ -729,7 +748,7 @@ mod tests {
             quantity: too_many,
             max: MAX_QUANTITY,
         };
-        assert_eq!(refusal.http_status(), 422);
+        assert_eq!(refusal.kind(), ErrorKind::InvalidInput);
         assert!(MAX_ON_HAND <= i64::MAX as u64, "every figure fits an i64 read model");
     }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use strata_projections::RunState;
 use strata_store::EventStore;
 
-use crate::error::{HttpError, from_store};
+use crate::error::HttpError;
 use crate::extract::ApiPath;
 use crate::model::Health;
 use crate::problem::{Problem, ProblemDescription, ProblemType};
@@ -48,7 +48,7 @@ pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>,
             });
         }
     }
-    let head = state.store.head_position().await.map_err(from_store)?;
+    let head = state.store.head_position().await.map_err(HttpError::from)?;
     let checkpoint = p.checkpoint();
     Ok(Json(Health {
         status: "ok".into(),

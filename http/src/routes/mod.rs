@@ -111,7 +111,7 @@ pub(crate) async fn written_before_crash(
     let recent = store
         .read_stream(stream, u64::MAX, Direction::Backward, RECOVERY_SCAN)
         .await
-        .map_err(crate::error::from_store)?;
+        .map_err(HttpError::from)?;
     Ok(recent
         .into_iter()
         .find(|e| e.metadata.extra.get(KEY_META) == Some(key) && e.metadata.extra.get(FINGERPRINT_META) == Some(fp)))

@@ -5,15 +5,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use strata_aggregates::domain::order::{Order, OrderCommand, OrderError, OrderLine, OrderStatus};
+use strata_aggregates::domain::order::{Order, OrderCommand, OrderLine};
 use strata_aggregates::domain::service::{OrderServiceError, OrderWrite};
-use strata_aggregates::domain::stock::StockError;
 use strata_aggregates::{Conflict, Repository};
 use strata_store::EventStore;
 use utoipa::IntoParams;
 
 use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
-use crate::error::{HttpError, StaleVersion, from_store};
+use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::idempotency::parse_key;
 use crate::model::{CancelOrder, DeliverOrder, EventView, EventsPage, OrderView, PayOrder, PlaceOrder, ShipOrder};
@@ -72,7 +71,8 @@ pub(crate) fn missing_for_star(state: &AppState, resource: &'static str, id: &st
     }))
 }
 
-/// Maps an order service error to its problem.
+/// Maps an order service error to its problem: a version conflict here,
+/// with the order's state; every other error by the table of kinds.
 fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
     match e {
         OrderServiceError::Conflict(c) if c.current == 0 => HttpError::NotFound {
@@ -80,56 +80,9 @@ fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
             id: id.to_string(),
         },
         OrderServiceError::Conflict(c) => order_conflict(state, id, &c),
-        OrderServiceError::Rejected(rejection) => match rejection {
-            OrderError::AlreadyExists { order_id, .. } => HttpError::AlreadyExists {
-                resource: "order",
-                id: order_id,
-            },
-            OrderError::InvalidTransition {
-                from: OrderStatus::New, ..
-            } => HttpError::NotFound {
-                resource: "order",
-                id: id.to_string(),
-            },
-            OrderError::InvalidTransition { from, command } => HttpError::InvalidTransition {
-                resource: "order",
-                id: id.to_string(),
-                current_status: from.to_string(),
-                command: command.to_string(),
-                allowed_commands: from.allowed_commands().iter().map(|c| c.to_string()).collect(),
-            },
-            OrderError::PaymentMismatch {
-                total_cents,
-                amount_cents,
-            } => HttpError::PaymentMismatch {
-                order_id: id.to_string(),
-                total_cents,
-                amount_cents,
-            },
-            other => HttpError::ValidationFailed {
-                reason: other.to_string(),
-            },
-        },
-        OrderServiceError::UnknownSku { sku } => HttpError::UnknownSku { sku },
-        OrderServiceError::StockRejected { sku, source } => match source {
-            StockError::InsufficientStock { requested, available } => HttpError::InsufficientStock {
-                sku,
-                requested,
-                available,
-            },
-            StockError::NotRegistered { .. } => HttpError::UnknownSku { sku },
-            other if other.http_status() == 409 => HttpError::StockStateConflict {
-                sku,
-                reason: other.to_string(),
-            },
-            other => HttpError::ValidationFailed {
-                reason: format!("stock item {sku}: {other}"),
-            },
-        },
-        OrderServiceError::StockContention { sku, attempts } => HttpError::StockContention { sku, attempts },
-        OrderServiceError::Store(e) => from_store(e),
-        other => HttpError::Internal {
-            reason: other.to_string(),
+        other => HttpError::Order {
+            id: id.to_string(),
+            source: other,
         },
     }
 }
@@ -380,8 +333,8 @@ pub(crate) async fn order_events(
     check_id("order", &id)?;
     let limit = page_limit(q.limit)?;
     let from = q.from.unwrap_or(1).max(1);
-    let stream = Repository::<Order>::stream_id(&id).map_err(from_store)?;
-    let version = state.store.stream_version(&stream).await.map_err(from_store)?;
+    let stream = Repository::<Order>::stream_id(&id).map_err(HttpError::from)?;
+    let version = state.store.stream_version(&stream).await.map_err(HttpError::from)?;
     if version == 0 {
         return Err(HttpError::NotFound { resource: "order", id });
     }

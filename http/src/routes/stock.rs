@@ -3,12 +3,12 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use strata_aggregates::domain::stock::{StockCommand, StockError, StockItem};
+use strata_aggregates::domain::stock::{StockCommand, StockItem};
 use strata_aggregates::{Executed, Repository, RepositoryError};
 
 use super::orders::{encode_segment, missing_for_star};
 use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
-use crate::error::{HttpError, StaleVersion, from_store};
+use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::{AdjustStock, EventView, ReceiveStock, RegisterStock, StockView};
 use crate::precondition::{Expect, if_match, no_if_match_on_create, resolve};
@@ -36,28 +36,9 @@ fn map_error(state: &AppState, sku: &str, e: RepositoryError<StockItem>) -> Http
                 .collect(),
             events_since_complete: c.events_since_complete,
         })),
-        RepositoryError::Rejected(rejection) => match rejection {
-            StockError::NotRegistered { .. } => not_found(),
-            StockError::AlreadyRegistered { sku } => HttpError::AlreadyExists {
-                resource: "stock item",
-                id: sku,
-            },
-            StockError::InsufficientStock { requested, available } => HttpError::InsufficientStock {
-                sku: sku.to_string(),
-                requested,
-                available,
-            },
-            other if other.http_status() == 409 => HttpError::StockStateConflict {
-                sku: sku.to_string(),
-                reason: other.to_string(),
-            },
-            other => HttpError::ValidationFailed {
-                reason: other.to_string(),
-            },
-        },
-        RepositoryError::Store(e) => from_store(e),
-        other => HttpError::Internal {
-            reason: other.to_string(),
+        other => HttpError::Stock {
+            sku: sku.to_string(),
+            source: other,
         },
     }
 }

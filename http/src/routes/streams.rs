@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::orders::{encode_segment, page_limit};
 use super::{Written, metadata, versioned};
-use crate::error::{HttpError, StaleVersion, from_store};
+use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::model::{AppendView, EventView, EventsPage, NewEventBody};
 use crate::precondition::{IfMatch, if_match, if_none_match_any};
@@ -30,7 +30,7 @@ pub fn is_reserved_stream(stream: &str) -> bool {
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, HttpError> {
-    StreamId::new(raw).map_err(from_store)
+    StreamId::new(raw).map_err(HttpError::from)
 }
 
 /// Reading a stream.
@@ -126,7 +126,7 @@ pub(crate) async fn read(
     };
     // The version first, then the events up to it: the page and its ETag
     // describe one state of the stream even while writers append.
-    let version = state.store.stream_version(&stream).await.map_err(from_store)?;
+    let version = state.store.stream_version(&stream).await.map_err(HttpError::from)?;
     let from = match (q.from, direction) {
         (Some(f), Direction::Forward) => f,
         (Some(f), Direction::Backward) => f.min(version),
@@ -135,7 +135,7 @@ pub(crate) async fn read(
     };
     let events = read_page(&*state.store, &stream, from, direction, limit, version, PAGE_BYTES)
         .await
-        .map_err(from_store)?;
+        .map_err(HttpError::from)?;
     let next_from = match (direction, events.last()) {
         (Direction::Forward, Some(last)) if last.version < version => Some(last.version + 1),
         (Direction::Backward, Some(last)) if last.version > 1 => Some(last.version - 1),
@@ -314,7 +314,7 @@ pub(crate) async fn append(
         Err(StoreError::WrongExpectedVersion { expected, actual, .. }) => {
             Err(stream_conflict(&state, &stream, expected, actual).await)
         }
-        Err(e) => Err(from_store(e)),
+        Err(e) => Err(HttpError::from(e)),
     }
 }
 
@@ -341,7 +341,7 @@ async fn stream_conflict(state: &Shared, stream: &StreamId, expected: ExpectedVe
                     let complete = events.len() as u64 >= missing;
                     (events.iter().map(EventView::from_recorded).collect(), complete)
                 }
-                Err(e) => return from_store(e),
+                Err(e) => return HttpError::from(e),
             }
         }
         _ => (Vec::new(), true),

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::STRATA_POSITION;
 use super::orders::page_limit;
-use crate::error::{HttpError, from_projection};
+use crate::error::HttpError;
 use crate::extract::ApiQuery;
 use crate::model::{OrderSummaryView, OrdersView, StockLevelView, StockLevelsView};
 use crate::problem::Problem;
@@ -26,7 +26,7 @@ async fn wait(state: &AppState, min_position: Option<u64>) -> Result<u64, HttpEr
             .projections
             .wait_for(p, state.config.read_wait_timeout)
             .await
-            .map_err(from_projection)?;
+            .map_err(HttpError::from)?;
     }
     Ok(state.projections.checkpoint())
 }
@@ -98,7 +98,7 @@ pub(crate) async fn orders(
         .projections
         .orders()
         .page(&filter, q.after.as_deref(), limit)
-        .map_err(from_projection)?;
+        .map_err(HttpError::from)?;
     Ok(with_position(
         position,
         OrdersView {
@@ -146,7 +146,7 @@ pub(crate) async fn stock(
 ) -> Result<Response, HttpError> {
     let limit = page_limit(q.limit)?;
     let low_after = match (q.low, &q.after) {
-        (Some(_), Some(after)) => Some(after.parse::<LowStockCursor>().map_err(from_projection)?),
+        (Some(_), Some(after)) => Some(after.parse::<LowStockCursor>().map_err(HttpError::from)?),
         _ => None,
     };
     let position = wait(&state, q.min_position).await?;
@@ -155,11 +155,11 @@ pub(crate) async fn stock(
         Some(threshold) => {
             let page = model
                 .low_stock_page(threshold, low_after.as_ref(), limit)
-                .map_err(from_projection)?;
+                .map_err(HttpError::from)?;
             (page.items, page.next.map(|c| c.to_string()))
         }
         None => {
-            let page = model.page(q.after.as_deref(), limit).map_err(from_projection)?;
+            let page = model.page(q.after.as_deref(), limit).map_err(HttpError::from)?;
             (page.items, page.next)
         }
     };

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use strata_store::{Classify, ErrorKind};
+
 use crate::aggregate::Aggregate;
 use crate::codec::DomainEvent;
 use crate::domain::document::fields::{escape, overlaps, tokens};
@@ -67,7 +69,7 @@ pub struct CollectionSpec {
     pub unique: Vec<UniqueField>,
     /// Whether every write must name its version (`If-Match`,
     /// `If-Unmodified-Since`, `_version`, `If-None-Match: *` for a create,
-    /// or a merge base); one that does not is refused (HTTP 428).
+    /// or a merge base); one that does not is refused.
     pub require_precondition: bool,
 }
 
@@ -128,7 +130,7 @@ pub enum CollectionCommand {
 pub enum CollectionRefusal {
     /// The name cannot name a collection.
     ///
-    /// Handling: invalid input (HTTP 400).
+    /// Handling: fix the name. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid collection name {name:?}: {reason}")]
     InvalidName {
         /// The name, as sent.
@@ -138,7 +140,7 @@ pub enum CollectionRefusal {
     },
     /// A unique field that cannot be one.
     ///
-    /// Handling: invalid input (HTTP 422).
+    /// Handling: fix the field. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid unique field {field:?}: {reason}")]
     InvalidField {
         /// The field, as sent.
@@ -148,8 +150,8 @@ pub enum CollectionRefusal {
     },
     /// The collection exists with other unique fields, which are fixed.
     ///
-    /// Handling: a conflict with the collection's state (HTTP 409);
-    /// declare a new collection instead.
+    /// Handling: declare a new collection instead. Kind:
+    /// [`ErrorKind::Conflict`].
     #[error("the unique fields of a collection are fixed when it is declared")]
     UniqueFieldsFixed {
         /// What it was declared with.
@@ -157,6 +159,15 @@ pub enum CollectionRefusal {
         /// What was asked.
         requested: Vec<UniqueField>,
     },
+}
+
+impl Classify for CollectionRefusal {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CollectionRefusal::InvalidName { .. } | CollectionRefusal::InvalidField { .. } => ErrorKind::InvalidInput,
+            CollectionRefusal::UniqueFieldsFixed { .. } => ErrorKind::Conflict,
+        }
+    }
 }
 
 /// Checks a collection name: 1..=64 bytes of ASCII letters, digits, `_`

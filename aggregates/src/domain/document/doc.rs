@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use strata_store::{Classify, ErrorKind};
+
 use crate::aggregate::Aggregate;
 use crate::codec::DomainEvent;
 use crate::domain::document::fields::changed_fields;
@@ -216,19 +218,29 @@ pub enum DocumentCommand {
 pub enum DocumentRefusal {
     /// The document was never created.
     ///
-    /// Handling: HTTP 404.
+    /// Handling: create it first. Kind: [`ErrorKind::NotFound`].
     #[error("the document does not exist")]
     NotFound,
     /// The document was deleted; only a create brings it back.
     ///
-    /// Handling: HTTP 404, saying when it was deleted.
+    /// Handling: create it again (create only) if that is meant. Kind:
+    /// [`ErrorKind::NotFound`].
     #[error("the document was deleted")]
     Deleted,
     /// A create-only write to a document that exists.
     ///
-    /// Handling: a failed precondition (HTTP 409, or 412 when configured).
+    /// Handling: read it; a failed precondition. Kind: [`ErrorKind::Conflict`].
     #[error("the document exists")]
     Exists,
+}
+
+impl Classify for DocumentRefusal {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DocumentRefusal::NotFound | DocumentRefusal::Deleted => ErrorKind::NotFound,
+            DocumentRefusal::Exists => ErrorKind::Conflict,
+        }
+    }
 }
 
 /// Where a document is in its life.

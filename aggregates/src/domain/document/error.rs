@@ -2,7 +2,7 @@
 //! conflict a client needs to resolve a stale write.
 
 use serde_json::{Map, Value};
-use strata_store::{StoreError, StreamId};
+use strata_store::{Classify, ErrorKind, StoreError, StreamId};
 
 use crate::codec::CodecError;
 use crate::domain::document::collection::{CollectionSpec, UniqueField};
@@ -93,7 +93,7 @@ pub struct DocumentConflict {
 pub enum DocumentError {
     /// A collection name that cannot name one.
     ///
-    /// Handling: invalid input (HTTP 400).
+    /// Handling: fix the name. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid collection name {name:?}: {reason}")]
     InvalidCollectionName {
         /// The name (cleaned of control characters).
@@ -103,7 +103,7 @@ pub enum DocumentError {
     },
     /// A document id that cannot name one.
     ///
-    /// Handling: invalid input (HTTP 400).
+    /// Handling: fix the id. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid document id {id:?}: {reason}")]
     InvalidId {
         /// The id (cleaned of control characters).
@@ -113,7 +113,7 @@ pub enum DocumentError {
     },
     /// A unique field in a declaration that cannot be one.
     ///
-    /// Handling: invalid input (HTTP 422).
+    /// Handling: fix the field. Kind: [`ErrorKind::InvalidInput`].
     #[error("invalid unique field {field:?}: {reason}")]
     InvalidField {
         /// The field as sent.
@@ -123,7 +123,7 @@ pub enum DocumentError {
     },
     /// The collection was never declared.
     ///
-    /// Handling: declare it first (HTTP 404).
+    /// Handling: declare it first. Kind: [`ErrorKind::NotFound`].
     #[error("collection {collection} is not declared")]
     CollectionNotDeclared {
         /// The collection.
@@ -131,7 +131,7 @@ pub enum DocumentError {
     },
     /// A declaration with other unique fields than the collection has.
     ///
-    /// Handling: a conflict with the collection's state (HTTP 409).
+    /// Handling: declare a new collection. Kind: [`ErrorKind::Conflict`].
     #[error("collection {collection} is declared with other unique fields; they are fixed")]
     UniqueFieldsFixed {
         /// The collection.
@@ -143,7 +143,7 @@ pub enum DocumentError {
     },
     /// A collection declaration decided on a stale version.
     ///
-    /// Handling: HTTP 409 (or 412), with the declaration now.
+    /// Handling: read the declaration again. Kind: [`ErrorKind::Conflict`].
     #[error("collection {collection} is at version {current_version}, the request expected {expected}")]
     CollectionStale {
         /// The collection.
@@ -157,7 +157,7 @@ pub enum DocumentError {
     },
     /// Preconditions that contradict each other or the method.
     ///
-    /// Handling: invalid input (HTTP 400).
+    /// Handling: send one consistent set. Kind: [`ErrorKind::InvalidInput`].
     #[error("{reason}")]
     InvalidPreconditions {
         /// Which and why.
@@ -166,7 +166,7 @@ pub enum DocumentError {
     /// The collection (or the server) requires every write to name its
     /// version, and this one names none.
     ///
-    /// Handling: HTTP 428.
+    /// Handling: name the version read. Kind: [`ErrorKind::InvalidInput`].
     #[error("collection {collection} requires writes to name the version they were decided on")]
     PreconditionRequired {
         /// The collection.
@@ -174,7 +174,7 @@ pub enum DocumentError {
     },
     /// The document was never created.
     ///
-    /// Handling: HTTP 404.
+    /// Handling: create it. Kind: [`ErrorKind::NotFound`].
     #[error("document {id} does not exist in {collection}")]
     NotFound {
         /// The collection.
@@ -185,7 +185,7 @@ pub enum DocumentError {
     /// The document was deleted (a tombstone); only a create with
     /// `If-None-Match: *` brings it back.
     ///
-    /// Handling: HTTP 404, saying at which version and when.
+    /// Handling: create it again if that is meant. Kind: [`ErrorKind::NotFound`].
     #[error("document {id} of {collection} was deleted at version {version}")]
     Deleted {
         /// The collection.
@@ -201,7 +201,7 @@ pub enum DocumentError {
     },
     /// A version the document does not have (`?version=` past the current one, or 0).
     ///
-    /// Handling: HTTP 404.
+    /// Handling: read an existing version. Kind: [`ErrorKind::NotFound`].
     #[error("document {id} of {collection} has no version {version} (it is at {current})")]
     VersionNotFound {
         /// The collection.
@@ -215,13 +215,14 @@ pub enum DocumentError {
     },
     /// A conditional write refused: see [`DocumentConflict`].
     ///
-    /// Handling: HTTP 409 (or 412 when configured) with the conflict.
+    /// Handling: show the changes, merge or decide again on `current`.
+    /// Kind: [`ErrorKind::Conflict`].
     #[error("document {id} of {collection} is at version {current_version}: {reason:?}", id = .0.id, collection = .0.collection, current_version = .0.current_version, reason = .0.reason)]
     Conflict(Box<DocumentConflict>),
     /// The write would take a unique value another document holds.
     ///
-    /// Handling: HTTP 409 `unique-violation` naming the field, the value
-    /// and the holder.
+    /// Handling: choose another value, or free it first. Kind:
+    /// [`ErrorKind::Conflict`].
     #[error("{field} {value} of collection {collection} is held by document {holder}")]
     UniqueViolation {
         /// The collection.
@@ -235,8 +236,8 @@ pub enum DocumentError {
     },
     /// A JSON Patch operation does not apply to the document.
     ///
-    /// Handling: a conflict with the document's state (HTTP 409); nothing
-    /// of the patch was applied.
+    /// Handling: read the document and patch what it is now; nothing of
+    /// the patch was applied. Kind: [`ErrorKind::Conflict`].
     #[error("the patch does not apply to document {id} of {collection}: {failure}")]
     PatchFailed {
         /// The collection.
@@ -249,7 +250,7 @@ pub enum DocumentError {
     /// The document the write would leave is not one: not an object, a
     /// top-level `_version`, a unique field holding an object or array.
     ///
-    /// Handling: invalid input (HTTP 422).
+    /// Handling: fix the document. Kind: [`ErrorKind::InvalidInput`].
     #[error("{reason}")]
     InvalidDocument {
         /// Why.
@@ -257,7 +258,7 @@ pub enum DocumentError {
     },
     /// A write that named no version lost its race on every retry.
     ///
-    /// Handling: transient (HTTP 503 with `Retry-After`).
+    /// Handling: send it again later. Kind: [`ErrorKind::Unavailable`].
     #[error("document {id} of {collection} kept changing: gave up after {attempts} attempts")]
     Contention {
         /// The collection.
@@ -269,7 +270,7 @@ pub enum DocumentError {
     },
     /// A stored event cannot be decoded.
     ///
-    /// Handling: HTTP 500.
+    /// Handling: see the source. Kind: the codec error's.
     #[error("cannot decode event {version} of stream {stream}: {source}")]
     Decode {
         /// The stream.
@@ -282,8 +283,7 @@ pub enum DocumentError {
     },
     /// A new event cannot be encoded.
     ///
-    /// Handling: HTTP 500 (or 413 when the store refuses its size, which
-    /// is [`DocumentError::Store`]).
+    /// Handling: a bug. Kind: [`ErrorKind::Internal`].
     #[error("cannot encode an event for stream {stream}: {source}")]
     Encode {
         /// The stream.
@@ -294,7 +294,41 @@ pub enum DocumentError {
     },
     /// The store failed or refused the input (never a version conflict).
     ///
-    /// Handling: see [`StoreError`].
+    /// Handling: see [`StoreError`]. Kind: the store error's.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl DocumentError {
+    /// What kind of failure this is (strata-http answers each variant with
+    /// a problem of its own, in `routes/documents/problem.rs`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DocumentError::InvalidCollectionName { .. }
+            | DocumentError::InvalidId { .. }
+            | DocumentError::InvalidField { .. }
+            | DocumentError::InvalidPreconditions { .. }
+            | DocumentError::PreconditionRequired { .. }
+            | DocumentError::InvalidDocument { .. } => ErrorKind::InvalidInput,
+            DocumentError::CollectionNotDeclared { .. }
+            | DocumentError::NotFound { .. }
+            | DocumentError::Deleted { .. }
+            | DocumentError::VersionNotFound { .. } => ErrorKind::NotFound,
+            DocumentError::UniqueFieldsFixed { .. }
+            | DocumentError::CollectionStale { .. }
+            | DocumentError::Conflict(_)
+            | DocumentError::UniqueViolation { .. }
+            | DocumentError::PatchFailed { .. } => ErrorKind::Conflict,
+            DocumentError::Contention { .. } => ErrorKind::Unavailable,
+            DocumentError::Decode { source, .. } => source.kind(),
+            DocumentError::Encode { .. } => ErrorKind::Internal,
+            DocumentError::Store(e) => e.kind(),
+        }
+    }
+}
+
+impl Classify for DocumentError {
+    fn kind(&self) -> ErrorKind {
+        DocumentError::kind(self)
+    }
 }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use strata_store::{Classify, ErrorKind};
+
 use crate::aggregate::Aggregate;
 use crate::codec::DomainEvent;
 use crate::domain::document::collection::UniqueField;
@@ -74,12 +76,18 @@ pub enum UniqueCommand {
 pub enum UniqueRefusal {
     /// Another document holds the value.
     ///
-    /// Handling: HTTP 409 `unique-violation`, naming the holder.
+    /// Handling: choose another value. Kind: [`ErrorKind::Conflict`].
     #[error("held by document {holder}")]
     Held {
         /// The document holding it.
         holder: String,
     },
+}
+
+impl Classify for UniqueRefusal {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Conflict
+    }
 }
 
 /// Who holds a unique value.

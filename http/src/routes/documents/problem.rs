@@ -10,7 +10,7 @@ use strata_aggregates::domain::document::{
 };
 
 use super::model::{ChangeView, CollectionView, document_json, unique_json};
-use crate::error::{HttpError, StaleVersion, from_store};
+use crate::error::{HttpError, StaleVersion};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 
@@ -274,7 +274,7 @@ pub(crate) fn to_http(state: &AppState, e: DocumentError) -> HttpError {
             id: format!("{collection}/{id}"),
             attempts,
         },
-        DocumentError::Store(e) => from_store(e),
+        DocumentError::Store(e) => HttpError::Store(e),
         other => HttpError::Internal {
             reason: other.to_string(),
         },

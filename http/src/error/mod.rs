@@ -1,14 +1,25 @@
 //! The one error type of strata-http, and how each variant becomes a
-//! problem response.
+//! problem response. Errors of the crates below (the store, the domain,
+//! the read models) are kept as they are and answered by the table in
+//! `answer.rs`, the one place that maps their kinds to problems.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use strata_aggregates::RepositoryError;
+use strata_aggregates::domain::service::OrderServiceError;
+use strata_aggregates::domain::stock::StockItem;
 use strata_projections::ProjectionError;
 use strata_store::StoreError;
 
 use crate::problem::{PROBLEM_JSON, Problem, ProblemType};
 use crate::routes::documents::DocumentProblem;
+
+mod answer;
+#[cfg(test)]
+mod tests;
+
+use answer::Mapped;
 
 /// A write decided on a version that is no longer current: what the 409
 /// (or 412) body says.
@@ -32,9 +43,17 @@ pub struct StaleVersion {
     pub events_since_complete: bool,
 }
 
-/// Everything that can go wrong in strata-http: a request's problem (each
-/// variant maps to one [`ProblemType`] and status; see
-/// [`HttpError::problem_type`]) or a failure to start or serve.
+/// Everything that can go wrong in strata-http: a request's problem, an
+/// error of the crates below kept with its type, or a failure to start or
+/// serve.
+///
+/// A problem of http's own maps to one [`ProblemType`] and status (see
+/// [`HttpError::problem_type`]); an error from below (`Store`,
+/// `Projection`, `Order`, `Stock`) is answered as the table of error kinds
+/// in strata-http says (`docs/http.md`, "Errors from below"), with the
+/// typed error as this error's `source`. The document routes map their
+/// domain's errors to problems in one place of their own
+/// (`routes/documents/problem.rs`), as [`HttpError::Document`].
 ///
 /// Handling: request problems are answered as `application/problem+json`;
 /// the others are returned by [`crate::Server`].
@@ -293,13 +312,48 @@ pub enum HttpError {
         reason: String,
     },
 
-    /// Opening or using the store failed while starting or stopping.
+    /// The store refused or failed: answered by its kind (invalid input is
+    /// 400 `invalid-id` or `invalid-events`, a limit 413, a clashing event id
+    /// 409, an unavailable store 503, damage and failures 500). Also what
+    /// opening the store returns.
     #[error(transparent)]
     Store(#[from] StoreError),
 
-    /// Starting or stopping the read models failed.
+    /// A read model refused or failed: a read behind `min_position` is 503
+    /// `read-model-lagging`, a bad cursor 400, a model that is not
+    /// following the log 503, others by kind. Also what starting or
+    /// stopping the read models returns.
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+
+    /// The order service refused or failed a command of order `id`
+    /// (version conflicts are answered by the route, with the order's
+    /// state): answered by the refusal's kind and the variants with
+    /// problem types of their own (`already-exists`, `invalid-transition`,
+    /// `payment-mismatch`, `unknown-sku`, `insufficient-stock`,
+    /// `stock-contention`).
+    #[error("order {id}: {source}")]
+    Order {
+        /// The order the request named.
+        id: String,
+        /// What the order service said.
+        #[source]
+        source: OrderServiceError,
+    },
+
+    /// A stock item's repository refused or failed a command of `sku`
+    /// (version conflicts are answered by the route): answered by the
+    /// refusal's kind (`not-found`, `stock-state-conflict`,
+    /// `validation-failed`) and the variants with problem types of their
+    /// own (`already-exists`, `insufficient-stock`).
+    #[error("stock item {sku}: {source}")]
+    Stock {
+        /// The SKU the request named.
+        sku: String,
+        /// What the repository said.
+        #[source]
+        source: RepositoryError<StockItem>,
+    },
 
     /// Binding or serving the socket failed.
     #[error("i/o error while {context}: {source}")]
@@ -312,10 +366,48 @@ pub enum HttpError {
     },
 }
 
+/// What an error is answered as: itself for a problem of http's own, the
+/// table's answer (`answer.rs`) for an error from below.
+pub(crate) enum Answer<'a> {
+    /// A problem of http's own.
+    Own(&'a HttpError),
+    /// An error from below, mapped.
+    Mapped(Mapped),
+}
+
+impl Answer<'_> {
+    /// The problem-shaped error answered.
+    pub(crate) fn error(&self) -> &HttpError {
+        match self {
+            Answer::Own(e) => e,
+            Answer::Mapped(m) => &m.answer,
+        }
+    }
+
+    /// Whether a rule chose the answer (http's own problems always are).
+    pub(crate) fn deliberate(&self) -> bool {
+        match self {
+            Answer::Own(_) => true,
+            Answer::Mapped(m) => m.deliberate,
+        }
+    }
+}
+
 impl HttpError {
+    /// What this error is answered as.
+    pub(crate) fn answer(&self) -> Answer<'_> {
+        match self {
+            HttpError::Store(e) => Answer::Mapped(answer::log(e)),
+            HttpError::Projection(e) => Answer::Mapped(answer::read_model(e)),
+            HttpError::Order { id, source } => Answer::Mapped(answer::order(id, source)),
+            HttpError::Stock { sku, source } => Answer::Mapped(answer::stock(sku, source)),
+            own => Answer::Own(own),
+        }
+    }
+
     /// The problem type this error is answered with.
     pub fn problem_type(&self) -> ProblemType {
-        match self {
+        match self.answer().error() {
             HttpError::StaleVersion(_) => ProblemType::WrongExpectedVersion,
             HttpError::InvalidTransition { .. } => ProblemType::InvalidTransition,
             HttpError::AlreadyExists { .. } => ProblemType::AlreadyExists,
@@ -346,14 +438,18 @@ impl HttpError {
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
             HttpError::Document(d) => d.kind,
-            HttpError::Store(e) => store_problem_type(e),
-            HttpError::Internal { .. } | HttpError::Projection(_) | HttpError::Io { .. } => ProblemType::Internal,
+            HttpError::Internal { .. } | HttpError::Io { .. } => ProblemType::Internal,
+            // Never an answer: the table answers them with problems of
+            // http's own.
+            HttpError::Store(_) | HttpError::Projection(_) | HttpError::Order { .. } | HttpError::Stock { .. } => {
+                ProblemType::Internal
+            }
         }
     }
 
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
-        match self {
+        match self.answer().error() {
             HttpError::StaleVersion(s) => s.status,
             HttpError::Document(d) => {
                 StatusCode::from_u16(d.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -364,20 +460,22 @@ impl HttpError {
 
     /// The problem body of this error (without `instance`).
     pub fn to_problem(&self) -> Problem {
-        if let HttpError::Document(d) = self {
+        let answer = self.answer();
+        let answer = answer.error();
+        if let HttpError::Document(d) = answer {
             let mut p = d.problem.clone();
-            p.retry_after = self.retry_after();
+            p.retry_after = answer.retry_after();
             return p;
         }
-        let kind = self.problem_type();
+        let kind = answer.problem_type();
         let mut p = Problem {
             problem_type: kind.uri(),
             title: kind.title().to_string(),
-            status: self.status().as_u16(),
-            detail: self.to_string(),
+            status: answer.status().as_u16(),
+            detail: answer.to_string(),
             ..Problem::default()
         };
-        match self {
+        match answer {
             HttpError::StaleVersion(s) => {
                 p.resource = Some(s.resource.to_string());
                 p.id = Some(s.id.clone());
@@ -465,25 +563,6 @@ impl HttpError {
     }
 }
 
-/// The problem type of a store error (conflicts are mapped by the caller,
-/// which knows the resource).
-fn store_problem_type(e: &StoreError) -> ProblemType {
-    match e {
-        StoreError::WrongExpectedVersion { .. } => ProblemType::WrongExpectedVersion,
-        StoreError::InvalidStreamId { .. } => ProblemType::InvalidId,
-        StoreError::EmptyAppend { .. } | StoreError::InvalidEventType { .. } | StoreError::DuplicateStream { .. } => {
-            ProblemType::InvalidEvents
-        }
-        StoreError::TooManyEvents { .. }
-        | StoreError::AppendTooLarge { .. }
-        | StoreError::PayloadTooLarge { .. }
-        | StoreError::MetadataTooLarge { .. } => ProblemType::PayloadTooLarge,
-        StoreError::DuplicateEventId { .. } => ProblemType::DuplicateEventId,
-        StoreError::Unavailable { .. } => ProblemType::ServiceUnavailable,
-        _ => ProblemType::Internal,
-    }
-}
-
 /// A response extension naming the problem type of an error response, for
 /// metrics (conflicts per route) and logs.
 #[derive(Clone, Copy, Debug)]
@@ -496,204 +575,35 @@ tokio::task_local! {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        let answer = self.answer();
+        let answered = answer.error();
+        let problem_type = answered.problem_type();
         let mut problem = self.to_problem();
         problem.instance = REQUEST_PATH.try_with(Clone::clone).ok();
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(problem = %self.problem_type(), error = %self, "request failed");
+        let status = answered.status();
+        if !answer.deliberate() {
+            tracing::error!(error = %self, "no answer is chosen for this error: answered as internal-error");
+        } else if status.is_server_error() {
+            tracing::error!(problem = %problem_type, error = %self, "request failed");
         } else {
-            tracing::debug!(problem = %self.problem_type(), error = %self, "request refused");
+            tracing::debug!(problem = %problem_type, error = %self, "request refused");
         }
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let HttpError::StaleVersion(s) = &self
+        if let HttpError::StaleVersion(s) = answered
             && let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", s.current_version))
         {
             headers.insert(header::ETAG, v);
         }
-        if let HttpError::Document(d) = &self {
+        if let HttpError::Document(d) = answered {
             d.add_headers(headers);
         }
-        if let Some(secs) = self.retry_after() {
+        if let Some(secs) = answered.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        response.extensions_mut().insert(ProblemKind(self.problem_type()));
+        response.extensions_mut().insert(ProblemKind(problem_type));
         response
-    }
-}
-
-/// Maps a store error outside a version conflict (which the caller maps,
-/// knowing the resource) to the error answered for it.
-pub(crate) fn from_store(e: StoreError) -> HttpError {
-    match &e {
-        StoreError::InvalidStreamId { stream, reason } => HttpError::InvalidId {
-            id: stream.clone(),
-            reason: reason.to_string(),
-        },
-        StoreError::EmptyAppend { .. } | StoreError::InvalidEventType { .. } | StoreError::DuplicateStream { .. } => {
-            HttpError::InvalidEvents { reason: e.to_string() }
-        }
-        StoreError::TooManyEvents { .. }
-        | StoreError::AppendTooLarge { .. }
-        | StoreError::PayloadTooLarge { .. }
-        | StoreError::MetadataTooLarge { .. } => HttpError::PayloadTooLarge { reason: e.to_string() },
-        StoreError::DuplicateEventId { stream, .. } => HttpError::DuplicateEventId {
-            stream: stream.to_string(),
-            reason: e.to_string(),
-        },
-        StoreError::Unavailable { reason } => HttpError::Unavailable { reason: reason.clone() },
-        _ => HttpError::Internal { reason: e.to_string() },
-    }
-}
-
-/// Maps a read model error.
-pub(crate) fn from_projection(e: ProjectionError) -> HttpError {
-    match e {
-        ProjectionError::Timeout { position, applied, .. } => HttpError::ReadModelLagging { position, applied },
-        ProjectionError::InvalidCursor { cursor, expected } => HttpError::InvalidParameter {
-            reason: format!("after {cursor:?} is not a cursor of this view: expected {expected}"),
-        },
-        // A read model stored by an older version of its projection lacks
-        // what this one reads; `Projections::start` rebuilds it.
-        ProjectionError::NotRunning { .. }
-        | ProjectionError::ModelVersionMismatch { .. }
-        | ProjectionError::Store { .. }
-        | ProjectionError::Database {
-            source: StoreError::Unavailable { .. },
-            ..
-        } => HttpError::Unavailable { reason: e.to_string() },
-        other => HttpError::Internal {
-            reason: other.to_string(),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use strata_store::{ExpectedVersion, StreamId};
-
-    use super::*;
-
-    #[test]
-    fn every_store_error_has_a_deliberate_status() {
-        let s = StreamId::new("s").unwrap();
-        let cases: Vec<(StoreError, u16)> = vec![
-            (
-                StoreError::InvalidStreamId {
-                    stream: "x".into(),
-                    reason: "bad",
-                },
-                400,
-            ),
-            (StoreError::EmptyAppend { stream: s.clone() }, 400),
-            (StoreError::DuplicateStream { stream: s.clone() }, 400),
-            (
-                StoreError::TooManyEvents {
-                    stream: s.clone(),
-                    count: 2,
-                    limit: 1,
-                },
-                413,
-            ),
-            (StoreError::AppendTooLarge { size: 2, limit: 1 }, 413),
-            (
-                StoreError::DuplicateEventId {
-                    stream: s.clone(),
-                    event_id: strata_store::EventId::new(),
-                    existing_version: Some(1),
-                },
-                409,
-            ),
-            (
-                StoreError::Unavailable {
-                    reason: "closed".into(),
-                },
-                503,
-            ),
-            (
-                StoreError::Corrupt {
-                    location: "event at position 1".into(),
-                    detail: "checksum".into(),
-                },
-                500,
-            ),
-            (
-                StoreError::Io {
-                    context: "fsync".into(),
-                    source: std::io::Error::other("disk"),
-                },
-                500,
-            ),
-        ];
-        for (e, status) in cases {
-            let text = e.to_string();
-            let mapped = from_store(e);
-            assert_eq!(mapped.status().as_u16(), status, "{text}");
-            assert_eq!(mapped.to_problem().status, status);
-        }
-        // A conflict is mapped by the caller, but its type is still the conflict type.
-        let conflict = StoreError::WrongExpectedVersion {
-            stream: s,
-            expected: ExpectedVersion::Exact(1),
-            actual: 2,
-        };
-        assert_eq!(store_problem_type(&conflict), ProblemType::WrongExpectedVersion);
-    }
-
-    #[test]
-    fn transient_problems_say_when_to_retry() {
-        let e = HttpError::StockContention {
-            sku: "tea".into(),
-            attempts: 10,
-        };
-        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let response = e.into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
-        let e = HttpError::Contention {
-            resource: "stock item",
-            id: "tea".into(),
-            attempts: 10,
-        };
-        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(e.problem_type().name(), "contention");
-        assert_eq!(e.into_response().headers()[header::RETRY_AFTER], "1");
-    }
-
-    #[test]
-    fn projection_errors_map_to_503_or_500() {
-        let lag = from_projection(ProjectionError::Timeout {
-            projection: "p".into(),
-            position: 9,
-            applied: 3,
-            timeout: std::time::Duration::from_millis(1),
-        });
-        assert_eq!(lag.problem_type(), ProblemType::ReadModelLagging);
-        let stopped = from_projection(ProjectionError::NotRunning {
-            projection: "p".into(),
-            position: 9,
-            applied: 3,
-            failure: None,
-        });
-        assert_eq!(stopped.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let corrupt = from_projection(ProjectionError::Corrupt {
-            projection: "p".into(),
-            key: "k".into(),
-            detail: "d".into(),
-        });
-        assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let outdated = from_projection(ProjectionError::ModelVersionMismatch {
-            projection: "p".into(),
-            stored: 0,
-            expected: 1,
-        });
-        assert_eq!(outdated.problem_type(), ProblemType::ServiceUnavailable);
-        let cursor = from_projection(ProjectionError::InvalidCursor {
-            cursor: "x".into(),
-            expected: "y",
-        });
-        assert_eq!(cursor.problem_type(), ProblemType::InvalidParameter);
     }
 }
