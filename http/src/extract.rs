@@ -70,7 +70,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (content_type, bytes) = body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null`: every field takes its default.
+        let trimmed = bytes.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"null" {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
         parse(content_type, &bytes).map(ApiJsonOrEmpty)
@@ -121,6 +123,23 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_or_null_takes_the_defaults() {
+        #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Ship {
+            tracking: Option<String>,
+        }
+        for body in ["", "  ", "null", " null\n"] {
+            let req = Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let ApiJsonOrEmpty(ship) = ApiJsonOrEmpty::<Ship>::from_request(req, &()).await.unwrap();
+            assert_eq!(ship, Ship::default(), "{body:?}");
+        }
     }
 
     #[test]

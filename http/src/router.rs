@@ -164,7 +164,14 @@ fn add_idempotency_key(op: &mut Operation) {
             "1..=255 visible ASCII characters. A retry with the same key gets the first response \
              (header `Idempotency-Replayed: true`); kept durably for the retention period.",
         ))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(257))
+                // Visible ASCII but `"` and `\`, 1..=255, bare or as a quoted string.
+                .pattern(Some(r#"^([!#-\[\]-~]{1,255}|"[!#-\[\]-~]{1,255}")$"#)),
+        ))
         .build();
     op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
 }
@@ -173,7 +180,53 @@ fn add_idempotency_key(op: &mut Operation) {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().split_for_parts();
     add_common(&mut api);
+    constrain_headers(&mut api);
     api
+}
+
+/// A version as an entity tag: `"<digits>"`, no leading zero (19 digits
+/// at most, so every value the pattern admits fits in 64 bits).
+const ETAG: &str = r#""(0|[1-9][0-9]{0,18})""#;
+
+/// The schemas of the precondition headers, the same on every route that
+/// takes them, so the document says what the server parses.
+fn constrain_headers(api: &mut utoipa::openapi::OpenApi) {
+    let string = |pattern: String| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .pattern(Some(pattern))
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        let documents = path.starts_with("/docs/");
+        for op in [
+            item.put.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+            item.post.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for param in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = param else { continue };
+                if p.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                let schema = match p.name.as_str() {
+                    // Documents take lists; the other routes one version.
+                    "If-Match" if documents => string(format!(r"^(\*|{ETAG}( *, *{ETAG})*)$")),
+                    "If-Match" => string(format!(r"^(\*|{ETAG})$")),
+                    "If-None-Match" => string(r"^\*$".into()),
+                    "Strata-Merge-Base" => string(r#"^(0|[1-9][0-9]{0,18}|"(0|[1-9][0-9]{0,18})")$"#.into()),
+                    "Strata-Actor" => string(r"^[!-~]([ -~]{0,254}[!-~])?$".into()),
+                    _ => continue,
+                };
+                p.schema = Some(RefOr::T(schema.into()));
+            }
+        }
+    }
 }
 
 /// The document as JSON, built once.

@@ -42,8 +42,10 @@ pub(crate) struct ReadQuery {
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000; a page also
     /// ends before its payloads pass 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `forward` (default) or `backward`.
+    #[param(pattern = "^(forward|backward)$")]
     direction: Option<String>,
 }
 
