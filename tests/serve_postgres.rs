@@ -52,6 +52,34 @@ impl Drop for Schema {
     }
 }
 
+/// `strata loadtest --target <target>` against both processes at once, 8
+/// clients on 2 items for 2 s; it must succeed. Its report.
+fn loadtest(a: &Serve, b: &Serve, target: &str) -> String {
+    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "loadtest",
+            "--target",
+            target,
+            "--clients",
+            "8",
+            "--resources",
+            "2",
+            "--duration",
+            "2s",
+            "--url",
+        ])
+        .arg(format!("http://{},http://{}", a.addr, b.addr))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&load.stdout).into_owned();
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    report
+}
+
 fn postgres_url(test: &str) -> Option<String> {
     match std::env::var("STRATA_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
@@ -124,26 +152,7 @@ fn two_serve_processes_on_one_database_lose_no_update() {
     assert!(item.contains(r#""on_hand":7"#), "received once: {item}");
 
     // The load test against both at once, on shared items.
-    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "loadtest",
-            "--clients",
-            "8",
-            "--resources",
-            "2",
-            "--duration",
-            "2s",
-            "--url",
-        ])
-        .arg(format!("http://{},http://{}", a.addr, b.addr))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&load.stdout);
-    assert!(
-        load.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    let report = loadtest(&a, &b, "stock");
     assert!(
         report.contains("lost updates 0") && report.contains("phantom 0"),
         "{report}"
@@ -303,28 +312,7 @@ fn two_serve_processes_let_one_writer_of_a_unique_value_win() {
     }
 
     // The documents load test against both at once.
-    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "loadtest",
-            "--target",
-            "docs",
-            "--clients",
-            "8",
-            "--resources",
-            "2",
-            "--duration",
-            "2s",
-            "--url",
-        ])
-        .arg(format!("http://{},http://{}", a.addr, b.addr))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&load.stdout);
-    assert!(
-        load.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    let report = loadtest(&a, &b, "docs");
     assert!(report.contains("lost updates 0  phantom 0"), "{report}");
     assert!(
         report.contains("8 writers, 1 winner(s), 7 refused naming the winner"),

@@ -347,14 +347,9 @@ impl Client {
         patch: &Value,
         precondition: Precondition,
     ) -> Result<Written, ClientError> {
-        let path = Self::doc_path(collection, id);
-        self.write(
-            Method::PATCH,
-            &path,
-            Some(("application/merge-patch+json", patch.clone())),
-            precondition,
-        )
-        .await
+        let body = Some(("application/merge-patch+json", patch.clone()));
+        self.write(Method::PATCH, &Self::doc_path(collection, id), body, precondition)
+            .await
     }
 
     /// Patches a document with a JSON Patch (RFC 6902).
@@ -365,14 +360,9 @@ impl Client {
         operations: &Value,
         precondition: Precondition,
     ) -> Result<Written, ClientError> {
-        let path = Self::doc_path(collection, id);
-        self.write(
-            Method::PATCH,
-            &path,
-            Some(("application/json-patch+json", operations.clone())),
-            precondition,
-        )
-        .await
+        let body = Some(("application/json-patch+json", operations.clone()));
+        self.write(Method::PATCH, &Self::doc_path(collection, id), body, precondition)
+            .await
     }
 
     /// Deletes a document.

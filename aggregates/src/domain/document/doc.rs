@@ -321,48 +321,43 @@ impl Aggregate for Document {
                 Ok(created(body, actor, *at_ms))
             }
             (
-                DocumentCommand::Put {
+                command @ (DocumentCommand::Put {
                     body,
                     actor,
                     at_ms,
                     merge_base,
-                },
-                DocumentStatus::Live,
-            ) => {
-                let changed = self.changed_from_here(body);
-                Ok(if changed.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![DocumentEvent::DocumentReplaced {
-                        body: JsonObject(body.clone()),
-                        changed,
-                        actor: actor.clone(),
-                        at_ms: self.at(*at_ms),
-                        merge_base: *merge_base,
-                    }]
-                })
-            }
-            (
-                DocumentCommand::Patch {
+                }
+                | DocumentCommand::Patch {
                     body,
                     actor,
                     at_ms,
                     merge_base,
-                },
+                }),
                 DocumentStatus::Live,
             ) => {
                 let changed = self.changed_from_here(body);
-                Ok(if changed.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![DocumentEvent::DocumentPatched {
-                        body: JsonObject(body.clone()),
+                if changed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (body, actor, at_ms, merge_base) =
+                    (JsonObject(body.clone()), actor.clone(), self.at(*at_ms), *merge_base);
+                Ok(vec![if matches!(command, DocumentCommand::Put { .. }) {
+                    DocumentEvent::DocumentReplaced {
+                        body,
                         changed,
-                        actor: actor.clone(),
-                        at_ms: self.at(*at_ms),
-                        merge_base: *merge_base,
-                    }]
-                })
+                        actor,
+                        at_ms,
+                        merge_base,
+                    }
+                } else {
+                    DocumentEvent::DocumentPatched {
+                        body,
+                        changed,
+                        actor,
+                        at_ms,
+                        merge_base,
+                    }
+                }])
             }
             (DocumentCommand::Delete { actor, at_ms }, DocumentStatus::Live) => {
                 Ok(vec![DocumentEvent::DocumentDeleted {

@@ -20,7 +20,7 @@ use strata_store::{
 };
 
 use crate::aggregate::Aggregate;
-use crate::codec::{DomainEvent, Format, decode, encode};
+use crate::codec::{DomainEvent, Format, decode, encode_with};
 use crate::domain::document::collection::{
     Collection, CollectionCommand, CollectionRefusal, CollectionSpec, validate_collection_name,
 };
@@ -623,16 +623,10 @@ impl DocumentService {
         event: &E,
         metadata: &Metadata,
     ) -> Result<NewEvent, DocumentError> {
-        let mut new = encode(event, Format::Json).map_err(|source| DocumentError::Encode {
+        encode_with(event, Format::Json, metadata).map_err(|source| DocumentError::Encode {
             stream: stream.clone(),
             source,
-        })?;
-        new.metadata.correlation_id.clone_from(&metadata.correlation_id);
-        new.metadata.causation_id.clone_from(&metadata.causation_id);
-        for (k, v) in &metadata.extra {
-            new.metadata.extra.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Ok(new)
+        })
     }
 }
 
