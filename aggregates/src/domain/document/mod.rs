@@ -13,6 +13,8 @@
 //! - [`DocumentService`]: reads and writes, one atomic multi-stream append
 //!   per write.
 
+mod catalog;
+mod claims;
 mod collection;
 mod doc;
 mod error;

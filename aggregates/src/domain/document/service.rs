@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::future::try_join_all;
 use serde_json::{Map, Value};
 use strata_store::{
     Direction, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamAppend, StreamId,
@@ -21,19 +20,14 @@ use strata_store::{
 
 use crate::aggregate::Aggregate;
 use crate::codec::{DomainEvent, Format, decode, encode_with};
-use crate::domain::document::collection::{
-    Collection, CollectionCommand, CollectionRefusal, CollectionSpec, validate_collection_name,
-};
+use crate::domain::document::collection::{Collection, CollectionRefusal, validate_collection_name};
 use crate::domain::document::doc::{
     Document, DocumentCommand, DocumentEvent, DocumentRefusal, DocumentStatus, MAX_DOCUMENT_ID,
 };
 use crate::domain::document::error::{ChangeRecord, ConflictReason, DocumentConflict, DocumentError, Expected};
-use crate::domain::document::fields::get;
 use crate::domain::document::request::{
-    ACTOR_KEY, Change, CollectionInfo, CollectionWrite, DocumentView, DocumentWrite, HistoryPage, IfMatch,
-    VERSION_MEMBER, WriteRequest,
+    ACTOR_KEY, Change, CollectionInfo, DocumentView, DocumentWrite, HistoryPage, IfMatch, VERSION_MEMBER, WriteRequest,
 };
-use crate::domain::document::unique::{UniqueCommand, UniqueRefusal, UniqueValue, unique_id, unique_key};
 use crate::error::RepositoryError;
 use crate::repository::Repository;
 use crate::retry::RetryPolicy;
@@ -75,10 +69,10 @@ pub(super) struct LoadedDoc {
 /// ```
 pub struct DocumentService {
     pub(super) store: Arc<dyn EventStore>,
-    collections: Repository<Collection>,
+    pub(super) collections: Repository<Collection>,
     retry: RetryPolicy,
     pub(super) conflict_event_limit: usize,
-    cache: Mutex<HashMap<String, CollectionInfo>>,
+    pub(super) cache: Mutex<HashMap<String, CollectionInfo>>,
 }
 
 impl DocumentService {
@@ -118,97 +112,6 @@ impl DocumentService {
     pub fn collection_stream(name: &str) -> Result<StreamId, DocumentError> {
         check_collection(name)?;
         Ok(Repository::<Collection>::stream_id(name)?)
-    }
-
-    /// Declares collection `name` (or changes whether its writes need a
-    /// precondition; its unique fields are fixed). `expected` is the
-    /// collection's version the caller read (`Some(0)`: it must not exist).
-    pub async fn declare(
-        &self,
-        name: &str,
-        spec: CollectionSpec,
-        expected: Option<u64>,
-        actor: Option<String>,
-        at_ms: u64,
-        metadata: &Metadata,
-    ) -> Result<CollectionWrite, DocumentError> {
-        check_collection(name)?;
-        let command = CollectionCommand::Declare {
-            name: name.to_string(),
-            spec,
-            actor: actor.clone(),
-            at_ms,
-        };
-        let mut metadata = metadata.clone();
-        if let Some(actor) = actor {
-            metadata.extra.insert(ACTOR_KEY.into(), actor);
-        }
-        let done = self
-            .collections
-            .execute_with(name, &command, expected, &metadata)
-            .await
-            .map_err(|e| match e {
-                RepositoryError::Conflict(c) => DocumentError::CollectionStale {
-                    collection: name.to_string(),
-                    expected: c.expected,
-                    current_version: c.current,
-                    current: c.state.spec().cloned(),
-                },
-                RepositoryError::Rejected(refusal) => collection_refusal(name, refusal),
-                other => repository_error(other),
-            })?;
-        let spec = done.state.spec().cloned().unwrap_or_default();
-        let info = CollectionInfo {
-            spec,
-            version: done.version,
-        };
-        self.cache_put(name, &info);
-        Ok(CollectionWrite {
-            created: done.version == 1 && done.append.is_some(),
-            position: done.append.map(|a| a.last_position),
-            info,
-        })
-    }
-
-    /// Collection `name` as declared, `None` when it is not. A cached
-    /// declaration is used while the collection's stream has not moved
-    /// (one version look-up), so every process sees a change at once.
-    pub async fn collection(&self, name: &str) -> Result<Option<CollectionInfo>, DocumentError> {
-        let stream = Self::collection_stream(name)?;
-        let version = self.store.stream_version(&stream).await?;
-        if version == 0 {
-            return Ok(None);
-        }
-        if let Some(info) = self.cache.lock().expect("cache lock").get(name)
-            && info.version == version
-        {
-            return Ok(Some(info.clone()));
-        }
-        let loaded = self.collections.load(name).await.map_err(repository_error)?;
-        let Some(spec) = loaded.state.spec() else {
-            return Ok(None);
-        };
-        let info = CollectionInfo {
-            spec: spec.clone(),
-            version: loaded.version,
-        };
-        self.cache_put(name, &info);
-        Ok(Some(info))
-    }
-
-    fn cache_put(&self, name: &str, info: &CollectionInfo) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.get(name).is_none_or(|c| c.version < info.version) {
-            cache.insert(name.to_string(), info.clone());
-        }
-    }
-
-    async fn declared(&self, collection: &str) -> Result<CollectionInfo, DocumentError> {
-        self.collection(collection)
-            .await?
-            .ok_or_else(|| DocumentError::CollectionNotDeclared {
-                collection: collection.to_string(),
-            })
     }
 
     /// Document `id` of `collection`: the current version, or version
@@ -492,106 +395,6 @@ impl DocumentService {
         }
     }
 
-    /// The appends to the unique values' streams that take the document
-    /// from `before` to `after`: a release of each value it gives up, a
-    /// claim of each it takes (a unique violation when another holds it).
-    async fn unique_appends(
-        &self,
-        request: &WriteRequest,
-        spec: &CollectionSpec,
-        before: &Document,
-        after: &Document,
-        metadata: &Metadata,
-    ) -> Result<Vec<StreamAppend>, DocumentError> {
-        let mut commands = Vec::new();
-        for field in &spec.unique {
-            let old = (before.status() == DocumentStatus::Live)
-                .then(|| get(before.body(), &field.field))
-                .flatten();
-            let new = (after.status() == DocumentStatus::Live)
-                .then(|| get(after.body(), &field.field))
-                .flatten();
-            // A stored value always has a valid key; a new one may not.
-            let old_key = unique_key(field, old).ok().flatten();
-            let new_key = unique_key(field, new).map_err(|reason| DocumentError::InvalidDocument { reason })?;
-            if old_key == new_key {
-                continue;
-            }
-            if let Some(key) = old_key {
-                commands.push((
-                    unique_id(&request.collection, field, &key),
-                    UniqueCommand::Release {
-                        holder: request.id.clone(),
-                    },
-                ));
-            }
-            if let (Some(key), Some(value)) = (new_key, new) {
-                commands.push((
-                    unique_id(&request.collection, field, &key),
-                    UniqueCommand::Claim {
-                        collection: request.collection.clone(),
-                        field: field.field.clone(),
-                        value: value.clone(),
-                        holder: request.id.clone(),
-                    },
-                ));
-            }
-        }
-        let loaded = try_join_all(commands.iter().map(|(id, _)| self.load_unique(id))).await?;
-        let mut appends = Vec::new();
-        for ((_, command), (stream, value, version)) in commands.iter().zip(loaded) {
-            let events = value.handle(command).map_err(|refusal| match (refusal, command) {
-                (UniqueRefusal::Held { holder }, UniqueCommand::Claim { field, value, .. }) => {
-                    DocumentError::UniqueViolation {
-                        collection: request.collection.clone(),
-                        field: field.clone(),
-                        value: value.clone(),
-                        holder,
-                    }
-                }
-                (UniqueRefusal::Held { holder }, UniqueCommand::Release { .. }) => {
-                    DocumentError::Store(StoreError::Corrupt {
-                        location: format!("stream {stream}"),
-                        detail: format!("a release refused: held by {holder}"),
-                    })
-                }
-            })?;
-            if events.is_empty() {
-                continue;
-            }
-            let encoded = events
-                .iter()
-                .map(|e| self.encode(&stream, e, metadata))
-                .collect::<Result<Vec<_>, _>>()?;
-            appends.push(StreamAppend::new(
-                stream,
-                ExpectedVersion::Exact(version).normalized(),
-                encoded,
-            ));
-        }
-        Ok(appends)
-    }
-
-    async fn load_unique(&self, id: &str) -> Result<(StreamId, UniqueValue, u64), DocumentError> {
-        let stream = Repository::<UniqueValue>::stream_id(id)?;
-        let last = self
-            .store
-            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
-            .await?;
-        let mut value = UniqueValue::default();
-        let mut version = 0;
-        if let Some(r) = last.first() {
-            let event = decode(r).map_err(|source| DocumentError::Decode {
-                stream: stream.clone(),
-                version: r.version,
-                source,
-            })?;
-            value.apply(&event);
-            version = r.version;
-        }
-        Ok((stream, value, version))
-    }
-
     /// The document as its last event leaves it (every event carries the
     /// whole document).
     async fn load(&self, stream: &StreamId) -> Result<LoadedDoc, DocumentError> {
@@ -617,7 +420,7 @@ impl DocumentService {
         }
     }
 
-    fn encode<E: DomainEvent>(
+    pub(super) fn encode<E: DomainEvent>(
         &self,
         stream: &StreamId,
         event: &E,
@@ -714,7 +517,7 @@ pub(super) fn change_record(r: &RecordedEvent, event: &DocumentEvent) -> Result<
     })
 }
 
-fn check_collection(name: &str) -> Result<(), DocumentError> {
+pub(super) fn check_collection(name: &str) -> Result<(), DocumentError> {
     validate_collection_name(name).map_err(|r| collection_refusal(name, r))
 }
 
@@ -738,7 +541,7 @@ pub fn check_id(id: &str) -> Result<(), DocumentError> {
     }
 }
 
-fn collection_refusal(name: &str, refusal: CollectionRefusal) -> DocumentError {
+pub(super) fn collection_refusal(name: &str, refusal: CollectionRefusal) -> DocumentError {
     match refusal {
         CollectionRefusal::InvalidName { name, reason } => DocumentError::InvalidCollectionName { name, reason },
         CollectionRefusal::InvalidField { field, reason } => DocumentError::InvalidField { field, reason },
@@ -750,7 +553,7 @@ fn collection_refusal(name: &str, refusal: CollectionRefusal) -> DocumentError {
     }
 }
 
-fn repository_error<A: Aggregate>(e: RepositoryError<A>) -> DocumentError {
+pub(super) fn repository_error<A: Aggregate>(e: RepositoryError<A>) -> DocumentError {
     match e {
         RepositoryError::Decode {
             stream,
