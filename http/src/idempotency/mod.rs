@@ -900,6 +900,71 @@ mod tests {
         server.shutdown().await.unwrap();
     }
 
+    /// The same crash window on a document: a keyed PUT that landed before
+    /// its record is answered from the document, not applied again (which
+    /// would otherwise append a second version, or refuse a create-only
+    /// write that in fact succeeded).
+    #[tokio::test]
+    async fn a_document_write_retried_after_a_crash_is_not_applied_twice() {
+        use crate::{Config, Server};
+        use strata_store::{Direction, EventStore, StreamId};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::serve(store.clone(), listener, Config::default()).await.unwrap();
+        let http = reqwest::Client::new();
+        let url = server.url();
+        let r = http
+            .put(format!("{url}/collections/items"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let create = || {
+            http.put(format!("{url}/docs/items/1"))
+                .header("idempotency-key", "doc-crash-1")
+                .header("if-none-match", "*")
+                .json(&serde_json::json!({"n": 1}))
+        };
+        assert_eq!(create().send().await.unwrap().status(), 201);
+
+        let stream = StreamId::new("doc-items/1").unwrap();
+        let last = store
+            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
+            .await
+            .unwrap();
+        let hex = last[0].metadata.extra["http.idempotency_fingerprint"].clone();
+        let mut fingerprint = [0u8; 32];
+        for (i, b) in fingerprint.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let marker = encode(&Record::InFlight {
+            fingerprint,
+            boot: [7; 16],
+            started_ms: now_ms(),
+        })
+        .unwrap();
+        store
+            .db()
+            .open_tree(TREE)
+            .unwrap()
+            .insert("doc-crash-1", marker)
+            .unwrap();
+
+        let retry = create().send().await.unwrap();
+        assert_eq!(retry.status(), 201, "the create's own answer, not already-exists");
+        assert_eq!(retry.headers()[IDEMPOTENCY_REPLAYED], "true");
+        assert_eq!(retry.headers()["etag"], "\"1\"");
+        assert_eq!(
+            store.stream_version(&stream).await.unwrap(),
+            1,
+            "nothing appended by the retry"
+        );
+        server.shutdown().await.unwrap();
+    }
+
     #[test]
     fn keys_are_validated() {
         let h = |v: &[u8]| {
