@@ -96,9 +96,14 @@ trap 'exit 130' INT TERM
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The first port tried is the same for a checkout every time, so that
+# STRATA_POSTGRES_URL is too: the crates' build scripts read it (it decides
+# whether the PostgreSQL tests run or are ignored), and a new value would
+# rebuild the workspace. Taken, a random one.
+preferred=$((20000 + $(pwd | cksum | cut -d' ' -f1) % 30000))
 started=0
-for _ in $(seq 1 20); do
-    PORT=$((20000 + RANDOM % 30000))
+for attempt in $(seq 1 20); do
+    if [ "$attempt" -eq 1 ]; then PORT=$preferred; else PORT=$((20000 + RANDOM % 30000)); fi
     if port_in_use "$PORT"; then continue; fi
     if "${RUN[@]}" "$BINDIR/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c max_connections=300" start >/dev/null 2>&1; then

@@ -107,16 +107,11 @@ fn bench_quick_reports_every_contender_and_workload() {
 /// `strata bench --postgres`: strata on PostgreSQL and the plain INSERTs
 /// run every workload beside sled, every strata-on-PostgreSQL row's events
 /// are in its store, and each is set against the plain INSERTs. Needs
-/// `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); SKIPPED without it.
+/// a server: ignored unless `STRATA_POSTGRES_URL` was set at build time.
 #[test]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts() {
-    let Ok(url) = std::env::var("STRATA_POSTGRES_URL") else {
-        eprintln!(
-            "SKIPPED bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts: STRATA_POSTGRES_URL is \
-             not set; run scripts/test-postgres.sh cargo test --test bench_smoke"
-        );
-        return;
-    };
+    let url = strata_testkit::postgres_url();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -6,50 +6,20 @@
 //! value spread over both processes exactly one wins, and `strata loadtest
 //! --target docs` against both loses no update.
 //!
-//! Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
-//! the test prints SKIPPED.
+//! Needs a server: ignored unless `STRATA_POSTGRES_URL` was set at build
+//! time; `scripts/test-postgres.sh cargo test --test serve_postgres` runs it.
 
 mod common;
 
-use std::io::Write;
 use std::process::Command;
 
 use common::{Serve, header, http};
+use strata_testkit::{TestDatabase, until_blocking};
 
 fn serve(url: &str, schema: &str) -> Serve {
     let s = Serve::start(&["--postgres", url, "--postgres-schema", schema], |_| {});
     assert!(s.banner.contains("PostgreSQL"), "{}", s.banner);
     s
-}
-
-/// Drops the test's schema when the test ends, however it ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    /// Runs `sql` on the database (a connection of its own).
-    fn execute(&self, sql: &str) -> Result<(), String> {
-        use strata::store::tokio_postgres;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            client.batch_execute(sql).await.map_err(|e| e.to_string())
-        })
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = self.execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
-    }
 }
 
 /// `strata loadtest --target <target>` against both processes at once, 8
@@ -80,30 +50,13 @@ fn loadtest(a: &Serve, b: &Serve, target: &str) -> String {
     report
 }
 
-fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("STRATA_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let line = format!(
-                "SKIPPED {test}: STRATA_POSTGRES_URL is not set; run scripts/test-postgres.sh cargo test --test serve_postgres\n"
-            );
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
-}
-
 #[test]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn two_serve_processes_on_one_database_lose_no_update() {
-    let Some(url) = postgres_url("two_serve_processes_on_one_database_lose_no_update") else {
-        return;
-    };
-    let schema = Schema {
-        url: url.clone(),
-        name: format!("strata_serve_{:016x}", rand::random::<u64>()),
-    };
-    let a = serve(&url, &schema.name);
-    let b = serve(&url, &schema.name);
+    let db = TestDatabase::new();
+    let url = db.url();
+    let a = serve(url, db.schema());
+    let b = serve(url, db.schema());
 
     // A write through a, read through b's read models once applied there.
     let (status, _) = http(&a.addr, "POST", "/stock", &[], r#"{"sku":"tea","name":"Tea"}"#);
@@ -212,23 +165,14 @@ fn two_serve_processes_on_one_database_lose_no_update() {
     let (status, health) = http(&b.addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 200, "{health}");
     let rename = |from: &str, to: &str| {
-        let sql = format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", schema.name);
-        schema.execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        db.execute_blocking(&format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema()));
     };
     rename("projection_checkpoints", "projection_checkpoints_away");
     let until = |want: u16, what: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
+        until_blocking(&format!("/healthz to say {want} {what}"), || {
             let (status, health) = http(&b.addr, "GET", "/healthz", &[], "");
-            if status == want && health.contains(what) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "/healthz never said {want} {what}: {health}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+            status == want && health.contains(what)
+        })
     };
     until(503, "cannot follow the committed model");
     rename("projection_checkpoints_away", "projection_checkpoints");
@@ -242,16 +186,12 @@ fn two_serve_processes_on_one_database_lose_no_update() {
 }
 
 #[test]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn two_serve_processes_let_one_writer_of_a_unique_value_win() {
-    let Some(url) = postgres_url("two_serve_processes_let_one_writer_of_a_unique_value_win") else {
-        return;
-    };
-    let schema = Schema {
-        url: url.clone(),
-        name: format!("strata_docs_{:016x}", rand::random::<u64>()),
-    };
-    let a = serve(&url, &schema.name);
-    let b = serve(&url, &schema.name);
+    let db = TestDatabase::new();
+    let url = db.url();
+    let a = serve(url, db.schema());
+    let b = serve(url, db.schema());
     let (status, declared) = http(
         &a.addr,
         "PUT",

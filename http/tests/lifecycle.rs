@@ -10,6 +10,7 @@ use common::TestServer;
 use serde_json::json;
 use strata_http::Config;
 use strata_store::{Direction, EventStore, SledStore, StreamId};
+use strata_testkit::STALL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -62,14 +63,30 @@ async fn a_write_position_lets_a_client_read_its_own_writes() {
     s.finish().await;
 }
 
-/// Sends the head of a request now and its body later, on a raw socket.
+/// Sends the head of a request, on a raw socket, with `Expect:
+/// 100-continue`, and waits for the server's `100 Continue`: it has read
+/// the head and its handler waits for the body, so the request is in
+/// flight. The caller sends the body (or never does).
 async fn start_request(addr: std::net::SocketAddr, path: &str, body: &str) -> tokio::net::TcpStream {
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     socket.write_all(head.as_bytes()).await.unwrap();
+    // Byte by byte: nothing past the interim response may be consumed.
+    let mut interim = Vec::new();
+    let read = async {
+        while !interim.ends_with(b"\r\n\r\n") {
+            interim.push(socket.read_u8().await.expect("the interim response"));
+        }
+    };
+    tokio::time::timeout(STALL, read)
+        .await
+        .expect("the server never asked for the body");
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100 "), "{interim}");
     socket
 }
 
@@ -96,9 +113,6 @@ async fn shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged(
 
     // A request whose head has arrived and whose body has not: in flight.
     let mut socket = start_request(addr, "/streams/log-1", &body).await;
-    // Time for the server to read the head (a settling delay, not asserted
-    // on: only so that the request is in flight when the signal comes).
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let stopping = tokio::spawn(s.server.shutdown());
     // New connections are refused once the shutdown has begun.
     let refused = async {
@@ -137,7 +151,6 @@ async fn a_request_that_never_finishes_does_not_hold_the_shutdown() {
     let addr = s.server.local_addr();
     // The head of a request whose body never comes.
     let mut socket = start_request(addr, "/streams/log-1", "[]").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     // Bounded generously: without the grace period this waits forever.
     tokio::time::timeout(Duration::from_secs(60), s.server.shutdown())
         .await

@@ -39,7 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 #[cfg(feature = "postgres")]
 use strata_store::PostgresStore;
-use strata_store::{EventId, RecordedEvent, SledStore, StoreError, from_bincode, to_bincode};
+use strata_store::{EventId, LocalTables, RecordedEvent, SledStore, StoreError, from_bincode, to_bincode};
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -329,7 +329,7 @@ impl Generation {
 
 enum Backend {
     Sled {
-        db: sled::Db,
+        tables: LocalTables,
         meta: sled::Tree,
     },
     Memory {
@@ -519,19 +519,23 @@ fn validate_name(name: &str) -> Result<(), ProjectionError> {
 }
 
 impl ModelStore {
-    /// Opens (or creates) the read model `name` in the sled database of
-    /// `store`, beside the log, in trees named `projection.<name>.*`.
+    /// Opens (or creates) the read model `name` in the tables beside the
+    /// log of `store` ([`SledStore::tables`]), in trees named
+    /// `projection.<name>.*`.
     pub fn open_sled(store: &SledStore, name: &str) -> Result<ModelStore, ProjectionError> {
-        ModelStore::open_in_db(store.db(), name)
+        ModelStore::open_in_tables(&store.tables(), name)
     }
 
     /// Opens (or creates) the read model `name` in trees
-    /// `projection.<name>.*` of `db`. Removes the remains of a rebuild that
-    /// did not finish (its generation was never swapped in).
-    pub fn open_in_db(db: &sled::Db, name: &str) -> Result<ModelStore, ProjectionError> {
+    /// `projection.<name>.*` of `tables`. Removes the remains of a rebuild
+    /// that did not finish (its generation was never swapped in).
+    pub fn open_in_tables(tables: &LocalTables, name: &str) -> Result<ModelStore, ProjectionError> {
         validate_name(name)?;
         let storage = |e| ProjectionError::storage(name, e);
-        let meta = db.open_tree(format!("projection.{name}.meta")).map_err(storage)?;
+        let tables_err = |e| ProjectionError::store(name, e);
+        let meta = tables
+            .open_tree(&format!("projection.{name}.meta"))
+            .map_err(tables_err)?;
         let current_id = match meta.get(META_CURRENT).map_err(storage)? {
             Some(v) => decode_u64(name, META_CURRENT, &v)?,
             None => {
@@ -541,15 +545,14 @@ impl ModelStore {
         };
         let gen_prefix = format!("projection.{name}.gen.");
         let current_tree = format!("{gen_prefix}{current_id}");
-        for tree_name in db.tree_names() {
-            let tree_name = String::from_utf8_lossy(&tree_name).into_owned();
+        for tree_name in tables.tree_names() {
             if tree_name.starts_with(&gen_prefix) && tree_name != current_tree {
                 warn!(projection = name, tree = %tree_name, "dropping a generation left by an unfinished rebuild");
-                db.drop_tree(tree_name.as_bytes()).map_err(storage)?;
+                tables.drop_tree(&tree_name).map_err(tables_err)?;
             }
         }
         meta.remove(META_BUILDING).map_err(storage)?;
-        let tree = db.open_tree(current_tree.as_bytes()).map_err(storage)?;
+        let tree = tables.open_tree(&current_tree).map_err(tables_err)?;
         let generation = Generation::Sled { id: current_id, tree };
         let checkpoint = generation.checkpoint(name)?;
         info!(
@@ -560,7 +563,10 @@ impl ModelStore {
         );
         Ok(ModelStore::new(
             name,
-            Backend::Sled { db: db.clone(), meta },
+            Backend::Sled {
+                tables: tables.clone(),
+                meta,
+            },
             generation,
             checkpoint,
         ))
@@ -1051,7 +1057,7 @@ impl ModelStore {
     /// dropped by the next open.)
     fn reap(&self) {
         // Generations in memory go with their last reader.
-        let Backend::Sled { db, .. } = &self.inner.backend else {
+        let Backend::Sled { tables, .. } = &self.inner.backend else {
             self.inner.retired.lock().unwrap_or_else(|p| p.into_inner()).clear();
             return;
         };
@@ -1066,7 +1072,7 @@ impl ModelStore {
                 return true;
             }
             let tree_name = format!("projection.{name}.gen.{}", generation.id());
-            match db.drop_tree(tree_name.as_bytes()) {
+            match tables.drop_tree(&tree_name) {
                 Ok(_) => false,
                 Err(e) => {
                     warn!(projection = %name, tree = %tree_name, error = %e, "could not drop a retired generation; the next open drops it");
@@ -1083,7 +1089,7 @@ impl ModelStore {
         let name = &self.inner.name;
         let storage = |e| ProjectionError::storage(name, e);
         let generation = match &self.inner.backend {
-            Backend::Sled { db, meta } => {
+            Backend::Sled { tables, meta } => {
                 let current = self.current().id();
                 let building = match meta.get(META_BUILDING).map_err(storage)? {
                     Some(v) => decode_u64(name, META_BUILDING, &v)?,
@@ -1093,8 +1099,9 @@ impl ModelStore {
                 meta.insert(META_BUILDING, &id.to_be_bytes()).map_err(storage)?;
                 let tree_name = format!("projection.{name}.gen.{id}");
                 // A tree of that name can only be the remains of a failed rebuild.
-                db.drop_tree(tree_name.as_bytes()).map_err(storage)?;
-                let tree = db.open_tree(tree_name.as_bytes()).map_err(storage)?;
+                let tables_err = |e| ProjectionError::store(name, e);
+                tables.drop_tree(&tree_name).map_err(tables_err)?;
+                let tree = tables.open_tree(&tree_name).map_err(tables_err)?;
                 Generation::Sled { id, tree }
             }
             Backend::Memory { next_id } => Generation::Memory {
@@ -1205,10 +1212,10 @@ impl Building {
         // (meta tree, model name, new generation id) of the sled models.
         let mut pointers = Vec::new();
         for b in &buildings {
-            if let Backend::Sled { db, meta } = &b.model.inner.backend {
+            if let Backend::Sled { tables, meta } = &b.model.inner.backend {
                 // Everything of the new generation is on disk before the
                 // pointer names it.
-                db.flush().map_err(storage)?;
+                tables.flush().map_err(|e| ProjectionError::store(&name, e))?;
                 pointers.push((meta, b.model.inner.name.as_str(), b.id()));
             }
         }
@@ -1226,8 +1233,8 @@ impl Building {
             }
             // The pointers are on disk before the old trees go.
             for b in &buildings {
-                if let Backend::Sled { db, .. } = &b.model.inner.backend {
-                    db.flush().map_err(storage)?;
+                if let Backend::Sled { tables, .. } = &b.model.inner.backend {
+                    tables.flush().map_err(|e| ProjectionError::store(&name, e))?;
                 }
             }
         }
@@ -1277,14 +1284,14 @@ fn transaction_error(e: sled::transaction::TransactionError<sled::Error>) -> sle
 impl Drop for Building {
     fn drop(&mut self) {
         if let Some(generation) = self.generation.take()
-            && let Backend::Sled { db, meta } = &self.model.inner.backend
+            && let Backend::Sled { tables, meta } = &self.model.inner.backend
         {
             let name = &self.model.inner.name;
             let tree_name = format!("projection.{name}.gen.{}", generation.id());
             drop(generation);
-            if let Err(e) = db
-                .drop_tree(tree_name.as_bytes())
-                .and_then(|_| meta.remove(META_BUILDING))
+            if let Err(e) = tables
+                .drop_tree(&tree_name)
+                .and_then(|_| Ok(meta.remove(META_BUILDING)?))
             {
                 warn!(projection = %name, error = %e, "could not remove an abandoned rebuild; it is removed on the next open");
             }
@@ -1408,8 +1415,8 @@ mod tests {
     #[tokio::test]
     async fn a_commit_writes_the_model_and_the_checkpoint_together() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let db = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
+        let model = ModelStore::open_in_tables(&db, "t").unwrap();
         let mut ws = model.write_set_on(model.generation(), model.checkpoint(), 3).unwrap();
         ws.put(b"k".to_vec(), b"v".to_vec());
         assert_eq!(ws.get(b"k").unwrap(), Some(b"v".to_vec()));
@@ -1434,7 +1441,7 @@ mod tests {
         );
         assert_eq!(model.get(b"k").unwrap(), Some(b"v".to_vec()));
         drop(model);
-        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let model = ModelStore::open_in_tables(&db, "t").unwrap();
         assert_eq!(model.checkpoint(), 7);
         assert_eq!(model.stored_checkpoint().unwrap(), (7, Some(id)));
         assert_eq!(model.model_version().unwrap(), 3, "recorded with the checkpoint");
@@ -1465,16 +1472,16 @@ mod tests {
     #[tokio::test]
     async fn an_unfinished_rebuild_is_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let db = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
+        let model = ModelStore::open_in_tables(&db, "t").unwrap();
         let building = model.begin_generation().await.unwrap();
         let id = building.id();
         std::mem::forget(building); // as if the process died mid-rebuild
         drop(model);
         let name = format!("projection.t.gen.{id}");
-        assert!(db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()));
-        let model = ModelStore::open_in_db(&db, "t").unwrap();
-        assert!(!db.tree_names().iter().any(|n| n.as_ref() == name.as_bytes()));
+        assert!(db.tree_names().contains(&name));
+        let model = ModelStore::open_in_tables(&db, "t").unwrap();
+        assert!(!db.tree_names().contains(&name));
         assert_eq!(model.generation(), 1);
     }
 
@@ -1494,9 +1501,9 @@ mod tests {
     #[tokio::test]
     async fn a_bounded_range_reads_at_most_its_limit_on_sled_and_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
         for model in [
-            ModelStore::open_in_db(&db, "t").unwrap(),
+            ModelStore::open_in_tables(&db, "t").unwrap(),
             ModelStore::memory("t").unwrap(),
         ] {
             put_all(&model, &[(b"a1", b"1"), (b"a2", b"2"), (b"a3", b"3"), (b"b1", b"4")], 1).await;
@@ -1552,8 +1559,8 @@ mod tests {
     #[test]
     fn a_model_without_a_recorded_version_is_version_0() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let empty = ModelStore::open_in_db(&db, "empty").unwrap();
+        let db = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
+        let empty = ModelStore::open_in_tables(&db, "empty").unwrap();
         assert_eq!(empty.model_version().unwrap(), 0);
         assert!(empty.check_model_version(7).is_ok(), "nothing applied yet");
         let meta = db.open_tree("projection.t.meta").unwrap();
@@ -1561,7 +1568,7 @@ mod tests {
         let tree = db.open_tree("projection.t.gen.1").unwrap();
         tree.insert(CHECKPOINT_KEY, &5u64.to_be_bytes()).unwrap();
         tree.insert(data_key(b"k"), b"v".to_vec()).unwrap();
-        let model = ModelStore::open_in_db(&db, "t").unwrap();
+        let model = ModelStore::open_in_tables(&db, "t").unwrap();
         assert_eq!((model.checkpoint(), model.model_version().unwrap()), (5, 0));
         assert!(model.check_model_version(0).is_ok());
         assert!(matches!(

@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, try_join};
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
+use strata_store::pg::MigrationSet;
 use strata_store::tokio_postgres::types::ToSql;
 use strata_store::tokio_postgres::{self, AsyncMessage, NoTls, Row};
-use strata_store::{EventId, MigrationSet, PostgresStore, StoreError};
+use strata_store::{EventId, PostgresStore, StoreError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -956,49 +957,25 @@ pub(crate) async fn listen(model: Arc<PgModel>, tx: mpsc::UnboundedSender<Announ
     }
 }
 
-/// Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
-/// each test prints SKIPPED.
+/// Need a server: ignored unless `STRATA_POSTGRES_URL` was set at build
+/// time; `scripts/test-postgres.sh cargo test -p strata-projections
+/// --features postgres` runs them.
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::time::Duration;
 
-    use strata_store::{EventStore, ExpectedVersion, NewEvent, PostgresOptions, RecordedEvent, StreamId};
+    use strata_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+    use strata_testkit::{TestDatabase, until};
 
     use super::*;
     use crate::model::{ModelStore, WriteSet};
     use crate::projection::Projection;
 
-    /// A store on a schema of its own (dropped at the end), or `None` when skipped.
-    async fn store() -> Option<(PostgresStore, String, String)> {
-        let Ok(url) = std::env::var("STRATA_POSTGRES_URL") else {
-            let thread = std::thread::current();
-            let line = format!(
-                "SKIPPED {}: STRATA_POSTGRES_URL is not set; run scripts/test-postgres.sh\n",
-                thread.name().unwrap_or("a PostgreSQL test")
-            );
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            return None;
-        };
-        let schema = format!("strata_punit_{:016x}", rand::random::<u64>());
-        let options = PostgresOptions {
-            schema: schema.clone(),
-            pool_size: 4,
-            ..PostgresOptions::default()
-        };
-        let store = PostgresStore::connect_with(&url, options)
-            .await
-            .expect("STRATA_POSTGRES_URL is set, but connecting to it failed");
-        Some((store, url, schema))
-    }
-
-    async fn drop_schema(url: &str, schema: &str) {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await
-            .unwrap();
+    /// A store on a schema of its own, dropped with the fixture.
+    async fn store() -> (TestDatabase, PostgresStore) {
+        let db = TestDatabase::new();
+        let store = db.store("unit").await;
+        (db, store)
     }
 
     /// Keeps one key per stream, `s<stream>` → the last position, and
@@ -1033,10 +1010,9 @@ mod tests {
     /// the swap names the live position, and succeeds once the rebuild has
     /// replayed up to it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_swap_behind_the_live_writer_is_refused_until_the_rebuild_catches_up() {
-        let Some((store, url, schema)) = store().await else {
-            return;
-        };
+        let (_db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
         let runner = crate::ProjectionRunner::start(
             std::sync::Arc::new(store.clone()),
@@ -1082,19 +1058,17 @@ mod tests {
         runner.stop().await.unwrap();
         drop(building);
         drop(model);
-        drop_schema(&url, &schema).await;
     }
 
     /// A store (see [`store`]) with the `moving` model opened and `n`
     /// events appended, and those events.
-    #[allow(clippy::type_complexity)]
-    async fn moving_with_events(n: usize) -> Option<(PostgresStore, String, String, ModelStore, Vec<RecordedEvent>)> {
-        let (store, url, schema) = store().await?;
+    async fn moving_with_events(n: usize) -> (TestDatabase, PostgresStore, ModelStore, Vec<RecordedEvent>) {
+        let (db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
         append(&store, n).await;
         let events = store.read_all(1, n).await.unwrap();
         assert_eq!(events.len(), n);
-        Some((store, url, schema, model, events))
+        (db, store, model, events)
     }
 
     /// A rebuild whose generation was removed under it (it lost its lock
@@ -1104,10 +1078,9 @@ mod tests {
     /// asked to (a swap whose commit landed although its caller saw an
     /// error).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_lost_rebuild_is_not_swapped_in_and_the_current_generation_is_never_dropped() {
-        let Some((store, url, schema, model, events)) = moving_with_events(6).await else {
-            return;
-        };
+        let (_db, store, model, events) = moving_with_events(6).await;
         let head = events[5].position;
         let build = |building: &crate::model::Building| {
             let mut ws = building.write_set(0);
@@ -1194,7 +1167,6 @@ mod tests {
         }
         drop(client);
         drop(model);
-        drop_schema(&url, &schema).await;
     }
 
     /// A batch staged on a checkpoint that another writer has since moved
@@ -1202,10 +1174,9 @@ mod tests {
     /// caught up with that writer: the fence is the batch's own base, not
     /// whatever the copy holds at commit time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_batch_staged_before_another_writers_commit_is_fenced_off() {
-        let Some((_store, url, schema, model, events)) = moving_with_events(10).await else {
-            return;
-        };
+        let (_db, _store, model, events) = moving_with_events(10).await;
         let generation = model.generation();
         // This process takes the model's writer lock, as a runner would.
         let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -1238,51 +1209,38 @@ mod tests {
             "nothing of the late batch landed"
         );
         drop(model);
-        drop_schema(&url, &schema).await;
     }
 
     /// A copy that cannot be brought up to the committed model counts its
     /// failed refreshes (what `/healthz` reports), and the count goes back
     /// to 0 once a refresh succeeds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_copy_that_cannot_refresh_counts_its_failures() {
-        let Some((store, url, schema)) = store().await else {
-            return;
-        };
+        let (db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
         assert_eq!(model.refresh_failures(), 0);
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}");
+        let client = db.admin().await;
+        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema());
         client
             .batch_execute(&rename("projection_checkpoints", "projection_checkpoints_away"))
             .await
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while model.refresh_failures() < 3 {
-            assert!(tokio::time::Instant::now() < deadline, "refreshes kept succeeding");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("three failed refreshes", || model.refresh_failures() >= 3).await;
         client
             .batch_execute(&rename("projection_checkpoints_away", "projection_checkpoints"))
             .await
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while model.refresh_failures() != 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the copy never refreshed again");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("the copy to refresh again", || model.refresh_failures() == 0).await;
         drop(model);
-        drop_schema(&url, &schema).await;
     }
 
     /// Refreshing by changes sees deletes (tombstones); once old tombstones
     /// are purged, a copy from before the purge is reloaded whole instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_copy_behind_purged_tombstones_is_reloaded_whole() {
-        let Some((store, url, schema)) = store().await else {
-            return;
-        };
+        let (_db, store) = store().await;
         let model = ModelStore::open_postgres(&store, "moving").await.unwrap();
         let runner = crate::ProjectionRunner::start(
             std::sync::Arc::new(store.clone()),
@@ -1332,6 +1290,5 @@ mod tests {
         runner.stop().await.unwrap();
         drop(client);
         drop(model);
-        drop_schema(&url, &schema).await;
     }
 }

@@ -351,9 +351,10 @@ mod tests {
             .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
             .await
             .unwrap();
-        let other_db = sled::open(dir.path().join("models")).unwrap();
+        let other_db =
+            strata_store::LocalTables::open(dir.path().join("models"), strata_store::Durability::Fsync).unwrap();
         let first = ModelStore::open_sled(&store, "apart_first").unwrap();
-        let second = ModelStore::open_in_db(&other_db, "apart_second").unwrap();
+        let second = ModelStore::open_in_tables(&other_db, "apart_second").unwrap();
         let targets: [(&ModelStore, &dyn Projection); 2] =
             [(&first, &Count("apart_first")), (&second, &Count("apart_second"))];
         rebuild_all(&store, &targets, RebuildOptions::default(), |_| {})

@@ -5,26 +5,22 @@
 //!
 //! A "process" here is a `PostgresStore` with its own pool, listeners and
 //! application name, as another process would open it; the crash test runs
-//! real child processes. Needs `STRATA_POSTGRES_URL` (see
-//! `scripts/test-postgres.sh`); without it, or without the `postgres`
-//! feature, each test prints SKIPPED.
+//! real child processes. Needs a server: without `STRATA_POSTGRES_URL` at
+//! build time (or without the `postgres` feature) each test is reported as
+//! ignored; `scripts/test-postgres.sh cargo test -p strata-projections
+//! --features postgres --test postgres` runs them.
 
 mod support;
 
-/// Declares each test; without the `postgres` feature it only reports
-/// that it was skipped.
+/// Declares each test, ignored unless built for a server.
 macro_rules! postgres_tests {
     ($($name:ident),* $(,)?) => {
         $(
             #[test]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
             fn $name() {
                 #[cfg(feature = "postgres")]
                 imp::$name();
-                #[cfg(not(feature = "postgres"))]
-                {
-                    let skipped = support::pg::postgres_url();
-                    assert!(skipped.is_none());
-                }
             }
         )*
     };
@@ -64,13 +60,12 @@ mod imp {
     use strata_store::{EventStore, ExpectedVersion, NewEvent, PostgresStore, StoreError, StreamId};
     use tokio::task::JoinHandle;
 
-    use crate::support::pg::TestDb;
+    use strata_testkit::{STALL, TestDatabase, until, until_async};
+
+    use crate::support::pg::store;
     use crate::support::world::{World, assert_models_match, walk_orders};
     use crate::support::{Tally, assert_exactly_once, read_tally};
 
-    /// A bound on waiting for what must happen; reaching it is a failure
-    /// (a stall), not a measurement.
-    const STALL: Duration = Duration::from_secs(60);
     const TALLY: &str = "tally";
     const CHILD_URL: &str = "STRATA_PG_CRASH_URL";
     const CHILD_SCHEMA: &str = "STRATA_PG_CRASH_SCHEMA";
@@ -136,15 +131,6 @@ mod imp {
         total
     }
 
-    /// Waits until `cond` holds, failing after [`STALL`].
-    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + STALL;
-        while !cond() {
-            assert!(tokio::time::Instant::now() < deadline, "stalled waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// The child: opens the tally on the parent's schema, runs its writer
     /// while four writers append, until it is killed.
     pub fn crash_child() {
@@ -152,8 +138,8 @@ mod imp {
             return;
         };
         runtime().block_on(async move {
-            let db = TestDb::existing(url, schema);
-            let store = db.store("child").await;
+            let db = TestDatabase::existing(url, schema);
+            let store = store(&db, "child").await;
             let (model, runner) = tally_runner(&store, 8).await;
             let start = model.checkpoint();
             let stop = Arc::new(AtomicBool::new(false));
@@ -182,7 +168,7 @@ mod imp {
     /// exactly once, and the next child (which must wait for the dead one's
     /// writer lock to go with its connection) resumes from there.
     pub fn a_killed_writer_process_resumes_exactly_once() {
-        let Some(db) = TestDb::new() else { return };
+        let db = TestDatabase::new();
         let exe = std::env::current_exe().unwrap();
         let rt = runtime();
         let mut rng = rand::rng();
@@ -196,8 +182,8 @@ mod imp {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env(CHILD_URL, &db.url)
-                .env(CHILD_SCHEMA, &db.schema)
+                .env(CHILD_URL, db.url())
+                .env(CHILD_SCHEMA, db.schema())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -213,7 +199,7 @@ mod imp {
             child.wait().unwrap();
 
             rt.block_on(async {
-                let store = db.store("check").await;
+                let store = store(&db, "check").await;
                 let model = ModelStore::open_postgres(&store, TALLY).await.unwrap();
                 let head = store.head_position().await.unwrap();
                 let checkpoint = model.checkpoint();
@@ -228,7 +214,7 @@ mod imp {
         }
         // Resume here: catch up from the checkpoint, and equal a rebuild.
         rt.block_on(async {
-            let store = db.store("resume").await;
+            let store = store(&db, "resume").await;
             let (model, runner) = tally_runner(&store, 512).await;
             let head = store.head_position().await.unwrap();
             runner.wait_for(head, STALL).await.unwrap();
@@ -253,10 +239,10 @@ mod imp {
     /// does not write, while the history goes on, is swapped in for both
     /// and still equals a rebuild from scratch.
     pub fn rebuild_equals_live_across_two_processes() {
-        let Some(db) = TestDb::new() else { return };
+        let db = TestDatabase::new();
         runtime().block_on(async {
-            let a = db.store("a").await;
-            let b = db.store("b").await;
+            let a = store(&db, "a").await;
+            let b = store(&db, "b").await;
             let pa = Projections::open_postgres(&a).await.unwrap();
             pa.start().await.unwrap();
             let pb = Projections::open_postgres(&b)
@@ -352,15 +338,31 @@ mod imp {
     /// models hold every position exactly once (a position applied by both
     /// writers would count 2).
     pub fn two_runners_on_one_database_write_once_and_both_serve_reads() {
-        let Some(db) = TestDb::new() else { return };
+        let db = TestDatabase::new();
         runtime().block_on(async {
-            let a = db.store("a").await;
-            let b = db.store("b").await;
+            let a = store(&db, "a").await;
+            let b = store(&db, "b").await;
             let (ma, ra) = tally_runner(&a, 16).await;
             until("process a to write", || ma.run_state() == RunState::Running).await;
             let (mb, rb) = tally_runner(&b, 16).await;
-            // Give b time to try the lock: it must stay in standby.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // b tries the writer lock (every poll interval), finds it held
+            // by a and must stay in standby: wait until one of its tries
+            // is seen (the last statement of one of b's connections).
+            let admin = db.admin().await;
+            let b_name = db.application_name("b");
+            until_async("process b to try the writer lock", || async {
+                let tries: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%'",
+                        &[&b_name],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                tries > 0
+            })
+            .await;
             assert_eq!((ma.run_state(), mb.run_state()), (RunState::Running, RunState::Standby));
             let one_writes = || {
                 matches!(
@@ -435,10 +437,10 @@ mod imp {
     /// that does not write the model is visible there once `wait_for` its
     /// position returns; a position nobody appends times out.
     pub fn wait_for_reads_your_writes_in_a_process_that_does_not_write() {
-        let Some(db) = TestDb::new() else { return };
+        let db = TestDatabase::new();
         runtime().block_on(async {
-            let a = db.store("a").await;
-            let b = db.store("b").await;
+            let a = store(&db, "a").await;
+            let b = store(&db, "b").await;
             let (ma, ra) = tally_runner(&a, 512).await;
             until("process a to write", || ma.run_state() == RunState::Running).await;
             let (mb, rb) = tally_runner(&b, 512).await;
@@ -471,9 +473,9 @@ mod imp {
     /// status and rebuilt by `start`; every process then reads version 1
     /// and the index.
     pub fn a_model_without_the_status_index_is_rebuilt_on_start() {
-        let Some(db) = TestDb::new() else { return };
+        let db = TestDatabase::new();
         runtime().block_on(async {
-            let a = db.store("a").await;
+            let a = store(&db, "a").await;
             let paid = OrderFilter {
                 status: Some(OrderStatus::Paid),
                 customer: None,
@@ -510,7 +512,7 @@ mod imp {
             drop(pa);
 
             let admin = db.admin().await;
-            let schema = format!("\"{}\"", db.schema);
+            let schema = format!("\"{}\"", db.schema());
             admin
                 .batch_execute(&format!(
                     "UPDATE {schema}.projection_checkpoints SET model_version = 0 WHERE model = 'order_summary'; \
@@ -520,7 +522,7 @@ mod imp {
                 .await
                 .unwrap();
 
-            let b = db.store("b").await;
+            let b = store(&db, "b").await;
             let pb = Projections::open_postgres(&b).await.unwrap();
             let generation = pb.orders().model().generation();
             assert_eq!(pb.orders().model().model_version().unwrap(), 0);
@@ -538,7 +540,7 @@ mod imp {
             assert_eq!(walk_orders(pb.orders(), &paid, 10), ["o2"]);
 
             // Another process loads what b committed: version and index.
-            let c = db.store("c").await;
+            let c = store(&db, "c").await;
             let pc = Projections::open_postgres(&c).await.unwrap();
             assert_eq!(pc.orders().model().model_version().unwrap(), 1);
             assert_eq!(walk_orders(pc.orders(), &paid, 1), ["o2"]);

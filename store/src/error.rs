@@ -232,7 +232,7 @@ pub enum StoreError {
     /// a full disk); retrying with the same event ids is safe. Kind:
     /// [`ErrorKind::Internal`].
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL error while {context}: {}", crate::postgres::describe(source))]
+    #[error("PostgreSQL error while {context}: {}", describe_postgres(source))]
     Postgres {
         /// What the store was doing.
         context: String,
@@ -255,6 +255,35 @@ pub enum StoreError {
         found: i32,
         /// The newest migration this build knows.
         supported: i32,
+    },
+
+    /// A number too large for the column that would store it (PostgreSQL's
+    /// `bigint` holds at most `i64::MAX`). Positions, versions and counts
+    /// never come near it; nothing was written.
+    ///
+    /// Handling: a bug or damaged data upstream. Kind:
+    /// [`ErrorKind::Internal`].
+    #[error("{what} {value} is out of range: the most that can be stored is {max}")]
+    OutOfRange {
+        /// What the number is, e.g. `event position`.
+        what: String,
+        /// The number.
+        value: u64,
+        /// The largest that fits.
+        max: u64,
+    },
+
+    /// A table name that [`crate::LocalTables`] refuses: empty, or one of
+    /// the log's own (`strata-*`) or sled's (`__sled__*`).
+    ///
+    /// Handling: a programming error; pick another name. Kind:
+    /// [`ErrorKind::Internal`].
+    #[error("invalid table name {name:?}: {reason}")]
+    InvalidTableName {
+        /// The name asked for.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
     },
 }
 
@@ -286,31 +315,15 @@ impl StoreError {
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
             StoreError::IncompatibleFormat { .. } => ErrorKind::Incompatible,
             StoreError::Locked { .. } | StoreError::InvalidLimits { .. } => ErrorKind::Misconfigured,
-            StoreError::Io { .. } | StoreError::Sled(_) => ErrorKind::Internal,
+            StoreError::Io { .. }
+            | StoreError::Sled(_)
+            | StoreError::OutOfRange { .. }
+            | StoreError::InvalidTableName { .. } => ErrorKind::Internal,
             #[cfg(feature = "postgres")]
             StoreError::Postgres { .. } => ErrorKind::Internal,
             #[cfg(feature = "postgres")]
             StoreError::IncompatibleSchema { .. } => ErrorKind::Incompatible,
         }
-    }
-
-    /// Maps an error of the PostgreSQL driver the way the store does: a lost
-    /// or refused connection is [`StoreError::Unavailable`], anything the
-    /// server refused is [`StoreError::Postgres`]. For crates that keep
-    /// their own tables beside a `PostgresStore`'s log
-    /// ([`PostgresStore::pool`](crate::PostgresStore::pool)).
-    #[cfg(feature = "postgres")]
-    pub fn from_postgres(context: impl Into<String>, source: tokio_postgres::Error) -> StoreError {
-        crate::postgres::pg_error(context, source)
-    }
-
-    /// Whether a PostgreSQL driver error means the connection is gone (or
-    /// never came up), rather than the server refusing a statement: then
-    /// what the server did with anything in flight is not known from this
-    /// side.
-    #[cfg(feature = "postgres")]
-    pub fn is_postgres_connection_error(source: &tokio_postgres::Error) -> bool {
-        crate::postgres::is_connection_error(source)
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
@@ -324,6 +337,26 @@ impl StoreError {
 impl Classify for StoreError {
     fn kind(&self) -> ErrorKind {
         StoreError::kind(self)
+    }
+}
+
+/// An error of the PostgreSQL driver with what the server said, when it
+/// said something (the driver's own `Display` is only "db error"). Shown
+/// in [`StoreError::Postgres`]'s message; `strata_store::pg::describe`.
+#[cfg(feature = "postgres")]
+pub fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -76,6 +76,15 @@ impl StoreError {
                 source: std::io::Error::other("disk full"),
             },
             Sled => StoreError::Sled(sled::Error::Unsupported("an example".into())),
+            OutOfRange => StoreError::OutOfRange {
+                what: "event position".into(),
+                value: u64::MAX,
+                max: i64::MAX as u64,
+            },
+            InvalidTableName => StoreError::InvalidTableName {
+                name: "strata-log".into(),
+                reason: "names starting with `strata-` are the log's",
+            },
             #[cfg(feature = "postgres")]
             Postgres => StoreError::Postgres {
                 context: "appending".into(),

@@ -8,6 +8,12 @@
 //! durable group commit, and (with the `postgres` feature) `PostgresStore`,
 //! one log in a PostgreSQL database shared by several processes.
 //!
+//! What other crates keep beside the log goes through the store too:
+//! [`LocalTables`] (named sled trees beside the embedded log, with one
+//! durable sync) and, with the `postgres` feature, the `pg` toolkit
+//! (schema-qualified names, migrations, error mapping, a reconnecting
+//! `LISTEN`) for tables beside a `PostgresStore`'s log.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StoreError, StreamId};
@@ -34,23 +40,30 @@
 #![warn(missing_docs)]
 
 mod codec;
+mod commit_stats;
 mod decide;
+mod durability;
 mod error;
 mod examples;
 mod kind;
 mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
+pub mod pg;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sled_store;
 mod store;
 mod subscription;
+mod tables;
 mod types;
 
 pub use codec::{from_bincode, to_bincode};
+pub use commit_stats::CommitStats;
 /// The connection pool of [`PostgresStore::pool`].
 #[cfg(feature = "postgres")]
 pub use deadpool_postgres;
+pub use durability::Durability;
 pub use error::StoreError;
 #[doc(hidden)]
 pub use kind::Example;
@@ -58,10 +71,11 @@ pub use kind::{Classify, ErrorKind};
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{MigrationSet, PostgresOptions, PostgresStore};
-pub use sled_store::{CommitStats, Durability, SledOptions, SledStore};
+pub use postgres::{PostgresOptions, PostgresStore};
+pub use sled_store::{SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
+pub use tables::LocalTables;
 /// The PostgreSQL driver whose errors [`StoreError::Postgres`] carries.
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;

@@ -628,9 +628,9 @@ mod suite {
 
 /// Instantiates every rule of `suite` as a `#[tokio::test]` for one backend.
 macro_rules! conformance {
-    ($backend:ident, $fixture:expr) => {
+    ($backend:ident, $fixture:expr $(, $needs:ident)?) => {
         mod $backend {
-            conformance!(@tests $fixture;
+            conformance!(@tests [$($needs)?] $fixture;
                 no_stream_creates_the_stream,
                 no_stream_conflicts_when_the_stream_has_events,
                 exact_zero_is_no_stream,
@@ -663,20 +663,25 @@ macro_rules! conformance {
             );
         }
     };
-    (@tests $fixture:expr; $($name:ident),* $(,)?) => {
+    (@tests [] $fixture:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                // `None`: the backend is not available here (PostgreSQL
-                // without a server); the fixture printed SKIPPED.
-                if let Some(fx) = $fixture {
-                    crate::suite::$name(fx).await;
-                }
+                crate::suite::$name($fixture).await;
+            }
+        )*
+    };
+    (@tests [needs_postgres] $fixture:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+            async fn $name() {
+                crate::suite::$name($fixture).await;
             }
         )*
     };
 }
 
-conformance!(memory, Some(crate::common::Fixture::memory()));
-conformance!(sled, Some(crate::common::Fixture::sled()));
-conformance!(postgres, crate::common::Fixture::postgres().await);
+conformance!(memory, crate::common::Fixture::memory());
+conformance!(sled, crate::common::Fixture::sled());
+conformance!(postgres, crate::common::Fixture::postgres().await, needs_postgres);

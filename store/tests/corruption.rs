@@ -36,7 +36,7 @@ async fn a_flipped_byte_in_any_event_record_is_corrupt() {
         )
         .await
         .unwrap();
-    let tree = store.db().open_tree("strata-log").unwrap();
+    let tree = store.log_tree_for_tests().clone();
     let len = tree.get(event_key(2)).unwrap().unwrap().len();
     for byte in 0..len {
         flip(&tree, &event_key(2), byte);
@@ -68,7 +68,7 @@ async fn a_flipped_byte_in_the_indexes_is_corrupt() {
         .append(&s, ExpectedVersion::NoStream, vec![e.clone()])
         .await
         .unwrap();
-    let tree = store.db().open_tree("strata-log").unwrap();
+    let tree = store.log_tree_for_tests().clone();
 
     // The stream index (version -> position).
     let mut skey = vec![b's'];

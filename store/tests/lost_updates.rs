@@ -94,8 +94,8 @@ async fn no_lost_updates_on_sled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 async fn no_lost_updates_on_postgres() {
-    if let Some(fx) = Fixture::postgres().await {
-        read_modify_write(fx.store.clone()).await;
-    }
+    let fx = Fixture::postgres().await;
+    read_modify_write(fx.store.clone()).await;
 }

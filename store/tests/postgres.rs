@@ -4,25 +4,21 @@
 //! dropped listener connection, appends that stay all-or-nothing when their
 //! connection is killed, concurrent migrations, damaged rows.
 //!
-//! Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it,
-//! or without the `postgres` feature, each test prints SKIPPED.
+//! Needs a server: without `STRATA_POSTGRES_URL` at build time (or without
+//! the `postgres` feature) each test is reported as ignored; run them with
+//! `scripts/test-postgres.sh cargo test -p strata-store --features postgres --test postgres`.
 
 mod common;
 
-/// Declares each test; without the `postgres` feature it only reports
-/// that it was skipped.
+/// Declares each test, ignored unless built for a server.
 macro_rules! postgres_tests {
     ($($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
             async fn $name() {
                 #[cfg(feature = "postgres")]
                 imp::$name().await;
-                #[cfg(not(feature = "postgres"))]
-                {
-                    let skipped = common::postgres_url();
-                    assert!(skipped.is_none());
-                }
             }
         )*
     };
@@ -36,9 +32,16 @@ postgres_tests!(
     stores_that_start_at_once_migrate_once_and_share_the_log,
     a_damaged_row_is_reported_as_corrupt,
     a_schema_from_a_newer_strata_is_refused,
-    bad_options_and_unreachable_servers_are_clear_errors,
     dead_connections_are_noticed_in_seconds_unless_the_url_says_otherwise,
+    the_toolkit_listener_reconnects_and_says_when_it_listens_again,
 );
+
+/// Needs the feature, not a server.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn bad_options_and_unreachable_servers_are_clear_errors() {
+    imp::bad_options_and_unreachable_servers_are_clear_errors().await;
+}
 
 #[cfg(feature = "postgres")]
 mod imp {
@@ -55,21 +58,21 @@ mod imp {
     };
     use tokio::sync::watch;
 
-    use crate::common::{Fixture, admin_client, connect, evs, ids, postgres_url, sid, test_postgres_options};
+    use strata_store::pg::{Heard, Listener, Schema};
+    use strata_testkit::{TestDatabase, until_async};
+
+    use crate::common::{Fixture, evs, ids, sid};
 
     /// Generous bound on waiting for something that must happen; reaching
     /// it is a failure (a stall), not a measurement.
     const STALL: Duration = Duration::from_secs(60);
 
-    /// A fixture plus its URL and options, to open more stores on its schema.
-    async fn setup(poll_interval: Option<Duration>) -> Option<(Fixture, String, PostgresOptions)> {
-        let url = postgres_url()?;
-        let mut options = test_postgres_options()?;
-        if let Some(p) = poll_interval {
-            options.poll_interval = p;
-        }
-        let fx = Fixture::postgres_with(options.clone()).await?;
-        Some((fx, url, options))
+    /// A fixture, its database and its options, to open more stores on its schema.
+    async fn setup() -> (Fixture, Arc<TestDatabase>, PostgresOptions) {
+        let db = Arc::new(TestDatabase::new());
+        let options = db.options("main");
+        let fx = Fixture::postgres_with(db.clone(), options.clone()).await;
+        (fx, db, options)
     }
 
     /// Another store on the same schema, as another process would open it,
@@ -79,7 +82,9 @@ mod imp {
             application_name: Some(format!("{}-{name}", options.schema)),
             ..options.clone()
         };
-        connect(url, &options).await
+        PostgresStore::connect_with(url, options)
+            .await
+            .unwrap_or_else(|e| panic!("STRATA_POSTGRES_URL is set, but connecting to it failed: {e}"))
     }
 
     /// Terminates every backend whose application name is `name`; returns
@@ -143,14 +148,13 @@ mod imp {
     /// catch it: every position exactly once, in order, each the event
     /// that was acknowledged at it.
     pub async fn subscribers_see_every_position_once_in_order_while_many_connections_append() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
+        let (fx, db, options) = setup().await;
+        let url = db.url();
         const STORES: usize = 5;
         const TASKS: usize = 6;
         const APPENDS: usize = 30;
 
-        let observer = another(&url, &options, "observer").await;
+        let observer = another(url, &options, "observer").await;
         let mut sub = observer.subscribe_all(0);
         let (target_tx, target_rx) = watch::channel(0u64);
 
@@ -201,7 +205,7 @@ mod imp {
 
         let mut stores: Vec<Arc<dyn EventStore>> = vec![fx.store.clone()];
         for i in 1..STORES {
-            stores.push(Arc::new(another(&url, &options, &format!("w{i}")).await));
+            stores.push(Arc::new(another(url, &options, &format!("w{i}")).await));
         }
         let mut writers = Vec::new();
         for (s, store) in stores.iter().enumerate() {
@@ -295,15 +299,14 @@ mod imp {
     /// reconnected listener (which reads the head when it is back), not by
     /// polling.
     pub async fn a_subscription_resumes_after_its_listener_connection_is_killed() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
-        let admin = admin_client(&url).await;
+        let (fx, db, options) = setup().await;
+        let url = db.url();
+        let admin = db.admin().await;
         let follower_options = PostgresOptions {
             poll_interval: Duration::from_secs(3600),
             ..options.clone()
         };
-        let follower = another(&url, &follower_options, "follower").await;
+        let follower = another(url, &follower_options, "follower").await;
         let listener_name = format!("{}-follower-listen", options.schema);
         let writer = fx.store.clone();
         let mut sub = follower.subscribe_all(0);
@@ -367,11 +370,9 @@ mod imp {
     /// retry of that is answered from the log. Killing the idle pooled
     /// connections between appends is invisible to the caller.
     pub async fn a_connection_killed_mid_append_leaves_nothing_and_the_retry_writes_once() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
+        let (fx, db, options) = setup().await;
         let store = fx.store.clone();
-        let admin = admin_client(&url).await;
+        let admin = db.admin().await;
         let name = options.application_name.clone().unwrap();
         let s = sid("order-1");
         store.append(&s, ExpectedVersion::NoStream, evs("a", 2)).await.unwrap();
@@ -393,7 +394,7 @@ mod imp {
         assert_eq!(store.stream_version(&s).await.unwrap(), 3);
 
         // During an append.
-        let blocker = admin_client(&url).await;
+        let blocker = db.admin().await;
         blocker
             .batch_execute(&format!(
                 "BEGIN; INSERT INTO \"{}\".events VALUES (1000000, 'order-1', 4, gen_random_uuid(), 'Blocker', \
@@ -475,12 +476,10 @@ mod imp {
     /// or not, the log ends with every append exactly once, in order, and
     /// each acknowledgement matches it.
     pub async fn appends_stay_all_or_nothing_while_connections_keep_being_killed() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
+        let (fx, db, options) = setup().await;
         let store = fx.store.clone();
         let name = options.application_name.clone().unwrap();
-        let admin = admin_client(&url).await;
+        let admin = db.admin().await;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let killer = tokio::spawn(async move {
             let mut kills = 0usize;
@@ -532,25 +531,21 @@ mod imp {
     /// Eight stores connect to one new schema at once: the migration runs
     /// once (under its advisory lock), and they all share one log.
     pub async fn stores_that_start_at_once_migrate_once_and_share_the_log() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
+        let (fx, db, options) = setup().await;
+        let url = db.url();
         let _first_schema = fx;
         // A second schema that nobody has created yet.
+        let fresh_db = TestDatabase::new();
         let fresh = PostgresOptions {
-            schema: format!("{}_b", options.schema),
+            schema: fresh_db.schema().to_string(),
             ..options.clone()
         };
-        let _guard = crate::common::TestSchema {
-            url: url.clone(),
-            schema: fresh.schema.clone(),
-        };
         let stores = futures::future::join_all((0..8).map(|i| {
-            let (url, options) = (url.clone(), fresh.clone());
-            async move { another(&url, &options, &format!("m{i}")).await }
+            let options = fresh.clone();
+            async move { another(url, &options, &format!("m{i}")).await }
         }))
         .await;
-        let admin = admin_client(&url).await;
+        let admin = db.admin().await;
         let migrations: i64 = admin
             .query_one(
                 &format!("SELECT count(*) FROM \"{}\".strata_migrations", fresh.schema),
@@ -583,15 +578,13 @@ mod imp {
     /// A row changed behind the store's back fails its checksum: reads
     /// report `Corrupt` instead of serving it.
     pub async fn a_damaged_row_is_reported_as_corrupt() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
+        let (fx, db, options) = setup().await;
         let s = sid("order-9");
         fx.store
             .append(&s, ExpectedVersion::NoStream, evs("p", 3))
             .await
             .unwrap();
-        let admin = admin_client(&url).await;
+        let admin = db.admin().await;
         let table = format!("\"{}\".events", options.schema);
         for damage in [
             "payload = '\\x01'",
@@ -626,10 +619,9 @@ mod imp {
     /// A schema whose migrations table names a migration this build does not
     /// know is refused rather than written with an older layout.
     pub async fn a_schema_from_a_newer_strata_is_refused() {
-        let Some((_fx, url, options)) = setup(None).await else {
-            return;
-        };
-        let admin = admin_client(&url).await;
+        let (_fx, db, options) = setup().await;
+        let url = db.url();
+        let admin = db.admin().await;
         admin
             .execute(
                 &format!(
@@ -640,7 +632,7 @@ mod imp {
             )
             .await
             .unwrap();
-        match PostgresStore::connect_with(&url, options.clone()).await {
+        match PostgresStore::connect_with(url, options.clone()).await {
             Err(StoreError::IncompatibleSchema { schema, found, .. }) => {
                 assert_eq!((schema, found), (options.schema.clone(), 999))
             }
@@ -651,10 +643,9 @@ mod imp {
     /// TCP keepalives and `tcp_user_timeout` default to seconds, not libpq's
     /// two hours; settings in the URL win.
     pub async fn dead_connections_are_noticed_in_seconds_unless_the_url_says_otherwise() {
-        let Some((fx, url, options)) = setup(None).await else {
-            return;
-        };
-        let store = another(&url, &options, "keepalive").await;
+        let (fx, db, options) = setup().await;
+        let url = db.url();
+        let store = another(url, &options, "keepalive").await;
         let config = store.connection_config();
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
@@ -670,6 +661,60 @@ mod imp {
         assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(90)));
         drop(store);
         drop(fx);
+    }
+
+    /// The toolkit's `LISTEN` loop (the store's subscriptions and the
+    /// crates' own tables use it): `Listening` once in place, every
+    /// notification, and when its connection is killed, `Listening` again
+    /// on a new one and notifications go on; dropped, its connection ends.
+    pub async fn the_toolkit_listener_reconnects_and_says_when_it_listens_again() {
+        let db = TestDatabase::new();
+        let channel = Schema::new(db.schema()).unwrap().channel("probe").unwrap();
+        let mut config: strata_store::tokio_postgres::Config = db.url().parse().unwrap();
+        config.application_name(db.application_name("probe"));
+        let mut listener = Listener::start(config, vec![channel.clone()]);
+        let mut next = async || {
+            tokio::time::timeout(STALL, listener.recv())
+                .await
+                .expect("the listener heard nothing")
+        };
+        assert_eq!(next().await, Heard::Listening);
+        let admin = db.admin().await;
+        let notify = |payload: &'static str| {
+            let (admin, channel) = (&admin, channel.clone());
+            async move {
+                admin
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                    .await
+                    .unwrap();
+            }
+        };
+        notify("one").await;
+        let heard = |payload: &str| Heard::Notification {
+            channel: channel.clone(),
+            payload: payload.into(),
+        };
+        assert_eq!(next().await, heard("one"));
+
+        assert_eq!(db.kill_connections("probe").await, 1);
+        assert_eq!(next().await, Heard::Listening, "listening again on a new connection");
+        notify("two").await;
+        assert_eq!(next().await, heard("two"));
+
+        drop(listener);
+        let probe = db.application_name("probe");
+        until_async("the dropped listener's connection to end", || async {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&probe],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            left == 0
+        })
+        .await;
     }
 
     /// Needs no server.

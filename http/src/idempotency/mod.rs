@@ -14,10 +14,6 @@
 //! process: it does not block the key, the retry runs again (see
 //! docs/http.md for what that means for requests without `If-Match`).
 
-use std::collections::HashSet;
-use std::ffi::OsString;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, to_bytes};
@@ -27,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use strata_store::{Durability, SledStore, from_bincode, to_bincode};
+use strata_store::{LocalTables, SledStore, StoreError, from_bincode, to_bincode};
 use tracing::{Instrument, warn};
 
 use crate::error::{HttpError, REQUEST_PATH};
@@ -83,19 +79,11 @@ pub(crate) enum Begin {
     Mismatch,
 }
 
-struct SyncState {
-    synced_blobs: HashSet<OsString>,
-}
-
-/// The records in sled, beside the log (one process owns the directory).
+/// The records in sled, in the tables beside the log (one process owns
+/// the directory).
 struct SledRecords {
-    db: sled::Db,
+    tables: LocalTables,
     tree: sled::Tree,
-    dir: PathBuf,
-    durability: Durability,
-    requested: AtomicU64,
-    done: AtomicU64,
-    sync: tokio::sync::Mutex<SyncState>,
 }
 
 enum Records {
@@ -137,6 +125,18 @@ fn sled_err(e: sled::Error) -> HttpError {
     }
 }
 
+fn tables_err(e: StoreError) -> HttpError {
+    match e {
+        StoreError::Io { context, source } => HttpError::Io {
+            context: format!("{context} (idempotency records)"),
+            source,
+        },
+        other => HttpError::Internal {
+            reason: format!("idempotency records: {other}"),
+        },
+    }
+}
+
 fn decode(key: &str, bytes: &[u8]) -> Result<Record, HttpError> {
     from_bincode(bytes, || format!("idempotency record {key:?}"))
         .map_err(|e| HttpError::Internal { reason: e.to_string() })
@@ -147,22 +147,12 @@ fn encode(record: &Record) -> Result<Vec<u8>, HttpError> {
 }
 
 impl IdempotencyStore {
-    /// Opens the tree in the store's sled database, for a new boot.
+    /// Opens the tree in the tables beside the store's log, for a new boot.
     pub(crate) fn open(store: &SledStore, retention: Duration) -> Result<IdempotencyStore, HttpError> {
-        let db = store.db().clone();
-        let tree = db.open_tree(TREE).map_err(sled_err)?;
+        let tables = store.tables();
+        let tree = tables.open_tree(TREE).map_err(tables_err)?;
         Ok(IdempotencyStore {
-            records: Records::Sled(SledRecords {
-                db,
-                tree,
-                dir: store.path().to_path_buf(),
-                durability: store.options().durability,
-                requested: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-                sync: tokio::sync::Mutex::new(SyncState {
-                    synced_blobs: HashSet::new(),
-                }),
-            }),
+            records: Records::Sled(SledRecords { tables, tree }),
             boot: *uuid::Uuid::new_v4().as_bytes(),
             retention,
         })
@@ -280,7 +270,8 @@ impl IdempotencyStore {
         match &self.records {
             Records::Sled(s) => {
                 s.tree.insert(key, encode(&Record::Done(response))?).map_err(sled_err)?;
-                s.make_durable().await
+                // As durable as the log's appends before the response leaves.
+                s.tables.sync().await.map_err(tables_err)
             }
             #[cfg(feature = "postgres")]
             Records::Postgres(p) => p.complete(key, response).await,
@@ -357,70 +348,6 @@ fn purge_sled(tree: &sled::Tree, boot: [u8; 16], retention: Duration, now: u64) 
         }
     }
     Ok(removed)
-}
-
-impl SledRecords {
-    /// Makes every record written so far as durable as the log's appends:
-    /// sled's flush, and in `Fsync` mode an `fdatasync` of sled's files.
-    /// Concurrent callers share one flush.
-    async fn make_durable(&self) -> Result<(), HttpError> {
-        if self.durability == Durability::Buffered {
-            return Ok(());
-        }
-        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut state = self.sync.lock().await;
-        if self.done.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
-        }
-        let target = self.requested.load(Ordering::SeqCst);
-        self.db.flush_async().await.map_err(sled_err)?;
-        if self.durability == Durability::Fsync {
-            let dir = self.dir.clone();
-            let synced = std::mem::take(&mut state.synced_blobs);
-            state.synced_blobs = tokio::task::spawn_blocking(move || fsync_sled_files(&dir, synced))
-                .await
-                .map_err(|e| HttpError::Internal { reason: e.to_string() })?
-                .map_err(|source| HttpError::Io {
-                    context: "fsyncing sled's files for idempotency records".into(),
-                    source,
-                })?;
-        }
-        self.done.fetch_max(target, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// `fdatasync`s sled's blob files not synced yet (and their directory when
-/// new ones appeared), then its main file; returns the blob files synced.
-fn fsync_sled_files(dir: &std::path::Path, mut synced: HashSet<OsString>) -> std::io::Result<HashSet<OsString>> {
-    let blobs = dir.join("blobs");
-    match std::fs::read_dir(&blobs) {
-        Ok(entries) => {
-            let mut present = HashSet::new();
-            let mut new = false;
-            for entry in entries {
-                let entry = entry?;
-                let name = entry.file_name();
-                if !synced.contains(&name) {
-                    match std::fs::File::open(entry.path()) {
-                        Ok(f) => f.sync_data()?,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    }
-                    new = true;
-                }
-                present.insert(name);
-            }
-            if new {
-                std::fs::File::open(&blobs)?.sync_all()?;
-            }
-            synced = present;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::File::open(dir.join("db"))?.sync_data()?;
-    Ok(synced)
 }
 
 /// The request's key: absent, or 1..=255 visible ASCII characters other than
@@ -835,13 +762,36 @@ mod tests {
         );
     }
 
+    /// Forges the state a crash leaves: the keyed write's event is the last
+    /// of `stream`, and `key` holds an in-flight marker of a dead run with
+    /// that write's fingerprint (read back from the event's metadata).
+    async fn forge_dead_marker(store: &SledStore, stream: &strata_store::StreamId, key: &str) {
+        use strata_store::{Direction, EventStore};
+        let last = store
+            .read_stream(stream, u64::MAX, Direction::Backward, 1)
+            .await
+            .unwrap();
+        let hex = last[0].metadata.extra["http.idempotency_fingerprint"].clone();
+        let mut fingerprint = [0u8; 32];
+        for (i, b) in fingerprint.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let marker = encode(&Record::InFlight {
+            fingerprint,
+            boot: [7; 16],
+            started_ms: now_ms(),
+        })
+        .unwrap();
+        store.tables().open_tree(TREE).unwrap().insert(key, marker).unwrap();
+    }
+
     /// The crash window: a keyed write landed and the process died before
     /// its answer was recorded (the key still holds the dead run's marker).
     /// The retry must find the write and answer it, not apply it twice.
     #[tokio::test]
     async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice() {
         use crate::{Config, Server};
-        use strata_store::{Direction, EventStore, StreamId};
+        use strata_store::{EventStore, StreamId};
 
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
@@ -867,22 +817,7 @@ mod tests {
         // Forge the state a crash would leave: the event is in the log, the
         // key holds an in-flight marker of a dead run with its fingerprint.
         let stream = StreamId::new("stock-tea").unwrap();
-        let last = store
-            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
-            .await
-            .unwrap();
-        let hex = last[0].metadata.extra["http.idempotency_fingerprint"].clone();
-        let mut fingerprint = [0u8; 32];
-        for (i, b) in fingerprint.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-        }
-        let marker = encode(&Record::InFlight {
-            fingerprint,
-            boot: [7; 16],
-            started_ms: now_ms(),
-        })
-        .unwrap();
-        store.db().open_tree(TREE).unwrap().insert("crash-1", marker).unwrap();
+        forge_dead_marker(&store, &stream, "crash-1").await;
 
         let retry = receive().send().await.unwrap();
         assert_eq!(retry.status(), 200);
@@ -907,7 +842,7 @@ mod tests {
     #[tokio::test]
     async fn a_document_write_retried_after_a_crash_is_not_applied_twice() {
         use crate::{Config, Server};
-        use strata_store::{Direction, EventStore, StreamId};
+        use strata_store::{EventStore, StreamId};
 
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
@@ -931,27 +866,7 @@ mod tests {
         assert_eq!(create().send().await.unwrap().status(), 201);
 
         let stream = StreamId::new("doc-items/1").unwrap();
-        let last = store
-            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
-            .await
-            .unwrap();
-        let hex = last[0].metadata.extra["http.idempotency_fingerprint"].clone();
-        let mut fingerprint = [0u8; 32];
-        for (i, b) in fingerprint.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-        }
-        let marker = encode(&Record::InFlight {
-            fingerprint,
-            boot: [7; 16],
-            started_ms: now_ms(),
-        })
-        .unwrap();
-        store
-            .db()
-            .open_tree(TREE)
-            .unwrap()
-            .insert("doc-crash-1", marker)
-            .unwrap();
+        forge_dead_marker(&store, &stream, "doc-crash-1").await;
 
         let retry = create().send().await.unwrap();
         assert_eq!(retry.status(), 201, "the create's own answer, not already-exists");

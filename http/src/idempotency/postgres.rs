@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
+use strata_store::pg::MigrationSet;
 use strata_store::tokio_postgres;
-use strata_store::{MigrationSet, PostgresStore, StoreError};
+use strata_store::{PostgresStore, StoreError};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -320,68 +321,29 @@ async fn migrate(client: &mut Object, schema: &str) -> Result<(), HttpError> {
     .map_err(HttpError::Store)
 }
 
-/// Needs `STRATA_POSTGRES_URL` (see `scripts/test-postgres.sh`); without it
-/// each test prints SKIPPED.
+/// Need a server: ignored unless `STRATA_POSTGRES_URL` was set at build
+/// time; `scripts/test-postgres.sh cargo test -p strata-http --features
+/// postgres` runs them.
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
-    use strata_store::PostgresOptions;
+    use strata_testkit::{TestDatabase, until_async};
 
     use super::*;
     use crate::idempotency::tests::{response, runs_once_then_replays};
 
-    /// A schema of its own; dropped when the test ends well.
-    struct Db {
-        url: String,
-        schema: String,
-    }
-
-    impl Db {
-        fn new() -> Option<Db> {
-            let Ok(url) = std::env::var("STRATA_POSTGRES_URL") else {
-                let thread = std::thread::current();
-                let line = format!(
-                    "SKIPPED {}: STRATA_POSTGRES_URL is not set; run scripts/test-postgres.sh\n",
-                    thread.name().unwrap_or("a PostgreSQL test")
-                );
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                return None;
-            };
-            let schema = format!("strata_htest_{:016x}", rand::random::<u64>());
-            Some(Db { url, schema })
-        }
-
-        /// The records as a process of its own opens them.
-        async fn open(&self, retention: Duration) -> IdempotencyStore {
-            let options = PostgresOptions {
-                schema: self.schema.clone(),
-                pool_size: 4,
-                ..PostgresOptions::default()
-            };
-            let store = PostgresStore::connect_with(&self.url, options)
-                .await
-                .expect("STRATA_POSTGRES_URL is set, but connecting to it failed");
-            IdempotencyStore::open_postgres(&store, retention).await.unwrap()
-        }
-
-        async fn drop_schema(self) {
-            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
-                .await
-                .unwrap();
-        }
+    /// The records as a process of its own opens them on `db`.
+    async fn open(db: &TestDatabase, retention: Duration) -> IdempotencyStore {
+        let store = db.store("records").await;
+        IdempotencyStore::open_postgres(&store, retention).await.unwrap()
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
-        let Some(db) = Db::new() else { return };
-        runs_once_then_replays(&db.open(HOUR).await).await;
-        db.drop_schema().await;
+        let db = TestDatabase::new();
+        runs_once_then_replays(&open(&db, HOUR).await).await;
     }
 
     /// Two processes on one database: a key in flight in one is 409 in the
@@ -389,10 +351,11 @@ mod tests {
     /// once the process that holds a marker dies, the same request runs
     /// again in the other, told to look for its write first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_marker_blocks_other_processes_while_its_process_lives() {
-        let Some(db) = Db::new() else { return };
-        let a = db.open(HOUR).await;
-        let b = db.open(HOUR).await;
+        let db = TestDatabase::new();
+        let a = open(&db, HOUR).await;
+        let b = open(&db, HOUR).await;
         let (f, g) = ([1; 32], [2; 32]);
         assert_eq!(a.begin("k", f).await.unwrap(), Begin::Proceed { after_crash: false });
         assert_eq!(b.begin("k", f).await.unwrap(), Begin::InFlight);
@@ -404,41 +367,38 @@ mod tests {
 
         assert_eq!(a.begin("dies", f).await.unwrap(), Begin::Proceed { after_crash: false });
         drop(a); // the process ends: its liveness lock goes with its connection
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let answer = loop {
+        let answer = std::sync::Mutex::new(None);
+        until_async("the dead process's marker to stop blocking", || async {
             match b.begin("dies", f).await.unwrap() {
-                Begin::InFlight => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "the dead process's marker still blocks"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                Begin::InFlight => false,
+                other => {
+                    *answer.lock().unwrap() = Some(other);
+                    true
                 }
-                other => break other,
             }
-        };
-        assert_eq!(answer, Begin::Proceed { after_crash: true });
+        })
+        .await;
+        assert_eq!(answer.into_inner().unwrap(), Some(Begin::Proceed { after_crash: true }));
         assert_eq!(b.begin("dies", f).await.unwrap(), Begin::InFlight, "now b's own marker");
         assert_eq!(b.begin("dies", g).await.unwrap(), Begin::Mismatch);
         drop(b);
-        db.drop_schema().await;
     }
 
     /// A response whose recording failed (the table out of reach) keeps
     /// its key in flight, and the background retry records it once the
     /// database answers again; at shutdown it makes one last attempt.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_failed_record_is_retried_until_it_lands() {
-        let Some(db) = Db::new() else { return };
-        let ids = db.open(HOUR).await;
+        let db = TestDatabase::new();
+        let ids = open(&db, HOUR).await;
         let f = [5; 32];
         assert_eq!(
             ids.begin("late", f).await.unwrap(),
             Begin::Proceed { after_crash: false }
         );
-        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema);
+        let client = db.admin().await;
+        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema());
         client
             .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
             .await
@@ -491,15 +451,15 @@ mod tests {
             "still this run's marker"
         );
         drop(ids);
-        db.drop_schema().await;
     }
 
     /// Many requests with one key at once, through two processes: exactly
     /// one runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn concurrent_claims_across_processes_let_exactly_one_run() {
-        let Some(db) = Db::new() else { return };
-        let stores = [Arc::new(db.open(HOUR).await), Arc::new(db.open(HOUR).await)];
+        let db = TestDatabase::new();
+        let stores = [Arc::new(open(&db, HOUR).await), Arc::new(open(&db, HOUR).await)];
         for round in 0..20 {
             let key = format!("race-{round}");
             let tasks: Vec<_> = (0..8)
@@ -519,15 +479,15 @@ mod tests {
             assert_eq!(proceeded, 1, "round {round}");
         }
         drop(stores);
-        db.drop_schema().await;
     }
 
     /// The purge removes expired answers and expired markers of other
     /// runs, and keeps this run's markers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn purge_removes_expired_records_and_keeps_this_runs_markers() {
-        let Some(db) = Db::new() else { return };
-        let ids = db.open(Duration::ZERO).await;
+        let db = TestDatabase::new();
+        let ids = open(&db, Duration::ZERO).await;
         assert_eq!(
             ids.begin("mine", [3; 32]).await.unwrap(),
             Begin::Proceed { after_crash: false }
@@ -536,7 +496,7 @@ mod tests {
         old.created_ms = 0;
         ids.begin("expired", [2; 32]).await.unwrap();
         ids.complete("expired", old).await.unwrap();
-        let other = db.open(HOUR).await;
+        let other = open(&db, HOUR).await;
         other.begin("theirs", [4; 32]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
@@ -568,6 +528,5 @@ mod tests {
             "this run's claim was not replaced by the other run's answer"
         );
         drop((ids, other));
-        db.drop_schema().await;
     }
 }

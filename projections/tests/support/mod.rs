@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod world;
 

@@ -3,19 +3,15 @@
 
 mod listener;
 mod schema;
-
-pub use schema::MigrationSet;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tracing::{debug, info, warn};
@@ -23,9 +19,10 @@ use uuid::Uuid;
 
 use self::schema::Sql;
 use crate::codec::from_bincode;
+use crate::commit_stats::{CommitCounters, CommitStats};
 use crate::error::StoreError;
 use crate::limits::Limits;
-use crate::sled_store::CommitStats;
+use crate::pg::{self, Schema, describe, from_db, is_connection_error, to_db_saturating};
 use crate::store::EventStore;
 use crate::subscription::EventSubscription;
 use crate::types::{AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, to_micros};
@@ -139,26 +136,16 @@ struct Inner {
 /// What the store's handles, its writer and its listener share.
 pub(crate) struct Shared {
     pool: Pool,
+    schema: Schema,
     sql: Sql,
     /// The newest position known to be committed. Every lower position is
     /// committed too (commit order is position order).
     head: watch::Sender<u64>,
-    stats: Stats,
+    stats: CommitCounters,
     /// How often a statement that found its connection broken is tried on
     /// another: once per pooled connection (all may be dead after a server
     /// restart) plus one for a fresh one.
     max_reconnects: usize,
-}
-
-/// The writer's counters (see [`PostgresStore::commit_stats`]).
-#[derive(Default)]
-struct Stats {
-    commits: AtomicU64,
-    groups: AtomicU64,
-    appends: AtomicU64,
-    events: AtomicU64,
-    apply_nanos: AtomicU64,
-    sync_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -174,7 +161,7 @@ impl Shared {
     }
 
     async fn connection(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        pg::connection(&self.pool).await
     }
 
     /// Runs one read query, on another connection if the first turns out
@@ -199,12 +186,12 @@ impl Shared {
                     // Never hand this connection out again.
                     drop(Object::take(client));
                     if retries == self.max_reconnects {
-                        return Err(pg_error(context, e));
+                        return Err(pg::error(context, e));
                     }
                     warn!(error = %describe(&e), "PostgreSQL connection lost during a read; retrying on another");
                     retries += 1;
                 }
-                Err(e) => return Err(pg_error(context, e)),
+                Err(e) => return Err(pg::error(context, e)),
             }
         }
     }
@@ -240,7 +227,7 @@ impl PostgresStore {
     /// database refuses.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         options.limits.validate()?;
-        validate_schema_name(&options.schema)?;
+        let schema = Schema::new(&options.schema)?;
         if options.pool_size < 2 || options.max_group_appends == 0 || options.queue_capacity == 0 {
             return Err(StoreError::InvalidLimits {
                 reason: "pool_size must be at least 2 (the writer holds one connection), max_group_appends and \
@@ -249,7 +236,7 @@ impl PostgresStore {
             });
         }
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| pg_error("parsing the connection string", e))?;
+            url.parse().map_err(|e| pg::error("parsing the connection string", e))?;
         match &options.application_name {
             Some(name) => {
                 config.application_name(name);
@@ -297,14 +284,15 @@ impl PostgresStore {
                 reason: format!("cannot build the connection pool: {e}"),
             })?;
         {
-            let mut client = pool.get().await.map_err(pool_error)?;
+            let mut client = pg::connection(&pool).await?;
             schema::migrate(&mut client, &options.schema).await?;
         }
         let shared = Arc::new(Shared {
             pool,
-            sql: Sql::new(&options.schema),
+            sql: Sql::new(&schema)?,
+            schema,
             head: watch::Sender::new(0),
-            stats: Stats::default(),
+            stats: CommitCounters::default(),
             max_reconnects: options.pool_size + 1,
         });
         let head = shared.read_head().await?;
@@ -345,9 +333,16 @@ impl PostgresStore {
     /// read models, strata-http's idempotency records), so their writes can
     /// share a transaction with nothing but themselves and still live where
     /// the log lives. The log's own tables are the store's: write them only
-    /// through [`EventStore`].
+    /// through [`EventStore`]. The helpers for such tables (names,
+    /// migrations, errors, `LISTEN`) are in [`crate::pg`].
     pub fn pool(&self) -> &Pool {
         &self.inner.shared.pool
+    }
+
+    /// The schema that holds the log, checked: for the names of tables
+    /// and `NOTIFY` channels kept beside it (see [`crate::pg`]).
+    pub fn schema(&self) -> &Schema {
+        &self.inner.shared.schema
     }
 
     /// How the store connects (host, database, user, `application_name`,
@@ -367,15 +362,7 @@ impl PostgresStore {
     /// judging, `sync_time` the time of the insert and `COMMIT`, including
     /// PostgreSQL's WAL flush.
     pub fn commit_stats(&self) -> CommitStats {
-        let s = &self.inner.shared.stats;
-        CommitStats {
-            commits: s.commits.load(Ordering::Relaxed),
-            groups: s.groups.load(Ordering::Relaxed),
-            appends: s.appends.load(Ordering::Relaxed),
-            events: s.events.load(Ordering::Relaxed),
-            apply_time: Duration::from_nanos(s.apply_nanos.load(Ordering::Relaxed)),
-            sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
-        }
+        self.inner.shared.stats.snapshot()
     }
 
     fn shared(&self) -> &Shared {
@@ -414,10 +401,10 @@ impl EventStore for PostgresStore {
         }
         let sql = &self.shared().sql;
         let (sql, from) = match direction {
-            Direction::Forward => (&sql.read_forward, to_db(from_version.max(1))),
-            Direction::Backward => (&sql.read_backward, to_db(from_version)),
+            Direction::Forward => (&sql.read_forward, to_db_saturating(from_version.max(1))),
+            Direction::Backward => (&sql.read_backward, to_db_saturating(from_version)),
         };
-        let limit = to_db(limit as u64);
+        let limit = to_db_saturating(limit as u64);
         let rows = self
             .shared()
             .query("reading a stream", sql, &[&stream.as_str(), &from, &limit])
@@ -429,8 +416,8 @@ impl EventStore for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let from = to_db(from_position.max(1));
-        let limit = to_db(limit as u64);
+        let from = to_db_saturating(from_position.max(1));
+        let limit = to_db_saturating(limit as u64);
         let rows = self
             .shared()
             .query("reading the log", &self.shared().sql.read_all, &[&from, &limit])
@@ -491,41 +478,6 @@ async fn warn_if_not_durable(shared: &Shared) {
         }
         Err(e) => debug!(error = %e, "cannot read the durability settings"),
     }
-}
-
-/// Checks a schema name: it is spliced into SQL (quoted), and the NOTIFY
-/// channel built from it must fit PostgreSQL's 63-byte identifiers.
-fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
-    let ok = !schema.is_empty()
-        && schema.len() <= 40
-        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && schema
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidLimits {
-            reason: format!(
-                "schema name {schema:?} must be 1..=40 bytes of lower-case ASCII letters, digits and '_', \
-                 not starting with a digit"
-            ),
-        })
-    }
-}
-
-/// A `u64` as PostgreSQL's `bigint` (positions, versions and limits never
-/// come near `i64::MAX`; larger values, e.g. `u64::MAX` as "the newest",
-/// saturate).
-fn to_db(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn from_db(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt {
-        location: what.to_string(),
-        detail: format!("negative value {v}"),
-    })
 }
 
 /// The CRC-32 of one event row: every column, each variable-length one with
@@ -606,79 +558,5 @@ fn corrupt_row(position: Option<i64>, e: tokio_postgres::Error) -> StoreError {
             None => "event row".into(),
         },
         detail: describe(&e),
-    }
-}
-
-/// An error of the driver with what the server said, when it said something
-/// (the driver's own `Display` is only "db error").
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-            if let Some(detail) = db.detail() {
-                s.push_str(&format!(" ({detail})"));
-            }
-            s
-        }
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
-    }
-}
-
-/// Whether `e` means the connection is gone (or never came up), rather than
-/// the server refusing a statement: then what the server did with anything
-/// in flight is not known from this side.
-pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    if let Some(code) = e.code() {
-        return code.code().starts_with("08")
-            || [
-                SqlState::ADMIN_SHUTDOWN,
-                SqlState::CRASH_SHUTDOWN,
-                SqlState::CANNOT_CONNECT_NOW,
-                SqlState::TOO_MANY_CONNECTIONS,
-            ]
-            .contains(code);
-    }
-    // No server error: an I/O error, a failed connect or a timeout.
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    e.to_string().contains("timeout")
-}
-
-/// Maps a driver error: a lost connection is [`StoreError::Unavailable`],
-/// anything the server refused is [`StoreError::Postgres`].
-pub(crate) fn pg_error(context: impl Into<String>, e: tokio_postgres::Error) -> StoreError {
-    let context = context.into();
-    if is_connection_error(&e) {
-        StoreError::Unavailable {
-            reason: format!("PostgreSQL connection failed while {context}: {}", describe(&e)),
-        }
-    } else {
-        StoreError::Postgres {
-            context,
-            source: Arc::new(e),
-        }
-    }
-}
-
-fn pool_error(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Backend(e) => pg_error("opening a connection", e),
-        PoolError::Timeout(kind) => StoreError::Unavailable {
-            reason: format!("no PostgreSQL connection available in time ({kind:?})"),
-        },
-        other => StoreError::Unavailable {
-            reason: format!("PostgreSQL connection pool: {other}"),
-        },
     }
 }

@@ -2,10 +2,9 @@
 //! the store runs against them.
 
 use deadpool_postgres::ClientWrapper;
-use tracing::info;
 
-use super::{pg_error, validate_schema_name};
 use crate::error::StoreError;
+use crate::pg::{MigrationSet, Schema};
 
 /// The migrations, in order. Each runs once per schema, in the same
 /// transaction as the row that records it. Never edit one that has shipped:
@@ -57,103 +56,6 @@ pub(super) async fn migrate(client: &mut ClientWrapper, schema: &str) -> Result<
     LOG.apply(client, schema).await
 }
 
-/// Versioned migrations of a set of tables kept in a `PostgresStore`'s
-/// schema (the log's own, the read models', the HTTP service's records):
-/// each set records what it applied in a table of its own.
-#[derive(Clone, Copy, Debug)]
-pub struct MigrationSet<'a> {
-    /// The table that records the applied versions (created when missing).
-    pub table: &'a str,
-    /// What the tables are, for errors and logs (`""` for the log).
-    pub label: &'a str,
-    /// The first key of the transaction-scoped advisory lock that
-    /// serialises this set's migrations (the second is the schema's hash).
-    pub lock_class: i32,
-    /// `(version, description, SQL)`, in order; `{schema}` in the SQL is
-    /// replaced by the quoted schema name. Never edit one that has
-    /// shipped: add the next.
-    pub migrations: &'a [(i32, &'a str, &'a str)],
-}
-
-impl MigrationSet<'_> {
-    /// Creates the schema and the record table when missing and applies
-    /// every migration not yet recorded, in one transaction under the
-    /// set's advisory lock, so processes that start at once migrate one
-    /// after the other and the later ones find nothing left to do. A schema
-    /// migrated by a newer strata (a version beyond the last one known
-    /// here) is refused with [`StoreError::IncompatibleSchema`].
-    pub async fn apply(&self, client: &mut ClientWrapper, schema: &str) -> Result<(), StoreError> {
-        validate_schema_name(schema)?;
-        let (q, table) = (quote_ident(schema), self.table);
-        let what = if self.label.is_empty() {
-            "strata".to_string()
-        } else {
-            format!("strata {}", self.label)
-        };
-        let step = |doing: &str, e| pg_error(format!("{doing} ({what} migrations)"), e);
-        let tx = client.transaction().await.map_err(|e| step("starting", e))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&self.lock_class, &schema],
-        )
-        .await
-        .map_err(|e| step("taking the migration lock", e))?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {q};
-             CREATE TABLE IF NOT EXISTS {q}.{table} (
-                 version     integer     NOT NULL PRIMARY KEY,
-                 description text        NOT NULL,
-                 applied_at  timestamptz NOT NULL DEFAULT now()
-             );"
-        ))
-        .await
-        .map_err(|e| step("creating the schema", e))?;
-        let applied: Vec<i32> = tx
-            .query(&format!("SELECT version FROM {q}.{table} ORDER BY version"), &[])
-            .await
-            .map_err(|e| step("reading the applied migrations", e))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let latest = self.migrations.last().map_or(0, |m| m.0);
-        if let Some(&found) = applied.last()
-            && found > latest
-        {
-            return Err(StoreError::IncompatibleSchema {
-                schema: if self.label.is_empty() {
-                    schema.to_string()
-                } else {
-                    format!("{schema} ({})", self.label)
-                },
-                found,
-                supported: latest,
-            });
-        }
-        for (version, description, sql) in self.migrations {
-            if applied.contains(version) {
-                continue;
-            }
-            tx.batch_execute(&sql.replace("{schema}", &q))
-                .await
-                .map_err(|e| step(&format!("applying migration {version}"), e))?;
-            tx.execute(
-                &format!("INSERT INTO {q}.{table} (version, description) VALUES ($1, $2)"),
-                &[version, description],
-            )
-            .await
-            .map_err(|e| step(&format!("recording migration {version}"), e))?;
-            info!(schema, set = %what, version, description, "applied migration");
-        }
-        tx.commit().await.map_err(|e| step("committing", e))?;
-        Ok(())
-    }
-}
-
-/// `name` as a quoted SQL identifier.
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The columns every read selects, in the order [`super::decode_event`] reads them.
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, crc";
 
@@ -175,11 +77,10 @@ pub(super) struct Sql {
 }
 
 impl Sql {
-    pub(super) fn new(schema: &str) -> Sql {
-        let q = quote_ident(schema);
-        let events = format!("{q}.events");
-        Sql {
-            lock_head: format!("SELECT position FROM {q}.head FOR UPDATE"),
+    pub(super) fn new(schema: &Schema) -> Result<Sql, StoreError> {
+        let (events, head) = (schema.table("events"), schema.table("head"));
+        Ok(Sql {
+            lock_head: format!("SELECT position FROM {head} FOR UPDATE"),
             versions: format!(
                 "SELECT k.stream_id, COALESCE((SELECT e.version FROM {events} e WHERE e.stream_id = k.stream_id \
                  ORDER BY e.version DESC LIMIT 1), 0) FROM unnest($1::text[]) AS k(stream_id)"
@@ -193,8 +94,8 @@ impl Sql {
                 "INSERT INTO {events} ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
                  $4::uuid[], $5::text[], $6::bytea[], $7::bytea[], $8::timestamptz[], $9::integer[])"
             ),
-            set_head: format!("UPDATE {q}.head SET position = $1"),
-            head: format!("SELECT position FROM {q}.head"),
+            set_head: format!("UPDATE {head} SET position = $1"),
+            head: format!("SELECT position FROM {head}"),
             read_all: format!("SELECT {COLUMNS} FROM {events} WHERE position >= $1 ORDER BY position LIMIT $2"),
             read_forward: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
@@ -203,20 +104,14 @@ impl Sql {
                 "SELECT {COLUMNS} FROM {events} WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3"
             ),
             stream_version: format!("SELECT version FROM {events} WHERE stream_id = $1 ORDER BY version DESC LIMIT 1"),
-            channel: format!("strata.{schema}.head"),
-        }
+            channel: schema.channel("head")?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("strata"), "\"strata\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 
     #[test]
     fn migrations_are_numbered_in_order_from_one() {

@@ -20,8 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use deadpool_postgres::{ClientWrapper, Object};
 use futures::try_join;
@@ -30,10 +29,11 @@ use tokio_postgres::types::ToSql;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{Shared, describe, from_db, is_connection_error, row_checksum, to_db};
+use super::{Shared, row_checksum};
 use crate::codec::to_bincode;
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
 use crate::error::StoreError;
+use crate::pg::{describe, from_db, is_connection_error, to_db, to_db_saturating};
 use crate::types::{AppendResult, EventId, StreamAppend, StreamId, from_micros, now_micros};
 
 /// Starts an append transaction. READ COMMITTED whatever the server's
@@ -54,10 +54,6 @@ type Answer = Result<Vec<AppendResult>, StoreError>;
 pub(super) struct Request {
     pub(super) appends: Vec<StreamAppend>,
     pub(super) reply: oneshot::Sender<Answer>,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn size(req: &Request) -> (usize, usize) {
@@ -98,7 +94,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, ma
             }
         }
         let answers = commit_group(&shared, &mut connection, &group).await;
-        shared.stats.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
+        shared.stats.answered(group.len() as u64);
         for (req, answer) in group.into_iter().zip(answers) {
             let _ = req.reply.send(answer);
         }
@@ -284,7 +280,6 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
         view.ids.insert((stream, id), entry);
     }
 
-    shared.stats.groups.fetch_add(1, Ordering::Relaxed);
     let mut stage = Stage::new(head + 1);
     let outcomes: Vec<Outcome> = group.iter().map(|req| stage.add(&mut view, &req.appends)).collect();
     debug!(
@@ -295,10 +290,7 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     );
 
     let judged = Instant::now();
-    shared
-        .stats
-        .apply_nanos
-        .fetch_add(nanos(judged - started), Ordering::Relaxed);
+    shared.stats.applied(judged - started);
     if stage.rows.positions.is_empty() {
         return match client.batch_execute("ROLLBACK").await {
             Ok(()) => Ok(outcomes),
@@ -312,7 +304,8 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     let payloads: Vec<&[u8]> = rows.payloads.iter().map(|p| &p[..]).collect();
     let metadata: Vec<&[u8]> = rows.metadata.iter().map(|m| &m[..]).collect();
     let recorded_at = vec![stage.recorded_at; rows.positions.len()];
-    let new_head_db = to_db(new_head);
+    // Checked when its event was staged.
+    let new_head_db = to_db_saturating(new_head);
     let insert_params: [&(dyn ToSql + Sync); 9] = [
         &rows.positions,
         &rows.streams,
@@ -334,10 +327,7 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     );
     match committed {
         Ok(_) => {
-            let stats = &shared.stats;
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.events.fetch_add(rows.positions.len() as u64, Ordering::Relaxed);
-            stats.sync_nanos.fetch_add(nanos(judged.elapsed()), Ordering::Relaxed);
+            shared.stats.committed(rows.positions.len() as u64, judged.elapsed());
             shared.advance_head(new_head);
             Ok(outcomes)
         }
@@ -426,7 +416,10 @@ impl<'a> Stage<'a> {
                     Ok(m) => m,
                     Err(e) => return Outcome::Decided(Err(e)),
                 };
-                let (p, v) = (to_db(position), to_db(version));
+                let (p, v) = match (to_db(position, "event position"), to_db(version, "stream version")) {
+                    (Ok(p), Ok(v)) => (p, v),
+                    (Err(e), _) | (_, Err(e)) => return Outcome::Decided(Err(e)),
+                };
                 let id = event.id.as_uuid();
                 rows.crcs.push(row_checksum(
                     p,

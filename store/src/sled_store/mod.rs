@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -18,35 +17,17 @@ use self::keys::{
     FORMAT, FORMAT_KEY, decode_id_value, decode_stream_value, event_key, event_key_position, id_key, stream_key,
     stream_key_version,
 };
-use self::writer::{Request, Syncer};
+use self::writer::Request;
 use crate::codec::{StoredEvent, from_bincode, unseal};
+use crate::commit_stats::{CommitCounters, CommitStats};
 use crate::decide::IdEntry;
+use crate::durability::{Durability, SledFiles};
 use crate::error::StoreError;
 use crate::limits::Limits;
 use crate::store::EventStore;
 use crate::subscription::EventSubscription;
+use crate::tables::{LocalTables, open_sled};
 use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId};
-
-/// What an acknowledged append survives. Every mode keeps appends atomic:
-/// after any crash an append is wholly there or wholly absent.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-pub enum Durability {
-    /// The default. An append returns after sled's `flush()` and an
-    /// `fdatasync` of sled's files: it survives a process crash, a kernel
-    /// crash and a power loss (given a disk that honours cache flushes).
-    /// Concurrent appends share one flush (group commit).
-    #[default]
-    Fsync,
-    /// An append returns after sled's `flush()`, which ends in
-    /// `sync_file_range`: the data reached the kernel and the disk was asked
-    /// to write it, but its write cache was not flushed. Survives a process
-    /// crash; a power loss or kernel crash may lose the latest appends.
-    Flush,
-    /// An append returns once it is in sled's memory; sled writes it out in
-    /// the background (every 500 ms). A process crash may lose the latest
-    /// appends. For benchmarks and tests.
-    Buffered,
-}
 
 /// How a [`SledStore`] is opened.
 #[derive(Clone, Debug)]
@@ -75,69 +56,6 @@ impl Default for SledOptions {
     }
 }
 
-/// Counters of the group commit since the store was opened: where an
-/// append's time goes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct CommitStats {
-    /// Flushes that made appends durable (one per commit of one or more
-    /// groups; in `Buffered` mode, publications without a flush).
-    pub commits: u64,
-    /// Groups the writer applied (each one sled batch).
-    pub groups: u64,
-    /// Appends answered by those commits (including refused ones).
-    pub appends: u64,
-    /// Events written.
-    pub events: u64,
-    /// Time the writer spent judging appends and applying batches.
-    pub apply_time: Duration,
-    /// Time the syncer spent in sled's `flush()` and `fdatasync`.
-    pub sync_time: Duration,
-}
-
-impl CommitStats {
-    /// Average events written per commit (per flush in the durable modes).
-    pub fn events_per_commit(&self) -> f64 {
-        if self.commits == 0 {
-            0.0
-        } else {
-            self.events as f64 / self.commits as f64
-        }
-    }
-
-    /// Average time of one flush (and fsync), zero before the first.
-    pub fn mean_sync_time(&self) -> Duration {
-        if self.commits == 0 {
-            Duration::ZERO
-        } else {
-            self.sync_time / self.commits as u32
-        }
-    }
-}
-
-#[derive(Default)]
-struct Stats {
-    commits: AtomicU64,
-    groups: AtomicU64,
-    appends: AtomicU64,
-    events: AtomicU64,
-    apply_nanos: AtomicU64,
-    sync_nanos: AtomicU64,
-}
-
-impl Stats {
-    fn record_apply(&self, took: Duration) {
-        self.groups.fetch_add(1, Ordering::Relaxed);
-        self.apply_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn record_commit(&self, appends: u64, events: u64, took: Duration) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.appends.fetch_add(appends, Ordering::Relaxed);
-        self.events.fetch_add(events, Ordering::Relaxed);
-        self.sync_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-    }
-}
-
 /// State shared by the store handles and the writer thread.
 struct Shared {
     tree: sled::Tree,
@@ -145,7 +63,7 @@ struct Shared {
     /// durability. Events above it are in flight and invisible.
     visible: AtomicU64,
     head: watch::Sender<u64>,
-    stats: Stats,
+    stats: CommitCounters,
     /// Set when a write or flush failed: the store takes no more appends.
     failure: Mutex<Option<String>>,
 }
@@ -212,9 +130,10 @@ struct Inner {
     tx: Option<mpsc::Sender<Request>>,
     threads: Vec<JoinHandle<()>>,
     db: sled::Db,
+    tables: LocalTables,
     path: PathBuf,
     options: SledOptions,
-    _lock: File,
+    _lock: Arc<File>,
 }
 
 impl Drop for Inner {
@@ -265,12 +184,7 @@ impl SledStore {
             Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
             Err(TryLockError::Error(e)) => return Err(StoreError::io("locking the store directory", e)),
         }
-        let config = sled::Config::new()
-            .path(&path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500));
-        let db = open_sled(&config)?;
+        let db = open_sled(&path, options.cache_capacity_bytes)?;
         let tree = db.open_tree("strata-log")?;
         match tree.get(FORMAT_KEY)? {
             Some(f) if f.as_ref() == FORMAT => {}
@@ -299,15 +213,17 @@ impl SledStore {
         };
         let syncer = match options.durability {
             Durability::Fsync => {
-                Some(Syncer::open(&path).map_err(|e| StoreError::io("opening sled's files for fsync", e))?)
+                Some(SledFiles::open(&path).map_err(|e| StoreError::io("opening sled's files for fsync", e))?)
             }
             _ => None,
         };
+        let lock = Arc::new(lock);
+        let tables = LocalTables::beside(db.clone(), &path, options.durability, lock.clone())?;
         let shared = Arc::new(Shared {
             tree,
             visible: AtomicU64::new(head),
             head: watch::Sender::new(head),
-            stats: Stats::default(),
+            stats: CommitCounters::default(),
             failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(options.queue_capacity);
@@ -337,6 +253,7 @@ impl SledStore {
                 tx: Some(tx),
                 threads,
                 db,
+                tables,
                 path,
                 options,
                 _lock: lock,
@@ -344,11 +261,19 @@ impl SledStore {
         })
     }
 
-    /// The sled database the log lives in, for read models and other state
-    /// that should sit beside the log (in trees of their own). The log's own
-    /// tree is named `strata-log`; do not write to it.
-    pub fn db(&self) -> &sled::Db {
-        &self.inner.db
+    /// The tables beside the log, for read models, idempotency records and
+    /// other state kept with it (see [`LocalTables`]). They share this
+    /// store's directory and [`Durability`].
+    pub fn tables(&self) -> LocalTables {
+        self.inner.tables.clone()
+    }
+
+    /// The log's own sled tree, for tests that damage records on purpose.
+    /// Not part of the API: its keys and values are the backend's private
+    /// format.
+    #[doc(hidden)]
+    pub fn log_tree_for_tests(&self) -> &sled::Tree {
+        self.tree()
     }
 
     /// The directory of the store.
@@ -363,15 +288,7 @@ impl SledStore {
 
     /// Group commit counters since the store was opened.
     pub fn commit_stats(&self) -> CommitStats {
-        let s = &self.inner.shared.stats;
-        CommitStats {
-            commits: s.commits.load(Ordering::Relaxed),
-            groups: s.groups.load(Ordering::Relaxed),
-            appends: s.appends.load(Ordering::Relaxed),
-            events: s.events.load(Ordering::Relaxed),
-            apply_time: Duration::from_nanos(s.apply_nanos.load(Ordering::Relaxed)),
-            sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
-        }
+        self.inner.shared.stats.snapshot()
     }
 
     fn tree(&self) -> &sled::Tree {
@@ -403,27 +320,6 @@ impl SledStore {
             });
         }
         Ok(event)
-    }
-}
-
-/// Opens sled, waiting a little while its own file lock is still held.
-///
-/// We hold `strata.lock`, so no other strata store has the directory; but
-/// sled 0.34 releases its lock on `db` only when the last of its background
-/// threads of a previous open in this process lets go of its files, which
-/// can be a moment after that store was dropped. Reopening at once (a
-/// restart in tests, or a service that closes and reopens) then failed now
-/// and then with "could not acquire lock".
-fn open_sled(config: &sled::Config) -> Result<sled::Db, StoreError> {
-    const WAIT: Duration = Duration::from_secs(5);
-    let started = std::time::Instant::now();
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && started.elapsed() < WAIT => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return Ok(other?),
-        }
     }
 }
 

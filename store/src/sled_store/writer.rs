@@ -18,11 +18,7 @@
 //! durable. If a write or a flush fails, the outcome of everything in flight
 //! is unknown: the store refuses further appends until it is reopened.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
@@ -30,10 +26,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug_span;
 
+use super::Shared;
 use super::keys::{id_key, id_value, stream_key, stream_value};
-use super::{Durability, Shared};
 use crate::codec::{StoredEvent, seal, to_bincode};
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
+use crate::durability::{Durability, SledFiles};
 use crate::error::StoreError;
 use crate::types::{AppendResult, EventId, StreamAppend, StreamId, now_micros};
 
@@ -124,7 +121,7 @@ pub(super) fn run_writer(
                 }
             }
         }
-        shared.stats.record_apply(started.elapsed());
+        shared.stats.applied(started.elapsed());
         let _ = synced.send(Applied {
             last_position,
             events: written,
@@ -147,7 +144,7 @@ fn fail_outcomes(outcomes: &mut [(Reply, Result<Vec<AppendResult>, StoreError>)]
 pub(super) fn run_syncer(
     shared: Arc<Shared>,
     applied: std_mpsc::Receiver<Applied>,
-    mut syncer: Option<Syncer>,
+    mut syncer: Option<SledFiles>,
     durability: Durability,
 ) {
     while let Ok(first) = applied.recv() {
@@ -162,7 +159,8 @@ pub(super) fn run_syncer(
                 Ok(()) if shared.failure().is_none() => {
                     let events = groups.iter().map(|g| g.events).sum();
                     let appends = groups.iter().map(|g| g.outcomes.len() as u64).sum();
-                    shared.stats.record_commit(appends, events, started.elapsed());
+                    shared.stats.committed(events, started.elapsed());
+                    shared.stats.answered(appends);
                     shared.publish(last);
                 }
                 Ok(()) => {
@@ -186,7 +184,7 @@ pub(super) fn run_syncer(
 }
 
 /// Makes everything applied so far as durable as `durability` asks.
-fn make_durable(tree: &sled::Tree, durability: Durability, syncer: Option<&mut Syncer>) -> Result<(), StoreError> {
+fn make_durable(tree: &sled::Tree, durability: Durability, syncer: Option<&mut SledFiles>) -> Result<(), StoreError> {
     match durability {
         Durability::Buffered => {}
         Durability::Flush => {
@@ -312,60 +310,5 @@ impl<'a> Commit<'a> {
     fn apply(self) -> Result<(), StoreError> {
         self.tree.apply_batch(self.batch)?;
         Ok(())
-    }
-}
-
-/// Makes what sled's `flush()` wrote survive a power loss.
-///
-/// sled 0.34's flush ends in `sync_file_range`, which does not flush the
-/// disk's write cache, and writes large values to files under `blobs/`
-/// without any sync. This `fdatasync`s those blob files (once each, and the
-/// directory when new ones appeared), then sled's main file.
-pub(super) struct Syncer {
-    db_file: File,
-    blobs: PathBuf,
-    synced: HashSet<OsString>,
-}
-
-impl Syncer {
-    pub(super) fn open(dir: &Path) -> io::Result<Syncer> {
-        let syncer = Syncer {
-            db_file: File::open(dir.join("db"))?,
-            blobs: dir.join("blobs"),
-            synced: HashSet::new(),
-        };
-        // The files sled created must be reachable after a power loss too.
-        File::open(dir)?.sync_all()?;
-        Ok(syncer)
-    }
-
-    pub(super) fn sync(&mut self) -> io::Result<()> {
-        match fs::read_dir(&self.blobs) {
-            Ok(entries) => {
-                let mut present = HashSet::new();
-                let mut new = false;
-                for entry in entries {
-                    let entry = entry?;
-                    let name = entry.file_name();
-                    if !self.synced.contains(&name) {
-                        match File::open(entry.path()) {
-                            Ok(f) => f.sync_data()?,
-                            // Collected by sled between the listing and the open.
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(e),
-                        }
-                        new = true;
-                    }
-                    present.insert(name);
-                }
-                if new {
-                    File::open(&self.blobs)?.sync_all()?;
-                }
-                self.synced = present;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        self.db_file.sync_data()
     }
 }
