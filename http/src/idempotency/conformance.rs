@@ -46,11 +46,13 @@ impl Runs<'_> {
     }
 }
 
-fn key(k: &str) -> Key {
+/// A key of the suite.
+pub(super) fn key(k: &str) -> Key {
     Key::parse(k.as_bytes()).unwrap()
 }
 
-fn response(records: &Records, fingerprint: Fingerprint, body: &str) -> StoredResponse {
+/// A response of `records`' run to a request with `fingerprint`.
+pub(super) fn response(records: &Records, fingerprint: Fingerprint, body: &str) -> StoredResponse {
     records.rules().response(
         fingerprint,
         axum::http::StatusCode::CREATED,
@@ -59,7 +61,49 @@ fn response(records: &Records, fingerprint: Fingerprint, body: &str) -> StoredRe
     )
 }
 
-const PROCEED: Begin = Begin::Proceed { after_crash: false };
+/// A claim of a free key.
+pub(super) const PROCEED: Begin = Begin::Proceed { after_crash: false };
+
+/// `rounds` times, 8 claims of a new key at once, spread over `processes`:
+/// exactly one runs, the others find it in flight.
+pub(super) async fn race(processes: &[Records], rounds: usize) {
+    for round in 0..rounds {
+        let k = key(&format!("race-{round}"));
+        let claims: Vec<_> = (0..8)
+            .map(|i| {
+                let (records, k) = (processes[i % processes.len()].clone(), k.clone());
+                tokio::spawn(async move { records.begin(&k, Fingerprint::test(9)).await.unwrap() })
+            })
+            .collect();
+        let mut proceeded = 0;
+        for claim in claims {
+            match claim.await.unwrap() {
+                Begin::Proceed { after_crash: false } => proceeded += 1,
+                Begin::InFlight => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(proceeded, 1, "round {round}: exactly one claim runs");
+    }
+}
+
+/// The first answer to claims of `k` that is not "in flight": a dead
+/// run's marker stops blocking its key once the backend learns the run is
+/// gone (at once in sled; when its connection closes on PostgreSQL).
+pub(super) async fn once_not_in_flight(records: &Records, k: &Key, fingerprint: Fingerprint) -> Begin {
+    let answer = std::sync::Mutex::new(None);
+    until_async("the dead run's marker to stop blocking its key", || async {
+        match records.begin(k, fingerprint).await.unwrap() {
+            Begin::InFlight => false,
+            other => {
+                *answer.lock().unwrap() = Some(other);
+                true
+            }
+        }
+    })
+    .await;
+    answer.into_inner().unwrap().expect("an answer")
+}
 
 /// Claim, complete, replay: one run, then the stored answer, to the same
 /// request only.
@@ -87,24 +131,7 @@ pub(super) async fn concurrent_claims_are_in_flight(place: &dyn Place) {
     let f = Fingerprint::test(1);
     assert_eq!(ids.begin(&key("k"), f).await.unwrap(), PROCEED);
     assert_eq!(ids.begin(&key("k"), f).await.unwrap(), Begin::InFlight);
-    for round in 0..10 {
-        let k = key(&format!("race-{round}"));
-        let claims: Vec<_> = (0..8)
-            .map(|_| {
-                let (ids, k) = (ids.clone(), k.clone());
-                tokio::spawn(async move { ids.begin(&k, f).await.unwrap() })
-            })
-            .collect();
-        let mut proceeded = 0;
-        for claim in claims {
-            match claim.await.unwrap() {
-                Begin::Proceed { after_crash: false } => proceeded += 1,
-                Begin::InFlight => {}
-                other => panic!("round {round}: {other:?}"),
-            }
-        }
-        assert_eq!(proceeded, 1, "round {round}: exactly one claim runs");
-    }
+    race(&[ids], 10).await;
 }
 
 /// The same key with another payload is a mismatch, in flight and done;
@@ -195,20 +222,10 @@ pub(super) async fn a_dead_runs_marker_is_recovered(place: &dyn Place) {
         }
     } // the process ends: dropped, never completed or released
     let ids = runs.start().await;
-    // On a shared database the dead run's liveness lock is released when
-    // its connection closes, a moment after the drop.
-    let first = std::sync::Mutex::new(None);
-    until_async("the dead run's marker to stop blocking its key", || async {
-        match ids.begin(&key("crashed"), f).await.unwrap() {
-            Begin::InFlight => false,
-            answer => {
-                *first.lock().unwrap() = Some(answer);
-                true
-            }
-        }
-    })
-    .await;
-    assert_eq!(first.into_inner().unwrap(), Some(Begin::Proceed { after_crash: true }));
+    assert_eq!(
+        once_not_in_flight(&ids, &key("crashed"), f).await,
+        Begin::Proceed { after_crash: true }
+    );
     assert_eq!(
         ids.begin(&key("crashed"), f).await.unwrap(),
         Begin::InFlight,

@@ -289,6 +289,7 @@ mod tests {
 
     use super::*;
     use crate::idempotency::backend::Records;
+    use crate::idempotency::conformance::{PROCEED, key, once_not_in_flight, race, response};
     use crate::idempotency::middleware::retry_complete;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -300,18 +301,6 @@ mod tests {
         let records = PgRecords::open(&store, rules.boot()).await.unwrap();
         Records::new(rules, Arc::new(records))
     }
-
-    fn key(k: &str) -> Key {
-        Key::parse(k.as_bytes()).unwrap()
-    }
-
-    fn response(records: &Records, f: Fingerprint) -> StoredResponse {
-        records
-            .rules()
-            .response(f, axum::http::StatusCode::OK, vec![], b"{}".to_vec())
-    }
-
-    const PROCEED: Begin = Begin::Proceed { after_crash: false };
 
     /// Two processes on one database: a key in flight in one is 409 in the
     /// other (422 with another payload), its answer is replayed by both;
@@ -327,7 +316,7 @@ mod tests {
         assert_eq!(a.begin(&k, f).await.unwrap(), PROCEED);
         assert_eq!(b.begin(&k, f).await.unwrap(), Begin::InFlight);
         assert_eq!(b.begin(&k, g).await.unwrap(), Begin::Mismatch);
-        let stored = response(&a, f);
+        let stored = response(&a, f, "{}");
         a.complete(&k, &stored).await.unwrap();
         assert_eq!(b.begin(&k, f).await.unwrap(), Begin::Replay(stored.clone()));
         assert_eq!(a.begin(&k, f).await.unwrap(), Begin::Replay(stored));
@@ -335,18 +324,10 @@ mod tests {
         let dies = key("dies");
         assert_eq!(a.begin(&dies, f).await.unwrap(), PROCEED);
         drop(a); // the process ends: its liveness lock goes with its connection
-        let answer = std::sync::Mutex::new(None);
-        until_async("the dead process's marker to stop blocking", || async {
-            match b.begin(&dies, f).await.unwrap() {
-                Begin::InFlight => false,
-                other => {
-                    *answer.lock().unwrap() = Some(other);
-                    true
-                }
-            }
-        })
-        .await;
-        assert_eq!(answer.into_inner().unwrap(), Some(Begin::Proceed { after_crash: true }));
+        assert_eq!(
+            once_not_in_flight(&b, &dies, f).await,
+            Begin::Proceed { after_crash: true }
+        );
         assert_eq!(b.begin(&dies, f).await.unwrap(), Begin::InFlight, "now b's own marker");
         assert_eq!(b.begin(&dies, g).await.unwrap(), Begin::Mismatch);
     }
@@ -376,9 +357,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(replaced, 1);
-        a.complete(&k, &response(&a, f)).await.unwrap();
+        a.complete(&k, &response(&a, f, "{}")).await.unwrap();
         assert_eq!(b.begin(&k, f).await.unwrap(), Begin::InFlight, "still b's claim");
-        let stored = response(&b, f);
+        let stored = response(&b, f, "{}");
         b.complete(&k, &stored).await.unwrap();
         assert_eq!(a.begin(&k, f).await.unwrap(), Begin::Replay(stored), "b's answer");
     }
@@ -405,7 +386,7 @@ mod tests {
             .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
             .await
             .unwrap();
-        let stored = response(&ids, f);
+        let stored = response(&ids, f, "{}");
         assert!(ids.complete(&late, &stored).await.is_err(), "the table is out of reach");
 
         let stopping = tokio_util::sync::CancellationToken::new();
@@ -459,25 +440,7 @@ mod tests {
     #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn concurrent_claims_across_processes_let_exactly_one_run() {
         let db = TestDatabase::new();
-        let processes = [open(&db, "a").await, open(&db, "b").await];
-        for round in 0..20 {
-            let k = key(&format!("race-{round}"));
-            let tasks: Vec<_> = (0..8)
-                .map(|i| {
-                    let (records, k) = (processes[i % 2].clone(), k.clone());
-                    tokio::spawn(async move { records.begin(&k, Fingerprint::test(9)).await.unwrap() })
-                })
-                .collect();
-            let mut proceeded = 0;
-            for t in tasks {
-                match t.await.unwrap() {
-                    Begin::Proceed { after_crash: false } => proceeded += 1,
-                    Begin::InFlight => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            assert_eq!(proceeded, 1, "round {round}");
-        }
+        race(&[open(&db, "a").await, open(&db, "b").await], 20).await;
     }
 
     /// The purge of one process removes another's expired markers but not
