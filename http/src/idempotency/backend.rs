@@ -37,10 +37,12 @@ pub(crate) trait RecordStore: Send + Sync + 'static {
     async fn claim(&self, rules: &Rules, key: &Key, fingerprint: Fingerprint) -> Result<Begin, StoreError>;
 
     /// Replaces this run's in-flight marker under `key` with `response`,
-    /// durably when it returns; true when it did. When the key no longer
-    /// holds this run's marker (taken over by another process that took
-    /// this run for dead, or purged), nothing is written and it is false:
-    /// whoever holds the key now is not overwritten by a late answer.
+    /// durably when it returns; true when it did, or when the key already
+    /// holds this very response (a completion retried after a failure whose
+    /// write may have landed is made durable again). When the key holds
+    /// anything else (another run took it over, taking this one for dead,
+    /// or it was purged), nothing is written and it is false: whoever holds
+    /// the key now is not overwritten by a late answer.
     async fn complete(&self, rules: &Rules, key: &Key, response: &StoredResponse) -> Result<bool, StoreError>;
 
     /// Removes this run's in-flight marker under `key`, if it is there.
@@ -77,16 +79,17 @@ impl Records {
     }
 
     /// Replaces this run's marker with the response; durable when this
-    /// returns. A key that this run no longer holds is logged and left as
-    /// it is (see [`RecordStore::complete`]).
-    pub(crate) async fn complete(&self, key: &Key, response: &StoredResponse) -> Result<(), StoreError> {
-        if !self.store.complete(&self.rules, key, response).await? {
+    /// returns; true when recorded. A key that this run no longer holds is
+    /// logged and left as it is, false (see [`RecordStore::complete`]).
+    pub(crate) async fn complete(&self, key: &Key, response: &StoredResponse) -> Result<bool, StoreError> {
+        let recorded = self.store.complete(&self.rules, key, response).await?;
+        if !recorded {
             warn!(
                 key = key.as_str(),
                 "idempotency key no longer held by this process (taken over while its liveness lock was lost, or purged); its response is not recorded"
             );
         }
-        Ok(())
+        Ok(recorded)
     }
 
     /// Removes this run's marker (the request failed without an answer

@@ -153,8 +153,7 @@ pub(super) async fn another_payload_is_a_mismatch(place: &dyn Place) {
     assert_eq!(ids.begin(&k, f).await.unwrap(), Begin::Replay(stored));
 }
 
-/// An abandoned key is free for any request; completing a key this run
-/// does not hold records nothing.
+/// An abandoned key is free for any request.
 pub(super) async fn released_keys_are_free(place: &dyn Place) {
     let runs = Runs::new(place);
     let ids = runs.start().await;
@@ -164,8 +163,27 @@ pub(super) async fn released_keys_are_free(place: &dyn Place) {
     assert_eq!(ids.begin(&k, g).await.unwrap(), PROCEED, "an abandoned key is free");
     ids.abandon(&k).await;
     ids.abandon(&k).await; // nothing to release: no error
+    assert_eq!(ids.begin(&k, f).await.unwrap(), PROCEED);
+}
+
+/// A completion retried (its first attempt failed, maybe after writing)
+/// records the same response again; another answer, or one for a key this
+/// run does not hold, records nothing.
+pub(super) async fn completions_are_idempotent(place: &dyn Place) {
+    let runs = Runs::new(place);
+    let ids = runs.start().await;
+    let (k, f) = (key("k"), Fingerprint::test(1));
+    assert_eq!(ids.begin(&k, f).await.unwrap(), PROCEED);
+    let stored = response(&ids, f, "first");
+    assert!(ids.complete(&k, &stored).await.unwrap());
+    assert!(ids.complete(&k, &stored).await.unwrap(), "the same response again");
+    assert!(
+        !ids.complete(&k, &response(&ids, f, "second")).await.unwrap(),
+        "another answer does not overwrite the first"
+    );
+    assert_eq!(ids.begin(&k, f).await.unwrap(), Begin::Replay(stored));
     let never = key("never-claimed");
-    ids.complete(&never, &response(&ids, f, "late")).await.unwrap();
+    assert!(!ids.complete(&never, &response(&ids, f, "late")).await.unwrap());
     assert_eq!(
         ids.begin(&never, f).await.unwrap(),
         PROCEED,
@@ -282,6 +300,7 @@ macro_rules! conformance_suite {
             concurrent_claims_are_in_flight,
             another_payload_is_a_mismatch,
             released_keys_are_free,
+            completions_are_idempotent,
             retention_expires_records,
             a_dead_runs_marker_is_recovered,
             records_survive_a_restart,

@@ -31,19 +31,24 @@ impl SledRecords {
         })
     }
 
-    /// Replaces this run's marker under `key` with `new`; false when the
-    /// key holds something else.
+    /// Replaces this run's marker under `key` with `new`; true when it did
+    /// or when the key already holds `new`, false when it holds anything
+    /// else.
     fn replace_marker(&self, rules: &Rules, key: &Key, new: Option<Vec<u8>>) -> Result<bool, StoreError> {
         loop {
-            let Some(current) = self.tree.get(key.as_str())? else {
+            let current = self.tree.get(key.as_str())?;
+            if current.as_deref() == new.as_deref() {
+                return Ok(true);
+            }
+            let Some(bytes) = current else {
                 return Ok(false);
             };
-            if !Record::decode(key.as_str(), &current)?.is_marker_of(rules.boot()) {
+            if !Record::decode(key.as_str(), &bytes)?.is_marker_of(rules.boot()) {
                 return Ok(false);
             }
             if self
                 .tree
-                .compare_and_swap(key.as_str(), Some(current), new.clone())?
+                .compare_and_swap(key.as_str(), Some(bytes), new.clone())?
                 .is_ok()
             {
                 return Ok(true);

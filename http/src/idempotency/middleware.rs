@@ -221,7 +221,8 @@ pub(crate) async fn retry_complete(
             _ = stopping.cancelled() => true,
         };
         match records.complete(key, &response).await {
-            Ok(()) => {
+            // Not held any more: another run has the key; nothing to retry.
+            Ok(_) => {
                 tracing::info!(key = key.as_str(), "recorded an idempotency key on a later attempt");
                 return true;
             }

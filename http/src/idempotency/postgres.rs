@@ -67,9 +67,10 @@ const HOLDER_GONE: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1,
 /// Writes this run's marker over a locked row.
 const REPLACE: &str =
     "UPDATE {schema}.http_idempotency SET record = $2, done = false, boot = $3, at_ms = $4 WHERE key = $1";
-/// Replaces this run's marker (`$4`) with the response `$2` of time `$3`.
+/// Replaces this run's marker (`$4`) with the response `$2` of time `$3`
+/// (or finds that response there already: a retried completion).
 const COMPLETE: &str = "UPDATE {schema}.http_idempotency SET record = $2, done = true, boot = NULL, at_ms = $3 \
-                        WHERE key = $1 AND NOT done AND boot = $4";
+                        WHERE key = $1 AND ((NOT done AND boot = $4) OR (done AND record = $2))";
 /// Removes this run's marker.
 const RELEASE: &str = "DELETE FROM {schema}.http_idempotency WHERE key = $1 AND NOT done AND boot = $2";
 /// Removes responses and other runs' markers older than `$1`.
