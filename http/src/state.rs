@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use strata_aggregates::Repository;
+use strata_aggregates::domain::document::DocumentService;
 use strata_aggregates::domain::order::Order;
 use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn EventStore>,
     pub service: OrderService,
+    /// Collections and documents.
+    pub documents: Arc<DocumentService>,
     pub projections: Arc<Projections>,
     pub idempotency: Records,
     pub metrics: Arc<Metrics>,
@@ -77,6 +80,9 @@ impl AppState {
         }
         AppState {
             service: OrderService::from_repositories(orders, stock),
+            documents: Arc::new(
+                DocumentService::new(store.clone()).with_conflict_event_limit(config.conflict_event_limit),
+            ),
             projections: Arc::new(projections),
             idempotency,
             metrics: Arc::new(Metrics::new()),
@@ -108,6 +114,12 @@ impl FromRef<Shared> for Arc<dyn EventStore> {
 impl FromRef<Shared> for OrderService {
     fn from_ref(s: &Shared) -> Self {
         s.service.clone()
+    }
+}
+
+impl FromRef<Shared> for Arc<DocumentService> {
+    fn from_ref(s: &Shared) -> Self {
+        s.documents.clone()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, Data, TestServer};
 use serde_json::json;
-use strata_http::{Config, LoadTestOptions, run_load_test};
+use strata_http::Config;
 use strata_store::{Direction, EventStore, StreamId};
 use strata_testkit::STALL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -161,34 +161,6 @@ async fn a_request_that_never_finishes_does_not_hold_the_shutdown(backend: Backe
     data.open_log().await;
 }
 
-async fn sixteen_clients_on_one_hot_item_lose_no_update(backend: Backend) {
-    let data = Data::new(backend);
-    let s = TestServer::on(&data, Config::default()).await;
-    let report = run_load_test(LoadTestOptions {
-        url: s.url.clone(),
-        clients: 16,
-        duration: Duration::from_secs(3),
-        resources: 1,
-        idempotency_keys: true,
-        ..LoadTestOptions::default()
-    })
-    .await
-    .expect("load test");
-    assert!(report.acknowledged > 0, "{report}");
-    assert!(report.conflicts > 0, "16 writers on one item conflict: {report}");
-    assert_eq!(report.lost_updates(), 0, "{report}");
-    assert_eq!(report.phantom_updates(), 0, "{report}");
-    assert_eq!((report.errors, report.unknown_outcomes), (0, 0), "{report}");
-    assert_eq!(report.observed_on_hand, report.acknowledged, "{report}");
-    let metrics = s.get("/metrics").await.text;
-    assert!(
-        metrics
-            .contains("strata_http_conflicts_total{route=\"/stock/{sku}/adjust\",problem=\"wrong-expected-version\"}"),
-        "conflicts are counted per route"
-    );
-    s.finish().await;
-}
-
 async fn the_log_shows_json_payloads_as_data_and_others_as_base64(backend: Backend) {
     let data = Data::new(backend);
     {
@@ -222,6 +194,5 @@ on_both_backends!(
     a_write_position_lets_a_client_read_its_own_writes,
     shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged,
     a_request_that_never_finishes_does_not_hold_the_shutdown,
-    sixteen_clients_on_one_hot_item_lose_no_update,
     the_log_shows_json_payloads_as_data_and_others_as_base64,
 );

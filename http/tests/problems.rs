@@ -181,6 +181,44 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
         "unsupported-media-type",
     );
 
+    // The document routes' own problems.
+    s.put("/collections/users", json!({"unique": ["email"]}), &[]).await;
+    let p = seen.expect(
+        s.put("/collections/users", json!({}), &[]).await,
+        409,
+        "declaration-conflict",
+    );
+    assert_eq!(p["declared"], json!([{"field": "/email", "case_insensitive": false}]));
+    assert_eq!(s.put("/docs/users/1", json!({"email": "a@x"}), &[]).await.status, 201);
+    let p = seen.expect(
+        s.put("/docs/users/2", json!({"email": "a@x"}), &[]).await,
+        409,
+        "unique-violation",
+    );
+    assert_eq!((p["field"].as_str(), p["holder"].as_str()), (Some("/email"), Some("1")));
+    seen.expect(
+        s.json_patch(
+            "/docs/users/1",
+            json!([{"op": "test", "path": "/email", "value": "b"}]),
+            &[],
+        )
+        .await,
+        409,
+        "patch-failed",
+    );
+    seen.expect(
+        s.put(
+            "/docs/users/1",
+            json!({"email": "a@x"}),
+            &[("If-Unmodified-Since", "soon")],
+        )
+        .await,
+        400,
+        "invalid-precondition",
+    );
+    assert_eq!(s.delete("/docs/users/1", &[]).await.status, 200);
+    seen.expect(s.get("/docs/users/1").await, 404, "document-deleted");
+
     // 503: a read model that cannot reach the position within the wait.
     let lagging = s
         .get(&format!("/views/stock?min_position={}", s.head().await + 1000))

@@ -84,8 +84,9 @@ pub(crate) fn parse_key(headers: &HeaderMap) -> Result<Option<Key>, HttpError> {
 }
 
 /// What makes two requests with one key the same request: a SHA-256 of
-/// the method, path and query, the preconditions, the content type and
-/// the body.
+/// the method, path and query, the preconditions (with the document
+/// routes' `If-Unmodified-Since`, `Strata-Merge-Base` and `Strata-Actor`
+/// when present), the content type and the body.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub(crate) struct Fingerprint([u8; 32]);
 
@@ -101,6 +102,19 @@ impl Fingerprint {
             for v in headers.get_all(name) {
                 h.update(v.as_bytes());
                 h.update([1]);
+            }
+        }
+        // Headers only the document routes read, hashed only when present, so
+        // the fingerprints of requests without them are those of earlier versions.
+        for name in ["if-unmodified-since", "strata-merge-base", "strata-actor"] {
+            let mut values = headers.get_all(name).iter().peekable();
+            if values.peek().is_some() {
+                h.update([2]);
+                h.update(name.as_bytes());
+                for v in values {
+                    h.update([1]);
+                    h.update(v.as_bytes());
+                }
             }
         }
         h.update([0]);

@@ -1,5 +1,6 @@
 //! The handlers, one module per resource, and what they share.
 
+pub(crate) mod documents;
 pub(crate) mod meta;
 pub(crate) mod orders;
 pub(crate) mod stock;
@@ -13,6 +14,7 @@ use axum::extract::FromRef;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use strata_aggregates::domain::document::DocumentService;
 use strata_aggregates::domain::service::OrderService;
 use strata_projections::Projections;
 use strata_store::{Direction, EventStore, MAX_STREAM_ID_BYTES, Metadata, RecordedEvent, StreamId};
@@ -43,6 +45,29 @@ where
             config: FromRef::from_ref(state),
             store: FromRef::from_ref(state),
             service: FromRef::from_ref(state),
+        }
+    }
+}
+
+/// What the document routes use: the document service, the log (to find
+/// a write that landed before a crash), the configuration.
+pub(crate) struct Documents {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn EventStore>,
+    pub documents: Arc<DocumentService>,
+}
+
+impl<S: Send + Sync> FromRef<S> for Documents
+where
+    Arc<Config>: FromRef<S>,
+    Arc<dyn EventStore>: FromRef<S>,
+    Arc<DocumentService>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Documents {
+        Documents {
+            config: FromRef::from_ref(state),
+            store: FromRef::from_ref(state),
+            documents: FromRef::from_ref(state),
         }
     }
 }

@@ -298,6 +298,7 @@ pub(crate) struct PageQuery {
     /// The first version to read (default 1).
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

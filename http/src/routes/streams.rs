@@ -22,7 +22,10 @@ use crate::problem::Problem;
 /// Whether the generic log API refuses to write `stream`: the domain's
 /// streams (their read models are strict) and system streams.
 pub fn is_reserved_stream(stream: &str) -> bool {
-    stream.starts_with("order-") || stream.starts_with("stock-") || stream.starts_with('$')
+    ["order-", "stock-", "doc-", "collection-", "unique-"]
+        .iter()
+        .any(|prefix| stream.starts_with(prefix))
+        || stream.starts_with('$')
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, HttpError> {
@@ -38,8 +41,10 @@ pub(crate) struct ReadQuery {
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000; a page also
     /// ends before its payloads pass 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `forward` (default) or `backward`.
+    #[param(pattern = "^(forward|backward)$")]
     direction: Option<String>,
 }
 

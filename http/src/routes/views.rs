@@ -46,6 +46,7 @@ pub(crate) struct OrdersQuery {
     /// Only the orders of this customer.
     customer: Option<String>,
     /// The most orders to return (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next` of the previous page: only orders with a greater id.
     after: Option<String>,
@@ -117,6 +118,7 @@ pub(crate) struct StockQuery {
     /// Only items with at most this many units available, fewest first.
     low: Option<i64>,
     /// The most items to return (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next` of the previous page: a SKU (only greater SKUs follow),
     /// or with `low` `<available>:<sku>`.

@@ -165,6 +165,56 @@ impl TestServer {
         2
     }
 
+    /// Any request: method, path, an optional body with its content type, headers.
+    pub async fn req(&self, method: &str, path: &str, body: Option<(&str, String)>, headers: &[(&str, &str)]) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some((content_type, body)) = body {
+            req = req.header("content-type", content_type).body(body);
+        }
+        self.send(with_headers(req, headers)).await
+    }
+
+    /// `PUT` of a JSON body.
+    pub async fn put(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.req("PUT", path, Some(("application/json", body.to_string())), headers)
+            .await
+    }
+
+    /// `PATCH` with a merge patch (RFC 7396).
+    pub async fn merge_patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.req(
+            "PATCH",
+            path,
+            Some(("application/merge-patch+json", body.to_string())),
+            headers,
+        )
+        .await
+    }
+
+    /// `PATCH` with a JSON Patch (RFC 6902).
+    pub async fn json_patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.req(
+            "PATCH",
+            path,
+            Some(("application/json-patch+json", body.to_string())),
+            headers,
+        )
+        .await
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.req("DELETE", path, None, headers).await
+    }
+
+    /// Declares a collection (201 or 200).
+    pub async fn collection(&self, name: &str, declaration: Value) -> Resp {
+        let r = self.put(&format!("/collections/{name}"), declaration, &[]).await;
+        assert!(r.status == 201 || r.status == 200, "{}", r.text);
+        r
+    }
+
     /// Checks that every request this server answered (by method, route
     /// template and status, from /metrics) is described by /openapi.json,
     /// then shuts the server down.
@@ -278,9 +328,24 @@ impl Data {
 
 /// Instantiates tests written as `async fn name(backend: Backend)` once
 /// per backend: `sled::name`, and `postgres::name`, ignored unless built
-/// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`).
+/// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`). The sled
+/// tests run on tokio's default test runtime, the PostgreSQL ones on two
+/// worker threads; `on_both_backends!(workers = 4; name, ...)` runs both on
+/// that many.
 #[macro_export]
 macro_rules! on_both_backends {
+    (workers = $workers:literal; $($name:ident),* $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sled).await
+                }
+            )*
+        }
+
+        $crate::on_both_backends!(@postgres $workers; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
         mod sled {
             $(
@@ -291,9 +356,12 @@ macro_rules! on_both_backends {
             )*
         }
 
+        $crate::on_both_backends!(@postgres 2; $($name),*);
+    };
+    (@postgres $workers:literal; $($name:ident),*) => {
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
                 #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
                 async fn $name() {
                     super::$name($crate::common::Backend::Postgres).await

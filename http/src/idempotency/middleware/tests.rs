@@ -10,27 +10,36 @@ use strata_store::{Direction, EventStore, SledStore, StreamId};
 use crate::idempotency::rules::{Boot, Fingerprint, Record};
 use crate::{Config, IDEMPOTENCY_REPLAYED, Server};
 
-/// What the test needs of a backend: a server on it, its log, and a way to
-/// leave a dead run's marker under a key.
+/// What the tests need of a backend: its log, and a way to leave a dead
+/// run's marker under a key.
 trait Backend {
     fn log(&self) -> Arc<dyn EventStore>;
-    async fn forge(&self, key: &str, marker: &Record);
+    async fn put_record(&self, key: &str, marker: &Record);
 }
 
-struct Sled(SledStore);
-
-impl Backend for Sled {
-    fn log(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.0.clone())
-    }
-
-    async fn forge(&self, key: &str, marker: &Record) {
-        let tree = self.0.tables().open_tree(crate::idempotency::local::TREE).unwrap();
-        tree.insert(key, marker.encode().unwrap()).unwrap();
-    }
+/// Forges the state a crash leaves: the keyed write's event is the last of
+/// `stream`, and `key` holds an in-flight marker of a dead run with that
+/// write's fingerprint (read back from the event's metadata).
+async fn forge_dead_marker(backend: &impl Backend, stream: &StreamId, key: &str) {
+    let last = backend
+        .log()
+        .read_stream(stream, u64::MAX, Direction::Backward, 1)
+        .await
+        .unwrap();
+    let hex = &last[0].metadata.extra["http.idempotency_fingerprint"];
+    let marker = Record::InFlight {
+        fingerprint: Fingerprint::from_hex(hex).unwrap(),
+        boot: Boot::test(7),
+        started_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    };
+    backend.put_record(key, &marker).await;
 }
 
-async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice(server: Server, backend: impl Backend) {
+/// A stock receipt without `If-Match`: applied twice it would count twice.
+async fn a_retried_receipt_is_not_applied_twice(server: Server, backend: impl Backend) {
     let http = reqwest::Client::new();
     let url = server.url();
     let r = http
@@ -48,24 +57,8 @@ async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice(server: Se
     let first = receive().send().await.unwrap();
     assert_eq!(first.status(), 200);
 
-    // Forge the state a crash would leave: the event is in the log, the
-    // key holds an in-flight marker of a dead run with its fingerprint.
-    let store = backend.log();
     let stream = StreamId::new("stock-tea").unwrap();
-    let last = store
-        .read_stream(&stream, u64::MAX, Direction::Backward, 1)
-        .await
-        .unwrap();
-    let hex = &last[0].metadata.extra["http.idempotency_fingerprint"];
-    let marker = Record::InFlight {
-        fingerprint: Fingerprint::from_hex(hex).unwrap(),
-        boot: Boot::test(7),
-        started_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    };
-    backend.forge("crash-1", &marker).await;
+    forge_dead_marker(&backend, &stream, "crash-1").await;
 
     let retry = receive().send().await.unwrap();
     assert_eq!(retry.status(), 200);
@@ -73,7 +66,7 @@ async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice(server: Se
     let view: serde_json::Value = retry.json().await.unwrap();
     assert_eq!(view["on_hand"], 4, "received once, not twice");
     assert_eq!(
-        store.stream_version(&stream).await.unwrap(),
+        backend.log().stream_version(&stream).await.unwrap(),
         2,
         "nothing appended by the retry"
     );
@@ -83,13 +76,77 @@ async fn a_retry_after_a_crash_before_the_record_does_not_apply_twice(server: Se
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn on_sled() {
+/// The same on a document: a keyed PUT that landed before its record is
+/// answered from the document, not applied again (which would append a
+/// second version, or refuse a create-only write that in fact succeeded).
+async fn a_retried_document_write_is_not_applied_twice(server: Server, backend: impl Backend) {
+    let http = reqwest::Client::new();
+    let url = server.url();
+    let r = http
+        .put(format!("{url}/collections/items"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let create = || {
+        http.put(format!("{url}/docs/items/1"))
+            .header("idempotency-key", "doc-crash-1")
+            .header("if-none-match", "*")
+            .json(&serde_json::json!({"n": 1}))
+    };
+    assert_eq!(create().send().await.unwrap().status(), 201);
+
+    let stream = StreamId::new("doc-items/1").unwrap();
+    forge_dead_marker(&backend, &stream, "doc-crash-1").await;
+
+    let retry = create().send().await.unwrap();
+    assert_eq!(retry.status(), 201, "the create's own answer, not already-exists");
+    assert_eq!(retry.headers()[IDEMPOTENCY_REPLAYED], "true");
+    assert_eq!(retry.headers()["etag"], "\"1\"");
+    assert_eq!(
+        backend.log().stream_version(&stream).await.unwrap(),
+        1,
+        "nothing appended by the retry"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// The store, and its directory (removed when the test ends).
+struct Sled {
+    store: SledStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend for Sled {
+    fn log(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    async fn put_record(&self, key: &str, marker: &Record) {
+        let tree = self.store.tables().open_tree(crate::idempotency::local::TREE).unwrap();
+        tree.insert(key, marker.encode().unwrap()).unwrap();
+    }
+}
+
+async fn on_sled() -> (Server, Sled) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::serve(store.clone(), listener, Config::default()).await.unwrap();
-    a_retry_after_a_crash_before_the_record_does_not_apply_twice(server, Sled(store)).await;
+    (server, Sled { store, _dir: dir })
+}
+
+#[tokio::test]
+async fn a_retried_receipt_on_sled() {
+    let (server, backend) = on_sled().await;
+    a_retried_receipt_is_not_applied_twice(server, backend).await;
+}
+
+#[tokio::test]
+async fn a_retried_document_write_on_sled() {
+    let (server, backend) = on_sled().await;
+    a_retried_document_write_is_not_applied_twice(server, backend).await;
 }
 
 #[cfg(feature = "postgres")]
@@ -107,7 +164,7 @@ mod postgres {
             Arc::new(self.1.clone())
         }
 
-        async fn forge(&self, key: &str, marker: &Record) {
+        async fn put_record(&self, key: &str, marker: &Record) {
             let Record::InFlight { boot, .. } = marker else {
                 unreachable!("a marker")
             };
@@ -125,9 +182,7 @@ mod postgres {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
-    async fn on_postgres() {
+    async fn on_postgres() -> (Server, Pg) {
         let db = TestDatabase::new();
         let mut options = db.options("server");
         options.pool_size = 16;
@@ -136,6 +191,20 @@ mod postgres {
         let server = Server::serve_postgres(store.clone(), listener, Config::default())
             .await
             .unwrap();
-        a_retry_after_a_crash_before_the_record_does_not_apply_twice(server, Pg(db, store)).await;
+        (server, Pg(db, store))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+    async fn a_retried_receipt_on_postgres() {
+        let (server, backend) = on_postgres().await;
+        a_retried_receipt_is_not_applied_twice(server, backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+    async fn a_retried_document_write_on_postgres() {
+        let (server, backend) = on_postgres().await;
+        a_retried_document_write_is_not_applied_twice(server, backend).await;
     }
 }

@@ -59,6 +59,11 @@ fn the_fingerprint_covers_method_target_preconditions_and_body() {
     with_if_match.insert(header::IF_MATCH, HeaderValue::from_static("\"1\""));
     let mut with_type = HeaderMap::new();
     with_type.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let with = |name: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static("1"));
+        h
+    };
     let base = Fingerprint::of(&Method::POST, "/a", &none, b"{}");
     assert_eq!(base, Fingerprint::of(&Method::POST, "/a", &none, b"{}"));
     for other in [
@@ -68,6 +73,9 @@ fn the_fingerprint_covers_method_target_preconditions_and_body() {
         Fingerprint::of(&Method::POST, "/a", &none, b"{ }"),
         Fingerprint::of(&Method::POST, "/a", &with_if_match, b"{}"),
         Fingerprint::of(&Method::POST, "/a", &with_type, b"{}"),
+        Fingerprint::of(&Method::POST, "/a", &with("if-unmodified-since"), b"{}"),
+        Fingerprint::of(&Method::POST, "/a", &with("strata-merge-base"), b"{}"),
+        Fingerprint::of(&Method::POST, "/a", &with("strata-actor"), b"{}"),
     ] {
         assert_ne!(base, other);
     }
