@@ -2,7 +2,9 @@
 //! database: `strata loadtest` against both at once finds no lost update;
 //! an Idempotency-Key used in one is replayed by the other; a write through
 //! one is read through the other's read models with `min_position`; both
-//! stop cleanly on SIGTERM.
+//! stop cleanly on SIGTERM. And documents: of 32 writers of one unique
+//! value spread over both processes exactly one wins, and `strata loadtest
+//! --target docs` against both loses no update.
 //!
 //! Needs a server: ignored unless `STRATA_POSTGRES_URL` was set at build
 //! time; `scripts/test-postgres.sh cargo test --test serve_postgres` runs it.
@@ -18,6 +20,34 @@ fn serve(url: &str, schema: &str) -> Serve {
     let s = Serve::start(&["--postgres", url, "--postgres-schema", schema], |_| {});
     assert!(s.banner.contains("PostgreSQL"), "{}", s.banner);
     s
+}
+
+/// `strata loadtest --target <target>` against both processes at once, 8
+/// clients on 2 items for 2 s; it must succeed. Its report.
+fn loadtest(a: &Serve, b: &Serve, target: &str) -> String {
+    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "loadtest",
+            "--target",
+            target,
+            "--clients",
+            "8",
+            "--resources",
+            "2",
+            "--duration",
+            "2s",
+            "--url",
+        ])
+        .arg(format!("http://{},http://{}", a.addr, b.addr))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&load.stdout).into_owned();
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    report
 }
 
 #[test]
@@ -75,26 +105,7 @@ fn two_serve_processes_on_one_database_lose_no_update() {
     assert!(item.contains(r#""on_hand":7"#), "received once: {item}");
 
     // The load test against both at once, on shared items.
-    let load = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "loadtest",
-            "--clients",
-            "8",
-            "--resources",
-            "2",
-            "--duration",
-            "2s",
-            "--url",
-        ])
-        .arg(format!("http://{},http://{}", a.addr, b.addr))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&load.stdout);
-    assert!(
-        load.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    let report = loadtest(&a, &b, "stock");
     assert!(
         report.contains("lost updates 0") && report.contains("phantom 0"),
         "{report}"
@@ -171,5 +182,85 @@ fn two_serve_processes_on_one_database_lose_no_update() {
         let (status, rest) = s.terminate();
         assert!(status.success(), "{rest}");
         assert!(rest.contains("the store is closed"), "{rest}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+fn two_serve_processes_let_one_writer_of_a_unique_value_win() {
+    let db = TestDatabase::new();
+    let url = db.url();
+    let a = serve(url, db.schema());
+    let b = serve(url, db.schema());
+    let (status, declared) = http(
+        &a.addr,
+        "PUT",
+        "/collections/users",
+        &[],
+        r#"{"unique":[{"field":"email","case_insensitive":true}]}"#,
+    );
+    assert_eq!(status, 201, "{declared}");
+
+    // 32 writers, half through each process, released at once.
+    let barrier = std::sync::Barrier::new(32);
+    let results: Vec<(usize, u16, String)> = std::thread::scope(|t| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let (barrier, addr) = (&barrier, if i % 2 == 0 { &a.addr } else { &b.addr });
+                t.spawn(move || {
+                    barrier.wait();
+                    let email = if i % 3 == 0 {
+                        "Same@Example.com"
+                    } else {
+                        "same@example.com"
+                    };
+                    let (status, response) = http(
+                        addr,
+                        "PUT",
+                        &format!("/docs/users/u{i}"),
+                        &[],
+                        &format!(r#"{{"email":"{email}","i":{i}}}"#),
+                    );
+                    (i, status, response)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = results.iter().filter(|r| r.1 == 201).map(|r| r.0).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins across both processes: {winners:?}"
+    );
+    let holder = format!(r#""holder":"u{}""#, winners[0]);
+    for (i, status, response) in &results {
+        if *i != winners[0] {
+            assert_eq!(*status, 409, "{response}");
+            assert!(
+                response.contains("/problems/unique-violation") && response.contains(&holder),
+                "writer {i} is told who holds the value: {response}"
+            );
+        }
+    }
+    // Each process sees the one document, and only it.
+    for s in [&a, &b] {
+        for i in 0..32 {
+            let (status, _) = http(&s.addr, "GET", &format!("/docs/users/u{i}"), &[], "");
+            assert_eq!(status == 200, i == winners[0], "u{i} through {}", s.addr);
+        }
+    }
+
+    // The documents load test against both at once.
+    let report = loadtest(&a, &b, "docs");
+    assert!(report.contains("lost updates 0  phantom 0"), "{report}");
+    assert!(
+        report.contains("8 writers, 1 winner(s), 7 refused naming the winner"),
+        "{report}"
+    );
+
+    for s in [a, b] {
+        let (status, rest) = s.terminate();
+        assert!(status.success(), "{rest}");
     }
 }

@@ -204,6 +204,22 @@ pub fn encode<E: DomainEvent>(event: &E, format: Format) -> Result<NewEvent, Cod
     Ok(NewEvent::new(event.event_type(), payload).with_metadata(metadata))
 }
 
+/// [`encode`], with `metadata`'s correlation and causation ids and its extra
+/// values added (the codec's own entries win).
+pub(crate) fn encode_with<E: DomainEvent>(
+    event: &E,
+    format: Format,
+    metadata: &Metadata,
+) -> Result<NewEvent, CodecError> {
+    let mut new = encode(event, format)?;
+    new.metadata.correlation_id.clone_from(&metadata.correlation_id);
+    new.metadata.causation_id.clone_from(&metadata.causation_id);
+    for (k, v) in &metadata.extra {
+        new.metadata.extra.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Ok(new)
+}
+
 /// Decodes a stored event as `E`, upcasting older shapes. Events with no
 /// codec metadata are read as JSON, version 1 (as written by hand through the
 /// HTTP log API).

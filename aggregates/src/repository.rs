@@ -9,7 +9,7 @@ use strata_store::{
 use tracing::{Instrument, field, warn};
 
 use crate::aggregate::{Aggregate, Snapshottable};
-use crate::codec::{Format, decode, encode};
+use crate::codec::{Format, decode, encode_with};
 use crate::error::{Conflict, EventEnvelope, RepositoryError};
 use crate::retry::RetryPolicy;
 use crate::snapshot::SnapshotConfig;
@@ -457,16 +457,10 @@ impl<A: Aggregate> Repository<A> {
         events
             .iter()
             .map(|event| {
-                let mut new = encode(event, self.format).map_err(|source| RepositoryError::Encode {
+                encode_with(event, self.format, metadata).map_err(|source| RepositoryError::Encode {
                     stream: stream.clone(),
                     source,
-                })?;
-                new.metadata.correlation_id.clone_from(&metadata.correlation_id);
-                new.metadata.causation_id.clone_from(&metadata.causation_id);
-                for (k, v) in &metadata.extra {
-                    new.metadata.extra.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                Ok(new)
+                })
             })
             .collect()
     }

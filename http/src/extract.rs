@@ -16,12 +16,12 @@ pub(crate) struct ApiJson<T>(pub T);
 /// reads as `T::default()`: for commands whose fields are all optional.
 pub(crate) struct ApiJsonOrEmpty<T>(pub T);
 
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>, Bytes), HttpError> {
+pub(crate) async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>, Bytes), HttpError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -43,7 +43,12 @@ async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<String>
 fn parse<T: DeserializeOwned>(content_type: Option<String>, bytes: &[u8]) -> Result<T, HttpError> {
     match &content_type {
         Some(ct) if is_json(ct) => {}
-        _ => return Err(HttpError::UnsupportedMediaType { content_type }),
+        _ => {
+            return Err(HttpError::UnsupportedMediaType {
+                content_type,
+                expected: "application/json",
+            });
+        }
     }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => HttpError::InvalidBody { reason: e.to_string() },
@@ -65,7 +70,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (content_type, bytes) = body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null`: every field takes its default.
+        let trimmed = bytes.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"null" {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
         parse(content_type, &bytes).map(ApiJsonOrEmpty)
@@ -116,6 +123,23 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_or_null_takes_the_defaults() {
+        #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Ship {
+            tracking: Option<String>,
+        }
+        for body in ["", "  ", "null", " null\n"] {
+            let req = Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let ApiJsonOrEmpty(ship) = ApiJsonOrEmpty::<Ship>::from_request(req, &()).await.unwrap();
+            assert_eq!(ship, Ship::default(), "{body:?}");
+        }
     }
 
     #[test]

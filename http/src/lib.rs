@@ -31,7 +31,7 @@ mod config;
 mod error;
 mod extract;
 mod idempotency;
-mod loadtest;
+mod json;
 mod metrics;
 mod model;
 mod precondition;
@@ -44,15 +44,18 @@ mod state;
 pub use config::{Config, ConflictStatus};
 pub use error::{HttpError, StaleVersion};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
-pub use loadtest::{LoadReport, LoadTestOptions, run_load_test};
 pub use metrics::REQUEST_ID;
 pub use model::{
     AdjustStock, AppendView, CancelOrder, DeliverOrder, EventView, EventsPage, Health, Line, MetadataBody,
     NewEventBody, OrderSummaryView, OrderView, OrdersView, PayOrder, PlaceOrder, ReceiveStock, RegisterStock,
     ShipOrder, StockLevelView, StockLevelsView, StockView,
 };
-pub use problem::{PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
+pub use problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
 pub use router::openapi;
 pub use routes::STRATA_POSITION;
+pub use routes::documents::{
+    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
+    MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec, UniqueFieldView,
+};
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

@@ -33,7 +33,7 @@ pub(crate) fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits and quotes are a valid header value")
 }
 
-fn single<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Result<Option<&'a str>, HttpError> {
+pub(crate) fn single<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Result<Option<&'a str>, HttpError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -52,7 +52,7 @@ fn single<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Result<Optio
 }
 
 /// Parses one strong entity tag of ours: `"<digits>"` with no leading zero.
-fn parse_version_tag(tag: &str) -> Result<u64, String> {
+pub(crate) fn parse_version_tag(tag: &str) -> Result<u64, String> {
     if tag.starts_with("W/") {
         return Err("weak ETags cannot be used with If-Match (strong comparison); send the ETag as issued".into());
     }

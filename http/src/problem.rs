@@ -1,5 +1,6 @@
 //! RFC 9457 problem details: the body of every error response.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use axum::http::StatusCode;
@@ -80,6 +81,11 @@ pub struct Problem {
     /// Seconds after which a retry may succeed (also in `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The members particular to a problem of the document routes
+    /// (`changes_since`, `conflicting_fields`, `merged`, `field`, `holder`,
+    /// ...; see `docs/documents.md`).
+    #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, Value>,
 }
 
 macro_rules! problem_types {
@@ -127,11 +133,11 @@ macro_rules! problem_types {
 
 problem_types! {
     WrongExpectedVersion => "wrong-expected-version", 409, "The resource changed since the version you sent",
-        "The write named a version (If-Match or expected_version) that is no longer current: someone else wrote in between. Nothing was written. The body carries the current version (also the ETag header), the resource as it is now (`current`) and the events since your version (`events_since`): re-read or merge, then retry with the new version. Answered with 409, or 412 when the server runs with --conflict-status 412.";
+        "The write named a version (If-Match, expected_version, _version or If-Unmodified-Since) that is no longer current: someone else wrote in between. Nothing was written. The body carries the current version (also the ETag header), the resource as it is now (`current`) and what changed since your version (`events_since`; for documents `changes_since`, with `conflicting_fields` and, when no field overlaps, the `merged` document): re-read or merge, then retry with the new version. Answered with 409, or 412 when the server runs with --conflict-status 412.";
     InvalidTransition => "invalid-transition", 409, "The command is not allowed in the resource's current status",
         "The resource is a state machine and its current status does not accept this command (for example shipping an order that is not paid). Nothing was written. `current_status` and `allowed_commands` say what can be done now.";
     AlreadyExists => "already-exists", 409, "The resource already exists",
-        "A create named an id (order id, SKU) that is taken. Nothing was written. Read the existing resource, or create it under another id.";
+        "A create named an id (order id, SKU) that is taken, or a document write with If-None-Match: * found the document (412 instead of 409 with --conflict-status 412). Nothing was written. Read the existing resource, or create it under another id.";
     InsufficientStock => "insufficient-stock", 409, "Not enough stock is available",
         "The order asks for more units of a SKU than are available (on hand minus reserved). Nothing was reserved. `requested` and `available` give the numbers; order less or wait for stock.";
     StockStateConflict => "stock-state-conflict", 409, "The stock item's state does not allow this",
@@ -165,17 +171,27 @@ problem_types! {
     InvalidIdempotencyKey => "invalid-idempotency-key", 400, "The Idempotency-Key header is invalid",
         "An Idempotency-Key is 1 to 255 characters of visible ASCII (no spaces), optionally sent as a quoted string; only one may be sent.";
     ReservedStream => "reserved-stream", 403, "This stream can only be written through its resource routes",
-        "Streams named `order-*` and `stock-*` belong to the order and stock resources and `$`-prefixed streams to the system (snapshots): the read models rely on their rules, so the generic log API refuses to write them. Use /orders and /stock.";
+        "Streams named `order-*` and `stock-*` belong to the order and stock resources, `doc-*`, `collection-*` and `unique-*` to documents, and `$`-prefixed streams to the system (snapshots): the read models and the unique values rely on their rules, so the generic log API refuses to write them. Use /orders, /stock, /docs and /collections.";
     NotFound => "not-found", 404, "No such resource",
-        "The order, stock item or route does not exist.";
+        "The order, stock item, collection, document (or version of it) or route does not exist.";
+    DocumentDeleted => "document-deleted", 404, "The document was deleted",
+        "The document existed and was deleted: `deleted_version` says at which version, `deleted_at` when and `deleted_by` by whom. Its history stays readable (GET .../history, ?version=n). PUT with If-None-Match: * creates it again; other writes are refused.";
+    UniqueViolation => "unique-violation", 409, "A unique value is held by another document",
+        "The collection declares the field unique and another document holds the value: `field` (a JSON Pointer), `value` and `holder` (that document's id) say which. Nothing was written. Choose another value, or change or delete the holder first.";
+    PatchFailed => "patch-failed", 409, "The patch does not apply to the document",
+        "An operation of the JSON Patch (RFC 6902) fails on the document as it is: a `test` that does not hold, a path that does not exist. `operation` (its index), `op` and `path` say which. Nothing of the patch was applied: re-read the document and send a patch for its current state.";
+    InvalidPrecondition => "invalid-precondition", 400, "The preconditions cannot be used together or do not parse",
+        "A document write's preconditions contradict each other (If-Match with a merge base, If-None-Match: * on a PATCH, If-Match and _version naming different versions) or one does not parse (If-Unmodified-Since not an HTTP date, Strata-Merge-Base not a version). Nothing was written.";
+    DeclarationConflict => "declaration-conflict", 409, "The collection is declared with other unique fields",
+        "A collection's unique fields are fixed when it is declared (adding one later would need every existing value claimed first). `declared` and `requested` list them. Declare a new collection instead; whether writes need a precondition can change.";
     MethodNotAllowed => "method-not-allowed", 405, "The method is not allowed on this route",
         "The route exists but does not take this method; the Allow header lists those it takes.";
     PayloadTooLarge => "payload-too-large", 413, "The request is too large",
         "The body exceeds the server's body limit, or the append exceeds the log's limits (events per append, payload or metadata size). Split it. Nothing was written.";
-    UnsupportedMediaType => "unsupported-media-type", 415, "The body must be JSON",
-        "Send the body with `Content-Type: application/json`.";
+    UnsupportedMediaType => "unsupported-media-type", 415, "The body's media type is not one this route takes",
+        "Send the body with `Content-Type: application/json`; PATCH of a document takes `application/merge-patch+json` (RFC 7396) or `application/json-patch+json` (RFC 6902), listed in the Accept-Patch header.";
     PreconditionRequired => "precondition-required", 428, "This write must name the version it was decided on",
-        "The server requires conditional writes: send If-Match with the ETag of your last read (or expected_version in the body), so that a concurrent change cannot be overwritten. Creates are exempt.";
+        "The server (or, for documents, the collection) requires conditional writes: send If-Match with the ETag of your last read (or expected_version in the body; for documents also _version, If-Unmodified-Since, a merge base, or If-None-Match: * to create), so that a concurrent change cannot be overwritten. Creates of orders and stock items are exempt.";
     StockContention => "stock-contention", 503, "A stock item kept changing while the order was written",
         "The order's stock items were changed by others on every attempt and the retries ran out. Nothing was written; send the same request again after Retry-After.";
     Contention => "contention", 503, "The resource kept changing while the server retried the write",
@@ -229,6 +245,21 @@ impl From<ProblemType> for ProblemDescription {
             explanation: t.explanation().to_string(),
         }
     }
+}
+
+/// A problem of the document routes: its type, the body with its members,
+/// and the headers that go with it (built by the document routes, answered
+/// as [`HttpError::Document`](crate::HttpError::Document)).
+#[derive(Clone, PartialEq, Debug)]
+pub struct DocumentProblem {
+    /// The problem type.
+    pub kind: ProblemType,
+    /// The body (its `status` is the response's).
+    pub problem: Problem,
+    /// The document's version now, sent as `ETag` (conflicts).
+    pub etag: Option<u64>,
+    /// Whether to send `Accept-Patch` (a patch of the wrong media type).
+    pub accept_patch: bool,
 }
 
 #[cfg(test)]

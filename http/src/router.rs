@@ -1,10 +1,10 @@
 //! The routes, their middleware, and the OpenAPI document generated from
 //! the handlers' annotations.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
@@ -13,23 +13,27 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::idempotency::{self, KeyedRequests};
+use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
-use crate::routes::{meta, orders, stock, streams, views};
+use crate::routes::documents::collections;
+use crate::routes::meta::ApiDocument;
+use crate::routes::{documents, meta, orders, stock, streams, views};
 use crate::state::Shared;
-use crate::{idempotency, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "strata",
         description = "An event-sourced aggregate store over HTTP: `ETag` on reads, `If-Match` on writes, \
-                       409 (or 412) with an RFC 9457 problem body that says what changed, `Idempotency-Key` on every POST.",
+                       409 (or 412) with an RFC 9457 problem body that says what changed, `Idempotency-Key` on every POST, PUT, PATCH and DELETE.",
     ),
     components(schemas(Problem)),
     tags(
         (name = "orders", description = "The order state machine; placing reserves stock atomically"),
         (name = "stock", description = "Stock items, one stream per SKU"),
         (name = "views", description = "Read models; `min_position` reads your writes"),
+        (name = "documents", description = "JSON documents in declared collections: PUT/PATCH/DELETE with If-Match, If-Unmodified-Since or `_version`, 409 bodies naming the conflicting fields, merges on request (Strata-Merge-Base), unique values"),
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
     )
@@ -52,6 +56,14 @@ fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(stock::adjust))
         .routes(routes!(views::orders))
         .routes(routes!(views::stock))
+        .routes(routes!(collections::declare_collection, collections::get_collection))
+        .routes(routes!(
+            documents::get_document,
+            documents::put_document,
+            documents::patch_document,
+            documents::delete_document
+        ))
+        .routes(routes!(documents::document_history))
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
@@ -120,32 +132,117 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
                     "`precondition-required`: the server requires If-Match (or expected_version) on this write",
                 );
             }
-            let key = ParameterBuilder::new()
-                .name("Idempotency-Key")
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(
-                    "1..=255 visible ASCII characters. A retry with the same key gets the first response \
-                     (header `Idempotency-Replayed: true`); kept durably for the retention period.",
-                ))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                .build();
-            op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
+            add_idempotency_key(op);
+        }
+        for op in [item.put.as_mut(), item.patch.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            add_response(op, 400, "`invalid-idempotency-key` or another invalid input");
+            add_response(
+                op,
+                409,
+                "`idempotency-key-in-flight`: the first request with this key has not finished",
+            );
+            add_response(op, 413, "`payload-too-large`");
+            add_response(
+                op,
+                422,
+                "`idempotency-key-reused` (the key came with a different request)",
+            );
+            add_response(op, 500, "`internal-error`");
+            add_response(op, 503, "`service-unavailable`");
+            add_idempotency_key(op);
         }
     }
+}
+
+fn add_idempotency_key(op: &mut Operation) {
+    let key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1..=255 visible ASCII characters. A retry with the same key gets the first response \
+             (header `Idempotency-Replayed: true`); kept durably for the retention period.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(257))
+                // Visible ASCII but `"` and `\`, 1..=255, bare or as a quoted string.
+                .pattern(Some(r#"^([!#-\[\]-~]{1,255}|"[!#-\[\]-~]{1,255}")$"#)),
+        ))
+        .build();
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().split_for_parts();
     add_common(&mut api);
+    constrain_headers(&mut api);
     api
 }
 
+/// A version as an entity tag: `"<digits>"`, no leading zero (19 digits
+/// at most, so every value the pattern admits fits in 64 bits).
+const ETAG: &str = r#""(0|[1-9][0-9]{0,18})""#;
+
+/// The schemas of the precondition headers, the same on every route that
+/// takes them, so the document says what the server parses.
+fn constrain_headers(api: &mut utoipa::openapi::OpenApi) {
+    let string = |pattern: String| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .pattern(Some(pattern))
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        let documents = path.starts_with("/docs/");
+        for op in [
+            item.put.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+            item.post.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for param in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = param else { continue };
+                if p.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                let schema = match p.name.as_str() {
+                    // Documents take lists; the other routes one version.
+                    "If-Match" if documents => string(format!(r"^(\*|{ETAG}( *, *{ETAG})*)$")),
+                    "If-Match" => string(format!(r"^(\*|{ETAG})$")),
+                    "If-None-Match" => string(r"^\*$".into()),
+                    "Strata-Merge-Base" => string(r#"^(0|[1-9][0-9]{0,18}|"(0|[1-9][0-9]{0,18})")$"#.into()),
+                    "Strata-Actor" => string(r"^[!-~]([ -~]{0,254}[!-~])?$".into()),
+                    _ => continue,
+                };
+                p.schema = Some(RefOr::T(schema.into()));
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once.
-pub(crate) fn openapi_json() -> &'static str {
+fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_else(|_| "{}".into()))
+}
+
+/// `/openapi.json` serves the document built here from the routes, which
+/// include it: a substate, so the route does not reach back for it.
+impl FromRef<Shared> for ApiDocument {
+    fn from_ref(_: &Shared) -> ApiDocument {
+        ApiDocument(openapi_json())
+    }
 }
 
 /// The application: routes, fallbacks, and middleware (outermost first:
@@ -155,8 +252,14 @@ pub(crate) fn router(state: Shared) -> Router {
     routes
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(middleware::from_fn_with_state(
+            KeyedRequests::from_ref(&state),
+            idempotency::middleware,
+        ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .layer(middleware::from_fn_with_state(
+            Arc::<Metrics>::from_ref(&state),
+            metrics::observe,
+        ))
         .with_state(state)
 }

@@ -61,6 +61,10 @@ fn crash_child() {
         let shared: Arc<dyn EventStore> = Arc::new(store.clone());
         let model = ModelStore::open_sled(&store, NAME).unwrap();
         let start = model.checkpoint();
+        // The head before this child's writers start: the parent checks
+        // that every cycle appended something, so READY waits for an event
+        // past it (under load, a writer may not have run yet otherwise).
+        let before = store.head_position().await.unwrap();
         // Small batches: many commits, so kills land among them.
         let runner = ProjectionRunner::start(
             shared.clone(),
@@ -82,11 +86,10 @@ fn crash_child() {
                 }
             });
         }
-        // Tell the parent the runner is applying new events, then go on
-        // until killed.
-        let head = store.head_position().await.unwrap();
+        // Tell the parent the runner has applied an event this child
+        // appended, then go on until killed.
         runner
-            .wait_for(head.max(start + 1), Duration::from_secs(30))
+            .wait_for(before.max(start) + 1, Duration::from_secs(30))
             .await
             .unwrap();
         println!("{READY}");

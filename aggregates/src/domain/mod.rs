@@ -1,7 +1,8 @@
-//! The domain strata ships with: an order state machine, stock per SKU, and
-//! the order service that keeps the two consistent in atomic multi-stream
-//! appends.
+//! The domain strata ships with: an order state machine, stock per SKU, the
+//! order service that keeps the two consistent in atomic multi-stream
+//! appends, and JSON documents in collections with unique values.
 
+pub mod document;
 pub mod order;
 pub mod service;
 pub mod stock;

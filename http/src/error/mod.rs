@@ -12,7 +12,7 @@ use strata_aggregates::domain::stock::StockItem;
 use strata_projections::ProjectionError;
 use strata_store::StoreError;
 
-use crate::problem::{PROBLEM_JSON, Problem, ProblemType};
+use crate::problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemType};
 
 mod answer;
 #[cfg(test)]
@@ -43,17 +43,19 @@ pub struct StaleVersion {
 }
 
 /// Everything that can go wrong in strata-http: a request's problem, an
-/// error of the crates below kept with its type, or a failure to start,
-/// serve or load-test.
+/// error of the crates below kept with its type, or a failure to start or
+/// serve.
 ///
 /// A problem of http's own maps to one [`ProblemType`] and status (see
 /// [`HttpError::problem_type`]); an error from below (`Store`,
 /// `Projection`, `Order`, `Stock`) is answered as the table of error kinds
 /// in strata-http says (`docs/http.md`, "Errors from below"), with the
-/// typed error as this error's `source`.
+/// typed error as this error's `source`. The document routes map their
+/// domain's errors to problems in one place of their own
+/// (`routes/documents/problem.rs`), as [`HttpError::Document`].
 ///
 /// Handling: request problems are answered as `application/problem+json`;
-/// the others are returned by [`crate::Server`] and [`crate::run_load_test`].
+/// the others are returned by [`crate::Server`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -245,12 +247,19 @@ pub enum HttpError {
         reason: String,
     },
 
-    /// Not `application/json` (415).
-    #[error("expected Content-Type: application/json, got {content_type:?}")]
+    /// Not a media type the route takes (415).
+    #[error("expected Content-Type: {expected}, got {}", .content_type.as_deref().map_or_else(|| "none".to_string(), |t| format!("{t:?}")))]
     UnsupportedMediaType {
         /// What was sent.
         content_type: Option<String>,
+        /// What the route takes.
+        expected: &'static str,
     },
+
+    /// A problem of the document routes, built where the document errors
+    /// are mapped (`routes/documents`): its type, status and members.
+    #[error("{}", .0.problem.detail)]
+    Document(Box<DocumentProblem>),
 
     /// A write without If-Match on a server that requires it (428).
     #[error(
@@ -354,13 +363,6 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
-
-    /// The load test could not run or reach the server.
-    #[error("load test: {reason}")]
-    LoadTest {
-        /// Why.
-        reason: String,
-    },
 }
 
 /// What an error is answered as: itself for a problem of http's own, the
@@ -434,7 +436,8 @@ impl HttpError {
             HttpError::Contention { .. } => ProblemType::Contention,
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
             HttpError::Unavailable { .. } => ProblemType::ServiceUnavailable,
-            HttpError::Internal { .. } | HttpError::Io { .. } | HttpError::LoadTest { .. } => ProblemType::Internal,
+            HttpError::Document(d) => d.kind,
+            HttpError::Internal { .. } | HttpError::Io { .. } => ProblemType::Internal,
             // Never an answer: the table answers them with problems of
             // http's own.
             HttpError::Store(_) | HttpError::Projection(_) | HttpError::Order { .. } | HttpError::Stock { .. } => {
@@ -447,6 +450,9 @@ impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self.answer().error() {
             HttpError::StaleVersion(s) => s.status,
+            HttpError::Document(d) => {
+                StatusCode::from_u16(d.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             other => other.problem_type().default_status(),
         }
     }
@@ -455,6 +461,11 @@ impl HttpError {
     pub fn to_problem(&self) -> Problem {
         let answer = self.answer();
         let answer = answer.error();
+        if let HttpError::Document(d) = answer {
+            let mut p = d.problem.clone();
+            p.retry_after = answer.retry_after();
+            return p;
+        }
         let kind = answer.problem_type();
         let mut p = Problem {
             problem_type: kind.uri(),
@@ -584,6 +595,9 @@ impl IntoResponse for HttpError {
             && let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", s.current_version))
         {
             headers.insert(header::ETAG, v);
+        }
+        if let HttpError::Document(d) = answered {
+            d.add_headers(headers);
         }
         if let Some(secs) = answered.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -12,18 +12,20 @@ use strata_store::{
 use utoipa::IntoParams;
 
 use super::orders::{encode_segment, page_limit};
-use super::{Written, metadata, versioned};
+use super::{Log, Written, metadata, versioned};
 use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::model::{AppendView, EventView, EventsPage, NewEventBody};
 use crate::precondition::{IfMatch, if_match, if_none_match_any};
 use crate::problem::Problem;
-use crate::state::Shared;
 
 /// Whether the generic log API refuses to write `stream`: the domain's
 /// streams (their read models are strict) and system streams.
 pub fn is_reserved_stream(stream: &str) -> bool {
-    stream.starts_with("order-") || stream.starts_with("stock-") || stream.starts_with('$')
+    ["order-", "stock-", "doc-", "collection-", "unique-"]
+        .iter()
+        .any(|prefix| stream.starts_with(prefix))
+        || stream.starts_with('$')
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, HttpError> {
@@ -39,8 +41,10 @@ pub(crate) struct ReadQuery {
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000; a page also
     /// ends before its payloads pass 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `forward` (default) or `backward`.
+    #[param(pattern = "^(forward|backward)$")]
     direction: Option<String>,
 }
 
@@ -105,7 +109,7 @@ pub(crate) async fn read_page(
     )
 )]
 pub(crate) async fn read(
-    State(state): State<Shared>,
+    State(state): State<Log>,
     headers: HeaderMap,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReadQuery>,
@@ -268,7 +272,7 @@ fn to_new_event(body: NewEventBody, request: &Metadata) -> Result<NewEvent, Http
     )
 )]
 pub(crate) async fn append(
-    State(state): State<Shared>,
+    State(state): State<Log>,
     headers: HeaderMap,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<AppendQuery>,
@@ -315,7 +319,7 @@ pub(crate) async fn append(
     }
 }
 
-async fn stream_conflict(state: &Shared, stream: &StreamId, expected: ExpectedVersion, actual: u64) -> HttpError {
+async fn stream_conflict(state: &Log, stream: &StreamId, expected: ExpectedVersion, actual: u64) -> HttpError {
     let limit = state.config.conflict_event_limit;
     let (events_since, complete) = match expected.exact() {
         Some(v) if v < actual => {

@@ -1,4 +1,4 @@
-//! The concurrent-write load test: many clients doing the read–modify–write
+//! `--target stock`: many clients doing the read–modify–write
 //! loop of the spec on a few hot stock items, then a check that no update
 //! was lost.
 //!
@@ -21,57 +21,17 @@
 //! (pay, ship, deliver), so it cannot be a hot resource written in a loop,
 //! while a stock item's on-hand count can be set again and again.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rand::Rng;
-use reqwest::header::{ETAG, IF_MATCH};
-use reqwest::{StatusCode, Url};
 use serde_json::json;
+use strata_client::Client;
+use strata_client::reqwest::header::{ETAG, IF_MATCH};
+use strata_client::reqwest::{self, Method, StatusCode};
 
-use crate::error::HttpError;
-
-/// What to run.
-#[derive(Clone, Debug)]
-pub struct LoadTestOptions {
-    /// The service, e.g. `http://127.0.0.1:8080`. Only loopback addresses are accepted.
-    pub url: String,
-    /// More processes serving the same log (e.g. several `strata serve
-    /// --postgres` on one database), loopback too. The clients are spread
-    /// over `url` and these in turn and share the same SKUs, so their
-    /// conflicts cross processes (default none).
-    pub more_urls: Vec<String>,
-    /// Concurrent clients (default 16).
-    pub clients: usize,
-    /// How long the clients run (default 10 s).
-    pub duration: Duration,
-    /// Hot SKUs the clients share (default 1).
-    pub resources: usize,
-    /// Attempts per update before a client gives up on it (default 50).
-    pub max_attempts: u32,
-    /// Send an `Idempotency-Key` with every write, and retry a write whose
-    /// response was lost with the same key (default off).
-    pub idempotency_keys: bool,
-    /// The timeout of one request (default 10 s).
-    pub request_timeout: Duration,
-}
-
-impl Default for LoadTestOptions {
-    fn default() -> Self {
-        LoadTestOptions {
-            url: "http://127.0.0.1:8080".into(),
-            more_urls: Vec::new(),
-            clients: 16,
-            duration: Duration::from_secs(10),
-            resources: 1,
-            max_attempts: 50,
-            idempotency_keys: false,
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
+use super::{Latencies, LoadError, Options, fail};
 
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
@@ -161,13 +121,14 @@ impl std::fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "conflicts {}  (rate {:.1}% of writes)  retries {}  gave up {}  errors {}  unknown {}",
+            "conflicts {}  (rate {:.1}% of writes)  retries {}  gave up {}  errors {}  unknown {}  resent in flight {}",
             self.conflicts,
             self.conflict_rate() * 100.0,
             self.retries,
             self.gave_up,
             self.errors,
-            self.unknown_outcomes
+            self.unknown_outcomes,
+            self.in_flight_resends
         )?;
         writeln!(
             f,
@@ -187,34 +148,6 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-/// The most clients one run may start.
-pub const MAX_CLIENTS: usize = 4096;
-/// The most SKUs one run may use.
-pub const MAX_RESOURCES: usize = 100_000;
-/// The longest run.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
-
-fn fail(reason: impl Into<String>) -> HttpError {
-    HttpError::LoadTest { reason: reason.into() }
-}
-
-/// Refuses any target but this machine's loopback.
-fn loopback_url(url: &str) -> Result<Url, HttpError> {
-    let parsed = Url::parse(url).map_err(|e| fail(format!("invalid --url {url:?}: {e}")))?;
-    if parsed.scheme() != "http" {
-        return Err(fail("only http:// URLs are supported"));
-    }
-    let host = parsed.host_str().unwrap_or("");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(fail(format!(
-            "{url} is not a loopback address: the load test only targets this machine (127.0.0.0/8, ::1, localhost)"
-        )));
-    }
-    Ok(parsed)
-}
-
 #[derive(Default)]
 struct ClientStats {
     requests: u64,
@@ -226,35 +159,27 @@ struct ClientStats {
     errors: u64,
     unknown: u64,
     in_flight_resends: u64,
-    /// Microseconds per request.
-    latencies: Vec<u32>,
+    latencies: Latencies,
     received: Vec<u64>,
 }
 
 struct Target {
-    /// Every process, the first the one set-up and the final check use.
-    bases: Vec<Url>,
+    /// A client of every process, the first the one set-up and the final check use.
+    bases: Vec<Client>,
     skus: Vec<String>,
 }
 
 impl Target {
-    /// SKU `i` at the first process.
+    /// The path of SKU `i`.
     fn item(&self, i: usize) -> String {
-        self.item_at(0, i)
-    }
-
-    /// SKU `i` at process `base`.
-    fn item_at(&self, base: usize, i: usize) -> String {
-        format!("{}stock/{}", self.bases[base], self.skus[i])
+        format!("stock/{}", self.skus[i])
     }
 }
 
 async fn timed(stats: &mut ClientStats, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
     let started = Instant::now();
     let result = request.send().await;
-    stats
-        .latencies
-        .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+    stats.latencies.record(started.elapsed());
     stats.requests += 1;
     result
 }
@@ -262,10 +187,10 @@ async fn timed(stats: &mut ClientStats, request: reqwest::RequestBuilder) -> Res
 /// The current version (from the `ETag`) and on-hand figure of a stock item.
 async fn read_item(
     stats: &mut ClientStats,
-    http: &reqwest::Client,
-    url: &str,
+    client: &Client,
+    path: &str,
 ) -> Option<(reqwest::header::HeaderValue, u64)> {
-    let response = timed(stats, http.get(url)).await.ok()?;
+    let response = timed(stats, client.request(Method::GET, path)).await.ok()?;
     if response.status() != StatusCode::OK {
         return None;
     }
@@ -283,25 +208,20 @@ enum Outcome {
 }
 
 /// One client's loop until `deadline`.
-async fn client(
-    http: reqwest::Client,
-    target: Arc<Target>,
-    options: Arc<LoadTestOptions>,
-    deadline: Instant,
-    base: usize,
-) -> ClientStats {
+async fn client(target: Arc<Target>, options: Arc<Options>, deadline: Instant, base: usize) -> ClientStats {
     let mut stats = ClientStats {
         received: vec![0; target.skus.len()],
         ..ClientStats::default()
     };
     'updates: while Instant::now() < deadline {
         let i = rand::rng().random_range(0..target.skus.len());
-        let url = target.item_at(base, i);
+        let url = target.item(i);
+        let http = &target.bases[base];
         let key = options.idempotency_keys.then(|| uuid::Uuid::new_v4().to_string());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some((etag, on_hand)) = read_item(&mut stats, &http, &url).await else {
+            let Some((etag, on_hand)) = read_item(&mut stats, http, &url).await else {
                 stats.errors += 1;
                 // Do not spin on a failing server.
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -313,7 +233,7 @@ async fn client(
             let outcome = loop {
                 sends += 1;
                 let mut post = http
-                    .post(format!("{url}/adjust"))
+                    .request(Method::POST, &format!("{url}/adjust"))
                     .header(IF_MATCH, etag.clone())
                     .json(&json!({ "counted": on_hand + 1 }));
                 if let Some(k) = &key {
@@ -378,50 +298,33 @@ async fn client(
     stats
 }
 
-async fn on_hand(http: &reqwest::Client, url: &str) -> Result<u64, HttpError> {
-    let r = http
-        .get(url)
+async fn on_hand(client: &Client, path: &str) -> Result<u64, LoadError> {
+    let r = client
+        .request(Method::GET, path)
         .send()
         .await
-        .map_err(|e| fail(format!("GET {url}: {e}")))?;
+        .map_err(|e| fail(format!("GET {path}: {e}")))?;
     if !r.status().is_success() {
-        return Err(fail(format!("GET {url}: {}", r.status())));
+        return Err(fail(format!("GET {path}: {}", r.status())));
     }
-    let v: serde_json::Value = r.json().await.map_err(|e| fail(format!("GET {url}: {e}")))?;
+    let v: serde_json::Value = r.json().await.map_err(|e| fail(format!("GET {path}: {e}")))?;
     v["on_hand"]
         .as_u64()
-        .ok_or_else(|| fail(format!("GET {url}: no on_hand in the body")))
+        .ok_or_else(|| fail(format!("GET {path}: no on_hand in the body")))
 }
 
-/// Runs the load test against a running service and checks that no
+/// Runs the stock workload against a running service and checks that no
 /// acknowledged update was lost.
-pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpError> {
-    if !(1..=MAX_CLIENTS).contains(&options.clients) || !(1..=MAX_RESOURCES).contains(&options.resources) {
-        return Err(fail(format!(
-            "clients must be 1..={MAX_CLIENTS} and resources 1..={MAX_RESOURCES}"
-        )));
-    }
-    if options.duration > MAX_DURATION || options.duration.is_zero() {
-        return Err(fail(format!(
-            "the duration must be above 0 and at most {MAX_DURATION:?}"
-        )));
-    }
-    let mut bases = Vec::with_capacity(1 + options.more_urls.len());
-    for url in std::iter::once(&options.url).chain(&options.more_urls) {
-        let mut base = loopback_url(url)?;
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
-        bases.push(base);
-    }
-    let base = bases[0].clone();
-    let http = reqwest::Client::builder()
-        .timeout(options.request_timeout)
-        // A redirect could lead off this machine.
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(options.clients)
-        .build()
+pub async fn run(options: Options) -> Result<LoadReport, LoadError> {
+    options.check()?;
+    let http = options.http()?;
+    let bases = options
+        .urls
+        .iter()
+        .map(|u| Client::new(u.as_str()).map(|c| c.with_http(http.clone())))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(e.to_string()))?;
+    let first = bases[0].clone();
 
     // Set up: fresh SKUs, so the expected figures start from zero.
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -430,15 +333,14 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         .collect();
     let registered = futures::stream::iter(skus.iter().cloned())
         .map(|sku| {
-            let http = http.clone();
-            let url = format!("{base}stock");
+            let client = first.clone();
             async move {
-                let r = http
-                    .post(&url)
+                let r = client
+                    .request(Method::POST, "stock")
                     .json(&json!({ "sku": sku, "name": format!("load test item {sku}") }))
                     .send()
                     .await
-                    .map_err(|e| fail(format!("POST {url}: {e}")))?;
+                    .map_err(|e| fail(format!("POST /stock: {e}")))?;
                 if r.status() != StatusCode::CREATED {
                     return Err(fail(format!("registering {sku}: {}", r.status())));
                 }
@@ -457,7 +359,7 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
     let handles: Vec<_> = (0..options.clients)
         .map(|c| {
             let base = c % target.bases.len();
-            tokio::spawn(client(http.clone(), target.clone(), options.clone(), deadline, base))
+            tokio::spawn(client(target.clone(), options.clone(), deadline, base))
         })
         .collect();
     let mut t = ClientStats {
@@ -475,24 +377,17 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         t.errors += s.errors;
         t.unknown += s.unknown;
         t.in_flight_resends += s.in_flight_resends;
-        t.latencies.extend(s.latencies);
+        t.latencies.0.extend(s.latencies.0);
         for (a, b) in t.received.iter_mut().zip(s.received) {
             *a += b;
         }
     }
     let elapsed = started.elapsed();
-    t.latencies.sort_unstable();
-    let pct = |p: f64| -> Duration {
-        if t.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((t.latencies.len() as f64 * p).ceil() as usize).clamp(1, t.latencies.len()) - 1;
-        Duration::from_micros(u64::from(t.latencies[i]))
-    };
+    let (p50, p99, max) = t.latencies.summary();
 
     let mut observed = 0;
     for i in 0..target.skus.len() {
-        observed += on_hand(&http, &target.item(i)).await?;
+        observed += on_hand(&first, &target.item(i)).await?;
     }
     Ok(LoadReport {
         clients: options.clients,
@@ -506,9 +401,9 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
         gave_up: t.gave_up,
         errors: t.errors,
         unknown_outcomes: t.unknown,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        max: Duration::from_micros(t.latencies.last().copied().map(u64::from).unwrap_or(0)),
+        p50,
+        p99,
+        max,
         in_flight_resends: t.in_flight_resends,
         expected_on_hand: t.received.iter().sum(),
         observed_on_hand: observed,
@@ -517,28 +412,9 @@ pub async fn run_load_test(options: LoadTestOptions) -> Result<LoadReport, HttpE
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use strata_client::reqwest::Url;
 
-    #[test]
-    fn only_loopback_targets() {
-        for ok in [
-            "http://127.0.0.1:8080",
-            "http://127.1.2.3:1/",
-            "http://localhost:80",
-            "http://[::1]:8080",
-        ] {
-            assert!(loopback_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://10.0.0.1:8080",
-            "http://192.168.1.2",
-            "http://example.com",
-            "https://127.0.0.1",
-            "nonsense",
-        ] {
-            assert!(loopback_url(bad).is_err(), "{bad}");
-        }
-    }
+    use super::*;
 
     /// A server that serves ETags but ignores `If-Match` (check-then-act
     /// without a version check): the load test must catch its lost updates.
@@ -585,16 +461,56 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let report = run_load_test(LoadTestOptions {
-            url: format!("http://{addr}"),
+        let report = run(Options {
+            urls: vec![Url::parse(&format!("http://{addr}/")).unwrap()],
             clients: 8,
             duration: Duration::from_millis(800),
-            ..LoadTestOptions::default()
+            ..Options::default()
         })
         .await
         .unwrap();
         assert!(report.acknowledged > 0, "{report}");
         assert!(report.lost_updates() > 0, "lost updates go unnoticed: {report}");
+    }
+
+    /// The real service: 16 clients on one hot item, with keys.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sixteen_clients_on_one_hot_item_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = strata_store::SledStore::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = strata_http::Server::serve(store, listener, strata_http::Config::default())
+            .await
+            .unwrap();
+        let report = run(Options {
+            urls: vec![Url::parse(&format!("{}/", server.url())).unwrap()],
+            clients: 16,
+            duration: Duration::from_secs(3),
+            resources: 1,
+            idempotency_keys: true,
+            ..Options::default()
+        })
+        .await
+        .expect("load test");
+        assert!(report.acknowledged > 0, "{report}");
+        assert!(report.conflicts > 0, "16 writers on one item conflict: {report}");
+        assert_eq!(report.lost_updates(), 0, "{report}");
+        assert_eq!(report.phantom_updates(), 0, "{report}");
+        assert_eq!((report.errors, report.unknown_outcomes), (0, 0), "{report}");
+        assert_eq!(report.observed_on_hand, report.acknowledged, "{report}");
+        let metrics = reqwest::get(format!("{}/metrics", server.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(
+                "strata_http_conflicts_total{route=\"/stock/{sku}/adjust\",problem=\"wrong-expected-version\"}"
+            ),
+            "conflicts are counted per route"
+        );
+        server.shutdown().await.unwrap();
     }
 
     #[test]
