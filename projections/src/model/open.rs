@@ -4,8 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-#[cfg(feature = "postgres")]
-use strata_store::PostgresStore;
 use strata_store::{LocalTables, SledStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -49,7 +47,7 @@ impl ModelStore {
     /// `poll_interval` of the store's options in case a notification is
     /// lost). Must be called inside a tokio runtime.
     #[cfg(feature = "postgres")]
-    pub async fn open_postgres(store: &PostgresStore, name: &str) -> Result<ModelStore, ProjectionError> {
+    pub async fn open_postgres(store: &strata_store::PostgresStore, name: &str) -> Result<ModelStore, ProjectionError> {
         validate_name(name)?;
         let opened = crate::backend::postgres::PgBackend::open(store, name).await?;
         ModelStore::with_backend(name, opened)
