@@ -62,6 +62,10 @@ pub struct Config {
     pub snapshot_every: Option<u64>,
     /// The most events a conflict body lists in `events_since` (default 100).
     pub conflict_event_limit: usize,
+    /// The most bytes of documents a page of `GET /docs/{collection}`
+    /// holds (default 1 MiB): a page ends before the document that would
+    /// pass it (but holds at least one), and has a `next`.
+    pub list_page_bytes: u64,
     /// How long a graceful shutdown waits for open connections to finish
     /// their requests before it drops them (default 30 s). Appends already
     /// handed to the store complete either way.
@@ -82,6 +86,7 @@ impl Default for Config {
             event_format: Format::Json,
             snapshot_every: Some(100),
             conflict_event_limit: 100,
+            list_page_bytes: strata_projections::DEFAULT_PAGE_BYTES,
         }
     }
 }

@@ -54,8 +54,9 @@ pub use problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemDescription, Pr
 pub use router::openapi;
 pub use routes::STRATA_POSITION;
 pub use routes::documents::{
-    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
-    MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec, UniqueFieldView,
+    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, DocumentListView,
+    HistoryView, JsonPatchBody, ListedDocumentView, MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody,
+    UniqueFieldSpec, UniqueFieldView,
 };
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

@@ -34,6 +34,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConflictLabels {
     route: String,
     problem: String,
@@ -65,6 +70,7 @@ pub(crate) struct Metrics {
     replays: Family<RouteLabels, Counter>,
     lag: Gauge,
     checkpoint: Gauge,
+    model_lag: Family<ModelLabels, Gauge>,
     head: Gauge,
 }
 
@@ -79,6 +85,7 @@ impl Metrics {
         let replays = Family::<RouteLabels, Counter>::default();
         let lag = Gauge::default();
         let checkpoint = Gauge::default();
+        let model_lag = Family::<ModelLabels, Gauge>::default();
         let head = Gauge::default();
         registry.register(
             "http_requests",
@@ -104,13 +111,18 @@ impl Metrics {
         );
         registry.register(
             "projection_lag_events",
-            "Events in the log not yet applied by both read models",
+            "Events in the log not yet applied by every read model",
             lag.clone(),
         );
         registry.register(
             "projection_checkpoint_position",
-            "The position both read models have applied",
+            "The position every read model has applied",
             checkpoint.clone(),
+        );
+        registry.register(
+            "projection_model_lag_events",
+            "Events in the log not yet applied, by read model",
+            model_lag.clone(),
         );
         registry.register("log_head_position", "The log's newest position", head.clone());
         Metrics {
@@ -123,15 +135,25 @@ impl Metrics {
             replays,
             lag,
             checkpoint,
+            model_lag,
             head,
         }
     }
 
-    /// The text exposition, with the read model gauges set to `head` and `checkpoint`.
-    pub(crate) fn encode(&self, head: u64, checkpoint: u64) -> String {
+    /// The text exposition, with the read model gauges set from `head`
+    /// and each model's checkpoint (`models`: name and checkpoint).
+    pub(crate) fn encode(&self, head: u64, models: &[(&str, u64)]) -> String {
+        let checkpoint = models.iter().map(|(_, c)| *c).min().unwrap_or(0);
         self.head.set(head as i64);
         self.checkpoint.set(checkpoint as i64);
         self.lag.set(head.saturating_sub(checkpoint) as i64);
+        for (model, applied) in models {
+            self.model_lag
+                .get_or_create(&ModelLabels {
+                    model: model.to_string(),
+                })
+                .set(head.saturating_sub(*applied) as i64);
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "encoding metrics failed");

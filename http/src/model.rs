@@ -482,7 +482,7 @@ pub struct Health {
     pub status: String,
     /// The log's newest position.
     pub head_position: u64,
-    /// The position both read models have applied.
+    /// The position every read model has applied.
     pub read_model_position: u64,
     /// Events not yet applied.
     pub lag: u64,

@@ -64,6 +64,7 @@ fn api_router() -> OpenApiRouter<Shared> {
             documents::delete_document
         ))
         .routes(routes!(documents::document_history))
+        .routes(routes!(documents::listing::list_documents))
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))

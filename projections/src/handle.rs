@@ -1,4 +1,4 @@
-//! [`Projections`]: both read models over one store, for a server.
+//! [`Projections`]: the read models of a server over one store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::documents::{DOCUMENT_LISTING, DocumentListing, DocumentListingProjection};
 use crate::error::ProjectionError;
 use crate::model::store::ModelStore;
 use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
@@ -16,8 +17,9 @@ use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all
 use crate::runner::{ProjectionRunner, RunnerOptions};
 use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 
-/// The order summary and stock levels over one store: start and stop their
-/// runners, read them, wait for them, rebuild them.
+/// The read models of a server over one store (the order summary, stock
+/// levels and the document listing): start and stop their runners, read
+/// them, wait for them, rebuild them.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -36,7 +38,7 @@ use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 /// let events = vec![encode(&registered, Format::Bincode).unwrap(), encode(&received, Format::Bincode).unwrap()];
 /// let r = store.append(&StreamId::new("stock-tea").unwrap(), ExpectedVersion::NoStream, events).await.unwrap();
 ///
-/// // Read your writes: wait until both read models have applied the append.
+/// // Read your writes: wait until the read models have applied the append.
 /// projections.wait_for(r.last_position, Duration::from_secs(5)).await.unwrap();
 /// assert_eq!(projections.stock().get("tea").unwrap().unwrap().available(), 3);
 /// assert_eq!(projections.stock().low_stock(5).unwrap().len(), 1);
@@ -47,6 +49,7 @@ pub struct Projections {
     store: Arc<dyn EventStore>,
     orders: OrderSummaries,
     stock: StockLevels,
+    documents: DocumentListing,
     options: RunnerOptions,
     runners: Mutex<Vec<ProjectionRunner>>,
 }
@@ -56,21 +59,23 @@ impl std::fmt::Debug for Projections {
         f.debug_struct("Projections")
             .field("orders", self.orders.model())
             .field("stock", self.stock.model())
+            .field("documents", self.documents.model())
             .finish_non_exhaustive()
     }
 }
 
 impl Projections {
-    /// Both read models in the sled database of `store`, beside the log.
+    /// The read models in the sled database of `store`, beside the log.
     pub fn open(store: &SledStore) -> Result<Projections, ProjectionError> {
         Ok(Projections::with_models(
             Arc::new(store.clone()),
             ModelStore::open_sled(store, ORDER_SUMMARY)?,
             ModelStore::open_sled(store, STOCK_LEVELS)?,
+            ModelStore::open_sled(store, DOCUMENT_LISTING)?,
         ))
     }
 
-    /// Both read models in the PostgreSQL database (and schema) of `store`,
+    /// The read models in the PostgreSQL database (and schema) of `store`,
     /// beside the log, loaded into memory for reading; see
     /// [`ModelStore::open_postgres`]. Several processes may open them: the
     /// runners of one write, the others stand by and follow its commits
@@ -82,23 +87,31 @@ impl Projections {
             Arc::new(store.clone()),
             ModelStore::open_postgres(store, ORDER_SUMMARY).await?,
             ModelStore::open_postgres(store, STOCK_LEVELS).await?,
+            ModelStore::open_postgres(store, DOCUMENT_LISTING).await?,
         ))
     }
 
-    /// Both read models in memory, over any store (e.g. a `MemoryStore`).
+    /// The read models in memory, over any store (e.g. a `MemoryStore`).
     pub fn in_memory(store: Arc<dyn EventStore>) -> Result<Projections, ProjectionError> {
         Ok(Projections::with_models(
             store,
             ModelStore::memory(ORDER_SUMMARY)?,
             ModelStore::memory(STOCK_LEVELS)?,
+            ModelStore::memory(DOCUMENT_LISTING)?,
         ))
     }
 
-    fn with_models(store: Arc<dyn EventStore>, orders: ModelStore, stock: ModelStore) -> Projections {
+    fn with_models(
+        store: Arc<dyn EventStore>,
+        orders: ModelStore,
+        stock: ModelStore,
+        documents: ModelStore,
+    ) -> Projections {
         Projections {
             store,
             orders: OrderSummaries::new(orders),
             stock: StockLevels::new(stock),
+            documents: DocumentListing::new(documents),
             options: RunnerOptions::default(),
             runners: Mutex::new(Vec::new()),
         }
@@ -110,11 +123,18 @@ impl Projections {
         self
     }
 
-    fn parts(&self) -> [(ModelStore, Arc<dyn Projection>); 2] {
+    fn parts(&self) -> [(ModelStore, Arc<dyn Projection>); 3] {
         [
             (self.orders.model().clone(), Arc::new(OrderSummaryProjection)),
             (self.stock.model().clone(), Arc::new(StockLevelsProjection)),
+            (self.documents.model().clone(), Arc::new(DocumentListingProjection)),
         ]
+    }
+
+    /// Every read model's storage (run state, checkpoint), in the order
+    /// they are started.
+    pub fn models(&self) -> [&ModelStore; 3] {
+        [self.orders.model(), self.stock.model(), self.documents.model()]
     }
 
     /// The order summary.
@@ -127,8 +147,13 @@ impl Projections {
         &self.stock
     }
 
-    /// Starts both runners in the background (inside a tokio runtime). If
-    /// the second cannot start, the first is stopped again.
+    /// The document listing.
+    pub fn documents(&self) -> &DocumentListing {
+        &self.documents
+    }
+
+    /// Starts the runners in the background (inside a tokio runtime). If
+    /// one cannot start, those started are stopped again.
     ///
     /// A read model written by another [model version](Projection::model_version)
     /// of its projection (e.g. an order summary stored before it kept its
@@ -214,7 +239,7 @@ impl Projections {
         Ok(())
     }
 
-    /// Stops both runners; returns the first failure either had.
+    /// Stops the runners; returns the first failure one had.
     pub async fn stop(&self) -> Result<(), ProjectionError> {
         let mut first = Ok(());
         for runner in self.runners.lock().await.drain(..) {
@@ -226,7 +251,7 @@ impl Projections {
         first
     }
 
-    /// The larger lag of the two: head position minus checkpoint.
+    /// The largest lag of the read models: head position minus checkpoint.
     pub async fn lag(&self) -> Result<u64, ProjectionError> {
         let head = self
             .store
@@ -236,21 +261,24 @@ impl Projections {
         Ok(head.saturating_sub(self.checkpoint()))
     }
 
-    /// The smaller checkpoint of the two: both have applied every event up to it.
+    /// The smallest checkpoint of the read models: all have applied every
+    /// event up to it.
     pub fn checkpoint(&self) -> u64 {
-        self.orders.model().checkpoint().min(self.stock.model().checkpoint())
+        self.models().iter().map(|m| m.checkpoint()).min().unwrap_or(0)
     }
 
-    /// Waits until both read models have applied `position`, within one
+    /// Waits until every read model has applied `position`, within one
     /// `timeout` overall; see [`ModelStore::wait_for`].
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
         let deadline = Instant::now() + timeout;
-        self.orders.model().wait_for(position, timeout).await?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.stock.model().wait_for(position, left).await
+        for model in self.models() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            model.wait_for(position, left).await?;
+        }
+        Ok(())
     }
 
-    /// Rebuilds both read models from the log in one pass, while the
+    /// Rebuilds every read model from the log in one pass, while the
     /// runners (if started) keep serving the old ones; see [`rebuild_all`].
     pub async fn rebuild(
         &self,

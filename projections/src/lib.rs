@@ -10,15 +10,18 @@
 //! [`rebuild_all`], one pass for several models) replays the log into a
 //! fresh generation and swaps it in whole.
 //!
-//! Two read models ship: the order summary ([`OrderSummaries`]) and stock
+//! Three read models ship: the order summary ([`OrderSummaries`]), stock
 //! levels ([`StockLevels`]), read whole or a bounded page at a time
-//! through their indexes; [`Projections`] runs both over one store. A
+//! through their indexes, and the document listing ([`DocumentListing`]),
+//! every collection's documents a page at a time; [`Projections`] runs
+//! them over one store. A
 //! projection that changes what it stores raises its
 //! [`Projection::model_version`], and models written before are rebuilt.
 //! See `docs/projections.md` for the decisions behind it.
 
 pub mod backend;
 mod codec;
+mod documents;
 mod error;
 mod examples;
 mod handle;
@@ -30,6 +33,10 @@ mod runner;
 mod stock;
 
 pub use codec::Entry;
+pub use documents::{
+    DEFAULT_PAGE_BYTES, DOCUMENT_LISTING, DocumentListing, DocumentListingProjection, DocumentPage, DocumentQuery,
+    ListedDocument,
+};
 pub use error::ProjectionError;
 pub use handle::Projections;
 pub use model::reader::ModelReader;

@@ -15,9 +15,10 @@ pub struct RebuildArgs {
     data: DataDir,
 }
 
-/// Replays the whole log into fresh copies of the order summary and stock
-/// levels and swaps them in, with a progress bar. The server must not be
-/// running (one process owns the directory).
+/// Replays the whole log into fresh copies of the read models (order
+/// summary, stock levels, document listing) and swaps them in, with a
+/// progress bar. The server must not be running (one process owns the
+/// directory).
 pub async fn rebuild(args: RebuildArgs) -> CliResult {
     let store = SledStore::open(&args.data.data)?;
     let projections = Projections::open(&store)?;
@@ -35,12 +36,13 @@ pub async fn rebuild(args: RebuildArgs) -> CliResult {
         })
         .await?;
     bar.finish_and_clear();
-    for r in &reports {
+    for (model, r) in projections.models().into_iter().zip(&reports) {
         println!(
-            "rebuilt {} events in {:.2} s ({:.0} events/s), now serving generation {}",
+            "rebuilt {} events in {:.2} s ({:.0} events/s) into {}, now serving generation {}",
             r.events,
             r.elapsed.as_secs_f64(),
             r.events as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            model.name(),
             r.generation
         );
     }

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// The longest a read with min_position waits for the read model, e.g. 5s.
     #[arg(long, env = "STRATA_READ_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     read_wait: Duration,
+    /// The most bytes of documents a page of GET /docs/{collection} holds (it always holds one).
+    #[arg(long, env = "STRATA_LIST_PAGE_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    list_page_bytes: u64,
     /// How long a shutdown waits for open requests before dropping their connections.
     #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -129,6 +132,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         body_limit: args.body_limit,
         idempotency_retention: args.idempotency_retention,
         read_wait_timeout: args.read_wait,
+        list_page_bytes: args.list_page_bytes,
         shutdown_grace: args.shutdown_grace,
         ..Config::default()
     };

@@ -30,7 +30,7 @@ const UNHEALTHY_REFRESH_FAILURES: u64 = 3;
     path = "/healthz",
     tag = "meta",
     responses(
-        (status = 200, description = "Serving; both read models running (or, on PostgreSQL, following the process that writes them)", body = Health),
+        (status = 200, description = "Serving; every read model running (or, on PostgreSQL, following the process that writes it)", body = Health),
         (status = 503, description = "`service-unavailable`: a read model is not running, or (PostgreSQL) its copy has failed to refresh 3 times in a row", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -38,7 +38,7 @@ pub(crate) async fn healthz(
     State(store): State<Arc<dyn EventStore>>,
     State(p): State<Arc<Projections>>,
 ) -> Result<Json<Health>, HttpError> {
-    for model in [p.orders().model(), p.stock().model()] {
+    for model in p.models() {
         // Standby: another process writes this model (PostgreSQL); this
         // one follows its commits and serves it all the same.
         if !matches!(model.run_state(), RunState::Running | RunState::Standby) {
@@ -72,7 +72,7 @@ pub(crate) async fn healthz(
     get,
     path = "/metrics",
     tag = "meta",
-    responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag (overall and per read model)", body = String, content_type = "text/plain"))
 )]
 pub(crate) async fn metrics(
     State(store): State<Arc<dyn EventStore>>,
@@ -80,7 +80,12 @@ pub(crate) async fn metrics(
     State(metrics): State<Arc<Metrics>>,
 ) -> Response {
     let head = store.head_position().await.unwrap_or(0);
-    let text = metrics.encode(head, projections.checkpoint());
+    let models: Vec<(&str, u64)> = projections
+        .models()
+        .iter()
+        .map(|m| (m.name(), m.checkpoint()))
+        .collect();
+    let text = metrics.encode(head, &models);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

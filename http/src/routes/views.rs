@@ -17,17 +17,20 @@ use crate::extract::ApiQuery;
 use crate::model::{OrderSummaryView, OrdersView, StockLevelView, StockLevelsView};
 use crate::problem::Problem;
 
-/// Waits (bounded by the server's read wait) until both read models have
-/// applied `min_position`; returns the position they have applied.
+/// Waits (bounded by the server's read wait) until the order summary and
+/// stock levels have applied `min_position`; returns the position both
+/// have applied. (Not the document listing: a view waits only for the
+/// read models it may read.)
 async fn wait(state: &Views, min_position: Option<u64>) -> Result<u64, HttpError> {
+    let models = [state.projections.orders().model(), state.projections.stock().model()];
     if let Some(p) = min_position {
-        state
-            .projections
-            .wait_for(p, state.config.read_wait_timeout)
-            .await
-            .map_err(HttpError::from)?;
+        let deadline = tokio::time::Instant::now() + state.config.read_wait_timeout;
+        for model in models {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            model.wait_for(p, left).await.map_err(HttpError::from)?;
+        }
     }
-    Ok(state.projections.checkpoint())
+    Ok(models.iter().map(|m| m.checkpoint()).min().unwrap_or(0))
 }
 
 fn with_position(position: u64, body: impl serde::Serialize) -> Response {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod docs;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod world;

@@ -1,10 +1,12 @@
 //! `/docs/{collection}/{id}`: JSON documents with `GET`, `PUT`, `PATCH`
 //! (RFC 7396 and RFC 6902) and `DELETE`, preconditions, conflicts that
-//! name their fields, merges on request, and unique values; and
-//! `/collections/{name}`, their declarations. Decisions: `docs/documents.md`.
+//! name their fields, merges on request, and unique values;
+//! `/docs/{collection}`, their listing; and `/collections/{name}`, their
+//! declarations. Decisions: `docs/documents.md`.
 
 pub(crate) mod collections;
 mod input;
+pub(crate) mod listing;
 mod model;
 mod problem;
 
@@ -22,8 +24,8 @@ use utoipa::IntoParams;
 
 pub use input::{ACTOR_HEADER, MERGE_BASE_HEADER, MERGED_ONTO_HEADER};
 pub use model::{
-    ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
-    MergePatchBody, UniqueFieldSpec, UniqueFieldView,
+    ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, DocumentListView, HistoryView,
+    JsonPatchBody, ListedDocumentView, MergePatchBody, UniqueFieldSpec, UniqueFieldView,
 };
 
 use super::orders::{encode_segment, page_limit};

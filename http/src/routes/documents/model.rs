@@ -234,3 +234,41 @@ pub struct DeletedView {
     #[serde(rename = "_version")]
     pub version: u64,
 }
+
+/// One document of a page of `GET /docs/{collection}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListedDocumentView {
+    /// The document's id.
+    pub id: String,
+    /// Its version (the `ETag` of `GET /docs/{collection}/{id}`; also
+    /// `_version` in the document).
+    #[schema(minimum = 1)]
+    pub version: u64,
+    /// When it last changed (RFC 3339; `Last-Modified` of the document).
+    pub last_modified: String,
+    /// Who changed it last (`Strata-Actor`), or null.
+    pub modified_by: Option<String>,
+    /// The log position of the change that made this version.
+    #[schema(minimum = 1)]
+    pub position: u64,
+    /// The document at that version, with `_version`: what `GET` of the
+    /// document answered then, so it can be sent back in a `PUT` as is.
+    #[schema(value_type = DocumentBody)]
+    pub document: Value,
+}
+
+/// `GET /docs/{collection}`: one page of a collection's documents.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentListView {
+    /// The collection.
+    pub collection: String,
+    /// The position the listing had applied when read (also
+    /// `Strata-Position`): every write up to it is in the page.
+    pub position: u64,
+    /// The documents of this page, in id order (the bytes of their UTF-8).
+    pub documents: Vec<ListedDocumentView>,
+    /// The `after` of the next page (the last id of this one); absent on
+    /// the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
