@@ -239,14 +239,18 @@ pub struct DeletedView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListedDocumentView {
     /// The document's id.
+    #[schema(min_length = 1, max_length = 128)]
     pub id: String,
     /// Its version (the `ETag` of `GET /docs/{collection}/{id}`; also
     /// `_version` in the document).
     #[schema(minimum = 1)]
     pub version: u64,
-    /// When it last changed (RFC 3339; `Last-Modified` of the document).
+    /// When it last changed (RFC 3339, in milliseconds; `Last-Modified`
+    /// of the document, to the second).
+    #[schema(format = DateTime)]
     pub last_modified: String,
     /// Who changed it last (`Strata-Actor`), or null.
+    #[schema(required = true)]
     pub modified_by: Option<String>,
     /// The log position of the change that made this version.
     #[schema(minimum = 1)]
@@ -270,5 +274,6 @@ pub struct DocumentListView {
     /// The `after` of the next page (the last id of this one); absent on
     /// the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, min_length = 1, max_length = 128)]
     pub next: Option<String>,
 }
