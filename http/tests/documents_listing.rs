@@ -11,19 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Data, Resp, TestServer};
+use common::{Backend, Data, Resp, TestServer, encode};
 use serde_json::{Value, json};
 use strata_http::Config;
-
-/// Percent-encodes a path segment or a query value.
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn doc_path(collection: &str, id: &str) -> String {
     format!("/docs/{collection}/{}", encode(id))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Data, TestServer};
+use common::{Backend, Data, TestServer, encode};
 use serde_json::{Value, json};
 use strata_http::Config;
 
@@ -31,16 +31,6 @@ async fn walk(s: &TestServer, path: &str) -> Vec<Value> {
         assert!(pages.len() < 1000, "the walk does not end");
     }
     pages
-}
-
-/// Percent-encodes a query value.
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn ids(pages: &[Value], list: &str, field: &str) -> Vec<String> {

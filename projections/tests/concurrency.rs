@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use strata_projections::{ModelStore, ProjectionRunner, RunnerOptions};
 use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, SledStore, StreamAppend, StreamId};
-use support::{Tally, assert_exactly_once, read_tally};
+use support::{Tally, assert_exactly_once, read_tally, runtime};
 
 const WRITERS: usize = 16;
 const APPENDS_PER_WRITER: usize = 40;
@@ -82,14 +82,6 @@ async fn sixteen_writers(store: Arc<dyn EventStore>, model: ModelStore, batch_si
     assert_exactly_once(&state, head);
     let projected: BTreeMap<u64, [u8; 16]> = state.positions.iter().map(|(p, _, id)| (*p, *id)).collect();
     assert_eq!(projected, acknowledged, "each position holds the acknowledged event");
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

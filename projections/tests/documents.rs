@@ -22,29 +22,11 @@ use strata_projections::{
     DOCUMENT_LISTING, DocumentListingProjection, DocumentQuery, ModelStore, Projections, RebuildOptions, RunState,
     RunnerOptions, rebuild,
 };
-use strata_store::{Durability, EventStore, ExpectedVersion, Metadata, NewEvent, SledOptions, SledStore, StreamId};
+use strata_store::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use support::docs::{DocWorld, assert_deleted_documents_are_gone, assert_listing_matches, declare};
+use support::{open_buffered, runtime};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn open_buffered(dir: &std::path::Path) -> SledStore {
-    SledStore::open_with(
-        dir,
-        SledOptions {
-            durability: Durability::Buffered,
-            ..SledOptions::default()
-        },
-    )
-    .unwrap()
-}
 
 /// `n` steps of a pseudo-random history from `seed`.
 async fn random_history(world: &mut DocWorld, docs: &DocumentService, seed: u64, n: usize) {

@@ -64,20 +64,12 @@ mod imp {
 
     use crate::support::pg::store;
     use crate::support::world::{World, assert_models_match, walk_orders};
-    use crate::support::{Tally, assert_exactly_once, read_tally};
+    use crate::support::{Tally, assert_exactly_once, read_tally, runtime};
 
     const TALLY: &str = "tally";
     const CHILD_URL: &str = "STRATA_PG_CRASH_URL";
     const CHILD_SCHEMA: &str = "STRATA_PG_CRASH_SCHEMA";
     const READY: &str = "pg-crash-child-ready";
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
 
     /// A tally runner on `store`.
     async fn tally_runner(store: &PostgresStore, batch_size: usize) -> (ModelStore, ProjectionRunner) {

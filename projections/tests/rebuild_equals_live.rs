@@ -13,30 +13,11 @@ use strata_projections::{
     ModelStore, ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection, Projection, ProjectionRunner, Projections,
     RebuildOptions, RunnerOptions, STOCK_LEVELS, StockLevels, StockLevelsProjection, rebuild,
 };
-use strata_store::{Durability, EventStore, SledOptions, SledStore};
+use strata_store::EventStore;
 use support::world::{World, assert_models_match};
-use support::{Tally, assert_exactly_once, read_tally};
+use support::{Tally, assert_exactly_once, open_buffered, read_tally, runtime};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn open_buffered(dir: &std::path::Path) -> SledStore {
-    SledStore::open_with(
-        dir,
-        SledOptions {
-            durability: Durability::Buffered,
-            ..SledOptions::default()
-        },
-    )
-    .unwrap()
-}
 
 /// Follows `ops` live on sled, then rebuilds, and compares.
 async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {

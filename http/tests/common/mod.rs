@@ -224,6 +224,17 @@ impl TestServer {
     }
 }
 
+/// Percent-encodes a path segment or a query value (every byte but
+/// RFC 3986's unreserved characters).
+pub fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn with_headers(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
     for (k, v) in headers {
         req = req.header(

@@ -13,7 +13,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_projections::{ModelStore, Projection, ProjectionError, WriteSet};
-use strata_store::RecordedEvent;
+use strata_store::{Durability, RecordedEvent, SledOptions, SledStore};
+
+/// A runtime of two worker threads (the CI machine's cores), for tests
+/// that are not `#[tokio::test]` (proptest bodies, PostgreSQL fixtures).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A sled store in `dir` that does not fsync each append: the tests that
+/// use it check what the projections do, not the log's durability.
+pub fn open_buffered(dir: &std::path::Path) -> SledStore {
+    SledStore::open_with(
+        dir,
+        SledOptions {
+            durability: Durability::Buffered,
+            ..SledOptions::default()
+        },
+    )
+    .unwrap()
+}
 
 /// Counts how often each position was applied, with the event id it had,
 /// and checks it sees positions in order. Double application shows as a
