@@ -149,6 +149,13 @@ async fn a_walk_sees_every_live_document_once_in_id_order_as_get_shows_it(backen
         let pages = walk(&s, &format!("/docs/items?prefix={}&limit=2", encode(prefix))).await;
         assert_eq!(ids(&pages), expected, "prefix {prefix:?}");
     }
+    // A cursor with a prefix: before the prefix's ids it starts at the
+    // first of them, past them the page is empty.
+    let r = s.get("/docs/items?prefix=a&after=0").await.json();
+    assert_eq!(ids(std::slice::from_ref(&r)), ["a", "a b", "a/b", "ab"]);
+    let r = s.get("/docs/items?prefix=a&after=b").await.json();
+    assert_eq!(r["documents"], json!([]));
+    assert!(r.get("next").is_none());
     // A cursor is a position: it need not be an id that exists.
     let r = s.get("/docs/items?after=a0&limit=2").await.json();
     assert_eq!(ids(std::slice::from_ref(&r)), ["ab", "b"]);
