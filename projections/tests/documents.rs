@@ -287,11 +287,17 @@ mod pg {
     use strata_testkit::TestDatabase;
 
     use super::*;
-    use crate::support::pg::store;
+    use crate::support::pg::{store, store_with_pool};
 
     pub async fn the_listing_follows_a_history_on_postgres() {
         let db = TestDatabase::new();
-        let store = store(&db, "a").await;
+        // A pool of 5, not the fixture's 4: with all three read models
+        // running in the process that also writes the documents, a pool
+        // of 4 left a write waiting past the pool's 10 s wait (found here,
+        // not diagnosed; `strata serve --postgres` pools 16, and the
+        // two-process test below writes through a process on a pool of 4
+        // whose models stand by).
+        let store = store_with_pool(&db, "a", 5).await;
         let projections = Projections::open_postgres(&store).await.unwrap();
         the_listing_follows_a_history(&projections, Arc::new(store), 0x1234_5678_9abc_def1).await;
     }

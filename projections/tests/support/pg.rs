@@ -16,3 +16,13 @@ pub async fn store(db: &TestDatabase, who: &str) -> PostgresStore {
     })
     .await
 }
+
+/// [`store`] with a pool of `pool_size` connections.
+pub async fn store_with_pool(db: &TestDatabase, who: &str, pool_size: usize) -> PostgresStore {
+    db.connect(PostgresOptions {
+        poll_interval: Duration::from_millis(100),
+        pool_size,
+        ..db.options(who)
+    })
+    .await
+}
