@@ -10,7 +10,7 @@
 //!   growing history); conflicts (retries) and commands that ran out of
 //!   attempts are printed after each case.
 //!
-//! All on SledStore. Setup writes go through `append` in batches; the load
+//! All on SegmentStore. Setup writes go through `append` in batches; the load
 //! stores use `Durability::Buffered` (loads only read). The execute cases
 //! run once with the default `Durability::Fsync` and once `Buffered`.
 //!
@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::aggregates::domain::stock::{StockCommand, StockEvent, StockItem};
 use strata::aggregates::{Format, Repository, RepositoryError, encode};
-use strata::store::{Durability, EventStore, ExpectedVersion, SledOptions, SledStore, StreamAppend, StreamId};
+use strata::store::{Durability, EventStore, ExpectedVersion, SegmentOptions, SegmentStore, StreamAppend, StreamId};
 use strata::workload::long_stock_stream;
 use tokio::runtime::Runtime;
 
@@ -46,11 +46,11 @@ fn runtime() -> Runtime {
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<dyn EventStore> {
-    let options = SledOptions {
+    let options = SegmentOptions {
         durability,
-        ..SledOptions::default()
+        ..SegmentOptions::default()
     };
-    Arc::new(SledStore::open_with(dir, options).expect("open sled"))
+    Arc::new(SegmentStore::open_with(dir, options).expect("open the embedded store"))
 }
 
 /// The workloads, shared by the benches.

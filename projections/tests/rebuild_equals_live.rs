@@ -13,7 +13,7 @@ use strata_projections::{
     ModelStore, ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection, Projection, ProjectionRunner, Projections,
     RebuildOptions, RunnerOptions, STOCK_LEVELS, StockLevels, StockLevelsProjection, rebuild,
 };
-use strata_store::{Durability, EventStore, SledOptions, SledStore};
+use strata_store::{Durability, EventStore, SegmentOptions, SegmentStore};
 use support::world::{World, assert_models_match};
 use support::{Tally, assert_exactly_once, read_tally};
 
@@ -27,12 +27,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn open_buffered(dir: &std::path::Path) -> SledStore {
-    SledStore::open_with(
+fn open_buffered(dir: &std::path::Path) -> SegmentStore {
+    SegmentStore::open_with(
         dir,
-        SledOptions {
+        SegmentOptions {
             durability: Durability::Buffered,
-            ..SledOptions::default()
+            ..SegmentOptions::default()
         },
     )
     .unwrap()
