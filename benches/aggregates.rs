@@ -16,17 +16,22 @@
 //!
 //! `cargo bench --bench aggregates`
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_workload::long_stock_stream;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::aggregates::domain::stock::{StockCommand, StockEvent, StockItem};
 use strata::aggregates::{Format, Repository, RepositoryError, encode};
 use strata::store::{Durability, EventStore, ExpectedVersion, SegmentOptions, SegmentStore, StreamAppend, StreamId};
-use strata::workload::long_stock_stream;
 use tokio::runtime::Runtime;
 
 const SNAPSHOT_EVERY: u64 = 1_000;

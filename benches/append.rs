@@ -1,5 +1,5 @@
 //! Append throughput, side by side in one run, on the workloads of
-//! `strata bench` (shared through `strata::workload`):
+//! `strata bench` (shared through `src/cli/workload/`):
 //!
 //! - `append_200B/*/{1,8,64}`: one 200-byte event per append by 1, 8 and 64
 //!   writers: durable group commit on `SegmentStore` vs. the naive embedded
@@ -13,12 +13,17 @@
 //! `cargo bench --bench append`. Criterion reports events/s; compare rows of
 //! one run (the machine is shared and absolute figures drift between runs).
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench_workload::{AppendSpec, Budget, FileMode, Streams, run_appends, run_disk_ceiling, run_naive_sled};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use strata::workload::{AppendSpec, Budget, FileMode, Streams, run_appends, run_disk_ceiling, run_naive_sled};
 use strata_store::{Durability, EventStore, MemoryStore, SegmentOptions, SegmentStore};
 use tokio::runtime::Runtime;
 

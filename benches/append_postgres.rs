@@ -14,11 +14,16 @@
 //! Every contender is durable: PostgreSQL with its defaults (`fsync`,
 //! `synchronous_commit = on`), the embedded log with `Durability::Fsync`.
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bench_workload::{AppendSpec, Budget, NaivePostgres, Streams, run_appends};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use strata::workload::{AppendSpec, Budget, NaivePostgres, Streams, run_appends};
 use strata_store::{EventStore, PostgresOptions, PostgresStore, SegmentStore, tokio_postgres};
 
 const WRITERS: [usize; 3] = [1, 8, 64];

@@ -11,10 +11,16 @@
 //! - `STRATA_BENCH_EVENTS` (default 200,000; the report's figure uses 1,000,000)
 //! - `STRATA_BENCH_WRITERS` (default 64), `STRATA_BENCH_LIVE_SECS` (default 5)
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_workload::{Fold, HISTORY_SKUS, plain_fold, write_history};
 use strata::projections::{
     ModelStore, ORDER_SUMMARY, OrderSummaryProjection, Projection, Projections, RebuildOptions, STOCK_LEVELS,
     StockLevelsProjection, rebuild, rebuild_all,
@@ -22,7 +28,6 @@ use strata::projections::{
 use strata::store::{
     Durability, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, StreamAppend, StreamId,
 };
-use strata::workload::{Fold, HISTORY_SKUS, plain_fold, write_history};
 use strata_aggregates::domain::order::{OrderEvent, OrderLine};
 use strata_aggregates::domain::stock::StockEvent;
 use strata_aggregates::{DomainEvent, Format, encode};

@@ -1,5 +1,5 @@
 //! The read side, on the workloads of `strata bench` (shared through
-//! `strata::workload`), side by side in one run over one mixed log of
+//! `src/cli/workload/`), side by side in one run over one mixed log of
 //! orders and stock (`STRATA_BENCH_READ_EVENTS`, default 100,000):
 //!
 //! - `read/read_all`: the whole log in pages of 4,096;
@@ -11,11 +11,16 @@
 //! `cargo bench --bench read`. Loading one aggregate with and without a
 //! snapshot is in `cargo bench --bench aggregates`.
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::time::Duration;
 
+use bench_workload::{plain_fold, scan_log, write_history};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata::projections::Projections;
-use strata::workload::{plain_fold, scan_log, write_history};
 use strata_store::{Durability, SegmentOptions, SegmentStore};
 
 fn read_side(c: &mut Criterion) {

@@ -1,6 +1,11 @@
 //! The `strata` subcommands that work on a store directory, run as the
 //! built binary: append and read back, refusals, rebuild.
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::process::{Command, Output};
 
 fn strata(args: &[&str], data: &std::path::Path) -> Output {
@@ -96,7 +101,7 @@ fn rebuild_replays_the_log_into_the_read_models() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let written = rt.block_on(async {
         let store = strata::store::SegmentStore::open(dir.path()).unwrap();
-        strata::workload::write_history(&store, 3_000).await.unwrap()
+        bench_workload::write_history(&store, 3_000).await.unwrap()
     });
     let out = strata(&["rebuild"], dir.path());
     assert!(out.status.success(), "{out:?}");
@@ -110,7 +115,7 @@ fn rebuild_replays_the_log_into_the_read_models() {
         let store = strata::store::SegmentStore::open(dir.path()).unwrap();
         let projections = strata::projections::Projections::open(&store).unwrap();
         assert_eq!(projections.checkpoint(), written);
-        assert_eq!(projections.stock().all().unwrap().len(), strata::workload::HISTORY_SKUS);
+        assert_eq!(projections.stock().all().unwrap().len(), bench_workload::HISTORY_SKUS);
     });
 }
 

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::workload::{
+    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
+    run_disk_ceiling, run_naive_sled, scan_log, write_history,
+};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use strata::aggregates::Repository;
 use strata::aggregates::domain::stock::StockItem;
 use strata::projections::Projections;
-use strata::workload::{
-    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
-    run_disk_ceiling, run_naive_sled, scan_log, write_history,
-};
 use strata_store::{
     Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SegmentOptions, SegmentStore, StoreError,
 };
