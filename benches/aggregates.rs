@@ -10,23 +10,28 @@
 //!   growing history); conflicts (retries) and commands that ran out of
 //!   attempts are printed after each case.
 //!
-//! All on SledStore. Setup writes go through `append` in batches; the load
+//! All on SegmentStore. Setup writes go through `append` in batches; the load
 //! stores use `Durability::Buffered` (loads only read). The execute cases
 //! run once with the default `Durability::Fsync` and once `Buffered`.
 //!
 //! `cargo bench --bench aggregates`
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_workload::long_stock_stream;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::aggregates::domain::stock::{StockCommand, StockEvent, StockItem};
 use strata::aggregates::{Format, Repository, RepositoryError, encode};
-use strata::store::{Durability, EventStore, ExpectedVersion, SledOptions, SledStore, StreamAppend, StreamId};
-use strata::workload::long_stock_stream;
+use strata::store::{Durability, EventStore, ExpectedVersion, SegmentOptions, SegmentStore, StreamAppend, StreamId};
 use tokio::runtime::Runtime;
 
 const SNAPSHOT_EVERY: u64 = 1_000;
@@ -46,11 +51,11 @@ fn runtime() -> Runtime {
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<dyn EventStore> {
-    let options = SledOptions {
+    let options = SegmentOptions {
         durability,
-        ..SledOptions::default()
+        ..SegmentOptions::default()
     };
-    Arc::new(SledStore::open_with(dir, options).expect("open sled"))
+    Arc::new(SegmentStore::open_with(dir, options).expect("open the embedded store"))
 }
 
 /// The workloads, shared by the benches.

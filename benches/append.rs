@@ -1,8 +1,8 @@
 //! Append throughput, side by side in one run, on the workloads of
-//! `strata bench` (shared through `strata::workload`):
+//! `strata bench` (shared through `src/cli/workload/`):
 //!
 //! - `append_200B/*/{1,8,64}`: one 200-byte event per append by 1, 8 and 64
-//!   writers: durable group commit on `SledStore` vs. the naive embedded
+//!   writers: durable group commit on `SegmentStore` vs. the naive embedded
 //!   append (sled insert + `flush()` per append) vs. `Durability::Buffered`
 //!   vs. `MemoryStore`;
 //! - `append_batches/*`: 100-event appends of 4 KiB events and a hot stream
@@ -13,21 +13,26 @@
 //! `cargo bench --bench append`. Criterion reports events/s; compare rows of
 //! one run (the machine is shared and absolute figures drift between runs).
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench_workload::{AppendSpec, Budget, FileMode, Streams, run_appends, run_disk_ceiling, run_naive_sled};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use strata::workload::{AppendSpec, Budget, FileMode, Streams, run_appends, run_disk_ceiling, run_naive_sled};
-use strata_store::{Durability, EventStore, MemoryStore, SledOptions, SledStore};
+use strata_store::{Durability, EventStore, MemoryStore, SegmentOptions, SegmentStore};
 use tokio::runtime::Runtime;
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<dyn EventStore> {
-    let options = SledOptions {
+    let options = SegmentOptions {
         durability,
-        ..SledOptions::default()
+        ..SegmentOptions::default()
     };
-    Arc::new(SledStore::open_with(dir, options).expect("open sled store"))
+    Arc::new(SegmentStore::open_with(dir, options).expect("open the embedded store"))
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
@@ -50,8 +55,8 @@ fn contenders(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, spec: Appe
     let durable_dir = tempfile::tempdir().unwrap();
     let buffered_dir = tempfile::tempdir().unwrap();
     let stores: [(&str, Arc<dyn EventStore>); 3] = [
-        ("strata_sled_durable", open(durable_dir.path(), Durability::Fsync)),
-        ("strata_sled_buffered", open(buffered_dir.path(), Durability::Buffered)),
+        ("strata_durable", open(durable_dir.path(), Durability::Fsync)),
+        ("strata_buffered", open(buffered_dir.path(), Durability::Buffered)),
         ("strata_memory", Arc::new(MemoryStore::new())),
     ];
     let mut run = 0u64;

@@ -1,6 +1,6 @@
 //! Durable append throughput on PostgreSQL, side by side in one run with
-//! sled: strata's `PostgresStore` (group commit under the head row lock)
-//! vs. strata's `SledStore` (durable group commit) vs. plain autocommitted
+//! the embedded log: strata's `PostgresStore` (group commit under the head row lock)
+//! vs. strata's `SegmentStore` (durable group commit) vs. plain autocommitted
 //! `INSERT`s into a `UNIQUE (stream_id, version)` table, one connection per
 //! writer (what a team would write by hand), for one 200-byte event per
 //! append by 1, 8 and 64 concurrent writers.
@@ -12,14 +12,19 @@
 //! ```
 //!
 //! Every contender is durable: PostgreSQL with its defaults (`fsync`,
-//! `synchronous_commit = on`), sled with `Durability::Fsync`.
+//! `synchronous_commit = on`), the embedded log with `Durability::Fsync`.
+
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bench_workload::{AppendSpec, Budget, NaivePostgres, Streams, run_appends};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use strata::workload::{AppendSpec, Budget, NaivePostgres, Streams, run_appends};
-use strata_store::{EventStore, PostgresOptions, PostgresStore, SledStore, tokio_postgres};
+use strata_store::{EventStore, PostgresOptions, PostgresStore, SegmentStore, tokio_postgres};
 
 const WRITERS: [usize; 3] = [1, 8, 64];
 
@@ -62,9 +67,9 @@ fn append_throughput(c: &mut Criterion) {
             *WRITERS.iter().max().unwrap(),
         ))
         .expect("plain PostgreSQL connections");
-    let sled_dir = tempfile::tempdir().unwrap();
-    let sled_store = Arc::new(SledStore::open(sled_dir.path()).expect("open sled store"));
-    let sled: Arc<dyn EventStore> = sled_store.clone();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local_store = Arc::new(SegmentStore::open(local_dir.path()).expect("open the embedded store"));
+    let local: Arc<dyn EventStore> = local_store.clone();
 
     let mut group = c.benchmark_group("durable_append_200B");
     group.sample_size(10);
@@ -73,7 +78,7 @@ fn append_throughput(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let mut run = 0u64;
     for writers in WRITERS {
-        for (name, store) in [("strata_postgres", &postgres), ("strata_sled", &sled)] {
+        for (name, store) in [("strata_postgres", &postgres), ("strata_embedded", &local)] {
             group.bench_function(BenchmarkId::new(name, writers), |b| {
                 b.iter_custom(|iters| {
                     run += 1;
@@ -93,17 +98,20 @@ fn append_throughput(c: &mut Criterion) {
         });
     }
     group.finish();
-    for (name, stats) in [
-        ("strata_postgres", pg_store.commit_stats()),
-        ("strata_sled", sled_store.commit_stats()),
-    ] {
-        eprintln!(
-            "{name}: {} commits, {:.1} events per commit, mean commit (WAL flush / fsync) {:?}",
-            stats.commits,
-            stats.events_per_commit(),
-            stats.mean_sync_time()
-        );
-    }
+    let pg = pg_store.commit_stats();
+    eprintln!(
+        "strata_postgres: {} commits, {:.1} events per commit, mean commit (WAL flush) {:?}",
+        pg.commits,
+        pg.events_per_commit(),
+        pg.mean_sync_time()
+    );
+    let local = local_store.stats();
+    eprintln!(
+        "strata_embedded: {} fdatasyncs, {:.1} events per fdatasync, mean fdatasync {:?}",
+        local.commits,
+        local.events_per_commit(),
+        local.mean_sync_time()
+    );
 
     rt.block_on(async {
         naive.drop_table().await.ok();

@@ -11,18 +11,23 @@
 //! - `STRATA_BENCH_EVENTS` (default 200,000; the report's figure uses 1,000,000)
 //! - `STRATA_BENCH_WRITERS` (default 64), `STRATA_BENCH_LIVE_SECS` (default 5)
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_workload::{Fold, HISTORY_SKUS, plain_fold, write_history};
 use strata::projections::{
     ModelStore, ORDER_SUMMARY, OrderSummaryProjection, Projection, Projections, RebuildOptions, STOCK_LEVELS,
     StockLevelsProjection, rebuild, rebuild_all,
 };
 use strata::store::{
-    Durability, EventStore, ExpectedVersion, NewEvent, SledOptions, SledStore, StreamAppend, StreamId,
+    Durability, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, StreamAppend, StreamId,
 };
-use strata::workload::{Fold, HISTORY_SKUS, plain_fold, write_history};
 use strata_aggregates::domain::order::{OrderEvent, OrderLine};
 use strata_aggregates::domain::stock::StockEvent;
 use strata_aggregates::{DomainEvent, Format, encode};
@@ -46,11 +51,11 @@ fn rate(events: u64, elapsed: Duration) -> String {
 async fn rebuild_speed(events: u64) {
     let dir = tempfile::tempdir().unwrap();
     // Buffered: the log is written fast; what is measured is the reading side.
-    let store = SledStore::open_with(
+    let store = SegmentStore::open_with(
         dir.path(),
-        SledOptions {
+        SegmentOptions {
             durability: Durability::Buffered,
-            ..SledOptions::default()
+            ..SegmentOptions::default()
         },
     )
     .unwrap();
@@ -130,7 +135,7 @@ async fn rebuild_speed(events: u64) {
 
 async fn live_lag(writers: usize, secs: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap(); // Durability::Fsync, group commit
+    let store = SegmentStore::open(dir.path()).unwrap(); // Durability::Fsync, group commit
     let projections = Arc::new(Projections::open(&store).unwrap());
     projections.start().await.unwrap();
     // The SKUs, registered and stocked (a history of no orders).
@@ -203,7 +208,7 @@ async fn live_lag(writers: usize, secs: u64) {
     let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
     let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
     let events = head - start_head;
-    let stats = store.commit_stats();
+    let stats = store.stats();
     println!(
         "live, {writers} durable writers for {:.1} s: {} appends, {events} events ({:.0} events/s, {:.1} events per fsync)",
         elapsed.as_secs_f64(),

@@ -1,22 +1,27 @@
 //! The read side, on the workloads of `strata bench` (shared through
-//! `strata::workload`), side by side in one run over one mixed log of
+//! `src/cli/workload/`), side by side in one run over one mixed log of
 //! orders and stock (`STRATA_BENCH_READ_EVENTS`, default 100,000):
 //!
 //! - `read/read_all`: the whole log in pages of 4,096;
 //! - `read/plain_fold`: `read_all` folded into maps, nothing written (the
 //!   upper bound of a projection);
-//! - `read/rebuild_both`: both projections rebuilt in one pass on sled, with
+//! - `read/rebuild_both`: both projections rebuilt in one pass (read models in sled tables), with
 //!   checkpoints and a generation swap.
 //!
 //! `cargo bench --bench read`. Loading one aggregate with and without a
 //! snapshot is in `cargo bench --bench aggregates`.
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::time::Duration;
 
+use bench_workload::{plain_fold, scan_log, write_history};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata::projections::Projections;
-use strata::workload::{plain_fold, scan_log, write_history};
-use strata_store::{Durability, SledOptions, SledStore};
+use strata_store::{Durability, SegmentOptions, SegmentStore};
 
 fn read_side(c: &mut Criterion) {
     let target = std::env::var("STRATA_BENCH_READ_EVENTS")
@@ -28,11 +33,11 @@ fn read_side(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = SledOptions {
+    let options = SegmentOptions {
         durability: Durability::Buffered,
-        ..SledOptions::default()
+        ..SegmentOptions::default()
     };
-    let store = SledStore::open_with(dir.path(), options).unwrap();
+    let store = SegmentStore::open_with(dir.path(), options).unwrap();
     let events = rt.block_on(write_history(&store, target)).unwrap();
     let projections = Projections::open(&store).unwrap();
 

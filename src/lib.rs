@@ -15,5 +15,3 @@ pub use strata_http as http;
 pub use strata_projections as projections;
 /// The event log: [`strata_store`].
 pub use strata_store as store;
-
-pub mod workload;

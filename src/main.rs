@@ -26,15 +26,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Append events to a stream of a sled store directory.
+    /// Append events to a stream of a data directory.
     Append(cli::log::AppendArgs),
-    /// Read a stream, or the whole log, of a sled store directory.
+    /// Read a stream, or the whole log, of a data directory.
     Read(cli::log::ReadArgs),
     /// Measure append throughput against the disk's ceiling and the naive append, side by side.
     Bench(cli::bench::BenchArgs),
-    /// Rebuild the read models (order summary, stock levels) of a store directory from its log.
+    /// Rebuild the read models (order summary, stock levels) of a data directory from its log.
     Rebuild(cli::rebuild::RebuildArgs),
-    /// Serve the HTTP API over a sled store directory (or a PostgreSQL database), with the read models running inside.
+    /// Serve the HTTP API over a data directory (or a PostgreSQL database), with the read models running inside.
     Serve(cli::serve::ServeArgs),
     /// Check every record of a segment log directory and that its index equals a rebuild; non-zero exit on damage.
     Verify(cli::verify::VerifyArgs),

@@ -1,6 +1,11 @@
 //! The `strata` subcommands that work on a store directory, run as the
 //! built binary: append and read back, refusals, rebuild.
 
+/// The workloads of `strata bench` (`src/cli/workload/`), compiled here too.
+#[path = "../src/cli/workload/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bench_workload;
+
 use std::process::{Command, Output};
 
 fn strata(args: &[&str], data: &std::path::Path) -> Output {
@@ -95,8 +100,8 @@ fn rebuild_replays_the_log_into_the_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let written = rt.block_on(async {
-        let store = strata::store::SledStore::open(dir.path()).unwrap();
-        strata::workload::write_history(&store, 3_000).await.unwrap()
+        let store = strata::store::SegmentStore::open(dir.path()).unwrap();
+        bench_workload::write_history(&store, 3_000).await.unwrap()
     });
     let out = strata(&["rebuild"], dir.path());
     assert!(out.status.success(), "{out:?}");
@@ -107,10 +112,10 @@ fn rebuild_replays_the_log_into_the_read_models() {
     );
     // The rebuilt models are there for the next process.
     rt.block_on(async {
-        let store = strata::store::SledStore::open(dir.path()).unwrap();
+        let store = strata::store::SegmentStore::open(dir.path()).unwrap();
         let projections = strata::projections::Projections::open(&store).unwrap();
         assert_eq!(projections.checkpoint(), written);
-        assert_eq!(projections.stock().all().unwrap().len(), strata::workload::HISTORY_SKUS);
+        assert_eq!(projections.stock().all().unwrap().len(), bench_workload::HISTORY_SKUS);
     });
 }
 
@@ -174,4 +179,42 @@ fn verify_reports_a_clean_log_and_names_damage() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
+}
+
+#[test]
+fn a_directory_in_the_old_sled_layout_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What strata's former sled-based log left: a sled database at the top.
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("strata-log")
+            .unwrap()
+            .insert("format", "strata-log/1")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for args in [
+        &["read"][..],
+        &["append", "--stream", "notes-1", "--type", "Noted", "x"],
+        &["rebuild"],
+    ] {
+        let out = strata(args, dir.path());
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("sled layout") && err.contains("new directory") && err.contains("Nothing in it was changed"),
+            "{args:?}: {err}"
+        );
+    }
+    let verify = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("verify")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!verify.status.success());
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains("sled layout"),
+        "{verify:?}"
+    );
+    assert!(!dir.path().join("log").exists(), "no segment log was started in it");
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::{Serve, http};
 
-use strata::store::{Direction, EventStore, SledStore, StreamId};
+use strata::store::{Direction, EventStore, SegmentStore, StreamId};
 
 fn serve(dir: &std::path::Path) -> Serve {
     Serve::start(&["--data", dir.to_str().unwrap()], |c| {
@@ -74,7 +74,7 @@ fn serve_answers_runs_a_load_test_and_stops_cleanly_on_sigterm() {
     // Everything acknowledged is in the store, which the process released.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = SledStore::open(dir.path()).expect("released");
+        let store = SegmentStore::open(dir.path()).expect("released");
         let tea = StreamId::new("stock-tea").unwrap();
         let events = store.read_stream(&tea, 1, Direction::Forward, 10).await.unwrap();
         assert_eq!(

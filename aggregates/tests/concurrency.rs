@@ -1,5 +1,5 @@
 //! Concurrent orders never oversell: 32 tasks place orders of 1 to 5 units
-//! against one SKU with 100 units, on a durable SledStore.
+//! against one SKU with 100 units, on a durable SegmentStore.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use strata_aggregates::domain::order::{OrderLine, OrderStatus};
 use strata_aggregates::domain::service::{OrderService, OrderServiceError};
 use strata_aggregates::domain::stock::{StockCommand, StockError, StockItem};
 use strata_aggregates::{Repository, RetryPolicy};
-use strata_store::{EventStore, SledStore};
+use strata_store::{EventStore, SegmentStore};
 
 const TASKS: u64 = 32;
 const UNITS: u64 = 100;
@@ -19,7 +19,7 @@ const UNITS: u64 = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_never_oversell() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store: Arc<dyn EventStore> = Arc::new(SegmentStore::open(dir.path()).unwrap());
     // A placement attempt conflicts only when another placement reserved from
     // the SKU after it read; there can be at most UNITS of those, so this
     // many attempts never run out and every outcome is decided by stock.

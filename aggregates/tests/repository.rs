@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use common::{Counter, CounterCommand, CounterError, CounterEvent, RacingStore};
 use strata_aggregates::domain::stock::{StockCommand, StockError, StockEvent, StockItem};
 use strata_aggregates::{FORMAT_KEY, Format, Repository, RepositoryError, RetryPolicy, encode};
-use strata_store::{Direction, EventStore, MemoryStore, Metadata, SledStore, StoreError, StreamId};
+use strata_store::{Direction, EventStore, MemoryStore, Metadata, SegmentStore, StoreError, StreamId};
 
 fn register(sku: &str) -> StockCommand {
     StockCommand::Register {
@@ -65,7 +65,7 @@ async fn execute_appends_what_the_aggregate_decides() {
 #[tokio::test]
 async fn a_stale_version_is_a_conflict_with_what_changed_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store: Arc<dyn EventStore> = Arc::new(SegmentStore::open(dir.path()).unwrap());
     let repo = Repository::<StockItem>::new(store.clone());
     repo.execute("tea", register("tea"), None).await.unwrap();
     repo.execute("tea", StockCommand::Receive { quantity: 5 }, None)

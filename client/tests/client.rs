@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde_json::json;
 use strata_client::{Client, ClientError, Precondition, RetryPolicy};
 use strata_http::{Config, Server};
-use strata_store::SledStore;
+use strata_store::SegmentStore;
 
 async fn server() -> (tempfile::TempDir, Server, Client) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::serve(store, listener, Config::default()).await.unwrap();
     let client = Client::new(&server.url()).unwrap().with_actor("test");

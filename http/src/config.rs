@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use strata_aggregates::Format;
-use strata_store::SledOptions;
+use strata_store::SegmentOptions;
 
 /// The status a stale `If-Match` is answered with.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
@@ -39,8 +39,8 @@ impl ConflictStatus {
 /// runs with when no flag or variable says otherwise.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// How the sled store is opened (durability, limits).
-    pub sled: SledOptions,
+    /// How the embedded log is opened (durability, limits).
+    pub store: SegmentOptions,
     /// The status of a stale `If-Match` (default 409).
     pub conflict_status: ConflictStatus,
     /// Refuse writes to existing resources without `If-Match` (or
@@ -75,7 +75,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            sled: SledOptions::default(),
+            store: SegmentOptions::default(),
             conflict_status: ConflictStatus::default(),
             require_if_match: false,
             body_limit: 2 * 1024 * 1024,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use strata_projections::Projections;
-use strata_store::SledStore;
+use strata_store::SegmentStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -50,9 +50,15 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Opens the sled store in `data` (created when absent) and serves it on `addr`.
+    /// Opens the embedded log in `data` (created when absent) and serves it on `addr`.
     pub async fn start(data: impl AsRef<Path>, addr: SocketAddr, config: Config) -> Result<Server, HttpError> {
-        let store = SledStore::open_with(data.as_ref(), config.sled.clone())?;
+        let (path, options) = (data.as_ref().to_path_buf(), config.store.clone());
+        // Opening reads the log's tail (and after a crash indexes it): off the runtime's threads.
+        let store = tokio::task::spawn_blocking(move || SegmentStore::open_with(path, options))
+            .await
+            .map_err(|e| HttpError::Internal {
+                reason: format!("opening the store did not finish: {e}"),
+            })??;
         let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Io {
             context: format!("binding {addr}"),
             source,
@@ -61,9 +67,9 @@ impl Server {
     }
 
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
-    pub async fn serve(store: SledStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
+    pub async fn serve(store: SegmentStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
         let projections = Projections::open(&store)?;
-        let idempotency = Records::open_local(&store.tables(), config.idempotency_retention)?;
+        let idempotency = Records::open_local(&store.tables()?, config.idempotency_retention)?;
         Server::serve_state(
             AppState::new(Arc::new(store), projections, idempotency, config),
             listener,
@@ -89,7 +95,7 @@ impl Server {
     /// Serves a connected PostgreSQL store on a bound listener: the read
     /// models (`Projections::open_postgres`: one process writes each, every
     /// process reads) and the idempotency records live in its database and
-    /// schema. `config.sled` is not used.
+    /// schema. `config.store` is not used.
     #[cfg(feature = "postgres")]
     pub async fn serve_postgres(
         store: strata_store::PostgresStore,
@@ -105,7 +111,7 @@ impl Server {
         .await
     }
 
-    async fn serve_state(state: AppState, listener: TcpListener) -> Result<Server, HttpError> {
+    pub(crate) async fn serve_state(state: AppState, listener: TcpListener) -> Result<Server, HttpError> {
         let addr = listener.local_addr().map_err(|source| HttpError::Io {
             context: "reading the listener's address".into(),
             source,

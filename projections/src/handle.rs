@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_store::{EventStore, SledStore};
+use strata_store::{EventStore, SegmentStore};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -26,10 +26,10 @@ use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 /// use std::time::Duration;
 /// use strata_aggregates::{Format, encode, domain::stock::StockEvent};
 /// use strata_projections::Projections;
-/// use strata_store::{EventStore, ExpectedVersion, SledStore, StreamId};
+/// use strata_store::{EventStore, ExpectedVersion, SegmentStore, StreamId};
 ///
 /// let dir = tempfile::tempdir().unwrap();
-/// let store = SledStore::open(dir.path()).unwrap();
+/// let store = SegmentStore::open(dir.path()).unwrap();
 /// let projections = Projections::open(&store).unwrap();
 /// projections.start().await.unwrap();
 ///
@@ -65,8 +65,9 @@ impl std::fmt::Debug for Projections {
 }
 
 impl Projections {
-    /// The read models in the sled database of `store`, beside the log.
-    pub fn open(store: &SledStore) -> Result<Projections, ProjectionError> {
+    /// The read models in the tables beside the log of `store`
+    /// ([`SegmentStore::tables`]).
+    pub fn open(store: &SegmentStore) -> Result<Projections, ProjectionError> {
         Ok(Projections::with_models(
             Arc::new(store.clone()),
             ModelStore::open_sled(store, ORDER_SUMMARY)?,

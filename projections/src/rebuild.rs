@@ -348,7 +348,7 @@ async fn head(store: &dyn EventStore, name: &str) -> Result<u64, ProjectionError
 mod tests {
     use std::sync::Arc;
 
-    use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StreamId};
+    use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentStore, StreamId};
 
     use super::*;
 
@@ -371,7 +371,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_swap_leaves_every_model_on_its_old_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SegmentStore::open(dir.path()).unwrap();
         let events = (0..5).map(|_| NewEvent::new("Tick", "{}")).collect();
         store
             .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
@@ -400,7 +400,7 @@ mod tests {
     #[tokio::test]
     async fn models_in_different_databases_are_swapped_in_too() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path().join("log")).unwrap();
+        let store = SegmentStore::open(dir.path().join("log")).unwrap();
         let events = (0..3).map(|_| NewEvent::new("Tick", "{}")).collect();
         store
             .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)

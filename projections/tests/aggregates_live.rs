@@ -18,7 +18,7 @@ use strata_projections::{
     ModelStore, ORDER_SUMMARY, OrderSummaryProjection, Projection, Projections, RebuildOptions, RunState,
     RunnerOptions, STOCK_LEVELS, StockLevelsProjection, rebuild_all,
 };
-use strata_store::{Durability, EventStore, SledOptions, SledStore};
+use strata_store::{Durability, EventStore, SegmentOptions, SegmentStore};
 
 const WAIT: Duration = Duration::from_secs(30);
 const SKUS: u8 = 3;
@@ -149,11 +149,11 @@ fn service_outcome(result: Result<impl Sized, OrderServiceError>) {
 
 async fn run(ops: Vec<Op>, orders_json: bool, stock_json: bool, every: u64, batch_size: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with(
+    let store = SegmentStore::open_with(
         dir.path(),
-        SledOptions {
+        SegmentOptions {
             durability: Durability::Buffered,
-            ..SledOptions::default()
+            ..SegmentOptions::default()
         },
     )
     .unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_projections::{ModelStore, ProjectionRunner, RunnerOptions};
-use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, SledStore, StreamAppend, StreamId};
+use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, SegmentStore, StreamAppend, StreamId};
 use support::{Tally, assert_exactly_once, read_tally, runtime};
 
 const WRITERS: usize = 16;
@@ -88,7 +88,7 @@ async fn sixteen_writers(store: Arc<dyn EventStore>, model: ModelStore, batch_si
 fn sixteen_durable_writers_on_sled() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap(); // Durability::Fsync: group commits
+        let store = SegmentStore::open(dir.path()).unwrap(); // Durability::Fsync: group commits
         let model = ModelStore::open_sled(&store, "tally").unwrap();
         sixteen_writers(Arc::new(store), model, 32).await;
     });

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use strata_projections::{ModelStore, Projection, ProjectionRunner, RebuildOptions, RunnerOptions, rebuild};
-use strata_store::{Durability, EventStore, ExpectedVersion, NewEvent, SledOptions, SledStore, StreamId};
+use strata_store::{Durability, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, StreamId};
 use support::{Tally, assert_exactly_once, read_tally};
 
 /// Set in the child: the store directory.
@@ -24,17 +24,17 @@ const NAME: &str = "tally";
 /// What the child prints once its runner applies events.
 const READY: &str = "crash-child-ready";
 
-fn open(dir: &std::path::Path) -> SledStore {
-    // Flush: an acknowledged append survives a process crash (which is
+fn open(dir: &std::path::Path) -> SegmentStore {
+    // Buffered: an acknowledged append survives a process crash (which is
     // what SIGKILL is); the fsync of the default mode adds nothing here.
-    let options = SledOptions {
-        durability: Durability::Flush,
-        ..SledOptions::default()
+    let options = SegmentOptions {
+        durability: Durability::Buffered,
+        ..SegmentOptions::default()
     };
     // The killed child's lock is released when the kernel closes its files;
     // retry briefly in case the parent is faster than that.
     for _ in 0..100 {
-        match SledStore::open_with(dir, options.clone()) {
+        match SegmentStore::open_with(dir, options.clone()) {
             Ok(store) => return store,
             Err(strata_store::StoreError::Locked { .. }) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("reopening the store: {e}"),

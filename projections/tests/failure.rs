@@ -11,7 +11,7 @@ use std::time::Duration;
 use strata_projections::{
     ModelStore, ProjectionError, ProjectionRunner, RebuildOptions, RunState, RunnerOptions, rebuild,
 };
-use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, SledStore, StreamId};
+use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, SegmentStore, StreamId};
 use support::{POISON, Tally, assert_exactly_once, read_tally};
 
 async fn append(store: &dyn EventStore, stream: &str, event_type: &str, n: usize) -> u64 {
@@ -26,7 +26,7 @@ async fn append(store: &dyn EventStore, stream: &str, event_type: &str, n: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_apply_stops_at_its_position_and_a_restart_resumes_there() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     append(&store, "a", "Tick", 10).await;
     let poison = append(&store, "b", POISON, 1).await;
     let head = append(&store, "a", "Tick", 5).await;
@@ -85,7 +85,7 @@ async fn a_failing_apply_stops_at_its_position_and_a_restart_resumes_there() {
     // The checkpoint is durable: reopen everything, fix the cause, restart.
     drop((model, shared));
     drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     let model = ModelStore::open_sled(&store, "tally").unwrap();
     assert_eq!(model.checkpoint(), poison - 1);
     poisoned.store(false, Ordering::SeqCst);

@@ -15,7 +15,7 @@ use strata_projections::{
     CUSTOMER_STATUS_SCAN_FACTOR, ModelStore, ORDER_SUMMARY, OrderFilter, OrderSummaryProjection, Projection,
     ProjectionError, ProjectionRunner, Projections, RebuildOptions, RunnerOptions, STOCK_LEVELS, WriteSet, rebuild,
 };
-use strata_store::{EventStore, ExpectedVersion, MemoryStore, RecordedEvent, SledStore, StreamId};
+use strata_store::{EventStore, ExpectedVersion, MemoryStore, RecordedEvent, SegmentStore, StreamId};
 use support::world::{World, assert_models_match, walk_orders};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -172,7 +172,7 @@ async fn the_status_index_follows_every_transition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_cover_every_order_once_in_id_order() {
     let dir = tempfile::tempdir().unwrap();
-    let sled = SledStore::open(dir.path()).unwrap();
+    let sled = SegmentStore::open(dir.path()).unwrap();
     let memory = MemoryStore::new();
     let stores: [(Arc<dyn EventStore>, Projections); 2] = [
         (Arc::new(sled.clone()), Projections::open(&sled).unwrap()),
@@ -307,7 +307,7 @@ impl Projection for WithoutStatusIndex {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_stored_before_the_status_index_is_rebuilt_on_start() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
     for id in ["o1", "o2", "o3"] {
         append(&store, &format!("order-{id}"), &[placed(id, "ada")]).await;

@@ -8,19 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::workload::{
+    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
+    run_disk_ceiling, run_naive_sled, scan_log, write_history,
+};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use strata::aggregates::Repository;
 use strata::aggregates::domain::stock::StockItem;
 use strata::projections::Projections;
-use strata::workload::{
-    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
-    run_disk_ceiling, run_naive_sled, scan_log, write_history,
-};
 use strata_store::{
-    Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SegmentDurability, SegmentOptions,
-    SegmentStore, SledOptions, SledStore, StoreError,
+    Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SegmentOptions, SegmentStore, StoreError,
 };
 
 use super::CliResult;
@@ -29,18 +28,18 @@ use super::CliResult;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Contender {
-    /// sled insert + `flush()` per append (no fsync, no batching across writers).
+    /// The baseline: sled insert + `flush()` per append, what a team would
+    /// write by hand on an embedded B-tree (no fsync, no batching across writers).
     Naive,
-    /// strata on sled, `Durability::Fsync` (the default): group commit, flush + fdatasync.
+    /// strata's embedded log (`SegmentStore`), durable (the default): group
+    /// commit, one fdatasync per group.
+    #[value(alias = "segment")]
     Durable,
-    /// strata on sled, `Durability::Buffered`: acknowledged before any flush.
+    /// strata's embedded log, buffered: acknowledged once written to the OS.
+    #[value(alias = "segment-buffered")]
     Buffered,
     /// strata's `MemoryStore`.
     Memory,
-    /// strata on its segment log (`SegmentStore`, `SegmentDurability::Fsync`): group commit, one fdatasync per group.
-    Segment,
-    /// strata on its segment log, `SegmentDurability::Buffered`: acknowledged once written to the OS.
-    SegmentBuffered,
     /// strata on PostgreSQL (`PostgresStore`, needs `--postgres`): group commit under the head row lock.
     Postgres,
     /// Plain autocommitted `INSERT`s into a `UNIQUE (stream_id, version)` table on the same database
@@ -52,11 +51,9 @@ impl Contender {
     fn label(self) -> &'static str {
         match self {
             Contender::Naive => "naive sled insert+flush",
-            Contender::Durable => "strata sled durable",
-            Contender::Buffered => "strata sled buffered",
+            Contender::Durable => "strata durable",
+            Contender::Buffered => "strata buffered",
             Contender::Memory => "strata memory",
-            Contender::Segment => "strata segment durable",
-            Contender::SegmentBuffered => "strata segment buffered",
             Contender::Postgres => "strata postgres",
             Contender::PlainInsert => "plain INSERT postgres",
         }
@@ -94,7 +91,7 @@ pub struct BenchArgs {
     streams: Vec<StreamsArg>,
     /// The contenders, run in turn for every workload (`postgres` and
     /// `plain-insert` are added when `--postgres` is given).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory, Contender::Segment])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory])]
     contenders: Vec<Contender>,
     /// A PostgreSQL database to add strata on PostgreSQL and plain INSERTs
     /// as contenders (each strata run in a schema of its own, the INSERTs in
@@ -107,6 +104,10 @@ pub struct BenchArgs {
     /// Seconds per run.
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Appends per run (shared by its writers) instead of `--seconds`: the
+    /// same work whatever the machine's load, e.g. for smoke tests.
+    #[arg(long, conflicts_with = "seconds")]
+    appends: Option<u64>,
     /// How many times every workload cycles through the contenders.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
@@ -178,14 +179,14 @@ pub struct Row {
     pub p50_us: u32,
     /// 99th percentile append latency, µs.
     pub p99_us: u32,
-    /// Durable strata on sled: events per flush actually achieved (on
+    /// strata's embedded log: events per fdatasync actually achieved (on
     /// PostgreSQL: per commit).
     pub events_per_flush: Option<f64>,
-    /// Durable strata on sled: mean time of one flush + fdatasync, µs (on
+    /// strata's embedded log: mean time of one fdatasync, µs (on
     /// PostgreSQL: of the insert and `COMMIT`, the WAL flush included).
     pub mean_sync_us: Option<f64>,
     /// Events/s over the naive append's at the same workload and round
-    /// (strata on sled and in memory).
+    /// (strata's embedded log and memory).
     pub ratio_to_naive: Option<f64>,
     /// strata on PostgreSQL: events/s over the plain INSERTs' at the same
     /// workload and round.
@@ -210,8 +211,10 @@ pub struct Report {
     pub version: &'static str,
     /// Cores the machine has.
     pub cores: usize,
-    /// Seconds per run.
-    pub seconds_per_run: f64,
+    /// Seconds per run (when runs were timed).
+    pub seconds_per_run: Option<f64>,
+    /// Appends per run (when runs were counted, `--appends`).
+    pub appends_per_run: Option<u64>,
     /// Every append run, disk ceiling first.
     pub rows: Vec<Row>,
     /// The read side.
@@ -372,39 +375,17 @@ async fn run_contender(
         let stats = tokio::task::block_in_place(|| run_naive_sled(&db, spec, budget))?;
         return Ok(row(label, spec, round, &stats));
     }
-    if matches!(contender, Contender::Segment | Contender::SegmentBuffered) {
+    if matches!(contender, Contender::Durable | Contender::Buffered) {
         return run_segment(contender, spec, budget, tmp.path(), round, run).await;
     }
-    let (store, sled): (Arc<dyn EventStore>, Option<SledStore>) = match contender {
-        Contender::Memory => (Arc::new(MemoryStore::new()), None),
-        _ => {
-            let durability = if contender == Contender::Durable {
-                Durability::Fsync
-            } else {
-                Durability::Buffered
-            };
-            let s = SledStore::open_with(
-                tmp.path(),
-                SledOptions {
-                    durability,
-                    ..SledOptions::default()
-                },
-            )?;
-            (Arc::new(s.clone()), Some(s))
-        }
-    };
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let stats = run_appends(store.clone(), spec, budget, run).await?;
     let mut r = row(label, spec, round, &stats);
     r.events_in_store = Some(store.head_position().await?);
-    if let Some(s) = sled.filter(|_| contender == Contender::Durable) {
-        let c = s.commit_stats();
-        r.events_per_flush = Some(c.events_per_commit());
-        r.mean_sync_us = Some(c.mean_sync_time().as_secs_f64() * 1e6);
-    }
     Ok(r)
 }
 
-/// A segment log run: the throughput counts the time the index takes to
+/// A run on the embedded log: the throughput counts the time the index takes to
 /// catch up after the writers stop, so it is sustained, not a burst.
 async fn run_segment(
     contender: Contender,
@@ -415,8 +396,8 @@ async fn run_segment(
     run: u64,
 ) -> Result<Row, Box<dyn std::error::Error + Send + Sync>> {
     let durability = match contender {
-        Contender::Segment => SegmentDurability::Fsync,
-        _ => SegmentDurability::Buffered,
+        Contender::Durable => Durability::Fsync,
+        _ => Durability::Buffered,
     };
     let store = SegmentStore::open_with(
         dir,
@@ -465,7 +446,7 @@ fn add_ratios(rows: &mut [Row]) {
     for r in rows.iter_mut().filter(|r| r.contender == Contender::Postgres.label()) {
         r.ratio_to_plain_insert = plain.get(&(key(&r.workload), r.round)).map(|n| r.events_per_sec / n);
     }
-    // The sled disk's ceiling and the naive sled append say nothing of a
+    // The local disk's ceiling and the naive sled append say nothing of a
     // database server's disk and protocol: only the embedded rows get them.
     for r in rows
         .iter_mut()
@@ -582,28 +563,51 @@ fn read_row(what: &str, events: u64, took: Duration) -> ReadRow {
     }
 }
 
-/// The read side: `read_all` over a mixed log, the plain fold of it (the
-/// upper bound of a projection), a rebuild of both projections, and loading
-/// one long aggregate with and without a snapshot.
+/// The read side, on the embedded log: `read_all` and `subscribe_all` over
+/// a mixed log, the plain fold of it (the upper bound of a projection), a
+/// rebuild of both projections, opening the store, and loading one long
+/// aggregate with and without a snapshot.
 async fn read_side(
     args: &BenchArgs,
     base: &Path,
     progress: &ProgressBar,
 ) -> Result<Vec<ReadRow>, Box<dyn std::error::Error + Send + Sync>> {
+    use futures::StreamExt;
     let mut rows = Vec::new();
     let tmp = tempfile::tempdir_in(base)?;
-    let options = SledOptions {
+    let options = SegmentOptions {
         durability: Durability::Buffered,
-        ..SledOptions::default()
+        ..SegmentOptions::default()
     };
-    let store = SledStore::open_with(tmp.path().join("log"), options.clone())?;
+    let dir = tmp.path().join("log");
+    let store = SegmentStore::open_with(&dir, options.clone())?;
     progress.set_message(format!("writing a log of {} order and stock events", args.read_events));
     let n = write_history(&store, args.read_events).await?;
+    let waited = store.clone();
+    tokio::task::spawn_blocking(move || waited.wait_indexed()).await??;
     progress.inc(1);
+
     progress.set_message("read_all");
     let (read, took) = scan_log(&store, 4096).await?;
     rows.push(read_row("read_all, pages of 4,096", read, took));
+    progress.set_message("subscribe_all");
+    let start = std::time::Instant::now();
+    let mut sub = store.subscribe_all(0);
+    let mut seen = 0u64;
+    while seen < n {
+        match sub.next().await {
+            Some(Ok(e)) => {
+                seen += 1;
+                std::hint::black_box(&e);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("the subscription ended early".into()),
+        }
+    }
+    rows.push(read_row("subscribe_all from 0", seen, start.elapsed()));
+    drop(sub);
     progress.inc(1);
+
     progress.set_message("plain fold");
     let start = std::time::Instant::now();
     let fold = plain_fold(&store).await?;
@@ -612,7 +616,6 @@ async fn read_side(
         fold.events,
         start.elapsed(),
     ));
-    progress.inc(1);
     progress.set_message("projection rebuild");
     let projections = Projections::open(&store)?;
     let reports = projections.rebuild(|_| {}).await?;
@@ -624,17 +627,33 @@ async fn read_side(
         return Err(format!("the rebuild applied {} events of {n}", rebuilt.0).into());
     }
     rows.push(read_row(
-        "projection rebuild, both read models in one pass (sled)",
+        "projection rebuild, both read models in one pass",
         rebuilt.0,
         rebuilt.1,
     ));
-    progress.inc(1);
     drop(projections);
+    progress.inc(1);
 
-    rows.extend(segment_read_side(args, &tmp.path().join("segment"), n, progress).await?);
+    progress.set_message("open");
+    let usage = store.disk_usage();
+    drop(store);
+    let start = std::time::Instant::now();
+    let store = SegmentStore::open_with(&dir, options.clone())?;
+    let took = start.elapsed();
+    rows.push(read_row(
+        &format!(
+            "open a store of {n} events ({} MB log, {} MB index)",
+            usage.log_bytes / 1_000_000,
+            usage.index_bytes / 1_000_000
+        ),
+        n,
+        took,
+    ));
+    drop(store);
+    progress.inc(1);
 
     progress.set_message(format!("an aggregate of {} events", args.load_events));
-    let agg: Arc<dyn EventStore> = Arc::new(SledStore::open_with(tmp.path().join("aggregate"), options)?);
+    let agg: Arc<dyn EventStore> = Arc::new(SegmentStore::open_with(tmp.path().join("aggregate"), options)?);
     const SNAPSHOT_EVERY: u64 = 1_000;
     let tail = (args.load_events / 200).clamp(1, SNAPSHOT_EVERY - 1);
     long_stock_stream(
@@ -673,69 +692,6 @@ async fn read_side(
         ));
     }
     progress.inc(1);
-    Ok(rows)
-}
-
-/// The segment log's read side: the same history written to a
-/// `SegmentStore`, then `read_all`, `subscribe_all`, and opening the store.
-async fn segment_read_side(
-    args: &BenchArgs,
-    dir: &Path,
-    expected: u64,
-    progress: &ProgressBar,
-) -> Result<Vec<ReadRow>, Box<dyn std::error::Error + Send + Sync>> {
-    use futures::StreamExt;
-    let mut rows = Vec::new();
-    let options = SegmentOptions {
-        durability: SegmentDurability::Buffered,
-        ..SegmentOptions::default()
-    };
-    progress.set_message(format!(
-        "segment log: writing {} order and stock events",
-        args.read_events
-    ));
-    let store = SegmentStore::open_with(dir, options.clone())?;
-    let n = write_history(&store, args.read_events).await?;
-    if n != expected {
-        return Err(format!("the segment history has {n} events, the sled one {expected}").into());
-    }
-    let waited = store.clone();
-    tokio::task::spawn_blocking(move || waited.wait_indexed()).await??;
-    progress.set_message("segment log: read_all");
-    let (read, took) = scan_log(&store, 4096).await?;
-    rows.push(read_row("segment log: read_all, pages of 4,096", read, took));
-    progress.set_message("segment log: subscribe_all");
-    let start = std::time::Instant::now();
-    let mut sub = store.subscribe_all(0);
-    let mut seen = 0u64;
-    while seen < n {
-        match sub.next().await {
-            Some(Ok(e)) => {
-                seen += 1;
-                std::hint::black_box(&e);
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err("the subscription ended early".into()),
-        }
-    }
-    rows.push(read_row("segment log: subscribe_all from 0", seen, start.elapsed()));
-    drop(sub);
-    let usage = store.disk_usage();
-    drop(store);
-    progress.set_message("segment log: open");
-    let start = std::time::Instant::now();
-    let store = SegmentStore::open_with(dir, options)?;
-    let took = start.elapsed();
-    rows.push(read_row(
-        &format!(
-            "segment log: open a store of {n} events ({} MB log, {} MB index)",
-            usage.log_bytes / 1_000_000,
-            usage.index_bytes / 1_000_000
-        ),
-        n,
-        took,
-    ));
-    drop(store);
     Ok(rows)
 }
 
@@ -814,7 +770,10 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
         }
         None => std::env::temp_dir(),
     };
-    let budget = Budget::Time(Duration::from_secs_f64(args.seconds));
+    let budget = match args.appends {
+        Some(n) => Budget::Appends(n),
+        None => Budget::Time(Duration::from_secs_f64(args.seconds)),
+    };
     let workloads = args.workloads();
     let mut contenders = args.contenders.clone();
     if args.postgres.is_some() {
@@ -913,7 +872,8 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
     let report = Report {
         version: env!("CARGO_PKG_VERSION"),
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        seconds_per_run: args.seconds,
+        seconds_per_run: args.appends.is_none().then_some(args.seconds),
+        appends_per_run: args.appends,
         rows,
         read,
     };

@@ -1,23 +1,72 @@
-//! `strata append` and `strata read`: the log of a sled directory, by hand.
+//! `strata append` and `strata read`: the log of a data directory, by hand;
+//! and how every subcommand opens that directory ([`DataDir::open`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use strata_aggregates::Aggregate;
 use strata_aggregates::domain::order::Order;
 use strata_aggregates::domain::stock::StockItem;
-use strata_store::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, SledStore, StreamId};
+use strata_store::{
+    Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, SegmentOptions, SegmentStore, StoreError, StreamId,
+};
 
 use super::CliResult;
 
-/// Where the sled store lives.
+/// Where the embedded store lives.
 #[derive(Args)]
 pub struct DataDir {
-    /// The store directory (created when absent).
+    /// The data directory (created when absent).
     #[arg(long, env = "STRATA_DATA", default_value = "./strata-data")]
     pub data: PathBuf,
+}
+
+impl DataDir {
+    /// Opens the embedded store in the directory, off the runtime's
+    /// threads, with a progress bar on a terminal while it indexes the log
+    /// (after a crash, or when `index/` was deleted).
+    pub async fn open(
+        &self,
+        options: SegmentOptions,
+    ) -> Result<SegmentStore, Box<dyn std::error::Error + Send + Sync>> {
+        let path = self.data.clone();
+        SegmentStore::check_layout(&path).map_err(explain_layout)?;
+        let store = tokio::task::spawn_blocking(move || {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} indexing the log: segment {pos}/{len} ({msg} events)")
+                    .expect("valid template"),
+            );
+            let store = SegmentStore::open_with_progress(&path, options, &mut |p| {
+                bar.set_length(p.segments);
+                bar.set_position(p.segments_done);
+                bar.set_message(p.events.to_string());
+            });
+            bar.finish_and_clear();
+            store
+        })
+        .await??;
+        Ok(store)
+    }
+}
+
+/// The error for a data directory in a layout this build does not open,
+/// with what to do about it; other errors as they are.
+pub fn explain_layout(e: StoreError) -> Box<dyn std::error::Error + Send + Sync> {
+    match &e {
+        StoreError::UnsupportedLayout { path, .. } => format!(
+            "{e}.\nNothing in it was changed. Keep using it with the strata version that wrote it, \
+             or give this one a new directory (--data or STRATA_DATA, e.g. --data {}-segments); \
+             to carry the events over, read them with the old version (`strata read`) and append \
+             them with this one.",
+            path.display()
+        )
+        .into(),
+        _ => e.into(),
+    }
 }
 
 /// Arguments of `strata append`.
@@ -95,7 +144,7 @@ pub async fn append(args: AppendArgs) -> CliResult {
         )
         .into());
     }
-    let store = SledStore::open(&args.data.data)?;
+    let store = args.data.open(SegmentOptions::default()).await?;
     let stream = StreamId::new(&args.stream)?;
     let events = args
         .payloads
@@ -111,7 +160,7 @@ pub async fn append(args: AppendArgs) -> CliResult {
 }
 
 pub async fn read(args: ReadArgs) -> CliResult {
-    let store = SledStore::open(&args.data.data)?;
+    let store = args.data.open(SegmentOptions::default()).await?;
     let events = match &args.stream {
         Some(s) => {
             let stream = StreamId::new(s)?;

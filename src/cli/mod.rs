@@ -7,6 +7,10 @@ pub mod logging;
 pub mod rebuild;
 pub mod serve;
 pub mod verify;
+// Some re-exports serve only the benches and tests/cli.rs, which compile
+// this module tree with `#[path]`.
+#[allow(unused_imports)]
+pub mod workload;
 
 /// An error a subcommand reports before exiting non-zero.
 pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

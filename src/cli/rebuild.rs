@@ -3,7 +3,7 @@
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_projections::Projections;
-use strata_store::SledStore;
+use strata_store::SegmentOptions;
 
 use super::CliResult;
 use super::log::DataDir;
@@ -20,7 +20,7 @@ pub struct RebuildArgs {
 /// progress bar. The server must not be running (one process owns the
 /// directory).
 pub async fn rebuild(args: RebuildArgs) -> CliResult {
-    let store = SledStore::open(&args.data.data)?;
+    let store = args.data.open(SegmentOptions::default()).await?;
     let projections = Projections::open(&store)?;
     let bar = ProgressBar::new(0);
     bar.set_style(

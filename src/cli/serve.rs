@@ -1,4 +1,4 @@
-//! `strata serve`: the HTTP service over a sled directory (or, with
+//! `strata serve`: the HTTP service over a data directory (or, with
 //! `--postgres`, a PostgreSQL database), until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use strata_http::{Config, ConflictStatus, Server};
-use strata_store::{Durability, PostgresOptions, PostgresStore, SledOptions};
+use strata_store::{Durability, PostgresOptions, PostgresStore, SegmentOptions};
 
 use super::CliResult;
 use super::log::DataDir;
@@ -14,11 +14,11 @@ use super::log::DataDir;
 /// What an acknowledged append survives (see docs/log.md).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DurabilityArg {
-    /// sled flush + fdatasync: survives power loss (the default).
+    /// fdatasync before the acknowledgement: survives power loss (the default).
     Fsync,
-    /// sled flush only: survives a process crash.
-    Flush,
-    /// No flush before the acknowledgement: benchmarks only.
+    /// Written to the OS before the acknowledgement, synced within ~100 ms:
+    /// survives a process crash (`flush`, the old name, is accepted).
+    #[value(alias = "flush")]
     Buffered,
 }
 
@@ -30,7 +30,7 @@ pub struct ServeArgs {
     addr: SocketAddr,
     #[command(flatten)]
     data: DataDir,
-    /// Serve from this PostgreSQL database instead of the sled directory:
+    /// Serve from this PostgreSQL database instead of the data directory:
     /// the log, the read models and the idempotency records, shared with
     /// other `strata serve --postgres` processes on the same database and
     /// schema. A libpq URL, e.g. postgres://app@db:5432/shop.
@@ -123,13 +123,12 @@ async fn terminated() {
 
 pub async fn serve(args: ServeArgs) -> CliResult {
     let config = Config {
-        sled: SledOptions {
+        store: SegmentOptions {
             durability: match args.durability {
                 DurabilityArg::Fsync => Durability::Fsync,
-                DurabilityArg::Flush => Durability::Flush,
                 DurabilityArg::Buffered => Durability::Buffered,
             },
-            ..SledOptions::default()
+            ..SegmentOptions::default()
         },
         conflict_status: ConflictStatus::from_code(args.conflict_status).unwrap_or_default(),
         require_if_match: args.require_if_match,
@@ -153,10 +152,16 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             let what = format!("PostgreSQL {} (schema {})", describe(url), args.postgres_schema);
             (Server::serve_postgres(store, listener, config).await?, what)
         }
-        None => (
-            Server::start(&args.data.data, args.addr, config).await?,
-            args.data.data.display().to_string(),
-        ),
+        None => {
+            let store = args.data.open(config.store.clone()).await?;
+            let listener = tokio::net::TcpListener::bind(args.addr)
+                .await
+                .map_err(|e| format!("binding {}: {e}", args.addr))?;
+            (
+                Server::serve(store, listener, config).await?,
+                args.data.data.display().to_string(),
+            )
+        }
     };
     eprintln!(
         "strata serving {what} on {} (openapi: {}/openapi.json); Ctrl-C to stop",

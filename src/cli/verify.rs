@@ -17,6 +17,7 @@ pub struct VerifyArgs {
 }
 
 pub async fn verify(args: VerifyArgs) -> CliResult {
+    SegmentStore::check_layout(&args.dir).map_err(super::log::explain_layout)?;
     if !args.dir.join("log").is_dir() {
         return Err(format!("{} holds no segment log (no log/ directory)", args.dir.display()).into());
     }

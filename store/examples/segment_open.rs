@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentDurability, SegmentOptions, SegmentStore, StreamId};
+use strata_store::{Durability, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, StreamId};
 
 fn rss_mb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let options = SegmentOptions {
-        durability: SegmentDurability::Buffered,
+        durability: Durability::Buffered,
         ..SegmentOptions::default()
     };
     let store = SegmentStore::open_with(&dir, options.clone())?;

@@ -1,5 +1,4 @@
-//! Group commit counters, shared by the backends that commit in groups
-//! (sled, PostgreSQL): the snapshot callers read, [`CommitStats`], and the
+//! Group commit counters of the PostgreSQL backend: the snapshot callers read, [`CommitStats`], and the
 //! atomic counters a writer adds to.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +8,8 @@ use std::time::Duration;
 /// append's time goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct CommitStats {
-    /// Commits that made appends durable (one per flush or transaction of
-    /// one or more groups; in `Buffered` mode, publications without a flush).
+    /// Commits that made appends durable (one per transaction of one or
+    /// more groups).
     pub commits: u64,
     /// Groups the writer applied (each one batch or transaction).
     pub groups: u64,
@@ -20,13 +19,12 @@ pub struct CommitStats {
     pub events: u64,
     /// Time the writer spent judging appends and applying batches.
     pub apply_time: Duration,
-    /// Time spent making them durable (sled's `flush()` and `fdatasync`;
-    /// PostgreSQL's insert and `COMMIT`).
+    /// Time spent making them durable (PostgreSQL's insert and `COMMIT`).
     pub sync_time: Duration,
 }
 
 impl CommitStats {
-    /// Average events written per commit (per flush in the durable modes).
+    /// Average events written per commit.
     pub fn events_per_commit(&self) -> f64 {
         if self.commits == 0 {
             0.0
@@ -35,7 +33,7 @@ impl CommitStats {
         }
     }
 
-    /// Average time of one flush (and fsync), zero before the first.
+    /// Average time of one commit, zero before the first.
     pub fn mean_sync_time(&self) -> Duration {
         if self.commits == 0 {
             Duration::ZERO

@@ -1,6 +1,7 @@
-//! What an acknowledged write survives on the embedded backends, and how a
-//! sled database is made to survive a power loss: shared by the log's
-//! writer and by the tables kept beside it ([`crate::LocalTables`]).
+//! What an acknowledged write survives on the embedded log, and how a sled
+//! database is made to survive a power loss: one [`Durability`] for the
+//! log ([`crate::SegmentStore`]) and for the tables kept beside it
+//! ([`crate::LocalTables`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -8,24 +9,28 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// What an acknowledged append survives. Every mode keeps appends atomic:
-/// after any crash an append is wholly there or wholly absent.
+/// What an acknowledged append of the embedded log
+/// ([`SegmentStore`](crate::SegmentStore)) survives, and with it a
+/// [`LocalTables::sync`](crate::LocalTables::sync) of the tables beside it.
+///
+/// In every mode an append is atomic (one checksummed record): after any
+/// crash it is wholly there or wholly absent, and a new segment is synced,
+/// with its directory entry, before anything is written into it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub enum Durability {
-    /// The default. An append returns after sled's `flush()` and an
-    /// `fdatasync` of sled's files: it survives a process crash, a kernel
-    /// crash and a power loss (given a disk that honours cache flushes).
-    /// Concurrent appends share one flush (group commit).
+    /// The default. An append returns after an `fdatasync` of the segment
+    /// that holds it (one per group of concurrent appends): it survives a
+    /// process crash, a kernel crash and a power loss, given a disk that
+    /// honours cache flushes. A sync of the tables is sled's `flush()` and
+    /// an `fdatasync` of sled's files.
     #[default]
     Fsync,
-    /// An append returns after sled's `flush()`, which ends in
-    /// `sync_file_range`: the data reached the kernel and the disk was asked
-    /// to write it, but its write cache was not flushed. Survives a process
-    /// crash; a power loss or kernel crash may lose the latest appends.
-    Flush,
-    /// An append returns once it is in sled's memory; sled writes it out in
-    /// the background (every 500 ms). A process crash may lose the latest
-    /// appends. For benchmarks and tests.
+    /// An append returns once its record is written to the operating
+    /// system (`pwrite`), which syncs it within about 100 ms. Survives a
+    /// process crash; a kernel crash or power loss may lose the appends of
+    /// the last moments (never half of one). A sync of the tables is sled's
+    /// `flush()` alone (written to the operating system). For benchmarks
+    /// and for data that can be replayed.
     Buffered,
 }
 

@@ -180,6 +180,21 @@ pub enum StoreError {
         expected: String,
     },
 
+    /// The directory holds data in a layout this build does not open (see
+    /// [`DataLayout`](crate::DataLayout)): nothing in it was changed.
+    ///
+    /// Handling: keep the directory with the strata version that wrote it,
+    /// or open a new directory with this one (the events can be carried
+    /// over by reading them with the old version and appending them with
+    /// this one). Kind: [`ErrorKind::Incompatible`].
+    #[error("the directory {} is in {layout}, which this build does not open (it reads only the segment log's layout: log/, index/, tables/)", path.display())]
+    UnsupportedLayout {
+        /// The directory.
+        path: PathBuf,
+        /// The layout found.
+        layout: crate::DataLayout,
+    },
+
     /// Configured limits that make no sense (zero, or above what the codec decodes).
     ///
     /// Handling: fix the configuration. Kind: [`ErrorKind::Misconfigured`].
@@ -196,7 +211,7 @@ pub enum StoreError {
     /// lost; `reason` says whether the append may have committed (it is then
     /// wholly in the log or wholly absent).
     ///
-    /// Handling: reopen the store (sled) or try again (PostgreSQL); retry
+    /// Handling: reopen the store (embedded) or try again (PostgreSQL); retry
     /// appends with the same event ids, which are answered idempotently if
     /// they did land. Kind: [`ErrorKind::Unavailable`].
     #[error("store unavailable: {reason}")]
@@ -205,7 +220,7 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// An I/O error outside sled (lock file, fsync of sled's files).
+    /// An I/O error: the segment files, the lock file, an fsync of sled's files.
     ///
     /// Handling: check the disk. Kind: [`ErrorKind::Internal`].
     #[error("i/o error while {context}: {source}")]
@@ -274,7 +289,7 @@ pub enum StoreError {
     },
 
     /// A table name that [`crate::LocalTables`] refuses: empty, or one of
-    /// the log's own (`strata-*`) or sled's (`__sled__*`).
+    /// reserved for strata (`strata-*`) or sled's (`__sled__*`).
     ///
     /// Handling: a programming error; pick another name. Kind:
     /// [`ErrorKind::Internal`].
@@ -313,7 +328,7 @@ impl StoreError {
             | StoreError::MetadataTooLarge { .. } => ErrorKind::TooLarge,
             StoreError::Unavailable { .. } => ErrorKind::Unavailable,
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
-            StoreError::IncompatibleFormat { .. } => ErrorKind::Incompatible,
+            StoreError::IncompatibleFormat { .. } | StoreError::UnsupportedLayout { .. } => ErrorKind::Incompatible,
             StoreError::Locked { .. } | StoreError::InvalidLimits { .. } => ErrorKind::Misconfigured,
             StoreError::Io { .. }
             | StoreError::Sled(_)

@@ -65,6 +65,10 @@ impl StoreError {
                 found: "9".into(),
                 expected: "1".into(),
             },
+            UnsupportedLayout => StoreError::UnsupportedLayout {
+                path: "/data/strata".into(),
+                layout: crate::DataLayout::Sled,
+            },
             InvalidLimits => StoreError::InvalidLimits {
                 reason: "max_events_per_append is 0".into(),
             },

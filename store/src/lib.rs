@@ -4,12 +4,11 @@
 //! stream version it was decided on and is refused, writing nothing, when the
 //! stream has moved on. Retries are recognised by event id and answered
 //! from the log. The backends share one set of rules ([`EventStore`]):
-//! [`MemoryStore`] for tests, [`SledStore`], the embedded default, with
-//! durable group commit, [`SegmentStore`], the embedded log on segment
-//! files of strata's own format with a sled index derived from them (to
-//! become the default; see `docs/segment-log.md`), and (with the `postgres`
-//! feature) `PostgresStore`, one log in a PostgreSQL database shared by
-//! several processes.
+//! [`MemoryStore`] for tests, [`SegmentStore`], the embedded default: a
+//! log on segment files of strata's own format, durable group commit, and
+//! a sled index derived from the segments (see `docs/log.md`), and (with
+//! the `postgres` feature) `PostgresStore`, one log in a PostgreSQL
+//! database shared by several processes.
 //!
 //! What other crates keep beside the log goes through the store too:
 //! [`LocalTables`] (named sled trees beside the embedded log, with one
@@ -19,10 +18,10 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StoreError, StreamId};
+//! use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentStore, StoreError, StreamId};
 //!
 //! let dir = tempfile::tempdir().unwrap();
-//! let store = SledStore::open(dir.path())?;
+//! let store = SegmentStore::open(dir.path())?;
 //! let stream = StreamId::new("account-7")?;
 //!
 //! let opened = NewEvent::new("AccountOpened", r#"{"owner":"ada"}"#);
@@ -43,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+#[cfg(feature = "postgres")]
 mod commit_stats;
 mod decide;
 mod durability;
@@ -56,13 +56,13 @@ pub mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod segment;
-mod sled_store;
 mod store;
 mod subscription;
 mod tables;
 mod types;
 
 pub use codec::{from_bincode, to_bincode};
+#[cfg(feature = "postgres")]
 pub use commit_stats::CommitStats;
 /// The connection pool of [`PostgresStore::pool`].
 #[cfg(feature = "postgres")]
@@ -77,12 +77,11 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use segment::{
-    DiskUsage, FileStorage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats, SegmentStore, Storage,
+    DataLayout, DiskUsage, FileStorage, IndexProgress, SegmentOptions, SegmentStats, SegmentStore, Storage,
     StorageFile, VerifyReport,
 };
 #[cfg(feature = "sim")]
 pub use segment::{PowerLoss, SimDisk, SimOp};
-pub use sled_store::{SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
 pub use tables::LocalTables;

@@ -31,7 +31,8 @@ use crate::types::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedE
 ///   gapless and increase in commit order; reads and subscriptions never see
 ///   an event before every lower position is visible too.
 /// - **Durability:** when an append returns `Ok`, its events are as durable as
-///   the backend's configured mode promises (see `Durability` for sled).
+///   the backend's configured mode promises (see [`Durability`](crate::Durability)
+///   for the embedded log).
 /// - **Input:** invalid input (empty appends, limits, duplicate ids or streams
 ///   within one call) is refused before anything is written.
 #[async_trait]

@@ -2,15 +2,15 @@
 //! models, HTTP idempotency records), as named sled trees, with one call
 //! that makes them as durable as the log's appends.
 //!
-//! Callers get the tables from the store ([`SledStore::tables`]) and never
-//! learn which sled database backs them: today the log's own, later (the
-//! segment log, whose sled holds only indexes derived from the log) a
-//! database of its own under the data directory. Data that cannot be
-//! rebuilt from the log lives here, never in a derived index.
+//! Callers get the tables from the store ([`SegmentStore::tables`]) and
+//! never learn which sled database backs them: for the segment log, whose
+//! sled holds only indexes derived from the log, a database of their own in
+//! `tables/` under the data directory. Data that cannot be rebuilt from the
+//! log lives here, never in a derived index.
 //!
-//! [`SledStore::tables`]: crate::SledStore::tables
+//! [`SegmentStore::tables`]: crate::SegmentStore::tables
 
-use std::fs::File;
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +27,8 @@ const TABLES_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Named tables (sled trees) beside the embedded log.
 ///
 /// Each crate names its trees with a prefix of its own
-/// (`projection.<name>.*`, `http.idempotency`). The log's own trees
-/// (`strata-*`) and sled's (`__sled__*`) are refused. A tree is written
+/// (`projection.<name>.*`, `http.idempotency`). Names reserved for
+/// strata's own trees (`strata-*`) and sled's (`__sled__*`) are refused. A tree is written
 /// with sled's API (batches are atomic within one tree; a transaction may
 /// span trees of one `LocalTables`); [`LocalTables::sync`] makes every
 /// write so far as durable as the log's appends.
@@ -38,10 +38,10 @@ const TABLES_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use strata_store::SledStore;
+/// use strata_store::SegmentStore;
 /// let dir = tempfile::tempdir().unwrap();
-/// let store = SledStore::open(dir.path())?;
-/// let tables = store.tables();
+/// let store = SegmentStore::open(dir.path())?;
+/// let tables = store.tables()?;
 /// let records = tables.open_tree("example.records")?;
 /// records.insert("k", "v")?;
 /// tables.sync().await?; // on disk, as durable as an append
@@ -68,9 +68,9 @@ struct Inner {
     /// (or while a sync that was cancelled or failed had them: they are
     /// opened again).
     files: tokio::sync::Mutex<Option<SledFiles>>,
-    /// The data directory's lock, when the tables share a store's
+    /// The data directory's lock, when the tables belong to a store's
     /// directory: kept while the tables are in use.
-    _lock: Option<Arc<File>>,
+    _lock: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Drop for Inner {
@@ -103,14 +103,20 @@ impl LocalTables {
         LocalTables::new(db, dir, durability, None)
     }
 
-    /// The tables in the sled database `db` (in `dir`) that a store shares
-    /// with them, keeping the store's directory `lock`.
-    pub(crate) fn beside(
-        db: sled::Db,
+    /// Opens (or creates) tables in a sled database of their own in `dir`,
+    /// for a store whose directory `lock` they keep while in use.
+    pub(crate) fn open_locked(
         dir: &Path,
         durability: Durability,
-        lock: Arc<File>,
+        lock: Arc<dyn Any + Send + Sync>,
     ) -> Result<LocalTables, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io(format!("syncing {}", parent.display()), e))?;
+        }
+        let db = open_sled(dir, TABLES_CACHE_BYTES)?;
         LocalTables::new(db, dir, durability, Some(lock))
     }
 
@@ -118,7 +124,7 @@ impl LocalTables {
         db: sled::Db,
         dir: &Path,
         durability: Durability,
-        lock: Option<Arc<File>>,
+        lock: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Result<LocalTables, StoreError> {
         let files = match durability {
             Durability::Fsync => {
@@ -184,15 +190,12 @@ impl LocalTables {
     /// Makes every write to the tables so far as durable as the log's
     /// appends: with [`Durability::Fsync`] sled's flush and an `fdatasync`
     /// of its files (the same as an append's group commit); with
-    /// [`Durability::Flush`] the flush alone; with
-    /// [`Durability::Buffered`] nothing. Concurrent callers share one
+    /// [`Durability::Buffered`] the flush alone (written to the operating
+    /// system, as a buffered append is). Concurrent callers share one
     /// flush. Errors: [`StoreError::Sled`], or [`StoreError::Io`] when the
     /// `fdatasync` failed (what is on disk is then unknown).
     pub async fn sync(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        if inner.durability == Durability::Buffered {
-            return Ok(());
-        }
         let ticket = inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut files = inner.files.lock().await;
         if inner.done.load(Ordering::SeqCst) >= ticket {
@@ -228,7 +231,7 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     let reason = if name.is_empty() {
         "it is empty"
     } else if name.starts_with("strata-") {
-        "names starting with `strata-` are the log's"
+        "names starting with `strata-` are reserved for strata's own"
     } else if name.starts_with("__sled__") {
         "names starting with `__sled__` are sled's"
     } else {

@@ -1,5 +1,4 @@
-//! Crash safety of the durable appends of the embedded backends,
-//! `SledStore` and `SegmentStore`.
+//! Crash safety of the durable appends of the embedded log, `SegmentStore`.
 //!
 //! A child process (this test binary, re-run as `crash_child`) appends with
 //! 16 concurrent tasks and prints every append it tries and every one that is
@@ -13,9 +12,9 @@
 //!   idempotently when retried;
 //! - the store accepts new appends.
 //!
-//! For `SegmentStore` also: the index equals a rebuild from the log.
+//! - the index equals a rebuild from the log (`SegmentStore::verify`).
 //!
-//! 20 cycles per backend by default, on one directory; `STRATA_CRASH_CYCLES=1000
+//! 20 cycles by default, on one directory; `STRATA_CRASH_CYCLES=1000
 //! cargo test -p strata-store --release --test crash` for the long run (a
 //! fresh directory every 50 cycles, as every check reads the whole log).
 
@@ -27,7 +26,7 @@ use rand::Rng;
 use std::sync::Arc;
 
 use strata_store::{
-    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, SledStore,
+    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore,
     StreamAppend, StreamId,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -35,15 +34,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const TASKS: usize = 16;
 const STREAMS_PER_TASK: usize = 3;
 const CHILD_DIR_ENV: &str = "STRATA_CRASH_DIR";
-const CHILD_BACKEND_ENV: &str = "STRATA_CRASH_BACKEND";
 /// Crash cycles on one directory before the next starts afresh.
 const CYCLES_PER_DIR: usize = 50;
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sled,
-    Segment,
-}
 
 fn segment_options() -> SegmentOptions {
     // Small segments, so the children roll to new ones.
@@ -53,11 +45,8 @@ fn segment_options() -> SegmentOptions {
     }
 }
 
-fn open(dir: &std::path::Path, backend: Backend) -> Arc<dyn EventStore> {
-    match backend {
-        Backend::Sled => Arc::new(SledStore::open(dir).unwrap()),
-        Backend::Segment => Arc::new(SegmentStore::open_with(dir, segment_options()).unwrap()),
-    }
+fn open(dir: &std::path::Path) -> Arc<dyn EventStore> {
+    Arc::new(SegmentStore::open_with(dir, segment_options()).unwrap())
 }
 
 fn stream_name(task: usize, j: usize) -> String {
@@ -100,11 +89,7 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let backend = match std::env::var(CHILD_BACKEND_ENV).as_deref() {
-            Ok("segment") => Backend::Segment,
-            _ => Backend::Sled,
-        };
-        let store = open(std::path::Path::new(&dir), backend);
+        let store = open(std::path::Path::new(&dir));
         let mut tasks = Vec::new();
         for task in 0..TASKS {
             let store = store.clone();
@@ -206,18 +191,11 @@ impl ChildLog {
 
 /// Runs the child until it has acknowledged something, kills it at a random
 /// moment after that, and returns what it printed.
-async fn run_child_and_kill(dir: &std::path::Path, backend: Backend) -> ChildLog {
+async fn run_child_and_kill(dir: &std::path::Path) -> ChildLog {
     let exe = std::env::current_exe().unwrap();
     let mut child = tokio::process::Command::new(exe)
         .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_ENV, dir)
-        .env(
-            CHILD_BACKEND_ENV,
-            match backend {
-                Backend::Sled => "sled",
-                Backend::Segment => "segment",
-            },
-        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -352,7 +330,8 @@ async fn verify(store: &dyn EventStore, log: &ChildLog, cycle: usize) -> (usize,
     (acked, landed_unacked)
 }
 
-async fn crash_cycles(backend: Backend) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_cycles_lose_no_acknowledged_append() {
     let cycles: usize = std::env::var("STRATA_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -365,32 +344,14 @@ async fn crash_cycles(backend: Backend) {
         if cycle > 0 && cycle % CYCLES_PER_DIR == 0 {
             dir = tempfile::tempdir().unwrap();
         }
-        let log = run_child_and_kill(dir.path(), backend).await;
-        let (a, l) = match backend {
-            Backend::Sled => verify(&SledStore::open(dir.path()).unwrap(), &log, cycle).await,
-            Backend::Segment => {
-                let store = SegmentStore::open_with(dir.path(), segment_options()).unwrap();
-                let r = verify(&store, &log, cycle).await;
-                let report = store.verify().unwrap();
-                assert!(report.is_ok(), "cycle {cycle}: {report}");
-                r
-            }
-        };
+        let log = run_child_and_kill(dir.path()).await;
+        let store = SegmentStore::open_with(dir.path(), segment_options()).unwrap();
+        let (a, l) = verify(&store, &log, cycle).await;
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "cycle {cycle}: {report}");
         acked += a;
         landed_unacked += l;
     }
     assert!(acked > cycles, "the children acknowledged appends ({acked})");
-    eprintln!(
-        "{backend:?}: {cycles} crash cycles: {acked} acknowledged appends checked, {landed_unacked} landed before their ack"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_cycles_lose_no_acknowledged_append() {
-    crash_cycles(Backend::Sled).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segment_crash_cycles_lose_no_acknowledged_append() {
-    crash_cycles(Backend::Segment).await;
+    eprintln!("{cycles} crash cycles: {acked} acknowledged appends checked, {landed_unacked} landed before their ack");
 }

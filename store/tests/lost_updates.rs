@@ -88,12 +88,6 @@ async fn no_lost_updates_on_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_lost_updates_on_sled() {
-    let fx = Fixture::sled();
-    read_modify_write(fx.store.clone()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_lost_updates_on_segment() {
     let fx = Fixture::segment();
     read_modify_write(fx.store.clone()).await;

@@ -383,11 +383,6 @@ fn memory_store_follows_the_model() {
 }
 
 #[test]
-fn sled_store_follows_the_model() {
-    check(Backend::Sled);
-}
-
-#[test]
 fn segment_store_follows_the_model() {
     check(Backend::Segment);
 }

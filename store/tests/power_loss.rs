@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata_store::{
-    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, SegmentDurability, SegmentOptions,
-    SegmentStore, SimDisk, StoreError, StreamAppend, StreamId,
+    AppendResult, Direction, Durability, EventId, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore,
+    SimDisk, StoreError, StreamAppend, StreamId,
 };
 
 const CYCLES: u64 = 4;
@@ -44,7 +44,7 @@ fn sid(s: &str) -> StreamId {
     StreamId::new(s).unwrap()
 }
 
-fn options(index_dir: &Path, durability: SegmentDurability) -> SegmentOptions {
+fn options(index_dir: &Path, durability: Durability) -> SegmentOptions {
     SegmentOptions {
         durability,
         // Small segments and a small index lag: rolls, indexer batches and
@@ -69,7 +69,7 @@ struct History {
     acks: Vec<(usize, Vec<AppendResult>)>,
 }
 
-fn open(disk: &SimDisk, index: &Path, durability: SegmentDurability) -> Result<SegmentStore, StoreError> {
+fn open(disk: &SimDisk, index: &Path, durability: Durability) -> Result<SegmentStore, StoreError> {
     SegmentStore::open_on(
         Arc::new(disk.clone()),
         "/sim/store",
@@ -234,7 +234,7 @@ async fn check(store: &SegmentStore, history: &History, what: &str, seen: &mut S
         .unwrap_or_else(|e| panic!("{what}: a new append after the reopen: {e}"));
 }
 
-async fn run_seed(seed: u64, index_root: &Path, seen: &mut Seen, durability: SegmentDurability) {
+async fn run_seed(seed: u64, index_root: &Path, seen: &mut Seen, durability: Durability) {
     let disk = SimDisk::new();
     let index: PathBuf = index_root.join(format!("index-{seed}"));
     let mut rng = StdRng::seed_from_u64(seed);
@@ -258,14 +258,14 @@ async fn run_seed(seed: u64, index_root: &Path, seen: &mut Seen, durability: Seg
         }
         store = open(&disk, &index, durability).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
         let history = std::mem::take(&mut *history.lock().unwrap());
-        let durable = durability == SegmentDurability::Fsync;
+        let durable = durability == Durability::Fsync;
         check(&store, &history, &what, seen, durable).await;
     }
 }
 
 #[test]
 fn power_loss_at_seeded_points_loses_no_acknowledged_append() {
-    run(500, SegmentDurability::Fsync, "power_loss_at_seeded_points");
+    run(500, Durability::Fsync, "power_loss_at_seeded_points");
 }
 
 /// The buffered mode promises less (acknowledged appends of the last
@@ -273,10 +273,10 @@ fn power_loss_at_seeded_points_loses_no_acknowledged_append() {
 /// absent, gapless, no id twice, retries answered, the index a rebuild.
 #[test]
 fn buffered_mode_keeps_appends_whole_after_power_loss() {
-    run(50, SegmentDurability::Buffered, "buffered_mode");
+    run(50, Durability::Buffered, "buffered_mode");
 }
 
-fn run(default_seeds: u64, durability: SegmentDurability, test: &str) {
+fn run(default_seeds: u64, durability: Durability, test: &str) {
     let seeds: Vec<u64> = match std::env::var("STRATA_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("STRATA_SIM_SEED is a number")],
         Err(_) => {

@@ -114,7 +114,7 @@ async fn flipped_bits_in_synced_data_are_corrupt_never_served_never_cut() {
         disk.power_loss(rng.random());
         let recs = records(&disk);
         // After a crash the newest record is attested by nothing later: a
-        // flip in it cannot be told from a torn write (docs/segment-log.md).
+        // flip in it cannot be told from a torn write (docs/log.md).
         let candidates = if clean_close { recs.len() } else { recs.len() - 1 };
         let (path, at, len) = recs[rng.random_range(0..candidates)].clone();
         let byte = at + rng.random_range(0..len);

@@ -11,7 +11,7 @@ use tracing::warn;
 use super::rules::{Begin, Fingerprint, Key, Rules, StoredResponse};
 
 /// Where idempotency records live: the sled tables beside the embedded log
-/// ([`SledRecords`](super::sled::SledRecords)) or a table beside a
+/// ([`SledRecords`](super::local::SledRecords)) or a table beside a
 /// PostgreSQL log (`PgRecords`). The rules decide; a backend keeps one
 /// record per key and makes each step atomic and durable as its methods
 /// say. Every method is given the rules of the run calling it, whose boot
@@ -30,10 +30,10 @@ pub(crate) trait RecordStore: Send + Sync + 'static {
     /// this process and in any other sharing the backend: of concurrent
     /// claims of a free key exactly one proceeds.
     ///
-    /// The marker is durable no later than the log write the request makes
-    /// next (a retry after a crash must find it): on PostgreSQL when this
-    /// returns; in sled, whose tables share the embedded log's database
-    /// today, with that write's own sync.
+    /// The marker is durable when this returns, before the log write the
+    /// request makes next (a retry after a crash that kept the write must
+    /// find it): on PostgreSQL with its commit; in the tables beside the
+    /// embedded log, a database apart from the log, with their own sync.
     async fn claim(&self, rules: &Rules, key: &Key, fingerprint: Fingerprint) -> Result<Begin, StoreError>;
 
     /// Replaces this run's in-flight marker under `key` with `response`,

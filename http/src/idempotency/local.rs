@@ -3,9 +3,10 @@
 //!
 //! One process owns the data directory, so another run's in-flight marker
 //! is always a dead run's. A claim is a compare-and-swap on the key (two
-//! concurrent requests with one key cannot both run); a completed record
-//! is made as durable as the log's appends ([`LocalTables::sync`]) before
-//! the response leaves.
+//! concurrent requests with one key cannot both run), made as durable as
+//! the log's appends ([`LocalTables::sync`]; concurrent claims share one
+//! flush) before the request writes anything; a completed record is made
+//! durable the same way before the response leaves.
 
 use async_trait::async_trait;
 use strata_store::{LocalTables, StoreError};
@@ -76,6 +77,12 @@ impl RecordStore for SledRecords {
                         .compare_and_swap(key.as_str(), current, Some(marker.clone()))?
                         .is_ok()
                     {
+                        // The marker is durable before the request writes to
+                        // the log: the tables are a database of their own, so
+                        // the log's sync does not cover it, and a retry after
+                        // a crash that kept the write must find the marker
+                        // (or it would apply the write again).
+                        self.tables.sync().await?;
                         return Ok(Begin::Proceed { after_crash });
                     }
                 }

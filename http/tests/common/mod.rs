@@ -1,9 +1,9 @@
-//! A real server on an ephemeral port over a temporary sled directory or a
+//! A real server on an ephemeral port over a temporary data directory or a
 //! throwaway PostgreSQL schema, a real HTTP client, and the check that
 //! every call a test made is in the OpenAPI document.
 //!
 //! A test is written once, as `async fn name(backend: Backend)`, and
-//! instantiated per backend by [`on_both_backends!`]: `sled::name` always
+//! instantiated per backend by [`on_both_backends!`]: `local::name` always
 //! runs; `postgres::name` runs under `scripts/test-postgres.sh` (which
 //! builds with `STRATA_POSTGRES_URL` set) and is otherwise listed as
 //! ignored, so the default suite's time does not grow.
@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicUsize;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use strata_http::{Config, Server};
-use strata_store::{EventStore, SledStore};
+use strata_store::{EventStore, SegmentStore};
 use tokio::net::TcpListener;
 
 /// A running server and a client for it.
@@ -71,7 +71,7 @@ impl Resp {
 impl TestServer {
     /// A server over a fresh directory (kept alive by `dir`).
     pub async fn start(dir: &Path, config: Config) -> TestServer {
-        let store = SledStore::open_with(dir, config.sled.clone()).expect("open store");
+        let store = SegmentStore::open_with(dir, config.store.clone()).expect("open store");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::serve(store, listener, config).await.expect("serve");
         TestServer {
@@ -81,11 +81,11 @@ impl TestServer {
         }
     }
 
-    /// A server on `data`: its sled directory, or its PostgreSQL schema (a
+    /// A server on `data`: its data directory, or its PostgreSQL schema (a
     /// process of its own each time, with a pool of 16).
     pub async fn on(data: &Data, config: Config) -> TestServer {
         match &data.place {
-            Place::Sled(dir) => TestServer::start(dir.path(), config).await,
+            Place::Local(dir) => TestServer::start(dir.path(), config).await,
             #[cfg(feature = "postgres")]
             Place::Postgres(db) => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -288,7 +288,7 @@ pub async fn assert_documented(server: &TestServer) {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Backend {
     /// The embedded store in a temporary directory.
-    Sled,
+    Local,
     /// PostgreSQL, in a throwaway schema (`strata_testkit::TestDatabase`).
     Postgres,
 }
@@ -302,7 +302,7 @@ pub struct Data {
 }
 
 enum Place {
-    Sled(tempfile::TempDir),
+    Local(tempfile::TempDir),
     #[cfg(feature = "postgres")]
     Postgres(strata_testkit::TestDatabase),
 }
@@ -311,7 +311,7 @@ impl Data {
     /// Fresh, empty data on `backend`.
     pub fn new(backend: Backend) -> Data {
         let place = match backend {
-            Backend::Sled => Place::Sled(tempfile::tempdir().unwrap()),
+            Backend::Local => Place::Local(tempfile::tempdir().unwrap()),
             #[cfg(feature = "postgres")]
             Backend::Postgres => Place::Postgres(strata_testkit::TestDatabase::new()),
             #[cfg(not(feature = "postgres"))]
@@ -325,12 +325,12 @@ impl Data {
         }
     }
 
-    /// The log, as another program opens it through the library. On sled
-    /// only while no server has the directory open: opening it shows that
+    /// The log, as another program opens it through the library. On the
+    /// embedded store only while no server has the directory open: opening it shows that
     /// a stopped server let it go.
     pub async fn open_log(&self) -> Arc<dyn EventStore> {
         match &self.place {
-            Place::Sled(dir) => Arc::new(SledStore::open(dir.path()).expect("the directory is free")),
+            Place::Local(dir) => Arc::new(SegmentStore::open(dir.path()).expect("the directory is free")),
             #[cfg(feature = "postgres")]
             Place::Postgres(db) => Arc::new(db.store("library").await),
         }
@@ -338,19 +338,19 @@ impl Data {
 }
 
 /// Instantiates tests written as `async fn name(backend: Backend)` once
-/// per backend: `sled::name`, and `postgres::name`, ignored unless built
-/// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`). The sled
+/// per backend: `local::name`, and `postgres::name`, ignored unless built
+/// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`). The local
 /// tests run on tokio's default test runtime, the PostgreSQL ones on two
 /// worker threads; `on_both_backends!(workers = 4; name, ...)` runs both on
 /// that many.
 #[macro_export]
 macro_rules! on_both_backends {
     (workers = $workers:literal; $($name:ident),* $(,)?) => {
-        mod sled {
+        mod local {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sled).await
+                    super::$name($crate::common::Backend::Local).await
                 }
             )*
         }
@@ -358,11 +358,11 @@ macro_rules! on_both_backends {
         $crate::on_both_backends!(@postgres $workers; $($name),*);
     };
     ($($name:ident),* $(,)?) => {
-        mod sled {
+        mod local {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sled).await
+                    super::$name($crate::common::Backend::Local).await
                 }
             )*
         }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use strata_store::{LocalTables, SledStore};
+use strata_store::{LocalTables, SegmentStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -15,10 +15,11 @@ use crate::error::ProjectionError;
 
 impl ModelStore {
     /// Opens (or creates) the read model `name` in the tables beside the
-    /// log of `store` ([`SledStore::tables`]), in trees named
+    /// log of `store` ([`SegmentStore::tables`]), in trees named
     /// `projection.<name>.*`.
-    pub fn open_sled(store: &SledStore, name: &str) -> Result<ModelStore, ProjectionError> {
-        ModelStore::open_in_tables(&store.tables(), name)
+    pub fn open_sled(store: &SegmentStore, name: &str) -> Result<ModelStore, ProjectionError> {
+        let tables = store.tables().map_err(|e| ProjectionError::store(name, e))?;
+        ModelStore::open_in_tables(&tables, name)
     }
 
     /// Opens (or creates) the read model `name` in trees

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_projections::{ModelStore, Projection, ProjectionError, WriteSet};
-use strata_store::{Durability, RecordedEvent, SledOptions, SledStore};
+use strata_store::{Durability, RecordedEvent, SegmentOptions, SegmentStore};
 
 /// A runtime of two worker threads (the CI machine's cores), for tests
 /// that are not `#[tokio::test]` (proptest bodies, PostgreSQL fixtures).
@@ -25,14 +25,14 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A sled store in `dir` that does not fsync each append: the tests that
+/// A segment store in `dir` that does not fsync each append: the tests that
 /// use it check what the projections do, not the log's durability.
-pub fn open_buffered(dir: &std::path::Path) -> SledStore {
-    SledStore::open_with(
+pub fn open_buffered(dir: &std::path::Path) -> SegmentStore {
+    SegmentStore::open_with(
         dir,
-        SledOptions {
+        SegmentOptions {
             durability: Durability::Buffered,
-            ..SledOptions::default()
+            ..SegmentOptions::default()
         },
     )
     .unwrap()

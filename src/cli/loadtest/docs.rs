@@ -419,7 +419,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_service_loses_no_update_and_lets_one_racer_win() {
         let dir = tempfile::tempdir().unwrap();
-        let store = strata_store::SledStore::open(dir.path()).unwrap();
+        let store = strata_store::SegmentStore::open(dir.path()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = strata_http::Server::serve(store, listener, strata_http::Config::default())
             .await

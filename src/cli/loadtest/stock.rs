@@ -477,7 +477,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sixteen_clients_on_one_hot_item_lose_no_update() {
         let dir = tempfile::tempdir().unwrap();
-        let store = strata_store::SledStore::open(dir.path()).unwrap();
+        let store = strata_store::SegmentStore::open(dir.path()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = strata_http::Server::serve(store, listener, strata_http::Config::default())
             .await

@@ -305,6 +305,27 @@ impl Index {
         }
     }
 
+    /// The stream's newest indexed version at or below position `visible`.
+    ///
+    /// The index may hold records past a reader's `visible`: the reader
+    /// took its visible head, then the head moved and the indexer indexed
+    /// the records it uncovered. A chunk is one record's part, so it is
+    /// wholly at or below `visible` or wholly above it.
+    pub(crate) fn head_at(&self, stream: &StreamId, visible: u64) -> Result<Option<u64>, StoreError> {
+        for kv in self
+            .tree
+            .range(stream_key(stream, 0)..=stream_key(stream, u64::MAX))
+            .rev()
+        {
+            let (k, v) = kv?;
+            let chunks = decode_chunks(&k, &v)?;
+            if let Some(c) = chunks.iter().rev().find(|c| c.last_position() <= visible) {
+                return Ok(Some(c.last_version()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The stream's indexed chunks holding a version in `lo..=hi`, oldest first.
     pub(crate) fn chunks(&self, stream: &StreamId, lo: u64, hi: u64) -> Result<Vec<Chunk>, StoreError> {
         let mut out = Vec::new();

@@ -1,5 +1,5 @@
 //! `SegmentStore`: the log on segment files of strata's own format, with a
-//! sled index derived from them. See `docs/segment-log.md`.
+//! sled index derived from them. See `docs/log.md`.
 //!
 //! Layout of a data directory:
 //!
@@ -7,11 +7,14 @@
 //! strata.lock          flock: one process owns the directory
 //! log/NNNNNNNNNN.seg   the segments (the log itself)
 //! index/               the sled index: derived, deletable, rebuilt on open
+//! tables/              the tables beside the log (read models, HTTP records):
+//!                      a sled database of their own, not derived, never deleted
 //! ```
 
 mod format;
 mod index;
 mod indexer;
+mod layout;
 mod log;
 mod options;
 mod read;
@@ -40,13 +43,16 @@ use self::index::Index;
 use self::log::Log;
 use self::tail::Tail;
 use self::writer::{Request, WAKE};
+use crate::durability::Durability;
 use crate::error::StoreError;
 use crate::store::EventStore;
 use crate::subscription::EventSubscription;
+use crate::tables::LocalTables;
 use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId};
 
+pub use self::layout::DataLayout;
 use self::options::Stats;
-pub use self::options::{DiskUsage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats};
+pub use self::options::{DiskUsage, IndexProgress, SegmentOptions, SegmentStats};
 #[cfg(feature = "sim")]
 pub use self::sim::{PowerLoss, SimDisk, SimOp};
 pub use self::storage::{FileStorage, Storage, StorageFile};
@@ -145,7 +151,7 @@ impl Shared {
 }
 
 /// The log on segment files with a sled index: see the module documentation
-/// and `docs/segment-log.md`.
+/// and `docs/log.md`.
 ///
 /// Cheap to clone; clones share the store. One process owns the directory:
 /// a second open fails with [`StoreError::Locked`]. Closing (dropping the
@@ -176,7 +182,10 @@ struct Inner {
     indexer: Option<JoinHandle<()>>,
     path: PathBuf,
     options: SegmentOptions,
-    _lock: Box<dyn Any + Send + Sync>,
+    /// The tables beside the log, opened on first use.
+    tables: Mutex<Option<LocalTables>>,
+    /// The directory's lock; the tables hold it too while they are in use.
+    lock: Arc<dyn Any + Send + Sync>,
 }
 
 impl Drop for Inner {
@@ -253,11 +262,14 @@ impl SegmentStore {
         }
         let path = path.as_ref().to_path_buf();
         let io = |what: &str, e| StoreError::io(format!("{what} {}", path.display()), e);
+        layout::check(&*storage, &path)?;
         storage.create_dir_all(&path).map_err(|e| io("creating", e))?;
-        let lock = storage
-            .lock(&path)
-            .map_err(|e| io("locking", e))?
-            .ok_or_else(|| StoreError::Locked { path: path.clone() })?;
+        let lock: Arc<dyn Any + Send + Sync> = Arc::from(
+            storage
+                .lock(&path)
+                .map_err(|e| io("locking", e))?
+                .ok_or_else(|| StoreError::Locked { path: path.clone() })?,
+        );
         let log_dir = path.join("log");
         storage
             .create_dir_all(&log_dir)
@@ -299,7 +311,7 @@ impl SegmentStore {
                 .spawn(f)
                 .map_err(|e| StoreError::io("starting the writer threads", e))
         };
-        let fsync = options.durability == SegmentDurability::Fsync;
+        let fsync = options.durability == Durability::Fsync;
         let syncer = spawn("strata-syncer", {
             let shared = shared.clone();
             Box::new(move || syncer::run_syncer(shared, from_writer, fsync))
@@ -328,9 +340,44 @@ impl SegmentStore {
                 indexer: Some(indexer),
                 path,
                 options,
-                _lock: lock,
+                tables: Mutex::new(None),
+                lock,
             }),
         })
+    }
+
+    /// The tables beside the log, for read models, idempotency records and
+    /// other state kept with it (see [`LocalTables`]): a sled database of
+    /// their own in `tables/` (or [`SegmentOptions::tables_dir`]), opened on
+    /// the first call and kept while the store or a clone of them lives.
+    /// Unlike the index they are not derived from the log: nothing rebuilds
+    /// them. [`LocalTables::sync`] makes their writes survive what the
+    /// store's appends survive ([`Durability`]).
+    ///
+    /// Errors: [`StoreError::Sled`] or [`StoreError::Io`] when the
+    /// database cannot be opened.
+    pub fn tables(&self) -> Result<LocalTables, StoreError> {
+        let mut tables = self.inner.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tables.as_ref() {
+            return Ok(t.clone());
+        }
+        let options = &self.inner.options;
+        let dir = options
+            .tables_dir
+            .clone()
+            .unwrap_or_else(|| self.inner.path.join("tables"));
+        let opened = LocalTables::open_locked(&dir, options.durability, self.inner.lock.clone())?;
+        *tables = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Refuses a directory in a layout this build does not open
+    /// ([`StoreError::UnsupportedLayout`], naming the [`DataLayout`]),
+    /// without changing anything in it; what [`SegmentStore::open`] checks
+    /// first. A directory that is absent, empty or in the segment log's
+    /// layout passes.
+    pub fn check_layout(path: impl AsRef<Path>) -> Result<(), StoreError> {
+        layout::check(&FileStorage, path.as_ref())
     }
 
     /// The directory of the store.

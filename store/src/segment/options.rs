@@ -4,33 +4,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::durability::Durability;
 use crate::limits::Limits;
-
-/// What an acknowledged append of a [`SegmentStore`](super::SegmentStore) survives. In every
-/// mode an append is atomic (one checksummed record): after any crash it is
-/// wholly there or wholly absent, and a new segment is synced, with its
-/// directory entry, before anything is written into it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-pub enum SegmentDurability {
-    /// The default. An append returns after an `fdatasync` of the segment
-    /// that holds it (one per group of concurrent appends): it survives a
-    /// process crash, a kernel crash and a power loss, given a disk that
-    /// honours cache flushes.
-    #[default]
-    Fsync,
-    /// An append returns once its record is written to the operating
-    /// system (`pwrite`), which syncs it within about 100 ms. Survives a
-    /// process crash; a kernel crash or power loss may lose the appends of
-    /// the last moments (never half of one). For benchmarks and for data
-    /// that can be replayed.
-    Buffered,
-}
 
 /// How a [`SegmentStore`](super::SegmentStore) is opened.
 #[derive(Clone, Debug)]
 pub struct SegmentOptions {
-    /// What an acknowledged append survives (default [`SegmentDurability::Fsync`]).
-    pub durability: SegmentDurability,
+    /// What an acknowledged append survives (default [`Durability::Fsync`]).
+    pub durability: Durability,
     /// Limits on appends.
     pub limits: Limits,
     /// Size of a segment file, preallocated when it is created (default
@@ -49,12 +30,15 @@ pub struct SegmentOptions {
     /// Where the sled index lives (default: `index/` in the data directory).
     /// Always a directory of the real file system, whatever the [`Storage`](super::Storage).
     pub index_dir: Option<PathBuf>,
+    /// Where the tables beside the log live (default: `tables/` in the data
+    /// directory). Always a directory of the real file system.
+    pub tables_dir: Option<PathBuf>,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
         SegmentOptions {
-            durability: SegmentDurability::default(),
+            durability: Durability::default(),
             limits: Limits::default(),
             segment_bytes: 256 * 1024 * 1024,
             max_group_appends: 1024,
@@ -62,6 +46,7 @@ impl Default for SegmentOptions {
             max_index_lag_events: 262_144,
             index_batch_events: 65_536,
             index_dir: None,
+            tables_dir: None,
         }
     }
 }

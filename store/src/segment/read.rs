@@ -37,7 +37,9 @@ impl Shared {
         if let Some(v) = self.tail().visible_version(stream, visible) {
             return Ok(v);
         }
-        Ok(self.index.head(stream)?.unwrap_or(0))
+        // Not `index.head`: the indexer may have indexed records past
+        // `visible` since the caller took it.
+        Ok(self.index.head_at(stream, visible)?.unwrap_or(0))
     }
 
     /// Up to `limit` events of the log from `from` on.

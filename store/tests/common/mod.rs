@@ -11,9 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_store::{
-    EventId, EventStore, MemoryStore, NewEvent, SegmentOptions, SegmentStore, SledOptions, SledStore, StreamId,
-};
+use strata_store::{EventId, EventStore, MemoryStore, NewEvent, SegmentOptions, SegmentStore, StreamId};
 #[cfg(feature = "postgres")]
 use strata_store::{PostgresOptions, PostgresStore};
 #[cfg(feature = "postgres")]
@@ -28,10 +26,6 @@ pub struct Fixture {
 
 enum Kind {
     Memory,
-    Sled {
-        dir: TempDir,
-        options: SledOptions,
-    },
     Segment {
         dir: TempDir,
         options: SegmentOptions,
@@ -47,7 +41,6 @@ enum Kind {
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Memory,
-    Sled,
     Segment,
     Postgres,
 }
@@ -57,7 +50,6 @@ impl Fixture {
     pub async fn new(backend: Backend) -> Fixture {
         match backend {
             Backend::Memory => Fixture::memory(),
-            Backend::Sled => Fixture::sled(),
             Backend::Segment => Fixture::segment(),
             Backend::Postgres => Fixture::postgres().await,
         }
@@ -67,19 +59,6 @@ impl Fixture {
         Fixture {
             store: Arc::new(MemoryStore::new()),
             kind: Kind::Memory,
-        }
-    }
-
-    pub fn sled() -> Fixture {
-        Fixture::sled_with(SledOptions::default())
-    }
-
-    pub fn sled_with(options: SledOptions) -> Fixture {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open_with(dir.path(), options.clone()).expect("open sled store");
-        Fixture {
-            store: Arc::new(store),
-            kind: Kind::Sled { dir, options },
         }
     }
 
@@ -134,14 +113,6 @@ impl Fixture {
     pub async fn reopen(self) -> Fixture {
         match self.kind {
             Kind::Memory => self,
-            Kind::Sled { dir, options } => {
-                drop(self.store);
-                let store = SledStore::open_with(dir.path(), options.clone()).expect("reopen sled store");
-                Fixture {
-                    store: Arc::new(store),
-                    kind: Kind::Sled { dir, options },
-                }
-            }
             Kind::Segment { dir, options } => {
                 drop(self.store);
                 let store = SegmentStore::open_with(dir.path(), options.clone()).expect("reopen segment store");

@@ -1,9 +1,10 @@
-//! Workloads shared by the criterion benches (`benches/`) and `strata bench`,
-//! so both measure exactly the same thing, and the figures of one run can be
-//! compared side by side as ratios.
+//! Workloads of `strata bench`, private to the CLI (not the library's
+//! API). The criterion benches (`benches/`) and `tests/cli.rs` compile this
+//! same module tree with `#[path]`, so both measure exactly the same thing
+//! and the figures of one run can be compared side by side as ratios.
 //!
-//! - appends: strata (sled durable/buffered, memory), the naive sled append
-//!   and the disk's `fdatasync` ceiling, by 1..N writers;
+//! - appends: strata (the embedded log, memory), the naive sled append (the
+//!   baseline) and the disk's `fdatasync` ceiling, by 1..N writers;
 //! - history: a valid mixed log of orders and stock, and a plain fold of it
 //!   (the upper bound for projections);
 //! - aggregates: one long stock stream, with a snapshot near its end.
