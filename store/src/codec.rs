@@ -50,6 +50,22 @@ pub fn from_bincode<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// Decodes the start of a [`StoredEvent`] (stream, version, id, type)
+/// without the rest, borrowing its strings from `bytes`: what a filtered
+/// read needs to decide whether to decode the whole record. The record's
+/// checksum must have been checked first ([`unseal`]).
+pub(crate) fn stored_event_head<'a>(
+    bytes: &'a [u8],
+    location: impl FnOnce() -> String,
+) -> Result<StoredEventHead<'a>, StoreError> {
+    bincode::serde::borrow_decode_from_slice::<StoredEventHead<'a>, _>(bytes, config())
+        .map(|(head, _)| head)
+        .map_err(|e| StoreError::Corrupt {
+            location: location(),
+            detail: e.to_string(),
+        })
+}
+
 /// CRC-32 of a key and a body, so a record moved to another key also fails.
 fn checksum(key: &[u8], body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -101,6 +117,17 @@ pub(crate) struct StoredEvent {
     pub(crate) recorded_at: u64,
     pub(crate) metadata: Metadata,
     pub(crate) payload: Bytes,
+}
+
+/// The first fields of a [`StoredEvent`], in its order, borrowed.
+#[derive(Deserialize)]
+pub(crate) struct StoredEventHead<'a> {
+    pub(crate) stream: &'a str,
+    #[allow(dead_code)]
+    pub(crate) version: u64,
+    #[allow(dead_code)]
+    pub(crate) id: EventId,
+    pub(crate) event_type: &'a str,
 }
 
 impl StoredEvent {
@@ -188,5 +215,14 @@ mod tests {
         let back: StoredEvent = from_bincode(&bytes, String::new).unwrap();
         assert_eq!(back.payload, ev.payload);
         assert_eq!(back.id, ev.id);
+        let head = stored_event_head(&bytes, String::new).unwrap();
+        assert_eq!(
+            (head.stream, head.version, head.id, head.event_type),
+            ("s", 1, ev.id, "T")
+        );
+        assert!(
+            stored_event_head(&bytes[..3], String::new).is_err(),
+            "a cut record is corrupt"
+        );
     }
 }

@@ -162,6 +162,8 @@ pub(crate) fn log(e: &StoreError) -> Mapped {
             reason: reason.to_string(),
         }),
         StoreError::Unavailable { reason } => chosen(HttpError::Unavailable { reason: reason.clone() }),
+        // Filters arrive as query parameters of the subscription routes.
+        StoreError::InvalidFilter { .. } => chosen(HttpError::InvalidParameter { reason: e.to_string() }),
         other => by_kind_of(Source::Log, other.kind(), other, None),
     }
 }

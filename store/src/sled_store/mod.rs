@@ -18,14 +18,15 @@ use self::keys::{
     stream_key_version,
 };
 use self::writer::Request;
-use crate::codec::{StoredEvent, from_bincode, unseal};
+use crate::codec::{StoredEvent, from_bincode, stored_event_head, unseal};
 use crate::commit_stats::{CommitCounters, CommitStats};
 use crate::decide::IdEntry;
 use crate::durability::{Durability, SledFiles};
 use crate::error::StoreError;
+use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
 use crate::store::EventStore;
-use crate::subscription::EventSubscription;
+use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::tables::{LocalTables, open_sled};
 use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId};
 
@@ -425,6 +426,49 @@ impl EventStore for SledStore {
         Ok(out)
     }
 
+    /// Checks each record's checksum, decodes its stream and type, and
+    /// decodes the rest only when the filter matches.
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        filter.check()?;
+        let visible = self.inner.shared.visible();
+        let from = from_position.max(1);
+        let mut read = FilteredRead {
+            events: Vec::new(),
+            examined: from - 1,
+        };
+        if limit == 0 || from > visible {
+            return Ok(read);
+        }
+        let last = visible.min(from.saturating_add(FILTER_SCAN_WINDOW as u64 - 1));
+        for kv in self.tree().range(event_key(from)..=event_key(last)) {
+            let (k, v) = kv?;
+            let position = event_key_position(&k)?;
+            if position != read.examined + 1 {
+                return Err(StoreError::Corrupt {
+                    location: format!("event at position {}", read.examined + 1),
+                    detail: "the event is missing".into(),
+                });
+            }
+            let location = || format!("event at position {position}");
+            let body = unseal(&k, &v, location)?;
+            let head = stored_event_head(body, location)?;
+            if filter.matches_parts(head.stream, head.event_type) {
+                let stored: StoredEvent = from_bincode(body, location)?;
+                read.events.push(stored.into_recorded(position));
+            }
+            read.examined = position;
+            if read.events.len() == limit {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         newest_version(self.tree(), stream, self.inner.shared.visible())
     }
@@ -435,5 +479,9 @@ impl EventStore for SledStore {
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         EventSubscription::follow(self.clone(), self.inner.shared.head.subscribe(), after)
+    }
+
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        FilteredSubscription::follow(self.clone(), self.inner.shared.head.subscribe(), after, filter)
     }
 }
