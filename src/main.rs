@@ -32,6 +32,8 @@ enum Command {
     Rebuild(cli::rebuild::RebuildArgs),
     /// Serve the HTTP API over a sled store directory (or a PostgreSQL database), with the read models running inside.
     Serve(cli::serve::ServeArgs),
+    /// Check every record of a segment log directory and that its index equals a rebuild; non-zero exit on damage.
+    Verify(cli::verify::VerifyArgs),
     /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
     Loadtest(cli::loadtest::LoadtestArgs),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             Command::Rebuild(args) => cli::rebuild::rebuild(args).await,
             Command::Serve(args) => cli::serve::serve(args).await,
             Command::Loadtest(args) => cli::loadtest::loadtest(args).await,
+            Command::Verify(args) => cli::verify::verify(args).await,
         }
     });
     match result {

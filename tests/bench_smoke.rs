@@ -33,6 +33,7 @@ fn bench_quick_reports_every_contender_and_workload() {
         "strata sled durable",
         "strata sled buffered",
         "strata memory",
+        "strata segment durable",
     ] {
         assert!(contenders.contains(c), "missing contender {c}: {contenders:?}");
     }
@@ -42,6 +43,7 @@ fn bench_quick_reports_every_contender_and_workload() {
         "strata sled durable",
         "strata sled buffered",
         "strata memory",
+        "strata segment durable",
     ] {
         let mut workloads = BTreeSet::new();
         for r in rows.iter().filter(|r| r["contender"] == contender) {
@@ -73,6 +75,14 @@ fn bench_quick_reports_every_contender_and_workload() {
     }
     let durable = rows.iter().find(|r| r["contender"] == "strata sled durable").unwrap();
     assert!(durable["events_per_flush"].as_f64().unwrap() >= 1.0);
+    for r in rows.iter().filter(|r| r["contender"] == "strata segment durable") {
+        assert!(r["events_per_flush"].as_f64().unwrap() >= 1.0, "{r}");
+        assert!(
+            r["index_lag"].as_u64().is_some() && r["catch_up_ms"].as_f64().is_some(),
+            "{r}"
+        );
+        assert!(r["bytes_per_event"].as_f64().unwrap() > 200.0, "{r}");
+    }
     let read: Vec<&str> = report["read"]
         .as_array()
         .unwrap()
@@ -85,6 +95,9 @@ fn bench_quick_reports_every_contender_and_workload() {
         "projection rebuild",
         "full replay",
         "from its snapshot",
+        "segment log: read_all",
+        "segment log: subscribe_all",
+        "segment log: open",
     ] {
         assert!(
             read.iter().any(|r| r.contains(what)),

@@ -50,13 +50,12 @@ pub use model::{
     NewEventBody, OrderSummaryView, OrderView, OrdersView, PayOrder, PlaceOrder, ReceiveStock, RegisterStock,
     ShipOrder, StockLevelView, StockLevelsView, StockView,
 };
-pub use problem::{PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
+pub use problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
 pub use router::openapi;
 pub use routes::STRATA_POSITION;
 pub use routes::documents::{
-    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, DocumentProblem,
-    HistoryView, JsonPatchBody, MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec,
-    UniqueFieldView,
+    ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
+    MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec, UniqueFieldView,
 };
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

@@ -1,6 +1,7 @@
 //! Prometheus metrics, and the per-request middleware that records them
 //! (and opens the request's tracing span).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,7 +17,6 @@ use prometheus_client::registry::Registry;
 use tracing::{Instrument, field};
 
 use crate::error::{ProblemKind, REQUEST_PATH};
-use crate::state::Shared;
 
 /// The request id header, taken from the client when valid, else made up.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -44,9 +44,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
-/// Events a write handler appended, for the append counters.
+/// Events a write handler appended, for the append counters (a response
+/// extension).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Appended(pub u64);
+
+/// A response replayed for a repeated Idempotency-Key, for the replay
+/// counter (a response extension).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replayed;
 
 /// The service's metrics.
 pub(crate) struct Metrics {
@@ -121,11 +127,6 @@ impl Metrics {
         }
     }
 
-    /// Counts a replayed response.
-    pub(crate) fn replay(&self, route: &str) {
-        self.replays.get_or_create(&RouteLabels { route: route.into() }).inc();
-    }
-
     /// The text exposition, with the read model gauges set to `head` and `checkpoint`.
     pub(crate) fn encode(&self, head: u64, checkpoint: u64) -> String {
         self.head.set(head as i64);
@@ -146,6 +147,9 @@ impl Metrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
+        if response.extensions().get::<Replayed>().is_some() {
+            self.replays.get_or_create(&RouteLabels { route: route.into() }).inc();
+        }
         if let Some(Appended(n)) = response.extensions().get::<Appended>() {
             let r = RouteLabels { route: route.into() };
             self.appends.get_or_create(&r).inc();
@@ -187,7 +191,7 @@ pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// The route template of a request (`/orders/{id}`), `unmatched` outside the routes.
-pub(crate) fn route_of(req_extensions: &axum::http::Extensions) -> String {
+fn route_of(req_extensions: &axum::http::Extensions) -> String {
     req_extensions
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
@@ -196,7 +200,7 @@ pub(crate) fn route_of(req_extensions: &axum::http::Extensions) -> String {
 
 /// The outermost middleware: a span per request, the request id, the
 /// problem `instance`, and the request metrics.
-pub(crate) async fn observe(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(req.method()).to_string();
     let route = route_of(req.extensions());
@@ -227,9 +231,7 @@ pub(crate) async fn observe(State(state): State<Shared>, mut req: Request, next:
         span.record("problem", kind.name());
     }
     span.in_scope(|| tracing::info!("request done"));
-    state
-        .metrics
-        .record(&method, &route, status, elapsed.as_secs_f64(), &response);
+    metrics.record(&method, &route, status, elapsed.as_secs_f64(), &response);
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }

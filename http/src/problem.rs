@@ -247,6 +247,21 @@ impl From<ProblemType> for ProblemDescription {
     }
 }
 
+/// A problem of the document routes: its type, the body with its members,
+/// and the headers that go with it (built by the document routes, answered
+/// as [`HttpError::Document`](crate::HttpError::Document)).
+#[derive(Clone, PartialEq, Debug)]
+pub struct DocumentProblem {
+    /// The problem type.
+    pub kind: ProblemType,
+    /// The body (its `status` is the response's).
+    pub problem: Problem,
+    /// The document's version now, sent as `ETag` (conflicts).
+    pub etag: Option<u64>,
+    /// Whether to send `Accept-Patch` (a patch of the wrong media type).
+    pub accept_patch: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,10 @@
 //! The routes, their middleware, and the OpenAPI document generated from
 //! the handlers' annotations.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
@@ -13,11 +13,13 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::idempotency::{self, KeyedRequests};
+use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
+use crate::routes::meta::ApiDocument;
 use crate::routes::{documents, meta, orders, stock, streams, views};
 use crate::state::Shared;
-use crate::{idempotency, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -230,9 +232,17 @@ fn constrain_headers(api: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The document as JSON, built once.
-pub(crate) fn openapi_json() -> &'static str {
+fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_else(|_| "{}".into()))
+}
+
+/// `/openapi.json` serves the document built here from the routes, which
+/// include it: a substate, so the route does not reach back for it.
+impl FromRef<Shared> for ApiDocument {
+    fn from_ref(_: &Shared) -> ApiDocument {
+        ApiDocument(openapi_json())
+    }
 }
 
 /// The application: routes, fallbacks, and middleware (outermost first:
@@ -242,8 +252,14 @@ pub(crate) fn router(state: Shared) -> Router {
     routes
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(middleware::from_fn_with_state(
+            KeyedRequests::from_ref(&state),
+            idempotency::middleware,
+        ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .layer(middleware::from_fn_with_state(
+            Arc::<Metrics>::from_ref(&state),
+            metrics::observe,
+        ))
         .with_state(state)
 }

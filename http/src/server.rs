@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::HttpError;
-use crate::idempotency::IdempotencyStore;
+use crate::idempotency::Records;
 use crate::router::router;
 use crate::state::{AppState, Shared};
 
@@ -63,9 +63,9 @@ impl Server {
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
     pub async fn serve(store: SledStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
         let projections = Projections::open(&store)?;
-        let idempotency = IdempotencyStore::open(&store, config.idempotency_retention)?;
+        let idempotency = Records::open_local(&store.tables(), config.idempotency_retention)?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config)?,
+            AppState::new(Arc::new(store), projections, idempotency, config),
             listener,
         )
         .await
@@ -97,9 +97,9 @@ impl Server {
         config: Config,
     ) -> Result<Server, HttpError> {
         let projections = Projections::open_postgres(&store).await?;
-        let idempotency = IdempotencyStore::open_postgres(&store, config.idempotency_retention).await?;
+        let idempotency = Records::open_postgres(&store, config.idempotency_retention).await?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config)?,
+            AppState::new(Arc::new(store), projections, idempotency, config),
             listener,
         )
         .await
@@ -110,11 +110,15 @@ impl Server {
             context: "reading the listener's address".into(),
             source,
         })?;
-        let state: Shared = Arc::new(state);
+        let state: Shared = state.shared();
         let removed = state.idempotency.purge().await?;
         state.projections.start().await?;
         let purge_stop = CancellationToken::new();
-        let purge = tokio::spawn(purge_loop(state.clone(), purge_stop.clone()));
+        let purge = tokio::spawn(purge_loop(
+            state.idempotency.clone(),
+            state.config.idempotency_purge_interval,
+            purge_stop.clone(),
+        ));
         let app = router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         info!(%addr, purged_keys = removed, "strata-http listening");
@@ -226,17 +230,15 @@ async fn accept_loop(
     Ok(())
 }
 
-async fn purge_loop(state: Shared, stop: CancellationToken) {
-    let every = state
-        .config
-        .idempotency_purge_interval
-        .max(std::time::Duration::from_millis(10));
+/// Purges expired idempotency keys every `every` (at least 10 ms) until `stop`.
+async fn purge_loop(records: Records, every: std::time::Duration, stop: CancellationToken) {
+    let every = every.max(std::time::Duration::from_millis(10));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match state.idempotency.purge().await {
+        match records.purge().await {
             Ok(n) if n > 0 => info!(removed = n, "purged expired idempotency keys"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "purging idempotency keys failed"),

@@ -5,17 +5,17 @@
 
 mod common;
 
-use common::{Resp, TestServer};
+use common::{Backend, Data, Resp, TestServer};
 use serde_json::{Value, json};
 use strata_http::{Config, ConflictStatus};
 
 const ITEM: &str = "/docs/items/42";
 
-async fn server(config: Config) -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), config).await;
+async fn server(backend: Backend, config: Config) -> (Data, TestServer) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, config).await;
     s.collection("items", json!({})).await;
-    (dir, s)
+    (data, s)
 }
 
 fn version(r: &Resp) -> u64 {
@@ -41,9 +41,8 @@ async fn current_version(s: &TestServer, path: &str) -> Option<u64> {
     (r.status == 200).then(|| version(&r))
 }
 
-#[tokio::test]
-async fn the_spec_session_a_stale_if_match_is_409_with_what_changed() {
-    let (_dir, s) = server(Config::default()).await;
+async fn the_spec_session_a_stale_if_match_is_409_with_what_changed(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     // Terminal 1 creates and reads.
     let created = s
         .put(ITEM, json!({"id": 42, "name": "Item"}), &[("Strata-Actor", "user 1")])
@@ -130,9 +129,8 @@ async fn run(s: &TestServer, path: &str, case: &Case) -> Resp {
     s.req(case.method, path, body, &headers).await
 }
 
-#[tokio::test]
-async fn every_precondition_form_stale_and_fresh_for_put_patch_and_delete() {
-    let (_dir, s) = server(Config::default()).await;
+async fn every_precondition_form_stale_and_fresh_for_put_patch_and_delete(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     let mut n = 0;
     for method in ["PUT", "MERGE", "JSONPATCH", "DELETE"] {
         // (form, stale value, fresh value); the body forms only where a body is.
@@ -234,9 +232,8 @@ async fn every_precondition_form_stale_and_fresh_for_put_patch_and_delete() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn if_none_match_star_creates_only_and_weak_etags_are_refused() {
-    let (_dir, s) = server(Config::default()).await;
+async fn if_none_match_star_creates_only_and_weak_etags_are_refused(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     let create = [("If-None-Match", "*")];
     assert_eq!(s.put(ITEM, json!({"a": 1}), &create).await.status, 201);
     let p = s
@@ -269,9 +266,8 @@ async fn if_none_match_star_creates_only_and_weak_etags_are_refused() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_collection_that_requires_preconditions_answers_428() {
-    let (_dir, s) = server(Config::default()).await;
+async fn a_collection_that_requires_preconditions_answers_428(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     let r = s.collection("strict", json!({"require_precondition": true})).await;
     assert_eq!(r.json()["require_precondition"], true);
     let doc = "/docs/strict/1";
@@ -305,12 +301,14 @@ async fn a_collection_that_requires_preconditions_answers_428() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn conflict_status_412_by_configuration() {
-    let (_dir, s) = server(Config {
-        conflict_status: ConflictStatus::PreconditionFailed,
-        ..Config::default()
-    })
+async fn conflict_status_412_by_configuration(backend: Backend) {
+    let (_data, s) = server(
+        backend,
+        Config {
+            conflict_status: ConflictStatus::PreconditionFailed,
+            ..Config::default()
+        },
+    )
     .await;
     at_version_2(&s, ITEM).await;
     s.put(ITEM, json!({"a": 1}), &[("If-Match", "\"1\"")])
@@ -322,9 +320,8 @@ async fn conflict_status_412_by_configuration() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn conflicts_name_their_fields_and_propose_the_merge() {
-    let (_dir, s) = server(Config::default()).await;
+async fn conflicts_name_their_fields_and_propose_the_merge(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     let doc = "/docs/items/m";
     s.put(
         doc,
@@ -384,9 +381,8 @@ async fn conflicts_name_their_fields_and_propose_the_merge() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_merge_base_write_is_merged_onto_the_current_version_or_refused() {
-    let (_dir, s) = server(Config::default()).await;
+async fn a_merge_base_write_is_merged_onto_the_current_version_or_refused(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     let doc = "/docs/items/b";
     s.put(doc, json!({"a": 1, "b": 1}), &[]).await;
     s.merge_patch(doc, json!({"a": 2}), &[("If-Match", "\"1\"")]).await;
@@ -431,9 +427,8 @@ async fn a_merge_base_write_is_merged_onto_the_current_version_or_refused() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_deleted_document_answers_404_with_its_version_and_comes_back_only_as_a_create() {
-    let (_dir, s) = server(Config::default()).await;
+async fn a_deleted_document_answers_404_with_its_version_and_comes_back_only_as_a_create(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     at_version_2(&s, ITEM).await;
     let r = s.delete(ITEM, &[("If-Match", "\"2\""), ("Strata-Actor", "eve")]).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -479,9 +474,8 @@ async fn a_deleted_document_answers_404_with_its_version_and_comes_back_only_as_
     s.finish().await;
 }
 
-#[tokio::test]
-async fn patches_follow_the_rfcs_examples() {
-    let (_dir, s) = server(Config::default()).await;
+async fn patches_follow_the_rfcs_examples(backend: Backend) {
+    let (_data, s) = server(backend, Config::default()).await;
     // RFC 7396 section 3.
     let doc = "/docs/items/rfc7396";
     s.put(
@@ -616,3 +610,15 @@ async fn patches_follow_the_rfcs_examples() {
     r.problem(422, "invalid-body");
     s.finish().await;
 }
+
+on_both_backends!(
+    the_spec_session_a_stale_if_match_is_409_with_what_changed,
+    every_precondition_form_stale_and_fresh_for_put_patch_and_delete,
+    if_none_match_star_creates_only_and_weak_etags_are_refused,
+    a_collection_that_requires_preconditions_answers_428,
+    conflict_status_412_by_configuration,
+    conflicts_name_their_fields_and_propose_the_merge,
+    a_merge_base_write_is_merged_onto_the_current_version_or_refused,
+    a_deleted_document_answers_404_with_its_version_and_comes_back_only_as_a_create,
+    patches_follow_the_rfcs_examples,
+);

@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::json;
 use strata_http::Config;
 
-#[tokio::test]
-async fn bad_input_is_a_problem_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(
-        dir.path(),
+async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(
+        &data,
         Config {
             body_limit: 4 * 1024,
             ..Config::default()
@@ -182,3 +181,5 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
     assert_eq!(now.json(), json!({"email": "a@x", "n": 1, "_version": 1}));
     s.finish().await;
 }
+
+on_both_backends!(bad_input_is_a_problem_and_writes_nothing,);

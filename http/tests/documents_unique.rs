@@ -6,17 +6,16 @@ mod common;
 
 use std::sync::Arc;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::json;
 use strata_http::Config;
 
-// Several worker threads, so the 32 requests are handled in parallel (the
-// race at the append itself is forced deterministically in the domain's
+// Several worker threads (`workers = 4` below), so the 32 requests are
+// handled in parallel (the race at the append itself is forced deterministically in the domain's
 // tests: strata-aggregates, `writers_that_race_at_the_append_claim_a_value_once`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_32_concurrent_writers_of_one_value_exactly_one_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(TestServer::start(dir.path(), Config::default()).await);
+async fn of_32_concurrent_writers_of_one_value_exactly_one_wins(backend: Backend) {
+    let data = Data::new(backend);
+    let s = Arc::new(TestServer::on(&data, Config::default()).await);
     s.collection(
         "users",
         json!({"unique": [{"field": "email", "case_insensitive": true}]}),
@@ -87,10 +86,9 @@ async fn of_32_concurrent_writers_of_one_value_exactly_one_wins() {
     Arc::into_inner(s).unwrap().finish().await;
 }
 
-#[tokio::test]
-async fn idempotency_keys_on_put_patch_and_delete_replay_the_first_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn idempotency_keys_on_put_patch_and_delete_replay_the_first_answer(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.collection("items", json!({})).await;
     let doc = "/docs/items/1";
     let put = s.put(doc, json!({"n": 1}), &[("Idempotency-Key", "put-1")]).await;
@@ -151,10 +149,9 @@ async fn idempotency_keys_on_put_patch_and_delete_replay_the_first_answer() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_restart_keeps_collections_documents_unique_values_and_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_restart_keeps_collections_documents_unique_values_and_keys(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.collection("users", json!({"unique": ["email"], "require_precondition": true}))
         .await;
     let created = s
@@ -175,7 +172,7 @@ async fn a_restart_keeps_collections_documents_unique_values_and_keys() {
     assert_eq!(patched.status, 200);
     s.finish().await;
 
-    let s = TestServer::start(dir.path(), Config::default()).await;
+    let s = TestServer::on(&data, Config::default()).await;
     let c = s.get("/collections/users").await;
     assert_eq!(c.status, 200, "{}", c.text);
     assert_eq!(
@@ -217,3 +214,10 @@ async fn a_restart_keeps_collections_documents_unique_values_and_keys() {
     );
     s.finish().await;
 }
+
+on_both_backends!(
+    workers = 4;
+    of_32_concurrent_writers_of_one_value_exactly_one_wins,
+    idempotency_keys_on_put_patch_and_delete_replay_the_first_answer,
+    a_restart_keeps_collections_documents_unique_values_and_keys,
+);

@@ -4,14 +4,13 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::json;
 use strata_http::Config;
 
-#[tokio::test]
-async fn a_retry_after_completion_replays_the_first_response() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_retry_after_completion_replays_the_first_response(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 0).await;
     let key = [("Idempotency-Key", "receive-7f3a")];
     let first = s.post_with("/stock/tea/receive", json!({"quantity": 4}), &key).await;
@@ -62,10 +61,9 @@ async fn a_retry_after_completion_replays_the_first_response() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_key_reused_for_another_request_is_422_and_invalid_keys_are_400() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_key_reused_for_another_request_is_422_and_invalid_keys_are_400(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 0).await;
     let key = [("Idempotency-Key", "k-1")];
     assert_eq!(
@@ -108,10 +106,9 @@ async fn a_key_reused_for_another_request_is_422_and_invalid_keys_are_400() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_key_in_flight_is_409_and_the_request_runs_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_key_in_flight_is_409_and_the_request_runs_once(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 0).await;
     // Identical requests sent at once: one runs, the others find it in
     // flight (409) or, once it completed, get its response replayed. Rounds
@@ -154,20 +151,19 @@ async fn a_key_in_flight_is_409_and_the_request_runs_once() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_retry_after_a_restart_is_answered_from_the_record() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_retry_after_a_restart_is_answered_from_the_record(backend: Backend) {
+    let data = Data::new(backend);
     let key = [("Idempotency-Key", "survives-restart")];
     let (first, head) = {
-        let s = TestServer::start(dir.path(), Config::default()).await;
+        let s = TestServer::on(&data, Config::default()).await;
         s.stock_item("tea", 0).await;
         let first = s.post_with("/stock/tea/receive", json!({"quantity": 3}), &key).await;
         assert_eq!(first.status, 200);
         let head = s.head().await;
-        s.finish().await; // closes the sled directory
+        s.finish().await; // closes the store
         (first, head)
     };
-    let s = TestServer::start(dir.path(), Config::default()).await;
+    let s = TestServer::on(&data, Config::default()).await;
     let retry = s.post_with("/stock/tea/receive", json!({"quantity": 3}), &key).await;
     assert_eq!((retry.status, &retry.text), (200, &first.text));
     assert_eq!(retry.header("etag"), first.header("etag"));
@@ -181,10 +177,9 @@ async fn a_retry_after_a_restart_is_answered_from_the_record() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_refused_malformed_request_does_not_hold_its_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_refused_malformed_request_does_not_hold_its_key(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 0).await;
     let url = format!("{}/stock/tea/receive", s.url);
     let send = |content_type: &'static str| {
@@ -211,3 +206,11 @@ async fn a_refused_malformed_request_does_not_hold_its_key() {
     assert_eq!(s.get("/stock/tea").await.json()["on_hand"], 3, "received once");
     s.finish().await;
 }
+
+on_both_backends!(
+    a_retry_after_completion_replays_the_first_response,
+    a_key_reused_for_another_request_is_422_and_invalid_keys_are_400,
+    a_key_in_flight_is_409_and_the_request_runs_once,
+    a_retry_after_a_restart_is_answered_from_the_record,
+    a_refused_malformed_request_does_not_hold_its_key,
+);

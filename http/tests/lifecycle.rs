@@ -6,17 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::json;
 use strata_http::Config;
-use strata_store::{Direction, EventStore, SledStore, StreamId};
+use strata_store::{Direction, EventStore, StreamId};
 use strata_testkit::STALL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test]
-async fn a_write_position_lets_a_client_read_its_own_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_write_position_lets_a_client_read_its_own_writes(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 10).await;
     let placed = s
         .post(
@@ -90,10 +89,9 @@ async fn start_request(addr: std::net::SocketAddr, path: &str, body: &str) -> to
     socket
 }
 
-#[tokio::test]
-async fn shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     let addr = s.server.local_addr();
     let body =
         json!([{"event_id": "0190c5a0-0000-7000-8000-00000000abcd", "event_type": "Late", "data": {}}]).to_string();
@@ -132,22 +130,22 @@ async fn shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged(
     acknowledged += 1;
     stopping.await.unwrap().expect("clean shutdown");
 
-    // The directory is closed and holds every acknowledged event.
-    let store = SledStore::open(dir.path()).expect("the store was closed by the shutdown");
+    // The store was closed (a sled directory opens again) and holds every
+    // acknowledged event.
+    let store = data.open_log().await;
     let stream = StreamId::new("log-1").unwrap();
     let events = store.read_stream(&stream, 1, Direction::Forward, 100).await.unwrap();
     assert_eq!(events.len(), acknowledged);
     assert_eq!(events.last().unwrap().event_type, "Late");
 }
 
-#[tokio::test]
-async fn a_request_that_never_finishes_does_not_hold_the_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_request_that_never_finishes_does_not_hold_the_shutdown(backend: Backend) {
+    let data = Data::new(backend);
     let config = Config {
         shutdown_grace: Duration::from_millis(300),
         ..Config::default()
     };
-    let s = TestServer::start(dir.path(), config).await;
+    let s = TestServer::on(&data, config).await;
     let addr = s.server.local_addr();
     // The head of a request whose body never comes.
     let mut socket = start_request(addr, "/streams/log-1", "[]").await;
@@ -160,15 +158,14 @@ async fn a_request_that_never_finishes_does_not_hold_the_shutdown() {
     let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "the held connection was closed");
     // The store was closed: it opens again.
-    SledStore::open(dir.path()).expect("the store was released");
+    data.open_log().await;
 }
 
-#[tokio::test]
-async fn the_log_shows_json_payloads_as_data_and_others_as_base64() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_log_shows_json_payloads_as_data_and_others_as_base64(backend: Backend) {
+    let data = Data::new(backend);
     {
         // Written by another program through the library, before the service starts.
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = data.open_log().await;
         let stream = StreamId::new("sensor-1").unwrap();
         let events = vec![
             strata_store::NewEvent::new("Reading", &b"{\"celsius\":21}"[..]),
@@ -179,7 +176,7 @@ async fn the_log_shows_json_payloads_as_data_and_others_as_base64() {
             .await
             .unwrap();
     }
-    let s = TestServer::start(dir.path(), Config::default()).await;
+    let s = TestServer::on(&data, Config::default()).await;
     let page = s.get("/streams/sensor-1").await;
     assert_eq!(page.etag(), "\"2\"");
     let events = page.json()["events"].clone();
@@ -192,3 +189,10 @@ async fn the_log_shows_json_payloads_as_data_and_others_as_base64() {
     assert_eq!(newest["next_from"], 1);
     s.finish().await;
 }
+
+on_both_backends!(
+    a_write_position_lets_a_client_read_its_own_writes,
+    shutdown_finishes_the_request_in_flight_and_loses_nothing_acknowledged,
+    a_request_that_never_finishes_does_not_hold_the_shutdown,
+    the_log_shows_json_payloads_as_data_and_others_as_base64,
+);

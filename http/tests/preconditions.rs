@@ -4,14 +4,13 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::json;
 use strata_http::{Config, ConflictStatus};
 
-#[tokio::test]
-async fn a_stale_if_match_is_refused_with_what_changed_and_no_update_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_stale_if_match_is_refused_with_what_changed_and_no_update_is_lost(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 0).await;
 
     // User 1 and user 2 both read the item at version 1.
@@ -75,10 +74,9 @@ async fn a_stale_if_match_is_refused_with_what_changed_and_no_update_is_lost() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_stale_order_write_shows_the_order_now_and_the_events_since() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_stale_order_write_shows_the_order_now_and_the_events_since(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 10).await;
     let placed = s
         .post(
@@ -126,14 +124,13 @@ async fn a_stale_order_write_shows_the_order_now_and_the_events_since() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn conflicts_are_412_when_so_configured() {
-    let dir = tempfile::tempdir().unwrap();
+async fn conflicts_are_412_when_so_configured(backend: Backend) {
+    let data = Data::new(backend);
     let config = Config {
         conflict_status: ConflictStatus::PreconditionFailed,
         ..Config::default()
     };
-    let s = TestServer::start(dir.path(), config).await;
+    let s = TestServer::on(&data, config).await;
     s.stock_item("tea", 1).await;
     let r = s
         .post_with("/stock/tea/receive", json!({"quantity": 1}), &[("If-Match", "\"1\"")])
@@ -152,10 +149,9 @@ async fn conflicts_are_412_when_so_configured() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn if_match_star_means_the_resource_must_exist() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn if_match_star_means_the_resource_must_exist(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     let event = |id: &str| json!([{"event_id": id, "event_type": "NoteAdded", "data": {"text": "hi"}}]);
 
     // A stream that does not exist fails If-Match: *, and nothing is written.
@@ -212,14 +208,13 @@ async fn if_match_star_means_the_resource_must_exist() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn writes_without_if_match_are_428_when_it_is_required() {
-    let dir = tempfile::tempdir().unwrap();
+async fn writes_without_if_match_are_428_when_it_is_required(backend: Backend) {
+    let data = Data::new(backend);
     let config = Config {
         require_if_match: true,
         ..Config::default()
     };
-    let s = TestServer::start(dir.path(), config).await;
+    let s = TestServer::on(&data, config).await;
     let head = s.head().await;
     // Creates are exempt: there is no version to match yet.
     assert_eq!(s.stock_item("tea", 0).await, 1);
@@ -267,10 +262,9 @@ async fn writes_without_if_match_are_428_when_it_is_required() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn if_none_match_with_the_current_etag_is_304() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn if_none_match_with_the_current_etag_is_304(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 2).await;
     let r = s.get_with("/stock/tea", &[("If-None-Match", "\"2\"")]).await;
     assert_eq!((r.status, r.etag(), r.text.as_str()), (304, "\"2\"", ""));
@@ -278,3 +272,12 @@ async fn if_none_match_with_the_current_etag_is_304() {
     assert_eq!(r.status, 200);
     s.finish().await;
 }
+
+on_both_backends!(
+    a_stale_if_match_is_refused_with_what_changed_and_no_update_is_lost,
+    a_stale_order_write_shows_the_order_now_and_the_events_since,
+    conflicts_are_412_when_so_configured,
+    if_match_star_means_the_resource_must_exist,
+    writes_without_if_match_are_428_when_it_is_required,
+    if_none_match_with_the_current_etag_is_304,
+);

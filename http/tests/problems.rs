@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Resp, TestServer};
+use common::{Backend, Data, Resp, TestServer};
 use serde_json::{Value, json};
 use strata_http::{Config, ProblemType};
 
@@ -30,15 +30,14 @@ fn note(id: &str, event_type: &str) -> Value {
 const ID1: &str = "0190c5a0-0000-7000-8000-000000000001";
 const ID2: &str = "0190c5a0-0000-7000-8000-000000000002";
 
-#[tokio::test]
-async fn every_problem_type_is_answered_with_its_status_and_body() {
-    let dir = tempfile::tempdir().unwrap();
+async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backend) {
+    let data = Data::new(backend);
     let config = Config {
         body_limit: 16 * 1024,
         read_wait_timeout: Duration::from_millis(100),
         ..Config::default()
     };
-    let s = TestServer::start(dir.path(), config).await;
+    let s = TestServer::on(&data, config).await;
     let mut seen = Seen::default();
     s.stock_item("tea", 5).await;
     let place = |id: &str, sku: &str, quantity: u64| json!({"order_id": id, "customer": "ada", "lines": [{"sku": sku, "quantity": quantity, "unit_price_cents": 100}]});
@@ -230,9 +229,9 @@ async fn every_problem_type_is_answered_with_its_status_and_body() {
     s.finish().await;
 
     // 428 needs a server that requires If-Match.
-    let dir = tempfile::tempdir().unwrap();
-    let strict = TestServer::start(
-        dir.path(),
+    let data = Data::new(backend);
+    let strict = TestServer::on(
+        &data,
         Config {
             require_if_match: true,
             ..Config::default()
@@ -267,14 +266,13 @@ async fn every_problem_type_is_answered_with_its_status_and_body() {
     assert_eq!(seen.0, all, "every problem type is answered by some request");
 }
 
-#[tokio::test]
-async fn bad_input_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn bad_input_writes_nothing(backend: Backend) {
+    let data = Data::new(backend);
     let config = Config {
         body_limit: 8 * 1024,
         ..Config::default()
     };
-    let s = TestServer::start(dir.path(), config).await;
+    let s = TestServer::on(&data, config).await;
     s.stock_item("tea", 5).await;
     let head = s.head().await;
     let json = Some("application/json");
@@ -361,10 +359,9 @@ async fn bad_input_writes_nothing() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn problem_types_are_explained_at_their_uri() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn problem_types_are_explained_at_their_uri(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     let all = s.get("/problems").await;
     assert_eq!(all.json().as_array().unwrap().len(), ProblemType::ALL.len());
     for t in ProblemType::ALL {
@@ -378,3 +375,9 @@ async fn problem_types_are_explained_at_their_uri() {
     s.get("/problems/no-such-problem").await.problem(404, "not-found");
     s.finish().await;
 }
+
+on_both_backends!(
+    every_problem_type_is_answered_with_its_status_and_body,
+    bad_input_writes_nothing,
+    problem_types_are_explained_at_their_uri,
+);

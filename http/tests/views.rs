@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, Data, TestServer};
 use serde_json::{Value, json};
 use strata_http::Config;
 
@@ -66,10 +66,9 @@ async fn command(s: &TestServer, id: &str, command: &str, body: Value) {
     assert_eq!(r.status, 200, "{command} {id}: {}", r.text);
 }
 
-#[tokio::test]
-async fn pages_of_orders_follow_next_through_every_order_and_every_filter() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn pages_of_orders_follow_next_through_every_order_and_every_filter(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 100).await;
     for i in 1..=7 {
         let customer = if i % 2 == 0 { "bob" } else { "ada" };
@@ -136,10 +135,9 @@ async fn pages_of_orders_follow_next_through_every_order_and_every_filter() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_walk_over_more_items_than_the_default_page_sees_each_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn a_walk_over_more_items_than_the_default_page_sees_each_once(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     let mut skus: Vec<String> = (0..105).map(|i| format!("sku-{i:03}")).collect();
     for (i, sku) in skus.iter().enumerate() {
         s.stock_item(sku, (i % 7) as u64).await;
@@ -181,10 +179,9 @@ async fn a_walk_over_more_items_than_the_default_page_sees_each_once() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn limits_out_of_bounds_and_foreign_cursors_are_400() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn limits_out_of_bounds_and_foreign_cursors_are_400(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     s.stock_item("tea", 3).await;
     for view in ["/views/orders", "/views/stock"] {
         for bad in ["0", "1001", "-1", "ten", ""] {
@@ -216,10 +213,9 @@ async fn limits_out_of_bounds_and_foreign_cursors_are_400() {
     s.finish().await;
 }
 
-#[tokio::test]
-async fn the_openapi_document_describes_paging() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), Config::default()).await;
+async fn the_openapi_document_describes_paging(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
     let doc = s.get("/openapi.json").await.json();
     for (path, view) in [("/views/orders", "OrdersView"), ("/views/stock", "StockLevelsView")] {
         let op = &doc["paths"][path]["get"];
@@ -245,3 +241,10 @@ async fn the_openapi_document_describes_paging() {
     }
     s.finish().await;
 }
+
+on_both_backends!(
+    pages_of_orders_follow_next_through_every_order_and_every_filter,
+    a_walk_over_more_items_than_the_default_page_sees_each_once,
+    limits_out_of_bounds_and_foreign_cursors_are_400,
+    the_openapi_document_describes_paging,
+);

@@ -19,7 +19,8 @@ use strata::workload::{
     run_disk_ceiling, run_naive_sled, scan_log, write_history,
 };
 use strata_store::{
-    Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SledOptions, SledStore, StoreError,
+    Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SegmentDurability, SegmentOptions,
+    SegmentStore, SledOptions, SledStore, StoreError,
 };
 
 use super::CliResult;
@@ -36,6 +37,10 @@ pub enum Contender {
     Buffered,
     /// strata's `MemoryStore`.
     Memory,
+    /// strata on its segment log (`SegmentStore`, `SegmentDurability::Fsync`): group commit, one fdatasync per group.
+    Segment,
+    /// strata on its segment log, `SegmentDurability::Buffered`: acknowledged once written to the OS.
+    SegmentBuffered,
     /// strata on PostgreSQL (`PostgresStore`, needs `--postgres`): group commit under the head row lock.
     Postgres,
     /// Plain autocommitted `INSERT`s into a `UNIQUE (stream_id, version)` table on the same database
@@ -50,6 +55,8 @@ impl Contender {
             Contender::Durable => "strata sled durable",
             Contender::Buffered => "strata sled buffered",
             Contender::Memory => "strata memory",
+            Contender::Segment => "strata segment durable",
+            Contender::SegmentBuffered => "strata segment buffered",
             Contender::Postgres => "strata postgres",
             Contender::PlainInsert => "plain INSERT postgres",
         }
@@ -87,7 +94,7 @@ pub struct BenchArgs {
     streams: Vec<StreamsArg>,
     /// The contenders, run in turn for every workload (`postgres` and
     /// `plain-insert` are added when `--postgres` is given).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Naive, Contender::Durable, Contender::Buffered, Contender::Memory, Contender::Segment])]
     contenders: Vec<Contender>,
     /// A PostgreSQL database to add strata on PostgreSQL and plain INSERTs
     /// as contenders (each strata run in a schema of its own, the INSERTs in
@@ -187,6 +194,13 @@ pub struct Row {
     pub ratio_to_disk: Option<f64>,
     /// The disk ceiling's batch size used for `ratio_to_disk`.
     pub disk_batch: Option<usize>,
+    /// Segment log: events written but not yet indexed when the writers stopped.
+    pub index_lag: Option<u64>,
+    /// Segment log: how long the index took to catch up after the writers
+    /// stopped, in ms (counted in `seconds` and `events_per_sec`).
+    pub catch_up_ms: Option<f64>,
+    /// Segment log: bytes of records plus the sled index, per event.
+    pub bytes_per_event: Option<f64>,
 }
 
 /// Everything `strata bench` measured.
@@ -262,6 +276,9 @@ fn row(contender: String, workload: AppendSpec, round: usize, s: &RunStats) -> R
         ratio_to_plain_insert: None,
         ratio_to_disk: None,
         disk_batch: None,
+        index_lag: None,
+        catch_up_ms: None,
+        bytes_per_event: None,
     }
 }
 
@@ -355,6 +372,9 @@ async fn run_contender(
         let stats = tokio::task::block_in_place(|| run_naive_sled(&db, spec, budget))?;
         return Ok(row(label, spec, round, &stats));
     }
+    if matches!(contender, Contender::Segment | Contender::SegmentBuffered) {
+        return run_segment(contender, spec, budget, tmp.path(), round, run).await;
+    }
     let (store, sled): (Arc<dyn EventStore>, Option<SledStore>) = match contender {
         Contender::Memory => (Arc::new(MemoryStore::new()), None),
         _ => {
@@ -381,6 +401,47 @@ async fn run_contender(
         r.events_per_flush = Some(c.events_per_commit());
         r.mean_sync_us = Some(c.mean_sync_time().as_secs_f64() * 1e6);
     }
+    Ok(r)
+}
+
+/// A segment log run: the throughput counts the time the index takes to
+/// catch up after the writers stop, so it is sustained, not a burst.
+async fn run_segment(
+    contender: Contender,
+    spec: AppendSpec,
+    budget: Budget,
+    dir: &Path,
+    round: usize,
+    run: u64,
+) -> Result<Row, Box<dyn std::error::Error + Send + Sync>> {
+    let durability = match contender {
+        Contender::Segment => SegmentDurability::Fsync,
+        _ => SegmentDurability::Buffered,
+    };
+    let store = SegmentStore::open_with(
+        dir,
+        SegmentOptions {
+            durability,
+            ..SegmentOptions::default()
+        },
+    )?;
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let mut stats = run_appends(shared, spec, budget, run).await?;
+    let lag = store.stats().index_lag();
+    let started = std::time::Instant::now();
+    let waited = store.clone();
+    tokio::task::spawn_blocking(move || waited.wait_indexed()).await??;
+    let catch_up = started.elapsed();
+    stats.elapsed += catch_up;
+    let mut r = row(contender.label().to_string(), spec, round, &stats);
+    let c = store.stats();
+    r.events_in_store = Some(c.head);
+    r.events_per_flush = Some(c.events_per_commit());
+    r.mean_sync_us = Some(c.mean_sync_time().as_secs_f64() * 1e6);
+    r.index_lag = Some(lag);
+    r.catch_up_ms = Some(catch_up.as_secs_f64() * 1e3);
+    let usage = store.disk_usage();
+    r.bytes_per_event = Some((usage.log_bytes + usage.index_bytes) as f64 / c.head.max(1) as f64);
     Ok(r)
 }
 
@@ -442,7 +503,7 @@ fn print_table(report: &Report) {
         return print_read(report);
     }
     println!(
-        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12}",
+        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12} {:>8} {:>8} {:>6}",
         "contender",
         "writers",
         "bytes",
@@ -456,7 +517,10 @@ fn print_table(report: &Report) {
         "ev/flush",
         "×naive",
         "×insert",
-        "×disk(batch)"
+        "×disk(batch)",
+        "idx lag",
+        "catch ms",
+        "B/ev"
     );
     for r in &report.rows {
         let streams = match (r.file_mode, r.workload.streams) {
@@ -466,7 +530,7 @@ fn print_table(report: &Report) {
             (None, Streams::Hot) => "hot",
         };
         println!(
-            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12}",
+            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12} {:>8} {:>8} {:>6}",
             r.contender,
             r.workload.writers,
             r.workload.event_bytes,
@@ -484,6 +548,9 @@ fn print_table(report: &Report) {
                 (Some(v), Some(b)) => format!("{v:.2} ({b})"),
                 _ => String::new(),
             },
+            r.index_lag.map(|v| v.to_string()).unwrap_or_default(),
+            r.catch_up_ms.map(|v| format!("{v:.0}")).unwrap_or_default(),
+            r.bytes_per_event.map(|v| format!("{v:.0}")).unwrap_or_default(),
         );
     }
     print_read(report);
@@ -564,6 +631,8 @@ async fn read_side(
     progress.inc(1);
     drop(projections);
 
+    rows.extend(segment_read_side(args, &tmp.path().join("segment"), n, progress).await?);
+
     progress.set_message(format!("an aggregate of {} events", args.load_events));
     let agg: Arc<dyn EventStore> = Arc::new(SledStore::open_with(tmp.path().join("aggregate"), options)?);
     const SNAPSHOT_EVERY: u64 = 1_000;
@@ -604,6 +673,69 @@ async fn read_side(
         ));
     }
     progress.inc(1);
+    Ok(rows)
+}
+
+/// The segment log's read side: the same history written to a
+/// `SegmentStore`, then `read_all`, `subscribe_all`, and opening the store.
+async fn segment_read_side(
+    args: &BenchArgs,
+    dir: &Path,
+    expected: u64,
+    progress: &ProgressBar,
+) -> Result<Vec<ReadRow>, Box<dyn std::error::Error + Send + Sync>> {
+    use futures::StreamExt;
+    let mut rows = Vec::new();
+    let options = SegmentOptions {
+        durability: SegmentDurability::Buffered,
+        ..SegmentOptions::default()
+    };
+    progress.set_message(format!(
+        "segment log: writing {} order and stock events",
+        args.read_events
+    ));
+    let store = SegmentStore::open_with(dir, options.clone())?;
+    let n = write_history(&store, args.read_events).await?;
+    if n != expected {
+        return Err(format!("the segment history has {n} events, the sled one {expected}").into());
+    }
+    let waited = store.clone();
+    tokio::task::spawn_blocking(move || waited.wait_indexed()).await??;
+    progress.set_message("segment log: read_all");
+    let (read, took) = scan_log(&store, 4096).await?;
+    rows.push(read_row("segment log: read_all, pages of 4,096", read, took));
+    progress.set_message("segment log: subscribe_all");
+    let start = std::time::Instant::now();
+    let mut sub = store.subscribe_all(0);
+    let mut seen = 0u64;
+    while seen < n {
+        match sub.next().await {
+            Some(Ok(e)) => {
+                seen += 1;
+                std::hint::black_box(&e);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("the subscription ended early".into()),
+        }
+    }
+    rows.push(read_row("segment log: subscribe_all from 0", seen, start.elapsed()));
+    drop(sub);
+    let usage = store.disk_usage();
+    drop(store);
+    progress.set_message("segment log: open");
+    let start = std::time::Instant::now();
+    let store = SegmentStore::open_with(dir, options)?;
+    let took = start.elapsed();
+    rows.push(read_row(
+        &format!(
+            "segment log: open a store of {n} events ({} MB log, {} MB index)",
+            usage.log_bytes / 1_000_000,
+            usage.index_bytes / 1_000_000
+        ),
+        n,
+        took,
+    ));
+    drop(store);
     Ok(rows)
 }
 

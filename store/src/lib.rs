@@ -5,8 +5,11 @@
 //! stream has moved on. Retries are recognised by event id and answered
 //! from the log. The backends share one set of rules ([`EventStore`]):
 //! [`MemoryStore`] for tests, [`SledStore`], the embedded default, with
-//! durable group commit, and (with the `postgres` feature) `PostgresStore`,
-//! one log in a PostgreSQL database shared by several processes.
+//! durable group commit, [`SegmentStore`], the embedded log on segment
+//! files of strata's own format with a sled index derived from them (to
+//! become the default; see `docs/segment-log.md`), and (with the `postgres`
+//! feature) `PostgresStore`, one log in a PostgreSQL database shared by
+//! several processes.
 //!
 //! What other crates keep beside the log goes through the store too:
 //! [`LocalTables`] (named sled trees beside the embedded log, with one
@@ -53,6 +56,7 @@ mod memory;
 pub mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod segment;
 mod sled_store;
 mod store;
 mod subscription;
@@ -76,6 +80,12 @@ pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use segment::{
+    DiskUsage, FileStorage, IndexProgress, SegmentDurability, SegmentOptions, SegmentStats, SegmentStore, Storage,
+    StorageFile, VerifyReport,
+};
+#[cfg(feature = "sim")]
+pub use segment::{PowerLoss, SimDisk, SimOp};
 pub use sled_store::{SledOptions, SledStore};
 pub use store::EventStore;
 pub use subscription::{EventSubscription, FilteredSubscription, SUBSCRIPTION_BATCH, SubscriptionItem};

@@ -814,4 +814,5 @@ macro_rules! conformance {
 
 conformance!(memory, crate::common::Fixture::memory());
 conformance!(sled, crate::common::Fixture::sled());
+conformance!(segment, crate::common::Fixture::segment());
 conformance!(postgres, crate::common::Fixture::postgres().await, needs_postgres);

@@ -1,4 +1,5 @@
-//! Crash safety of `SledStore`'s durable appends.
+//! Crash safety of the durable appends of the embedded backends,
+//! `SledStore` and `SegmentStore`.
 //!
 //! A child process (this test binary, re-run as `crash_child`) appends with
 //! 16 concurrent tasks and prints every append it tries and every one that is
@@ -12,22 +13,52 @@
 //!   idempotently when retried;
 //! - the store accepts new appends.
 //!
-//! 20 cycles by default; `STRATA_CRASH_CYCLES=1000 cargo test -p strata-store
-//! --release --test crash` for the long run.
+//! For `SegmentStore` also: the index equals a rebuild from the log.
+//!
+//! 20 cycles per backend by default, on one directory; `STRATA_CRASH_CYCLES=1000
+//! cargo test -p strata-store --release --test crash` for the long run (a
+//! fresh directory every 50 cycles, as every check reads the whole log).
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::Duration;
 
 use rand::Rng;
+use std::sync::Arc;
+
 use strata_store::{
-    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, SledStore, StreamAppend, StreamId,
+    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, SegmentOptions, SegmentStore, SledStore,
+    StreamAppend, StreamId,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TASKS: usize = 16;
 const STREAMS_PER_TASK: usize = 3;
 const CHILD_DIR_ENV: &str = "STRATA_CRASH_DIR";
+const CHILD_BACKEND_ENV: &str = "STRATA_CRASH_BACKEND";
+/// Crash cycles on one directory before the next starts afresh.
+const CYCLES_PER_DIR: usize = 50;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sled,
+    Segment,
+}
+
+fn segment_options() -> SegmentOptions {
+    // Small segments, so the children roll to new ones.
+    SegmentOptions {
+        segment_bytes: 1 << 20,
+        ..SegmentOptions::default()
+    }
+}
+
+fn open(dir: &std::path::Path, backend: Backend) -> Arc<dyn EventStore> {
+    match backend {
+        Backend::Sled => Arc::new(SledStore::open(dir).unwrap()),
+        Backend::Segment => Arc::new(SegmentStore::open_with(dir, segment_options()).unwrap()),
+    }
+}
 
 fn stream_name(task: usize, j: usize) -> String {
     format!("t{task}-s{j}")
@@ -69,7 +100,11 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = SledStore::open(&dir).unwrap();
+        let backend = match std::env::var(CHILD_BACKEND_ENV).as_deref() {
+            Ok("segment") => Backend::Segment,
+            _ => Backend::Sled,
+        };
+        let store = open(std::path::Path::new(&dir), backend);
         let mut tasks = Vec::new();
         for task in 0..TASKS {
             let store = store.clone();
@@ -171,11 +206,18 @@ impl ChildLog {
 
 /// Runs the child until it has acknowledged something, kills it at a random
 /// moment after that, and returns what it printed.
-async fn run_child_and_kill(dir: &std::path::Path) -> ChildLog {
+async fn run_child_and_kill(dir: &std::path::Path, backend: Backend) -> ChildLog {
     let exe = std::env::current_exe().unwrap();
     let mut child = tokio::process::Command::new(exe)
         .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_ENV, dir)
+        .env(
+            CHILD_BACKEND_ENV,
+            match backend {
+                Backend::Sled => "sled",
+                Backend::Segment => "segment",
+            },
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -210,7 +252,7 @@ async fn run_child_and_kill(dir: &std::path::Path) -> ChildLog {
     log
 }
 
-async fn verify(store: &SledStore, log: &ChildLog, cycle: usize) -> (usize, usize) {
+async fn verify(store: &dyn EventStore, log: &ChildLog, cycle: usize) -> (usize, usize) {
     let head = store.head_position().await.unwrap();
     let all = store.read_all(1, usize::MAX).await.unwrap();
     assert_eq!(
@@ -310,21 +352,45 @@ async fn verify(store: &SledStore, log: &ChildLog, cycle: usize) -> (usize, usiz
     (acked, landed_unacked)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_cycles_lose_no_acknowledged_append() {
+async fn crash_cycles(backend: Backend) {
     let cycles: usize = std::env::var("STRATA_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
     let (mut acked, mut landed_unacked) = (0, 0);
     for cycle in 0..cycles {
-        let log = run_child_and_kill(dir.path()).await;
-        let store = SledStore::open(dir.path()).unwrap();
-        let (a, l) = verify(&store, &log, cycle).await;
+        // Each check reads the whole log: a fresh directory every
+        // CYCLES_PER_DIR cycles keeps the long run linear in its cycles.
+        if cycle > 0 && cycle % CYCLES_PER_DIR == 0 {
+            dir = tempfile::tempdir().unwrap();
+        }
+        let log = run_child_and_kill(dir.path(), backend).await;
+        let (a, l) = match backend {
+            Backend::Sled => verify(&SledStore::open(dir.path()).unwrap(), &log, cycle).await,
+            Backend::Segment => {
+                let store = SegmentStore::open_with(dir.path(), segment_options()).unwrap();
+                let r = verify(&store, &log, cycle).await;
+                let report = store.verify().unwrap();
+                assert!(report.is_ok(), "cycle {cycle}: {report}");
+                r
+            }
+        };
         acked += a;
         landed_unacked += l;
     }
     assert!(acked > cycles, "the children acknowledged appends ({acked})");
-    eprintln!("{cycles} crash cycles: {acked} acknowledged appends checked, {landed_unacked} landed before their ack");
+    eprintln!(
+        "{backend:?}: {cycles} crash cycles: {acked} acknowledged appends checked, {landed_unacked} landed before their ack"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_cycles_lose_no_acknowledged_append() {
+    crash_cycles(Backend::Sled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_crash_cycles_lose_no_acknowledged_append() {
+    crash_cycles(Backend::Segment).await;
 }

@@ -228,6 +228,11 @@ fn sled_filters_follow_the_model() {
 }
 
 #[test]
+fn segment_filters_follow_the_model() {
+    check(Backend::Segment);
+}
+
+#[test]
 #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn postgres_filters_follow_the_model() {
     check(Backend::Postgres);

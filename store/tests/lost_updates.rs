@@ -94,6 +94,12 @@ async fn no_lost_updates_on_sled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_lost_updates_on_segment() {
+    let fx = Fixture::segment();
+    read_modify_write(fx.store.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 async fn no_lost_updates_on_postgres() {
     let fx = Fixture::postgres().await;

@@ -388,6 +388,11 @@ fn sled_store_follows_the_model() {
 }
 
 #[test]
+fn segment_store_follows_the_model() {
+    check(Backend::Segment);
+}
+
+#[test]
 #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
 fn postgres_store_follows_the_model() {
     check(Backend::Postgres);

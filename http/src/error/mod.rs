@@ -12,8 +12,7 @@ use strata_aggregates::domain::stock::StockItem;
 use strata_projections::ProjectionError;
 use strata_store::StoreError;
 
-use crate::problem::{PROBLEM_JSON, Problem, ProblemType};
-use crate::routes::documents::DocumentProblem;
+use crate::problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemType};
 
 mod answer;
 #[cfg(test)]

@@ -4,10 +4,9 @@
 //! One row per key in `http_idempotency` (the record as in sled, plus the
 //! columns the purge and the release need). Claiming a key is one
 //! transaction: insert a marker if the key is free, else lock the row and
-//! judge it by the same rules as sled ([`IdempotencyStore::judge`]). A
-//! completed record is written by one autocommitted `UPDATE`, so it is
-//! durable (with PostgreSQL's default `synchronous_commit = on`) before the
-//! response leaves.
+//! judge it by the rules ([`Rules::judge`]). A completed record is written
+//! by one autocommitted `UPDATE`, so it is durable (with PostgreSQL's
+//! default `synchronous_commit = on`) before the response leaves.
 //!
 //! **Markers of live and dead processes.** With one process per sled
 //! directory, a marker of another run is a dead run's. Here another run
@@ -22,16 +21,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use strata_store::deadpool_postgres::{ClientWrapper, Object, Pool};
-use strata_store::pg::MigrationSet;
-use strata_store::tokio_postgres;
+use strata_store::pg::{MigrationSet, Schema, connection, error, to_db};
 use strata_store::{PostgresStore, StoreError};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use super::{IdempotencyStore, Judged, Record, StoredResponse, decode, encode, now_ms};
-use crate::error::HttpError;
-use crate::idempotency::Begin;
+use super::backend::RecordStore;
+use super::rules::{Begin, Boot, Fingerprint, Judged, Key, Record, Rules, StoredResponse};
 
 /// The migrations of the records' table, in order; each runs once per
 /// schema. Never edit one that has shipped: add the next.
@@ -59,35 +57,36 @@ const MIGRATION_LOCK_CLASS: i32 = 0x5354_5248;
 /// How often the connection that holds this run's liveness lock is checked.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+/// Claims a free key: `$1` key, `$2` marker, `$3` boot, `$4` time.
+const CLAIM_FREE: &str = "INSERT INTO {schema}.http_idempotency (key, record, done, boot, at_ms) \
+                          VALUES ($1, $2, false, $3, $4) ON CONFLICT (key) DO NOTHING";
+/// Locks a taken key's row and reads its record.
+const LOCK_ROW: &str = "SELECT record FROM {schema}.http_idempotency WHERE key = $1 FOR UPDATE";
+/// Whether run `$1`'s liveness lock is free (then the run is dead).
+const HOLDER_GONE: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
+/// Writes this run's marker over a locked row.
+const REPLACE: &str =
+    "UPDATE {schema}.http_idempotency SET record = $2, done = false, boot = $3, at_ms = $4 WHERE key = $1";
+/// Replaces this run's marker (`$4`) with the response `$2` of time `$3`
+/// (or finds that response there already: a retried completion).
+const COMPLETE: &str = "UPDATE {schema}.http_idempotency SET record = $2, done = true, boot = NULL, at_ms = $3 \
+                        WHERE key = $1 AND ((NOT done AND boot = $4) OR (done AND record = $2))";
+/// Removes this run's marker.
+const RELEASE: &str = "DELETE FROM {schema}.http_idempotency WHERE key = $1 AND NOT done AND boot = $2";
+/// Removes responses and other runs' markers older than `$1`.
+const PURGE: &str = "DELETE FROM {schema}.http_idempotency WHERE at_ms < $1 AND (done OR boot IS DISTINCT FROM $2)";
 
-fn db_error(context: &str, e: tokio_postgres::Error) -> HttpError {
-    HttpError::Store(StoreError::from_postgres(context, e))
-}
+/// How many times a claim tries again when the row it found taken is gone
+/// when it comes to lock it.
+const CLAIM_ATTEMPTS: usize = 3;
 
-fn to_db(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-struct Sql {
-    claim_free: String,
-    lock_row: String,
-    replace: String,
-    complete: String,
-    abandon: String,
-    purge: String,
-}
-
-/// The records of one PostgreSQL store.
+/// The records of one PostgreSQL store, as one run of the process uses them.
 pub(crate) struct PgRecords {
     pool: Pool,
-    sql: Sql,
-    schema: String,
-    boot: uuid::Uuid,
+    schema: Schema,
+    boot: Boot,
     /// The connection holding this run's liveness lock (re-taken by a
-    /// keeper task if it drops), kept here so it lives as long as the store.
+    /// keeper task if it drops), kept here so it lives as long as the records.
     _liveness: Arc<Mutex<Option<ClientWrapper>>>,
     _keeper: KeeperHandle,
 }
@@ -101,38 +100,32 @@ impl Drop for KeeperHandle {
     }
 }
 
-/// The name of a run's liveness lock (hashed by the server).
-fn boot_lock(schema: &str, boot: &uuid::Uuid) -> String {
-    format!("strata.{schema}.http-boot.{boot}")
+/// The name of a run's liveness lock (hashed by the server). Processes of
+/// different versions sharing one database must agree on it.
+fn boot_lock(schema: &Schema, boot: Boot) -> String {
+    format!("strata.{schema}.http-boot.{}", boot.uuid())
 }
 
 impl PgRecords {
-    pub(crate) async fn open(store: &PostgresStore, boot: [u8; 16]) -> Result<PgRecords, HttpError> {
-        let schema = store.options().schema.clone();
-        let q = quote_ident(&schema);
-        let table = format!("{q}.http_idempotency");
+    /// Opens (creating or migrating) the records' table in the database and
+    /// schema of `store`, for the run `boot`, and takes that run's liveness
+    /// lock.
+    pub(crate) async fn open(store: &PostgresStore, boot: Boot) -> Result<PgRecords, StoreError> {
+        let schema = store.schema().clone();
         let pool = store.pool().clone();
         let mut client = connection(&pool).await?;
-        migrate(&mut client, &schema).await?;
+        MigrationSet {
+            table: "http_migrations",
+            label: "http",
+            lock_class: MIGRATION_LOCK_CLASS,
+            migrations: MIGRATIONS,
+        }
+        .apply(&mut client, schema.name())
+        .await?;
         drop(client);
-        let boot = uuid::Uuid::from_bytes(boot);
-        let liveness = Arc::new(Mutex::new(Some(hold_liveness(&pool, &schema, &boot).await?)));
+        let liveness = Arc::new(Mutex::new(Some(hold_liveness(&pool, &schema, boot).await?)));
         let keeper = tokio::spawn(keep_liveness(pool.clone(), schema.clone(), boot, liveness.clone()));
         Ok(PgRecords {
-            sql: Sql {
-                claim_free: format!(
-                    "INSERT INTO {table} (key, record, done, boot, at_ms) VALUES ($1, $2, false, $3, $4) \
-                     ON CONFLICT (key) DO NOTHING"
-                ),
-                lock_row: format!("SELECT record FROM {table} WHERE key = $1 FOR UPDATE"),
-                replace: format!("UPDATE {table} SET record = $2, done = false, boot = $3, at_ms = $4 WHERE key = $1"),
-                complete: format!(
-                    "UPDATE {table} SET record = $2, done = true, boot = NULL, at_ms = $3 \
-                     WHERE key = $1 AND NOT done AND boot = $4"
-                ),
-                abandon: format!("DELETE FROM {table} WHERE key = $1 AND NOT done AND boot = $2"),
-                purge: format!("DELETE FROM {table} WHERE at_ms < $1 AND (done OR boot IS DISTINCT FROM $2)"),
-            },
             pool,
             schema,
             boot,
@@ -141,130 +134,109 @@ impl PgRecords {
         })
     }
 
-    /// Claims `key`: see the module doc.
-    pub(crate) async fn begin(
-        &self,
-        rules: &IdempotencyStore,
-        key: &str,
-        fingerprint: [u8; 32],
-    ) -> Result<Begin, HttpError> {
-        let marker = encode(&rules.marker(fingerprint))?;
-        let at = to_db(now_ms());
+    fn sql(&self, template: &str) -> String {
+        self.schema.render(template)
+    }
+}
+
+/// A record's time as stored.
+fn at(ms: u64) -> Result<i64, StoreError> {
+    to_db(ms, "an idempotency record's time")
+}
+
+#[async_trait]
+impl RecordStore for PgRecords {
+    async fn claim(&self, rules: &Rules, key: &Key, fingerprint: Fingerprint) -> Result<Begin, StoreError> {
+        debug_assert_eq!(rules.boot(), self.boot);
+        let marker = rules.marker(fingerprint).encode()?;
+        let (boot, now) = (self.boot.uuid(), at(rules.now_ms())?);
         let mut client = connection(&self.pool).await?;
+        let claiming = |e| error("claiming an idempotency key", e);
         let mut attempts = 0;
         let (tx, record) = loop {
             attempts += 1;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("starting an idempotency claim", e))?;
+            let tx = client.transaction().await.map_err(claiming)?;
             let claimed = tx
-                .execute(&self.sql.claim_free, &[&key, &marker, &self.boot, &at])
+                .execute(&self.sql(CLAIM_FREE), &[&key.as_str(), &marker, &boot, &now])
                 .await
-                .map_err(|e| db_error("claiming an idempotency key", e))?;
+                .map_err(claiming)?;
             if claimed == 1 {
-                tx.commit()
-                    .await
-                    .map_err(|e| db_error("claiming an idempotency key", e))?;
+                tx.commit().await.map_err(claiming)?;
                 return Ok(Begin::Proceed { after_crash: false });
             }
             // Taken: lock the row (a concurrent claim of the same key waits
             // here until the first commits) and judge what it holds. It
             // may be gone by then (released or purged): claim again.
             let row = tx
-                .query_opt(&self.sql.lock_row, &[&key])
+                .query_opt(&self.sql(LOCK_ROW), &[&key.as_str()])
                 .await
-                .map_err(|e| db_error("reading an idempotency key", e))?;
+                .map_err(|e| error("reading an idempotency key", e))?;
             match row {
-                Some(row) => break (tx, decode(key, row.get(0))?),
-                None if attempts < 3 => continue,
+                Some(row) => break (tx, Record::decode(key.as_str(), row.get(0))?),
+                None if attempts < CLAIM_ATTEMPTS => continue,
                 None => {
-                    return Err(HttpError::Store(StoreError::Unavailable {
-                        reason: format!("idempotency key {key:?} kept changing hands; retry"),
-                    }));
+                    return Err(StoreError::Unavailable {
+                        reason: format!("idempotency key {:?} kept changing hands; retry", key.as_str()),
+                    });
                 }
             }
         };
-        let other_alive = match rules.other_boot(Some(&record)) {
-            Some(other) => {
-                let free: bool = tx
-                    .query_one(
-                        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
-                        &[&boot_lock(&self.schema, &uuid::Uuid::from_bytes(other))],
-                    )
+        let holder_alive = match rules.holder(&record) {
+            Some(holder) => {
+                let gone: bool = tx
+                    .query_one(HOLDER_GONE, &[&boot_lock(&self.schema, holder)])
                     .await
-                    .map_err(|e| db_error("asking whether a process is alive", e))?
+                    .map_err(|e| error("asking whether a process is alive", e))?
                     .get(0);
-                !free
+                !gone
             }
             None => false,
         };
-        let answer = match rules.judge(Some(&record), fingerprint, other_alive) {
+        let answer = match rules.judge(Some(&record), fingerprint, holder_alive) {
             Judged::Answer(answer) => answer,
             Judged::Claim { after_crash } => {
-                tx.execute(&self.sql.replace, &[&key, &marker, &self.boot, &at])
+                tx.execute(&self.sql(REPLACE), &[&key.as_str(), &marker, &boot, &now])
                     .await
-                    .map_err(|e| db_error("claiming an idempotency key", e))?;
+                    .map_err(claiming)?;
                 Begin::Proceed { after_crash }
             }
         };
-        tx.commit()
-            .await
-            .map_err(|e| db_error("claiming an idempotency key", e))?;
+        tx.commit().await.map_err(claiming)?;
         Ok(answer)
     }
 
-    pub(crate) async fn complete(&self, key: &str, response: StoredResponse) -> Result<(), HttpError> {
-        let at = to_db(response.created_ms);
-        let record = encode(&Record::Done(response))?;
+    async fn complete(&self, _rules: &Rules, key: &Key, response: &StoredResponse) -> Result<bool, StoreError> {
+        let time = at(response.created_ms)?;
+        let record = Record::Done(response.clone()).encode()?;
         let updated = connection(&self.pool)
             .await?
-            .execute(&self.sql.complete, &[&key, &record, &at, &self.boot])
+            .execute(&self.sql(COMPLETE), &[&key.as_str(), &record, &time, &self.boot.uuid()])
             .await
-            .map_err(|e| db_error("recording an idempotent response", e))?;
-        if updated == 0 {
-            // Only this run's in-flight marker is replaced: when another
-            // process took the key over (this run's liveness lock looked
-            // lost) or it was purged, the record there is kept rather than
-            // overwritten by whichever run finishes last.
-            warn!(
-                key,
-                "idempotency key no longer held by this process (taken over while its liveness lock was lost); its response is not recorded"
-            );
-        }
-        Ok(())
+            .map_err(|e| error("recording an idempotent response", e))?;
+        Ok(updated == 1)
     }
 
-    pub(crate) async fn abandon(&self, key: &str) -> Result<(), HttpError> {
+    async fn release(&self, _rules: &Rules, key: &Key) -> Result<(), StoreError> {
         connection(&self.pool)
             .await?
-            .execute(&self.sql.abandon, &[&key, &self.boot])
+            .execute(&self.sql(RELEASE), &[&key.as_str(), &self.boot.uuid()])
             .await
-            .map_err(|e| db_error("releasing an idempotency key", e))?;
+            .map_err(|e| error("releasing an idempotency key", e))?;
         Ok(())
     }
 
-    /// Removes records and markers of other runs older than `cutoff_ms`.
-    pub(crate) async fn purge(&self, cutoff_ms: u64) -> Result<usize, HttpError> {
-        let n = connection(&self.pool)
+    async fn purge(&self, rules: &Rules) -> Result<usize, StoreError> {
+        let removed = connection(&self.pool)
             .await?
-            .execute(&self.sql.purge, &[&to_db(cutoff_ms), &self.boot])
+            .execute(&self.sql(PURGE), &[&at(rules.cutoff_ms())?, &self.boot.uuid()])
             .await
-            .map_err(|e| db_error("purging idempotency keys", e))?;
-        Ok(n as usize)
+            .map_err(|e| error("purging idempotency keys", e))?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }
 
-async fn connection(pool: &Pool) -> Result<Object, HttpError> {
-    pool.get().await.map_err(|e| {
-        HttpError::Store(StoreError::Unavailable {
-            reason: format!("no PostgreSQL connection for the idempotency records: {e}"),
-        })
-    })
-}
-
-/// Takes this run's liveness lock on a connection of its own.
-async fn hold_liveness(pool: &Pool, schema: &str, boot: &uuid::Uuid) -> Result<ClientWrapper, HttpError> {
+/// Takes run `boot`'s liveness lock on a connection of its own.
+async fn hold_liveness(pool: &Pool, schema: &Schema, boot: Boot) -> Result<ClientWrapper, StoreError> {
     let client = Object::take(connection(pool).await?);
     client
         .execute(
@@ -272,7 +244,7 @@ async fn hold_liveness(pool: &Pool, schema: &str, boot: &uuid::Uuid) -> Result<C
             &[&boot_lock(schema, boot)],
         )
         .await
-        .map_err(|e| db_error("taking this process's liveness lock", e))?;
+        .map_err(|e| error("taking this process's liveness lock", e))?;
     Ok(client)
 }
 
@@ -280,7 +252,7 @@ async fn hold_liveness(pool: &Pool, schema: &str, boot: &uuid::Uuid) -> Result<C
 /// lock again on a new one when it dropped. While it is down, other
 /// processes take this run's in-flight keys for a dead run's (see
 /// docs/postgres.md).
-async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<Mutex<Option<ClientWrapper>>>) {
+async fn keep_liveness(pool: Pool, schema: Schema, boot: Boot, held: Arc<Mutex<Option<ClientWrapper>>>) {
     loop {
         tokio::time::sleep(KEEPALIVE).await;
         let mut held = held.lock().await;
@@ -298,7 +270,7 @@ async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<M
         }
         warn!("the connection holding this process's idempotency liveness lock dropped; taking it again");
         *held = None;
-        match hold_liveness(&pool, &schema, &boot).await {
+        match hold_liveness(&pool, &schema, boot).await {
             Ok(client) => {
                 *held = Some(client);
                 info!("idempotency liveness lock taken again");
@@ -308,42 +280,27 @@ async fn keep_liveness(pool: Pool, schema: String, boot: uuid::Uuid, held: Arc<M
     }
 }
 
-/// Creates the table and applies the migrations it lacks.
-async fn migrate(client: &mut Object, schema: &str) -> Result<(), HttpError> {
-    MigrationSet {
-        table: "http_migrations",
-        label: "http",
-        lock_class: MIGRATION_LOCK_CLASS,
-        migrations: MIGRATIONS,
-    }
-    .apply(client, schema)
-    .await
-    .map_err(HttpError::Store)
-}
-
-/// Need a server: ignored unless `STRATA_POSTGRES_URL` was set at build
-/// time; `scripts/test-postgres.sh cargo test -p strata-http --features
-/// postgres` runs them.
+/// What only a database shared by live processes shows; the rest is the
+/// conformance suite's (`conformance.rs`). Need a server: ignored unless
+/// `STRATA_POSTGRES_URL` was set at build time; `scripts/test-postgres.sh
+/// cargo test -p strata-http --features postgres` runs them.
 #[cfg(test)]
 mod tests {
     use strata_testkit::{TestDatabase, until_async};
 
     use super::*;
-    use crate::idempotency::tests::{response, runs_once_then_replays};
-
-    /// The records as a process of its own opens them on `db`.
-    async fn open(db: &TestDatabase, retention: Duration) -> IdempotencyStore {
-        let store = db.store("records").await;
-        IdempotencyStore::open_postgres(&store, retention).await.unwrap()
-    }
+    use crate::idempotency::backend::Records;
+    use crate::idempotency::conformance::{PROCEED, key, once_not_in_flight, race, response};
+    use crate::idempotency::middleware::retry_complete;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
-    async fn a_key_runs_once_then_replays_and_refuses_other_payloads() {
-        let db = TestDatabase::new();
-        runs_once_then_replays(&open(&db, HOUR).await).await;
+    /// The records as a process of its own opens them on `db`.
+    async fn open(db: &TestDatabase, who: &str) -> Records {
+        let store = db.store(who).await;
+        let rules = Rules::new(HOUR);
+        let records = PgRecords::open(&store, rules.boot()).await.unwrap();
+        Records::new(rules, Arc::new(records))
     }
 
     /// Two processes on one database: a key in flight in one is 409 in the
@@ -354,34 +311,64 @@ mod tests {
     #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_marker_blocks_other_processes_while_its_process_lives() {
         let db = TestDatabase::new();
-        let a = open(&db, HOUR).await;
-        let b = open(&db, HOUR).await;
-        let (f, g) = ([1; 32], [2; 32]);
-        assert_eq!(a.begin("k", f).await.unwrap(), Begin::Proceed { after_crash: false });
-        assert_eq!(b.begin("k", f).await.unwrap(), Begin::InFlight);
-        assert_eq!(b.begin("k", g).await.unwrap(), Begin::Mismatch);
-        let stored = response(f);
-        a.complete("k", stored.clone()).await.unwrap();
-        assert_eq!(b.begin("k", f).await.unwrap(), Begin::Replay(stored.clone()));
-        assert_eq!(a.begin("k", f).await.unwrap(), Begin::Replay(stored));
+        let a = open(&db, "a").await;
+        let b = open(&db, "b").await;
+        let (k, f, g) = (key("k"), Fingerprint::test(1), Fingerprint::test(2));
+        assert_eq!(a.begin(&k, f).await.unwrap(), PROCEED);
+        assert_eq!(b.begin(&k, f).await.unwrap(), Begin::InFlight);
+        assert_eq!(b.begin(&k, g).await.unwrap(), Begin::Mismatch);
+        let stored = response(&a, f, "{}");
+        a.complete(&k, &stored).await.unwrap();
+        assert_eq!(b.begin(&k, f).await.unwrap(), Begin::Replay(stored.clone()));
+        assert_eq!(a.begin(&k, f).await.unwrap(), Begin::Replay(stored));
 
-        assert_eq!(a.begin("dies", f).await.unwrap(), Begin::Proceed { after_crash: false });
+        let dies = key("dies");
+        assert_eq!(a.begin(&dies, f).await.unwrap(), PROCEED);
         drop(a); // the process ends: its liveness lock goes with its connection
-        let answer = std::sync::Mutex::new(None);
-        until_async("the dead process's marker to stop blocking", || async {
-            match b.begin("dies", f).await.unwrap() {
-                Begin::InFlight => false,
-                other => {
-                    *answer.lock().unwrap() = Some(other);
-                    true
-                }
-            }
-        })
-        .await;
-        assert_eq!(answer.into_inner().unwrap(), Some(Begin::Proceed { after_crash: true }));
-        assert_eq!(b.begin("dies", f).await.unwrap(), Begin::InFlight, "now b's own marker");
-        assert_eq!(b.begin("dies", g).await.unwrap(), Begin::Mismatch);
-        drop(b);
+        assert_eq!(
+            once_not_in_flight(&b, &dies, f).await,
+            Begin::Proceed { after_crash: true }
+        );
+        assert_eq!(b.begin(&dies, f).await.unwrap(), Begin::InFlight, "now b's own marker");
+        assert_eq!(b.begin(&dies, g).await.unwrap(), Begin::Mismatch);
+    }
+
+    /// A process that finishes a key another process took over (its
+    /// liveness lock looked lost) records nothing: the claim there now is
+    /// not overwritten by the late answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+    async fn a_late_answer_does_not_overwrite_a_key_taken_over() {
+        let db = TestDatabase::new();
+        let a = open(&db, "a").await;
+        let b = open(&db, "b").await;
+        let (k, f) = (key("theirs"), Fingerprint::test(4));
+        assert_eq!(a.begin(&k, f).await.unwrap(), PROCEED);
+        // b takes the key over, as it does when a's liveness lock is lost.
+        let admin = db.admin().await;
+        let replaced = admin
+            .execute(
+                &db_table_update(db.schema()),
+                &[
+                    &k.as_str(),
+                    &b.rules().marker(f).encode().unwrap(),
+                    &b.rules().boot().uuid(),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(replaced, 1);
+        a.complete(&k, &response(&a, f, "{}")).await.unwrap();
+        assert_eq!(b.begin(&k, f).await.unwrap(), Begin::InFlight, "still b's claim");
+        let stored = response(&b, f, "{}");
+        b.complete(&k, &stored).await.unwrap();
+        assert_eq!(a.begin(&k, f).await.unwrap(), Begin::Replay(stored), "b's answer");
+    }
+
+    fn db_table_update(schema: &str) -> String {
+        Schema::new(schema)
+            .unwrap()
+            .render("UPDATE {schema}.http_idempotency SET record = $2, boot = $3 WHERE key = $1")
     }
 
     /// A response whose recording failed (the table out of reach) keeps
@@ -391,29 +378,27 @@ mod tests {
     #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn a_failed_record_is_retried_until_it_lands() {
         let db = TestDatabase::new();
-        let ids = open(&db, HOUR).await;
-        let f = [5; 32];
-        assert_eq!(
-            ids.begin("late", f).await.unwrap(),
-            Begin::Proceed { after_crash: false }
-        );
+        let ids = open(&db, "a").await;
+        let (late, f) = (key("late"), Fingerprint::test(5));
+        assert_eq!(ids.begin(&late, f).await.unwrap(), PROCEED);
         let client = db.admin().await;
         let rename = |from: &str, to: &str| format!("ALTER TABLE \"{}\".{from} RENAME TO {to}", db.schema());
         client
             .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
             .await
             .unwrap();
-        let stored = response(f);
-        assert!(
-            ids.complete("late", stored.clone()).await.is_err(),
-            "the table is out of reach"
-        );
+        let stored = response(&ids, f, "{}");
+        assert!(ids.complete(&late, &stored).await.is_err(), "the table is out of reach");
 
         let stopping = tokio_util::sync::CancellationToken::new();
         let pauses = [Duration::from_millis(100); 50];
-        let retry = super::super::retry_complete_with(&ids, &stopping, &pauses, "late", stored.clone());
+        let retry = retry_complete(&ids, &stopping, &pauses, &late, stored.clone());
         let back = async {
-            tokio::time::sleep(Duration::from_millis(350)).await;
+            // Some attempts fail first: the table comes back while it retries.
+            until_async("a failed attempt to record", || async {
+                ids.begin(&late, f).await.is_err()
+            })
+            .await;
             client
                 .batch_execute(&rename("http_idempotency_away", "http_idempotency"))
                 .await
@@ -421,22 +406,20 @@ mod tests {
         };
         let (landed, ()) = tokio::join!(retry, back);
         assert!(landed, "recorded once the table was back");
-        assert_eq!(ids.begin("late", f).await.unwrap(), Begin::Replay(stored.clone()));
+        assert_eq!(ids.begin(&late, f).await.unwrap(), Begin::Replay(stored.clone()));
 
         // Stopping: one attempt at once, then no more.
-        assert_eq!(
-            ids.begin("stop", f).await.unwrap(),
-            Begin::Proceed { after_crash: false }
-        );
+        let stop = key("stop");
+        assert_eq!(ids.begin(&stop, f).await.unwrap(), PROCEED);
         client
             .batch_execute(&rename("http_idempotency", "http_idempotency_away"))
             .await
             .unwrap();
         stopping.cancel();
-        let slow = [Duration::from_secs(3600); 3];
+        let slow = [HOUR; 3];
         let gave_up = tokio::time::timeout(
             Duration::from_secs(30),
-            super::super::retry_complete_with(&ids, &stopping, &slow, "stop", stored),
+            retry_complete(&ids, &stopping, &slow, &stop, stored),
         )
         .await
         .expect("a stopping retry does not wait out its pauses");
@@ -446,11 +429,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            ids.begin("stop", f).await.unwrap(),
+            ids.begin(&stop, f).await.unwrap(),
             Begin::InFlight,
             "still this run's marker"
         );
-        drop(ids);
     }
 
     /// Many requests with one key at once, through two processes: exactly
@@ -459,74 +441,22 @@ mod tests {
     #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
     async fn concurrent_claims_across_processes_let_exactly_one_run() {
         let db = TestDatabase::new();
-        let stores = [Arc::new(open(&db, HOUR).await), Arc::new(open(&db, HOUR).await)];
-        for round in 0..20 {
-            let key = format!("race-{round}");
-            let tasks: Vec<_> = (0..8)
-                .map(|i| {
-                    let (store, key) = (stores[i % 2].clone(), key.clone());
-                    tokio::spawn(async move { store.begin(&key, [9; 32]).await.unwrap() })
-                })
-                .collect();
-            let mut proceeded = 0;
-            for t in tasks {
-                match t.await.unwrap() {
-                    Begin::Proceed { after_crash: false } => proceeded += 1,
-                    Begin::InFlight => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            assert_eq!(proceeded, 1, "round {round}");
-        }
-        drop(stores);
+        race(&[open(&db, "a").await, open(&db, "b").await], 20).await;
     }
 
-    /// The purge removes expired answers and expired markers of other
-    /// runs, and keeps this run's markers.
+    /// The purge of one process removes another's expired markers but not
+    /// a live process's recent ones.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
-    async fn purge_removes_expired_records_and_keeps_this_runs_markers() {
+    async fn purge_keeps_other_processes_recent_markers() {
         let db = TestDatabase::new();
-        let ids = open(&db, Duration::ZERO).await;
+        let a = open(&db, "a").await;
+        let b = open(&db, "b").await;
+        assert_eq!(b.begin(&key("theirs"), Fingerprint::test(4)).await.unwrap(), PROCEED);
+        assert_eq!(a.purge().await.unwrap(), 0);
         assert_eq!(
-            ids.begin("mine", [3; 32]).await.unwrap(),
-            Begin::Proceed { after_crash: false }
+            a.begin(&key("theirs"), Fingerprint::test(4)).await.unwrap(),
+            Begin::InFlight
         );
-        let mut old = response([2; 32]);
-        old.created_ms = 0;
-        ids.begin("expired", [2; 32]).await.unwrap();
-        ids.complete("expired", old).await.unwrap();
-        let other = open(&db, HOUR).await;
-        other.begin("theirs", [4; 32]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            ids.purge().await.unwrap(),
-            2,
-            "the expired answer and the other run's expired marker"
-        );
-        assert_eq!(
-            ids.begin("mine", [3; 32]).await.unwrap(),
-            Begin::InFlight,
-            "a live marker of this run stays"
-        );
-        assert_eq!(
-            ids.begin("expired", [9; 32]).await.unwrap(),
-            Begin::Proceed { after_crash: false }
-        );
-        // The other run finishing a key it no longer holds records nothing:
-        // whoever holds the key now is not overwritten by a late answer.
-        other.complete("theirs", response([4; 32])).await.unwrap();
-        assert_eq!(
-            ids.begin("theirs", [4; 32]).await.unwrap(),
-            Begin::Proceed { after_crash: false },
-            "no record was resurrected by the late completion"
-        );
-        other.complete("theirs", response([4; 32])).await.unwrap();
-        assert_eq!(
-            ids.begin("theirs", [4; 32]).await.unwrap(),
-            Begin::InFlight,
-            "this run's claim was not replaced by the other run's answer"
-        );
-        drop((ids, other));
     }
 }

@@ -1,17 +1,24 @@
 //! `/healthz`, `/metrics`, `/openapi.json`, `/problems`, and the fallbacks.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use strata_projections::RunState;
+use strata_projections::{Projections, RunState};
 use strata_store::EventStore;
 
 use crate::error::HttpError;
 use crate::extract::ApiPath;
+use crate::metrics::Metrics;
 use crate::model::Health;
 use crate::problem::{Problem, ProblemDescription, ProblemType};
-use crate::state::Shared;
+
+/// The OpenAPI document as JSON (a substate the router provides: it builds
+/// the document from the routes).
+#[derive(Clone, Copy)]
+pub(crate) struct ApiDocument(pub &'static str);
 
 /// Failed refreshes in a row (one per poll interval, 1 s by default) after
 /// which `/healthz` says a PostgreSQL read model's copy is stale.
@@ -27,8 +34,10 @@ const UNHEALTHY_REFRESH_FAILURES: u64 = 3;
         (status = 503, description = "`service-unavailable`: a read model is not running, or (PostgreSQL) its copy has failed to refresh 3 times in a row", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>, HttpError> {
-    let p = &state.projections;
+pub(crate) async fn healthz(
+    State(store): State<Arc<dyn EventStore>>,
+    State(p): State<Arc<Projections>>,
+) -> Result<Json<Health>, HttpError> {
     for model in [p.orders().model(), p.stock().model()] {
         // Standby: another process writes this model (PostgreSQL); this
         // one follows its commits and serves it all the same.
@@ -48,7 +57,7 @@ pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>,
             });
         }
     }
-    let head = state.store.head_position().await.map_err(HttpError::from)?;
+    let head = store.head_position().await.map_err(HttpError::from)?;
     let checkpoint = p.checkpoint();
     Ok(Json(Health {
         status: "ok".into(),
@@ -65,9 +74,13 @@ pub(crate) async fn healthz(State(state): State<Shared>) -> Result<Json<Health>,
     tag = "meta",
     responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag", body = String, content_type = "text/plain"))
 )]
-pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
-    let head = state.store.head_position().await.unwrap_or(0);
-    let text = state.metrics.encode(head, state.projections.checkpoint());
+pub(crate) async fn metrics(
+    State(store): State<Arc<dyn EventStore>>,
+    State(projections): State<Arc<Projections>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    let head = store.head_position().await.unwrap_or(0);
+    let text = metrics.encode(head, projections.checkpoint());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -83,8 +96,8 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document, generated from the handlers", body = Object))
 )]
-pub(crate) async fn openapi() -> Response {
-    let mut r = crate::router::openapi_json().to_owned().into_response();
+pub(crate) async fn openapi(State(ApiDocument(json)): State<ApiDocument>) -> Response {
+    let mut r = json.to_owned().into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r

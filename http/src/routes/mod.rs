@@ -7,16 +7,108 @@ pub(crate) mod stock;
 pub(crate) mod streams;
 pub(crate) mod views;
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::extract::FromRef;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use strata_aggregates::domain::document::DocumentService;
+use strata_aggregates::domain::service::OrderService;
+use strata_projections::Projections;
 use strata_store::{Direction, EventStore, MAX_STREAM_ID_BYTES, Metadata, RecordedEvent, StreamId};
 
+use crate::config::Config;
 use crate::error::HttpError;
 use crate::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, INTERNAL_AFTER_CRASH, INTERNAL_FINGERPRINT};
 use crate::metrics::{Appended, REQUEST_ID};
 use crate::precondition::{etag, not_modified};
+
+/// What the domain's routes (orders, stock) use: the order service, the
+/// log (to find a write that landed before a crash), the configuration.
+/// Taken from any state that has these substates.
+pub(crate) struct Domain {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn EventStore>,
+    pub service: OrderService,
+}
+
+impl<S: Send + Sync> FromRef<S> for Domain
+where
+    Arc<Config>: FromRef<S>,
+    Arc<dyn EventStore>: FromRef<S>,
+    OrderService: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Domain {
+        Domain {
+            config: FromRef::from_ref(state),
+            store: FromRef::from_ref(state),
+            service: FromRef::from_ref(state),
+        }
+    }
+}
+
+/// What the document routes use: the document service, the log (to find
+/// a write that landed before a crash), the configuration.
+pub(crate) struct Documents {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn EventStore>,
+    pub documents: Arc<DocumentService>,
+}
+
+impl<S: Send + Sync> FromRef<S> for Documents
+where
+    Arc<Config>: FromRef<S>,
+    Arc<dyn EventStore>: FromRef<S>,
+    Arc<DocumentService>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Documents {
+        Documents {
+            config: FromRef::from_ref(state),
+            store: FromRef::from_ref(state),
+            documents: FromRef::from_ref(state),
+        }
+    }
+}
+
+/// What the log's routes use: the log and the configuration.
+pub(crate) struct Log {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn EventStore>,
+}
+
+impl<S: Send + Sync> FromRef<S> for Log
+where
+    Arc<Config>: FromRef<S>,
+    Arc<dyn EventStore>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Log {
+        Log {
+            config: FromRef::from_ref(state),
+            store: FromRef::from_ref(state),
+        }
+    }
+}
+
+/// What the views use: the read models and the configuration.
+pub(crate) struct Views {
+    pub config: Arc<Config>,
+    pub projections: Arc<Projections>,
+}
+
+impl<S: Send + Sync> FromRef<S> for Views
+where
+    Arc<Config>: FromRef<S>,
+    Arc<Projections>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Views {
+        Views {
+            config: FromRef::from_ref(state),
+            projections: FromRef::from_ref(state),
+        }
+    }
+}
 
 /// The response header carrying the log position a write committed at (or
 /// a read model had applied).

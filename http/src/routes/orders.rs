@@ -11,14 +11,13 @@ use strata_aggregates::{Conflict, Repository};
 use strata_store::EventStore;
 use utoipa::IntoParams;
 
-use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
+use super::{Domain, Written, check_id, metadata, recovered, versioned, written_before_crash};
 use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::idempotency::parse_key;
 use crate::model::{CancelOrder, DeliverOrder, EventView, EventsPage, OrderView, PayOrder, PlaceOrder, ShipOrder};
 use crate::precondition::{Expect, if_match, no_if_match_on_create, resolve};
 use crate::problem::Problem;
-use crate::state::{AppState, Shared};
 
 /// The most events one page returns.
 pub(crate) const MAX_PAGE: usize = 1000;
@@ -40,7 +39,7 @@ pub(crate) fn encode_segment(s: &str) -> String {
 
 /// The stale-version problem of an order conflict (with the order now and
 /// the events since the client's version).
-fn order_conflict(state: &AppState, id: &str, c: &Conflict<Order>) -> HttpError {
+fn order_conflict(state: &Domain, id: &str, c: &Conflict<Order>) -> HttpError {
     HttpError::StaleVersion(Box::new(StaleVersion {
         status: state.config.conflict_status.status(),
         resource: "order",
@@ -58,7 +57,7 @@ fn order_conflict(state: &AppState, id: &str, c: &Conflict<Order>) -> HttpError 
 }
 
 /// A write with `If-Match: *` to a resource that does not exist.
-pub(crate) fn missing_for_star(state: &AppState, resource: &'static str, id: &str) -> HttpError {
+pub(crate) fn missing_for_star(state: &Domain, resource: &'static str, id: &str) -> HttpError {
     HttpError::StaleVersion(Box::new(StaleVersion {
         status: state.config.conflict_status.status(),
         resource,
@@ -73,7 +72,7 @@ pub(crate) fn missing_for_star(state: &AppState, resource: &'static str, id: &st
 
 /// Maps an order service error to its problem: a version conflict here,
 /// with the order's state; every other error by the table of kinds.
-fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
+fn map_error(state: &Domain, id: &str, e: OrderServiceError) -> HttpError {
     match e {
         OrderServiceError::Conflict(c) if c.current == 0 => HttpError::NotFound {
             resource: "order",
@@ -90,7 +89,7 @@ fn map_error(state: &AppState, id: &str, e: OrderServiceError) -> HttpError {
 /// A keyed request retried after its first run died with the process: if
 /// that run's write landed, the order as it is now.
 async fn after_crash(
-    state: &AppState,
+    state: &Domain,
     headers: &HeaderMap,
     id: &str,
     status: StatusCode,
@@ -148,7 +147,7 @@ fn written(status: StatusCode, done: &OrderWrite, location: Option<String>) -> R
     )
 )]
 pub(crate) async fn place_order(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PlaceOrder>,
 ) -> Result<Response, HttpError> {
@@ -199,7 +198,7 @@ fn new_order_id(headers: &HeaderMap) -> String {
                 .unwrap_or_default();
             let digest = Sha256::new()
                 .chain_update(b"strata order id\0")
-                .chain_update(key.as_bytes())
+                .chain_update(key.as_str().as_bytes())
                 .chain_update(b"\0")
                 .chain_update(&fingerprint)
                 .finalize();
@@ -213,7 +212,7 @@ fn new_order_id(headers: &HeaderMap) -> String {
 
 /// Runs a command on an existing order under the request's precondition.
 async fn command(
-    state: &AppState,
+    state: &Domain,
     headers: &HeaderMap,
     id: &str,
     command: OrderCommand,
@@ -270,7 +269,7 @@ async fn command(
     )
 )]
 pub(crate) async fn get_order(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, HttpError> {
@@ -327,7 +326,7 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, HttpError> {
     )
 )]
 pub(crate) async fn order_events(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, HttpError> {
@@ -374,7 +373,7 @@ pub(crate) async fn order_events(
     )
 )]
 pub(crate) async fn pay(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PayOrder>,
@@ -401,7 +400,7 @@ pub(crate) async fn pay(
     )
 )]
 pub(crate) async fn ship(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ShipOrder>,
@@ -428,7 +427,7 @@ pub(crate) async fn ship(
     )
 )]
 pub(crate) async fn deliver(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<DeliverOrder>,
@@ -452,7 +451,7 @@ pub(crate) async fn deliver(
     )
 )]
 pub(crate) async fn cancel(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<CancelOrder>,

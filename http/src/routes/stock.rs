@@ -7,15 +7,14 @@ use strata_aggregates::domain::stock::{StockCommand, StockItem};
 use strata_aggregates::{Executed, Repository, RepositoryError};
 
 use super::orders::{encode_segment, missing_for_star};
-use super::{Written, check_id, metadata, recovered, versioned, written_before_crash};
+use super::{Domain, Written, check_id, metadata, recovered, versioned, written_before_crash};
 use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::{AdjustStock, EventView, ReceiveStock, RegisterStock, StockView};
 use crate::precondition::{Expect, if_match, no_if_match_on_create, resolve};
 use crate::problem::Problem;
-use crate::state::{AppState, Shared};
 
-fn map_error(state: &AppState, sku: &str, e: RepositoryError<StockItem>) -> HttpError {
+fn map_error(state: &Domain, sku: &str, e: RepositoryError<StockItem>) -> HttpError {
     let not_found = || HttpError::NotFound {
         resource: "stock item",
         id: sku.to_string(),
@@ -46,7 +45,7 @@ fn map_error(state: &AppState, sku: &str, e: RepositoryError<StockItem>) -> Http
 /// A keyed request retried after its first run died with the process: if
 /// that run's write landed, the stock item as it is now.
 async fn after_crash(
-    state: &AppState,
+    state: &Domain,
     headers: &HeaderMap,
     sku: &str,
     status: StatusCode,
@@ -101,7 +100,7 @@ fn written(status: StatusCode, done: &Executed<StockItem>, location: Option<Stri
     )
 )]
 pub(crate) async fn register(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterStock>,
 ) -> Result<Response, HttpError> {
@@ -140,7 +139,7 @@ pub(crate) async fn register(
     )
 )]
 pub(crate) async fn get_item(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(sku): ApiPath<String>,
 ) -> Result<Response, HttpError> {
@@ -165,7 +164,7 @@ pub(crate) async fn get_item(
 }
 
 async fn command(
-    state: &AppState,
+    state: &Domain,
     headers: &HeaderMap,
     sku: &str,
     cmd: StockCommand,
@@ -221,7 +220,7 @@ async fn command(
     )
 )]
 pub(crate) async fn receive(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<ReceiveStock>,
@@ -248,7 +247,7 @@ pub(crate) async fn receive(
     )
 )]
 pub(crate) async fn adjust(
-    State(state): State<Shared>,
+    State(state): State<Domain>,
     headers: HeaderMap,
     ApiPath(sku): ApiPath<String>,
     ApiJson(body): ApiJson<AdjustStock>,

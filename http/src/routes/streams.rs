@@ -12,13 +12,12 @@ use strata_store::{
 use utoipa::IntoParams;
 
 use super::orders::{encode_segment, page_limit};
-use super::{Written, metadata, versioned};
+use super::{Log, Written, metadata, versioned};
 use crate::error::{HttpError, StaleVersion};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::model::{AppendView, EventView, EventsPage, NewEventBody};
 use crate::precondition::{IfMatch, if_match, if_none_match_any};
 use crate::problem::Problem;
-use crate::state::Shared;
 
 /// Whether the generic log API refuses to write `stream`: the domain's
 /// streams (their read models are strict) and system streams.
@@ -110,7 +109,7 @@ pub(crate) async fn read_page(
     )
 )]
 pub(crate) async fn read(
-    State(state): State<Shared>,
+    State(state): State<Log>,
     headers: HeaderMap,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReadQuery>,
@@ -273,7 +272,7 @@ fn to_new_event(body: NewEventBody, request: &Metadata) -> Result<NewEvent, Http
     )
 )]
 pub(crate) async fn append(
-    State(state): State<Shared>,
+    State(state): State<Log>,
     headers: HeaderMap,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<AppendQuery>,
@@ -320,7 +319,7 @@ pub(crate) async fn append(
     }
 }
 
-async fn stream_conflict(state: &Shared, stream: &StreamId, expected: ExpectedVersion, actual: u64) -> HttpError {
+async fn stream_conflict(state: &Log, stream: &StreamId, expected: ExpectedVersion, actual: u64) -> HttpError {
     let limit = state.config.conflict_event_limit;
     let (events_since, complete) = match expected.exact() {
         Some(v) if v < actual => {

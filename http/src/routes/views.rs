@@ -10,17 +10,16 @@ use strata_aggregates::domain::order::OrderStatus;
 use strata_projections::{LowStockCursor, OrderFilter};
 use utoipa::IntoParams;
 
-use super::STRATA_POSITION;
 use super::orders::page_limit;
+use super::{STRATA_POSITION, Views};
 use crate::error::HttpError;
 use crate::extract::ApiQuery;
 use crate::model::{OrderSummaryView, OrdersView, StockLevelView, StockLevelsView};
 use crate::problem::Problem;
-use crate::state::{AppState, Shared};
 
 /// Waits (bounded by the server's read wait) until both read models have
 /// applied `min_position`; returns the position they have applied.
-async fn wait(state: &AppState, min_position: Option<u64>) -> Result<u64, HttpError> {
+async fn wait(state: &Views, min_position: Option<u64>) -> Result<u64, HttpError> {
     if let Some(p) = min_position {
         state
             .projections
@@ -74,7 +73,7 @@ pub(crate) struct OrdersQuery {
     )
 )]
 pub(crate) async fn orders(
-    State(state): State<Shared>,
+    State(state): State<Views>,
     ApiQuery(q): ApiQuery<OrdersQuery>,
 ) -> Result<Response, HttpError> {
     let status = q
@@ -143,7 +142,7 @@ pub(crate) struct StockQuery {
     )
 )]
 pub(crate) async fn stock(
-    State(state): State<Shared>,
+    State(state): State<Views>,
     ApiQuery(q): ApiQuery<StockQuery>,
 ) -> Result<Response, HttpError> {
     let limit = page_limit(q.limit)?;

@@ -1,16 +1,24 @@
-//! A real server on an ephemeral port over a temporary sled directory, a
-//! real HTTP client, and the check that every call a test made is in the
-//! OpenAPI document.
+//! A real server on an ephemeral port over a temporary sled directory or a
+//! throwaway PostgreSQL schema, a real HTTP client, and the check that
+//! every call a test made is in the OpenAPI document.
+//!
+//! A test is written once, as `async fn name(backend: Backend)`, and
+//! instantiated per backend by [`on_both_backends!`]: `sled::name` always
+//! runs; `postgres::name` runs under `scripts/test-postgres.sh` (which
+//! builds with `STRATA_POSTGRES_URL` set) and is otherwise listed as
+//! ignored, so the default suite's time does not grow.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use strata_http::{Config, Server};
-use strata_store::SledStore;
+use strata_store::{EventStore, SledStore};
 use tokio::net::TcpListener;
 
 /// A running server and a client for it.
@@ -70,6 +78,30 @@ impl TestServer {
             url: server.url(),
             server,
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// A server on `data`: its sled directory, or its PostgreSQL schema (a
+    /// process of its own each time, with a pool of 16).
+    pub async fn on(data: &Data, config: Config) -> TestServer {
+        match &data.place {
+            Place::Sled(dir) => TestServer::start(dir.path(), config).await,
+            #[cfg(feature = "postgres")]
+            Place::Postgres(db) => {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut options = db.options(&format!(
+                    "server-{}",
+                    data.starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                ));
+                options.pool_size = 16;
+                let store = db.connect(options).await;
+                let server = Server::serve_postgres(store, listener, config).await.expect("serve");
+                TestServer {
+                    url: server.url(),
+                    server,
+                    http: reqwest::Client::new(),
+                }
+            }
         }
     }
 
@@ -239,4 +271,102 @@ pub async fn assert_documented(server: &TestServer) {
             op["responses"]
         );
     }
+}
+
+/// The backends a test runs on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    /// The embedded store in a temporary directory.
+    Sled,
+    /// PostgreSQL, in a throwaway schema (`strata_testkit::TestDatabase`).
+    Postgres,
+}
+
+/// Where a test's servers keep their data; it outlives them, so a restart
+/// is a new server on the same data.
+pub struct Data {
+    place: Place,
+    /// Servers started on it (each a process of its own on PostgreSQL).
+    starts: AtomicUsize,
+}
+
+enum Place {
+    Sled(tempfile::TempDir),
+    #[cfg(feature = "postgres")]
+    Postgres(strata_testkit::TestDatabase),
+}
+
+impl Data {
+    /// Fresh, empty data on `backend`.
+    pub fn new(backend: Backend) -> Data {
+        let place = match backend {
+            Backend::Sled => Place::Sled(tempfile::tempdir().unwrap()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Place::Postgres(strata_testkit::TestDatabase::new()),
+            #[cfg(not(feature = "postgres"))]
+            Backend::Postgres => panic!(
+                "built without the postgres feature: scripts/test-postgres.sh cargo test -p strata-http --features postgres"
+            ),
+        };
+        Data {
+            place,
+            starts: AtomicUsize::new(0),
+        }
+    }
+
+    /// The log, as another program opens it through the library. On sled
+    /// only while no server has the directory open: opening it shows that
+    /// a stopped server let it go.
+    pub async fn open_log(&self) -> Arc<dyn EventStore> {
+        match &self.place {
+            Place::Sled(dir) => Arc::new(SledStore::open(dir.path()).expect("the directory is free")),
+            #[cfg(feature = "postgres")]
+            Place::Postgres(db) => Arc::new(db.store("library").await),
+        }
+    }
+}
+
+/// Instantiates tests written as `async fn name(backend: Backend)` once
+/// per backend: `sled::name`, and `postgres::name`, ignored unless built
+/// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`). The sled
+/// tests run on tokio's default test runtime, the PostgreSQL ones on two
+/// worker threads; `on_both_backends!(workers = 4; name, ...)` runs both on
+/// that many.
+#[macro_export]
+macro_rules! on_both_backends {
+    (workers = $workers:literal; $($name:ident),* $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sled).await
+                }
+            )*
+        }
+
+        $crate::on_both_backends!(@postgres $workers; $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sled).await
+                }
+            )*
+        }
+
+        $crate::on_both_backends!(@postgres 2; $($name),*);
+    };
+    (@postgres $workers:literal; $($name:ident),*) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
 }

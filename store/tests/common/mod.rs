@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_store::{EventId, EventStore, MemoryStore, NewEvent, SledOptions, SledStore, StreamId};
+use strata_store::{
+    EventId, EventStore, MemoryStore, NewEvent, SegmentOptions, SegmentStore, SledOptions, SledStore, StreamId,
+};
 #[cfg(feature = "postgres")]
 use strata_store::{PostgresOptions, PostgresStore};
 #[cfg(feature = "postgres")]
@@ -30,6 +32,10 @@ enum Kind {
         dir: TempDir,
         options: SledOptions,
     },
+    Segment {
+        dir: TempDir,
+        options: SegmentOptions,
+    },
     #[cfg(feature = "postgres")]
     Postgres {
         db: Arc<TestDatabase>,
@@ -42,6 +48,7 @@ enum Kind {
 pub enum Backend {
     Memory,
     Sled,
+    Segment,
     Postgres,
 }
 
@@ -51,6 +58,7 @@ impl Fixture {
         match backend {
             Backend::Memory => Fixture::memory(),
             Backend::Sled => Fixture::sled(),
+            Backend::Segment => Fixture::segment(),
             Backend::Postgres => Fixture::postgres().await,
         }
     }
@@ -72,6 +80,24 @@ impl Fixture {
         Fixture {
             store: Arc::new(store),
             kind: Kind::Sled { dir, options },
+        }
+    }
+
+    /// A SegmentStore with small segments (64 KiB), so tests cross
+    /// segment boundaries.
+    pub fn segment() -> Fixture {
+        Fixture::segment_with(SegmentOptions {
+            segment_bytes: 64 * 1024,
+            ..SegmentOptions::default()
+        })
+    }
+
+    pub fn segment_with(options: SegmentOptions) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SegmentStore::open_with(dir.path(), options.clone()).expect("open segment store");
+        Fixture {
+            store: Arc::new(store),
+            kind: Kind::Segment { dir, options },
         }
     }
 
@@ -114,6 +140,14 @@ impl Fixture {
                 Fixture {
                     store: Arc::new(store),
                     kind: Kind::Sled { dir, options },
+                }
+            }
+            Kind::Segment { dir, options } => {
+                drop(self.store);
+                let store = SegmentStore::open_with(dir.path(), options.clone()).expect("reopen segment store");
+                Fixture {
+                    store: Arc::new(store),
+                    kind: Kind::Segment { dir, options },
                 }
             }
             #[cfg(feature = "postgres")]

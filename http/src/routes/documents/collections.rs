@@ -14,8 +14,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::precondition::{IfMatch, if_match, if_none_match_any};
 use crate::problem::Problem;
 use crate::routes::orders::encode_segment;
-use crate::routes::{Written, metadata, versioned};
-use crate::state::Shared;
+use crate::routes::{Documents, Written, metadata, versioned};
 
 /// Declares a collection, or changes whether its writes need a precondition.
 #[utoipa::path(
@@ -42,7 +41,7 @@ use crate::state::Shared;
     )
 )]
 pub(crate) async fn declare_collection(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<DeclareCollection>,
@@ -127,7 +126,7 @@ pub(crate) async fn declare_collection(
     )
 )]
 pub(crate) async fn get_collection(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, HttpError> {

@@ -25,15 +25,13 @@ pub use model::{
     ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
     MergePatchBody, UniqueFieldSpec, UniqueFieldView,
 };
-pub use problem::DocumentProblem;
 
 use super::orders::{encode_segment, page_limit};
-use super::{Written, metadata, recovered, written_before_crash};
+use super::{Documents, Written, metadata, recovered, written_before_crash};
 use crate::error::HttpError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::precondition::{etag, not_modified};
 use crate::problem::Problem;
-use crate::state::{AppState, Shared};
 use input::RawBody;
 use model::document_json;
 use problem::{ACCEPT_PATCH, change_view, http_date, now_ms, to_http};
@@ -125,7 +123,7 @@ fn write_response(collection: &str, id: &str, done: &DocumentWrite) -> Response 
 /// A keyed write retried after its first run died with the process, whose
 /// write had landed: the document as it is now.
 async fn after_crash(
-    state: &AppState,
+    state: &Documents,
     collection: &str,
     id: &str,
     event: &RecordedEvent,
@@ -147,7 +145,7 @@ async fn after_crash(
 /// Every write: preconditions, actor, the crash check of a keyed retry,
 /// then the service.
 async fn write(
-    state: &AppState,
+    state: &Documents,
     headers: &HeaderMap,
     collection: String,
     id: String,
@@ -197,7 +195,7 @@ async fn write(
     )
 )]
 pub(crate) async fn get_document(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath((collection, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<VersionQuery>,
@@ -244,7 +242,7 @@ pub(crate) async fn get_document(
     )
 )]
 pub(crate) async fn put_document(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath((collection, id)): ApiPath<(String, String)>,
     body: RawBody,
@@ -286,7 +284,7 @@ pub(crate) async fn put_document(
     )
 )]
 pub(crate) async fn patch_document(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath((collection, id)): ApiPath<(String, String)>,
     body: RawBody,
@@ -320,7 +318,7 @@ pub(crate) async fn patch_document(
     )
 )]
 pub(crate) async fn delete_document(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     headers: HeaderMap,
     ApiPath((collection, id)): ApiPath<(String, String)>,
 ) -> Result<Response, HttpError> {
@@ -343,7 +341,7 @@ pub(crate) async fn delete_document(
     )
 )]
 pub(crate) async fn document_history(
-    State(state): State<Shared>,
+    State(state): State<Documents>,
     ApiPath((collection, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, HttpError> {

@@ -11,25 +11,11 @@ use strata_aggregates::domain::document::{
 
 use super::model::{ChangeView, CollectionView, document_json, unique_json};
 use crate::error::{HttpError, StaleVersion};
-use crate::problem::{Problem, ProblemType};
-use crate::state::AppState;
+use crate::problem::{DocumentProblem, Problem, ProblemType};
+use crate::routes::Documents;
 
 /// The media types `PATCH` of a document takes (the `Accept-Patch` header).
 pub(crate) const ACCEPT_PATCH: &str = "application/merge-patch+json, application/json-patch+json";
-
-/// A problem of the document routes: its type, the body with its members,
-/// and the headers that go with it.
-#[derive(Clone, PartialEq, Debug)]
-pub struct DocumentProblem {
-    /// The problem type.
-    pub kind: ProblemType,
-    /// The body (its `status` is the response's).
-    pub problem: Problem,
-    /// The document's version now, sent as `ETag` (conflicts).
-    pub etag: Option<u64>,
-    /// Whether to send `Accept-Patch` (a patch of the wrong media type).
-    pub accept_patch: bool,
-}
 
 impl DocumentProblem {
     fn new(kind: ProblemType, status: StatusCode, detail: String) -> DocumentProblem {
@@ -130,7 +116,7 @@ fn fields_json(fields: &[UniqueField]) -> Value {
 }
 
 /// Maps an error of the document service to its problem.
-pub(crate) fn to_http(state: &AppState, e: DocumentError) -> HttpError {
+pub(crate) fn to_http(state: &Documents, e: DocumentError) -> HttpError {
     let conflict_status = state.config.conflict_status.status();
     match e {
         DocumentError::InvalidCollectionName { name, reason } => HttpError::InvalidId {
