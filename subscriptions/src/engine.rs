@@ -52,6 +52,10 @@ pub struct GroupInfo {
     pub in_flight: u64,
     /// Events parked.
     pub parked: u64,
+    /// Events (and checkpoints) this process has read from the log ahead
+    /// of the group's buffer, waiting for room: at most
+    /// [`FEED_CAPACITY`](crate::FEED_CAPACITY) + 1.
+    pub read_ahead: u64,
     /// Counters since the group was created.
     pub counters: GroupCounters,
     /// When it was created.
@@ -255,6 +259,7 @@ impl Subscriptions {
             pending,
             in_flight,
             parked: state.header.counters.parked_now,
+            read_ahead: cache.read_ahead() as u64,
             counters: state.header.counters,
             created_at: from_millis(state.header.created_at),
         })

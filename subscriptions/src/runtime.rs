@@ -67,15 +67,20 @@ pub(crate) struct Cache {
     /// they are delivered). Kept over reloads: events never change.
     events: HashMap<u64, RecordedEvent>,
     feed: Option<Feed>,
-    /// How many items the feed's channel held at the last fill (for the
-    /// bound on what a group buffers).
-    pub(crate) feed_backlog: usize,
 }
 
 impl Cache {
     fn reset(&mut self) {
         self.state = None;
         self.feed = None;
+    }
+
+    /// Items the feed has read from the log that the group has not taken
+    /// yet: at most [`FEED_CAPACITY`] in the channel and one held.
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.feed
+            .as_ref()
+            .map_or(0, |f| f.rx.len() + usize::from(f.held.is_some()))
     }
 
     pub(crate) fn state(&self) -> &GroupState {
@@ -224,10 +229,6 @@ impl Runtime {
             // Started again, from where the group has read to, next time.
             cache.feed = None;
         }
-        cache.feed_backlog = cache
-            .feed
-            .as_ref()
-            .map_or(0, |f| f.rx.len() + usize::from(f.held.is_some()));
         if let Some(e) = failure {
             return Err(e.into());
         }

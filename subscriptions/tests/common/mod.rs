@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod ledger;
+pub mod work;
+
 use std::sync::Arc;
 use std::time::Duration;
 
