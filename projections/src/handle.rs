@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::error::ProjectionError;
-use crate::model::ModelStore;
+use crate::model::store::ModelStore;
 use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
 use crate::projection::Projection;
 use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all, rebuild_all_if};

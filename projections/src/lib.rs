@@ -17,21 +17,25 @@
 //! [`Projection::model_version`], and models written before are rebuilt.
 //! See `docs/projections.md` for the decisions behind it.
 
+pub mod backend;
+mod codec;
 mod error;
 mod examples;
 mod handle;
 mod model;
 mod orders;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod projection;
 mod rebuild;
 mod runner;
 mod stock;
 
+pub use codec::Entry;
 pub use error::ProjectionError;
 pub use handle::Projections;
-pub use model::{Entry, ModelReader, ModelStore, RunState, WriteSet};
+pub use model::reader::ModelReader;
+pub use model::run_state::RunState;
+pub use model::store::ModelStore;
+pub use model::write_set::WriteSet;
 pub use orders::{
     CUSTOMER_STATUS_SCAN_FACTOR, ORDER_SUMMARY, OrderFilter, OrderPage, OrderSummaries, OrderSummary,
     OrderSummaryProjection,

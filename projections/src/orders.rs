@@ -11,8 +11,11 @@ use strata_aggregates::domain::order::{OrderEvent, OrderStatus};
 use strata_store::RecordedEvent;
 use tracing::warn;
 
+use crate::codec::{corrupt, decode_value, prefix_end};
 use crate::error::ProjectionError;
-use crate::model::{ModelReader, ModelStore, WriteSet, decode_value, prefix_end};
+use crate::model::reader::ModelReader;
+use crate::model::store::ModelStore;
+use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
 
 /// The name of the order summary projection (and of its sled trees).
@@ -268,11 +271,14 @@ pub struct OrderSummaries {
 }
 
 fn order_id_of(key: &[u8], prefix_len: usize) -> Result<String, ProjectionError> {
-    String::from_utf8(key[prefix_len..].to_vec()).map_err(|_| ProjectionError::Corrupt {
-        projection: ORDER_SUMMARY.into(),
-        key: String::from_utf8_lossy(key).into_owned(),
-        detail: "order id is not UTF-8".into(),
-    })
+    let id = key.get(prefix_len..).ok_or_else(|| {
+        corrupt(
+            ORDER_SUMMARY,
+            key,
+            format!("a key shorter than its {prefix_len}-byte prefix"),
+        )
+    })?;
+    String::from_utf8(id.to_vec()).map_err(|_| corrupt(ORDER_SUMMARY, key, "order id is not UTF-8"))
 }
 
 fn counts_of(reader: &ModelReader) -> Result<BTreeMap<OrderStatus, u64>, ProjectionError> {
@@ -281,12 +287,8 @@ fn counts_of(reader: &ModelReader) -> Result<BTreeMap<OrderStatus, u64>, Project
     for (key, value) in reader.range_limit(&[COUNT], Some(&[COUNT + 1]), usize::MAX)? {
         let status = STATUSES
             .into_iter()
-            .find(|s| status_name(*s).as_bytes() == &key[1..])
-            .ok_or_else(|| ProjectionError::Corrupt {
-                projection: ORDER_SUMMARY.into(),
-                key: String::from_utf8_lossy(&key).into_owned(),
-                detail: "unknown status".into(),
-            })?;
+            .find(|s| key.get(1..) == Some(status_name(*s).as_bytes()))
+            .ok_or_else(|| corrupt(ORDER_SUMMARY, &key, "unknown status"))?;
         counts.insert(status, decode_value(ORDER_SUMMARY, &key, &value)?);
     }
     Ok(counts)

@@ -3,7 +3,7 @@
 use strata_store::RecordedEvent;
 
 use crate::error::ProjectionError;
-use crate::model::WriteSet;
+use crate::model::write_set::WriteSet;
 
 /// Folds events of the log into a read model.
 ///

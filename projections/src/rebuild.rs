@@ -6,20 +6,31 @@ use std::time::{Duration, Instant};
 use strata_store::{EventStore, RecordedEvent};
 use tracing::{Instrument, debug, info, info_span};
 
+use crate::backend::Checkpoint;
 use crate::error::ProjectionError;
-use crate::model::{Building, Checkpoint, ModelStore};
+use crate::model::building::Building;
+use crate::model::store::ModelStore;
+use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
 
 /// How a rebuild batches its work.
 #[derive(Clone, Copy, Debug)]
 pub struct RebuildOptions {
-    /// Events read from the log and committed per atomic write (default 4,096).
+    /// Events read from the log at a time (default 4,096).
     pub batch_size: usize,
+    /// Changed keys a model's rebuild folds in memory before it commits
+    /// them, with their checkpoint, in one atomic write (default 65,536;
+    /// what is folded is also committed before the swap). A key changed
+    /// by many events is written once per commit.
+    pub flush_keys: usize,
 }
 
 impl Default for RebuildOptions {
     fn default() -> Self {
-        RebuildOptions { batch_size: 4096 }
+        RebuildOptions {
+            batch_size: 4096,
+            flush_keys: 65_536,
+        }
     }
 }
 
@@ -124,14 +135,20 @@ pub(crate) async fn rebuild_all_if(
     let name = first.name();
     let started = Instant::now();
     let batch_size = options.batch_size.max(1);
-    let mut building = Vec::with_capacity(targets.len());
+    let mut replay = Replay {
+        models: Vec::with_capacity(targets.len()),
+        flush_keys: options.flush_keys.max(1),
+    };
     for (model, projection) in targets {
-        building.push((model.begin_generation().await?, *projection));
+        replay.models.push(Target {
+            building: model.begin_generation().await?,
+            projection: *projection,
+            pending: None,
+        });
     }
     if let Some(still_needed) = still_needed {
         // What another process committed while this one waited for the
         // locks decides it.
-        #[cfg(feature = "postgres")]
         for (model, _) in targets {
             model.refresh().await?;
         }
@@ -147,10 +164,10 @@ pub(crate) async fn rebuild_all_if(
         }
     }
     let mut total = head(store, name).await?;
-    for (b, p) in &building {
+    for t in &replay.models {
         info!(
-            projection = p.name(),
-            generation = b.id(),
+            projection = t.projection.name(),
+            generation = t.building.id(),
             total,
             "rebuilding read model"
         );
@@ -163,7 +180,7 @@ pub(crate) async fn rebuild_all_if(
         if total - done <= batch_size as u64 {
             break;
         }
-        done = replay_batch(store, &building, done, batch_size, u64::MAX).await?;
+        done = replay.batch(store, done, batch_size, u64::MAX).await?;
         progress(RebuildProgress { done, total });
     }
     // The rest with the live runners' commits held off, up to the head seen
@@ -173,20 +190,22 @@ pub(crate) async fn rebuild_all_if(
     for (model, _) in targets {
         locks.push(model.lock_commits().await);
     }
-    let ids: Vec<u64> = building.iter().map(|(b, _)| b.id()).collect();
+    let ids: Vec<u64> = replay.models.iter().map(|t| t.building.id()).collect();
     let mut target = head(store, name).await?;
     loop {
         total = total.max(target);
         while done < target {
-            done = replay_batch(store, &building, done, batch_size, target).await?;
+            done = replay.batch(store, done, batch_size, target).await?;
             progress(RebuildProgress { done, total });
         }
+        replay.flush().await?;
         // All pointers in one atomic write: no crash leaves some models on
         // their new generation and others on their old one. In PostgreSQL a
         // runner of another process may have committed past `done`
         // meanwhile: then replay up to there first, so no reader's model
         // goes back.
-        match Building::swap_in_all(building.iter_mut().map(|(b, _)| b).collect(), done).await? {
+        let buildings = replay.models.iter_mut().map(|t| &mut t.building).collect();
+        match Building::swap_in_all(buildings, done).await? {
             None => break,
             Some(live) => {
                 debug!(
@@ -198,7 +217,7 @@ pub(crate) async fn rebuild_all_if(
         }
     }
     let elapsed = started.elapsed();
-    let names: Vec<&str> = building.iter().map(|(_, p)| p.name()).collect();
+    let names: Vec<&str> = replay.models.iter().map(|t| t.projection.name()).collect();
     let reports: Vec<RebuildReport> = ids
         .iter()
         .map(|&generation| RebuildReport {
@@ -207,7 +226,7 @@ pub(crate) async fn rebuild_all_if(
             elapsed,
         })
         .collect();
-    drop(building);
+    drop(replay);
     drop(locks);
     for (name, report) in names.iter().zip(&reports) {
         info!(
@@ -221,51 +240,88 @@ pub(crate) async fn rebuild_all_if(
     Ok(reports)
 }
 
-/// Replays the events after `done` (at most `limit` and up to `until`) into
-/// the generations being built; returns the position reached.
-async fn replay_batch(
-    store: &dyn EventStore,
-    building: &[(Building, &dyn Projection)],
-    done: u64,
-    limit: usize,
-    until: u64,
-) -> Result<u64, ProjectionError> {
-    let name = building[0].1.name();
-    let span = info_span!(
-        "rebuild_batch",
-        projection = name,
-        models = building.len(),
-        first = done + 1,
-        events = tracing::field::Empty
-    );
-    async {
-        let mut events = store
-            .read_all(done + 1, limit)
-            .await
-            .map_err(|e| ProjectionError::store(name, e))?;
-        events.retain(|e| e.position <= until);
-        tracing::Span::current().record("events", events.len());
-        let Some(last) = events.last().map(Checkpoint::of) else {
-            return Ok(done);
-        };
-        for (b, projection) in building {
-            let mut ws = b.write_set(projection.model_version());
-            for (i, event) in events.iter().enumerate() {
-                check_and_apply(*projection, event, done + 1 + i as u64, &mut ws)?;
+/// The generations being rebuilt, each with a write set its events are
+/// folded into until it holds `flush_keys` changed keys (or the rebuild
+/// is about to swap), then committed with the last event's checkpoint: the
+/// fold's reads mostly hit its own staged changes, and a key that many
+/// events change (a count, a busy SKU) is written once per commit, not
+/// once per batch read from the log.
+struct Replay<'a> {
+    models: Vec<Target<'a>>,
+    flush_keys: usize,
+}
+
+struct Target<'a> {
+    building: Building,
+    projection: &'a dyn Projection,
+    /// Folded but not committed yet, and the checkpoint it reaches.
+    pending: Option<(WriteSet, Checkpoint)>,
+}
+
+impl Replay<'_> {
+    /// Folds the events after `done` (at most `limit` and up to `until`)
+    /// into the generations being built; returns the position reached.
+    async fn batch(
+        &mut self,
+        store: &dyn EventStore,
+        done: u64,
+        limit: usize,
+        until: u64,
+    ) -> Result<u64, ProjectionError> {
+        let name = self.models[0].projection.name();
+        let span = info_span!(
+            "rebuild_batch",
+            projection = name,
+            models = self.models.len(),
+            first = done + 1,
+            events = tracing::field::Empty
+        );
+        async {
+            let mut events = store
+                .read_all(done + 1, limit)
+                .await
+                .map_err(|e| ProjectionError::store(name, e))?;
+            events.retain(|e| e.position <= until);
+            tracing::Span::current().record("events", events.len());
+            let Some(last) = events.last().map(Checkpoint::of) else {
+                return Ok(done);
+            };
+            for t in &mut self.models {
+                let mut ws = match t.pending.take() {
+                    Some((ws, _)) => ws,
+                    None => t.building.write_set(t.projection.model_version()),
+                };
+                for (i, event) in events.iter().enumerate() {
+                    check_and_apply(t.projection, event, done + 1 + i as u64, &mut ws)?;
+                }
+                if ws.len() >= self.flush_keys {
+                    t.building.commit(ws, last).await?;
+                } else {
+                    t.pending = Some((ws, last));
+                }
             }
-            b.commit(ws, last).await?;
+            Ok(last.position)
         }
-        Ok(last.position)
+        .instrument(span)
+        .await
     }
-    .instrument(span)
-    .await
+
+    /// Commits what is folded and not committed yet.
+    async fn flush(&mut self) -> Result<(), ProjectionError> {
+        for t in &mut self.models {
+            if let Some((ws, at)) = t.pending.take() {
+                t.building.commit(ws, at).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_and_apply(
     projection: &dyn Projection,
     event: &RecordedEvent,
     expected: u64,
-    ws: &mut crate::model::WriteSet,
+    ws: &mut WriteSet,
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     if event.position != expected {
@@ -295,7 +351,6 @@ mod tests {
     use strata_store::{EventStore, ExpectedVersion, NewEvent, SledStore, StreamId};
 
     use super::*;
-    use crate::model::WriteSet;
 
     /// Counts events.
     struct Count(&'static str);
@@ -325,7 +380,7 @@ mod tests {
         let first = ModelStore::open_sled(&store, "swap_first").unwrap();
         let second = ModelStore::open_sled(&store, "swap_second").unwrap();
         let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-        crate::model::failpoint::fail_pointer_write("swap_second");
+        crate::backend::sled::failpoint::fail_pointer_write("swap_second");
         let result = {
             let targets: [(&ModelStore, &dyn Projection); 2] =
                 [(&first, &Count("swap_first")), (&second, &Count("swap_second"))];

@@ -11,8 +11,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::backend::{Checkpoint, Commit};
 use crate::error::ProjectionError;
-use crate::model::{Checkpoint, Commit, ModelStore, RunState};
+use crate::model::run_state::RunState;
+use crate::model::store::ModelStore;
 use crate::projection::Projection;
 
 /// How a runner batches its work.

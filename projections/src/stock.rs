@@ -11,8 +11,11 @@ use strata_aggregates::domain::stock::StockEvent;
 use strata_store::RecordedEvent;
 use tracing::warn;
 
+use crate::codec::{corrupt, decode_value};
 use crate::error::ProjectionError;
-use crate::model::{ModelReader, ModelStore, WriteSet, decode_value};
+use crate::model::reader::ModelReader;
+use crate::model::store::ModelStore;
+use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
 
 /// The name of the stock levels projection (and of its sled trees).
@@ -249,10 +252,23 @@ fn low_stock_end(threshold: i64) -> Vec<u8> {
     }
 }
 
-/// The SKU and the available units of a low-stock index key.
-fn low_stock_entry(key: &[u8]) -> (i64, String) {
-    let available = unordered(key[1..9].try_into().expect("index keys hold 8 bytes of units"));
-    (available, String::from_utf8_lossy(&key[9..]).into_owned())
+/// The available units and the SKU of a low-stock index key; a key too
+/// short to hold the units is [`ProjectionError::Corrupt`].
+fn low_stock_entry(key: &[u8]) -> Result<(i64, String), ProjectionError> {
+    let units = key
+        .get(1..9)
+        .and_then(|units| <[u8; 8]>::try_from(units).ok())
+        .ok_or_else(|| {
+            corrupt(
+                STOCK_LEVELS,
+                key,
+                format!(
+                    "an availability index key holds 1 + 8 bytes and the SKU, found {} bytes",
+                    key.len()
+                ),
+            )
+        })?;
+    Ok((unordered(units), String::from_utf8_lossy(&key[9..]).into_owned()))
 }
 
 /// The level of `sku`, if it is still at or below `threshold`: a commit may
@@ -286,7 +302,7 @@ impl StockLevels {
         let reader = self.model.reader();
         let mut levels = Vec::new();
         for (key, _) in reader.range_limit(&[AVAILABLE], Some(&low_stock_end(threshold)), usize::MAX)? {
-            let (_, sku) = low_stock_entry(&key);
+            let (_, sku) = low_stock_entry(&key)?;
             if let Some(level) = low_level(&reader, &sku, threshold)? {
                 levels.push(level);
             }
@@ -368,7 +384,7 @@ impl StockLevels {
         let mut items = Vec::with_capacity(entries.len());
         let mut last = None;
         for (key, _) in &entries {
-            let (available, sku) = low_stock_entry(key);
+            let (available, sku) = low_stock_entry(key)?;
             if let Some(level) = low_level(&reader, &sku, threshold)? {
                 items.push(level);
             }
@@ -384,7 +400,56 @@ impl StockLevels {
 
 #[cfg(test)]
 mod tests {
+    use strata_store::EventId;
+    use tokio::sync::watch;
+
     use super::*;
+    use crate::backend::{Checkpoint, Commit};
+
+    /// Stock levels whose model holds these keys (empty values).
+    async fn stored(keys: &[&[u8]]) -> StockLevels {
+        let model = ModelStore::memory(STOCK_LEVELS).unwrap();
+        assert!(model.claim());
+        let (_stop, mut stop) = watch::channel(false);
+        assert!(model.lead(&mut stop).await.unwrap());
+        let mut ws = model.write_set_on(model.generation(), 0, 0).unwrap();
+        for key in keys {
+            ws.put(key.to_vec(), Vec::new());
+        }
+        let at = Checkpoint {
+            position: 1,
+            event_id: EventId::new(),
+        };
+        assert_eq!(model.commit(ws, at).await.unwrap(), Commit::Done);
+        StockLevels::new(model)
+    }
+
+    /// An availability index key holds its marker, 8 bytes of units and the
+    /// SKU: one too short to hold the units is a damaged model, answered as
+    /// such, never a panic.
+    #[tokio::test]
+    async fn an_index_key_too_short_for_its_units_is_corrupt() {
+        for key in [
+            &[AVAILABLE][..],
+            &[AVAILABLE, 1, 2, 3],
+            &[AVAILABLE, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            let levels = stored(&[key]).await;
+            let corrupt = |r: Result<_, ProjectionError>| {
+                matches!(r, Err(ProjectionError::Corrupt { projection, detail, .. })
+                    if projection == STOCK_LEVELS && detail.contains(&format!("found {} bytes", key.len())))
+            };
+            assert!(corrupt(levels.low_stock(i64::MAX).map(|_| ())), "{key:?}");
+            assert!(
+                corrupt(levels.low_stock_page(i64::MAX, None, 10).map(|_| ())),
+                "{key:?}"
+            );
+        }
+        // Marker and units with an empty SKU: the right length, naming no item.
+        let levels = stored(&[&available_key(0, "")]).await;
+        assert_eq!(levels.low_stock(i64::MAX).unwrap(), vec![]);
+        assert_eq!(levels.low_stock_page(i64::MAX, None, 10).unwrap().items, vec![]);
+    }
 
     #[test]
     fn ordered_bytes_sort_like_the_numbers() {

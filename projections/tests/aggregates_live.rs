@@ -271,9 +271,17 @@ async fn run(ops: Vec<Op>, orders_json: bool, stock_json: bool, every: u64, batc
         (&orders, &OrderSummaryProjection),
         (&stock_levels, &StockLevelsProjection),
     ];
-    rebuild_all(&*shared, &targets, RebuildOptions { batch_size: 7 }, |_| {})
-        .await
-        .unwrap();
+    rebuild_all(
+        &*shared,
+        &targets,
+        RebuildOptions {
+            batch_size: 7,
+            flush_keys: 3,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(
         orders.entries().unwrap(),
         projections.orders().model().entries().unwrap(),

@@ -152,7 +152,10 @@ async fn the_status_index_follows_every_transition() {
         &*shared,
         &rebuilt,
         &OrderSummaryProjection,
-        RebuildOptions { batch_size: 3 },
+        RebuildOptions {
+            batch_size: 3,
+            ..RebuildOptions::default()
+        },
         |_| {},
     )
     .await

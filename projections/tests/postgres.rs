@@ -319,7 +319,10 @@ mod imp {
     async fn rebuilt_in_memory(store: &PostgresStore) -> (Entries, Entries) {
         let orders = ModelStore::memory(ORDER_SUMMARY).unwrap();
         let stock = ModelStore::memory(STOCK_LEVELS).unwrap();
-        let options = RebuildOptions { batch_size: 50 };
+        let options = RebuildOptions {
+            batch_size: 50,
+            flush_keys: 20,
+        };
         rebuild(store, &orders, &OrderSummaryProjection, options, |_| {})
             .await
             .unwrap();

@@ -63,7 +63,10 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let store: Arc<dyn EventStore> = Arc::new(store);
     let orders = ModelStore::memory(ORDER_SUMMARY).unwrap();
     let stock = ModelStore::memory(STOCK_LEVELS).unwrap();
-    let options = RebuildOptions { batch_size: 7 };
+    let options = RebuildOptions {
+        batch_size: 7,
+        flush_keys: 5,
+    };
     rebuild(&*store, &orders, &OrderSummaryProjection, options, |_| {})
         .await
         .unwrap();
@@ -197,7 +200,10 @@ fn rebuild_during_live_appends_hands_over_exactly_once() {
             &*shared,
             &model,
             &*projection,
-            RebuildOptions { batch_size: 100 },
+            RebuildOptions {
+                batch_size: 100,
+                flush_keys: 10,
+            },
             |_| calls += 1,
         )
         .await
