@@ -66,6 +66,17 @@ pub(crate) struct Metrics {
     lag: Gauge,
     checkpoint: Gauge,
     head: Gauge,
+    sse_clients: Gauge,
+    sse_events: Counter,
+}
+
+/// A live (SSE) client, counted in `strata_sse_clients` while it is held.
+pub(crate) struct SseClient(Gauge);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -80,6 +91,8 @@ impl Metrics {
         let lag = Gauge::default();
         let checkpoint = Gauge::default();
         let head = Gauge::default();
+        let sse_clients = Gauge::default();
+        let sse_events = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -113,6 +126,16 @@ impl Metrics {
             checkpoint.clone(),
         );
         registry.register("log_head_position", "The log's newest position", head.clone());
+        registry.register(
+            "sse_clients",
+            "Clients following the log over Server-Sent Events now",
+            sse_clients.clone(),
+        );
+        registry.register(
+            "sse_events",
+            "Log events the Server-Sent Event streams have taken from the log to send",
+            sse_events.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -124,7 +147,20 @@ impl Metrics {
             lag,
             checkpoint,
             head,
+            sse_clients,
+            sse_events,
         }
+    }
+
+    /// Counts a live client until the guard is dropped.
+    pub(crate) fn sse_client(&self) -> SseClient {
+        self.sse_clients.inc();
+        SseClient(self.sse_clients.clone())
+    }
+
+    /// Counts an event a live stream took from the log.
+    pub(crate) fn sse_event(&self) {
+        self.sse_events.inc();
     }
 
     /// The text exposition, with the read model gauges set to `head` and `checkpoint`.

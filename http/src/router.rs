@@ -18,7 +18,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{documents, meta, orders, stock, streams, views};
+use crate::routes::{documents, live, meta, orders, stock, streams, views};
 use crate::state::Shared;
 
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use crate::state::Shared;
         (name = "views", description = "Read models; `min_position` reads your writes"),
         (name = "documents", description = "JSON documents in declared collections: PUT/PATCH/DELETE with If-Match, If-Unmodified-Since or `_version`, 409 bodies naming the conflicting fields, merges on request (Strata-Merge-Base), unique values"),
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
+        (name = "subscriptions", description = "The log as Server-Sent Events (history then live, filtered, resumable with Last-Event-ID), and persistent subscription groups of competing consumers"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
     )
 )]
@@ -65,6 +66,9 @@ fn api_router() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(documents::document_history))
         .routes(routes!(streams::read, streams::append))
+        .routes(routes!(live::all))
+        .routes(routes!(live::stream))
+        .routes(routes!(live::category))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
@@ -183,7 +187,41 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().split_for_parts();
     add_common(&mut api);
     constrain_headers(&mut api);
+    constrain_filter_terms(&mut api);
     api
+}
+
+/// A filter term: 1..=256 characters (the server counts bytes), no control
+/// characters; a category also holds no `-`.
+const FILTER_TERM: &str = r"^[^\x00-\x1f\x7f-\x9f]+$";
+/// See [`FILTER_TERM`].
+const CATEGORY: &str = r"^[^\x00-\x1f\x7f-\x9f-]+$";
+
+/// The schemas of the live routes' repeatable filter terms: arrays of at
+/// most 64 strings, each as the filter's rules say.
+fn constrain_filter_terms(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::ArrayBuilder;
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with("/subscriptions/") {
+            continue;
+        }
+        let Some(op) = item.get.as_mut() else { continue };
+        for param in op.parameters.iter_mut().flatten() {
+            let RefOr::T(p) = param else { continue };
+            let pattern = match (p.parameter_in.clone(), p.name.as_str()) {
+                (ParameterIn::Query, "event_type" | "event_type_prefix" | "stream" | "stream_prefix") => FILTER_TERM,
+                (ParameterIn::Query, "category") => CATEGORY,
+                _ => continue,
+            };
+            let term = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(256))
+                .pattern(Some(pattern));
+            let schema = ArrayBuilder::new().items(term).max_items(Some(64)).build();
+            p.schema = Some(RefOr::T(schema.into()));
+        }
+    }
 }
 
 /// A version as an entity tag: `"<digits>"`, no leading zero (19 digits

@@ -123,8 +123,9 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         info!(%addr, purged_keys = removed, "strata-http listening");
         let grace = state.config.shutdown_grace;
+        let closing = state.closing.0.clone();
         let task = tokio::spawn(async move {
-            let served = accept_loop(listener, app, stopped, grace).await;
+            let served = accept_loop(listener, app, stopped, grace, closing).await;
             info!("no more connections; finishing detached requests");
             state.stopping.cancel();
             state.tasks.close();
@@ -174,14 +175,16 @@ impl Server {
     }
 }
 
-/// Serves connections until `stopped` fires, then stops accepting, lets
-/// requests in flight finish, and after `grace` drops the connections still
-/// open (a client that never finishes its request cannot hold the shutdown).
+/// Serves connections until `stopped` fires, then stops accepting, ends
+/// the live streams (`closing`), lets requests in flight finish, and after
+/// `grace` drops the connections still open (a client that never finishes
+/// its request cannot hold the shutdown).
 async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
     stopped: oneshot::Receiver<()>,
     grace: std::time::Duration,
+    closing: CancellationToken,
 ) -> Result<(), HttpError> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
@@ -219,6 +222,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    closing.cancel();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::idempotency::{KeyedRequests, Records};
 use crate::metrics::Metrics;
+use crate::routes::live::Closing;
 
 /// The service's parts: the store, the domain, the read models, the
 /// idempotency records and the metrics.
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     /// Cancelled when the service stops accepting: background work still
     /// running (a retried Idempotency-Key record) makes a last attempt.
     pub stopping: CancellationToken,
+    /// Cancelled as the service stops accepting: the live streams end.
+    pub closing: Closing,
 }
 
 /// The router's state: the service's parts, shared by every request.
@@ -88,6 +91,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            closing: Closing::default(),
             store,
             config: Arc::new(config),
         }
@@ -132,6 +136,12 @@ impl FromRef<Shared> for Arc<Projections> {
 impl FromRef<Shared> for Arc<Metrics> {
     fn from_ref(s: &Shared) -> Self {
         s.metrics.clone()
+    }
+}
+
+impl FromRef<Shared> for Closing {
+    fn from_ref(s: &Shared) -> Self {
+        s.closing.clone()
     }
 }
 
