@@ -57,5 +57,11 @@ pub use routes::documents::{
     ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, HistoryView, JsonPatchBody,
     MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody, UniqueFieldSpec, UniqueFieldView,
 };
+pub use routes::groups::{
+    AckBody, BatchView, CountersView, DeliveryView, FilterBody, GroupSettingsBody, GroupSettingsView, GroupView,
+    GroupsView, NackActionBody, NackBody, ParkedPage, ParkedView, ReadBody, ReplayBody, ReplayView, SettledView,
+    StartBody, StrategyBody,
+};
+pub use routes::live::LAST_EVENT_ID;
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

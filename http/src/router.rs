@@ -18,7 +18,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{documents, live, meta, orders, stock, streams, views};
+use crate::routes::{documents, groups, live, meta, orders, stock, streams, views};
 use crate::state::Shared;
 
 #[derive(OpenApi)]
@@ -69,6 +69,13 @@ fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(live::all))
         .routes(routes!(live::stream))
         .routes(routes!(live::category))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::create, groups::get, groups::delete))
+        .routes(routes!(groups::read))
+        .routes(routes!(groups::ack))
+        .routes(routes!(groups::nack))
+        .routes(routes!(groups::parked))
+        .routes(routes!(groups::replay))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
@@ -188,7 +195,46 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     add_common(&mut api);
     constrain_headers(&mut api);
     constrain_filter_terms(&mut api);
+    constrain_group_items(&mut api);
     api
+}
+
+/// The item schemas of the group bodies' arrays (utoipa states an array's
+/// bounds, not its items'): delivery tokens, filter terms.
+fn constrain_group_items(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    let term = |pattern: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(256))
+            .pattern(Some(pattern))
+            .build()
+    };
+    let token = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(crate::routes::groups::TOKEN))
+        .build();
+    let rules: [(&str, &str, utoipa::openapi::schema::Object); 7] = [
+        ("AckBody", "tokens", token.clone()),
+        ("NackBody", "tokens", token),
+        ("FilterBody", "event_types", term(FILTER_TERM)),
+        ("FilterBody", "event_type_prefixes", term(FILTER_TERM)),
+        ("FilterBody", "streams", term(FILTER_TERM)),
+        ("FilterBody", "stream_prefixes", term(FILTER_TERM)),
+        ("FilterBody", "categories", term(CATEGORY)),
+    ];
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
+    for (schema, property, items) in rules {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(property) {
+            array.items = ArrayItems::RefOrSchema(Box::new(RefOr::T(Schema::Object(items))));
+        }
+    }
 }
 
 /// A filter term: 1..=256 characters (the server counts bytes), no control

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strata_projections::Projections;
 use strata_store::SledStore;
+use strata_subscriptions::Subscriptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,9 +64,10 @@ impl Server {
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
     pub async fn serve(store: SledStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
         let projections = Projections::open(&store)?;
+        let subscriptions = Subscriptions::local(Arc::new(store.clone()), store.tables())?;
         let idempotency = Records::open_local(&store.tables(), config.idempotency_retention)?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config),
+            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
             listener,
         )
         .await
@@ -97,9 +99,10 @@ impl Server {
         config: Config,
     ) -> Result<Server, HttpError> {
         let projections = Projections::open_postgres(&store).await?;
+        let subscriptions = Subscriptions::postgres(store.clone()).await?;
         let idempotency = Records::open_postgres(&store, config.idempotency_retention).await?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config),
+            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
             listener,
         )
         .await
@@ -135,6 +138,8 @@ impl Server {
                 warn!(error = %e, "the idempotency purge task failed");
             }
             let projections = state.projections.stop().await;
+            // The groups' feeds let go of the store (their state is durable).
+            state.subscriptions.stop().await;
             // The last handle on the store: dropping it stops the writer and
             // flushes sled (or closes the PostgreSQL connections). It may
             // block, so not on a runtime thread.

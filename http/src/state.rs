@@ -20,6 +20,7 @@ use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::Projections;
 use strata_store::EventStore;
+use strata_subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
     /// Collections and documents.
     pub documents: Arc<DocumentService>,
     pub projections: Arc<Projections>,
+    /// The persistent subscription groups.
+    pub subscriptions: Subscriptions,
     pub idempotency: Records,
     pub metrics: Arc<Metrics>,
     /// Handlers detached from their connection (idempotent writes):
@@ -62,11 +65,12 @@ impl Deref for Shared {
 }
 
 impl AppState {
-    /// Builds the state over an open store, its read models (not started)
-    /// and its idempotency records.
+    /// Builds the state over an open store, its read models (not started),
+    /// its subscription groups and its idempotency records.
     pub(crate) fn new(
         store: Arc<dyn EventStore>,
         projections: Projections,
+        subscriptions: Subscriptions,
         idempotency: Records,
         config: Config,
     ) -> AppState {
@@ -87,6 +91,7 @@ impl AppState {
                 DocumentService::new(store.clone()).with_conflict_event_limit(config.conflict_event_limit),
             ),
             projections: Arc::new(projections),
+            subscriptions,
             idempotency,
             metrics: Arc::new(Metrics::new()),
             tasks: TaskTracker::new(),
@@ -136,6 +141,12 @@ impl FromRef<Shared> for Arc<Projections> {
 impl FromRef<Shared> for Arc<Metrics> {
     fn from_ref(s: &Shared) -> Self {
         s.metrics.clone()
+    }
+}
+
+impl FromRef<Shared> for Subscriptions {
+    fn from_ref(s: &Shared) -> Self {
+        s.subscriptions.clone()
     }
 }
 

@@ -182,6 +182,19 @@ impl Subscriptions {
         runtimes.remove(name);
     }
 
+    /// Stops every group's feed in this process and waits until none holds
+    /// the store (so a store about to close is let go): their state is
+    /// durable already. Groups used afterwards start their feeds again.
+    pub async fn stop(&self) {
+        let runtimes: Vec<Arc<Runtime>> = {
+            let runtimes = self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+            runtimes.values().cloned().collect()
+        };
+        for runtime in runtimes {
+            runtime.stop().await;
+        }
+    }
+
     /// Creates a group. Creating it again with the same settings is not an
     /// error ([`Created::Existed`]); with other settings it is
     /// [`SubscriptionError::GroupExists`]. Errors:

@@ -146,6 +146,16 @@ impl Runtime {
         }
     }
 
+    /// Stops the feed (if it runs) and waits until its task has let go of
+    /// the store.
+    pub(crate) async fn stop(&self) {
+        let mut cache = self.cache.lock().await;
+        if let Some(mut feed) = cache.feed.take() {
+            feed.task.abort();
+            let _ = (&mut feed.task).await;
+        }
+    }
+
     fn not_found(&self) -> SubscriptionError {
         SubscriptionError::GroupNotFound {
             group: self.name.clone(),
