@@ -5,6 +5,7 @@ pub mod loadtest;
 pub mod log;
 pub mod rebuild;
 pub mod serve;
+pub mod subscribe;
 pub mod verify;
 
 /// An error a subcommand reports before exiting non-zero.
