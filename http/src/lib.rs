@@ -44,7 +44,7 @@ mod state;
 pub use config::{Config, ConflictStatus};
 pub use error::{HttpError, StaleVersion};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
-pub use metrics::REQUEST_ID;
+pub use metrics::{ACCESS_LOG, REQUEST_ID};
 pub use model::{
     AdjustStock, AppendView, CancelOrder, DeliverOrder, EventView, EventsPage, Health, Line, MetadataBody,
     NewEventBody, OrderSummaryView, OrderView, OrdersView, PayOrder, PlaceOrder, ReceiveStock, RegisterStock,

@@ -19,6 +19,11 @@ use tracing::{Instrument, field};
 
 use crate::error::{ProblemKind, REQUEST_PATH};
 
+/// The `tracing` target of the access log: one event per request with
+/// `method`, `route`, `path`, `status`, `problem` (`-` when none),
+/// `latency_ms` and `request_id` (`strata serve` shows it by default).
+pub const ACCESS_LOG: &str = "strata::access";
+
 /// The request id header, taken from the client when valid, else made up.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -359,15 +364,35 @@ pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Reques
         latency_ms = field::Empty,
     );
     let path = req.uri().path().to_string();
-    let mut response = REQUEST_PATH.scope(path, next.run(req)).instrument(span.clone()).await;
+    let mut response = REQUEST_PATH
+        .scope(path.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
     let elapsed = started.elapsed();
     let status = response.status();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.record("status", status.as_u16());
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
-    if let Some(ProblemKind(kind)) = response.extensions().get::<ProblemKind>() {
-        span.record("problem", kind.name());
+    span.record("latency_ms", latency_ms);
+    let problem = response
+        .extensions()
+        .get::<ProblemKind>()
+        .map(|ProblemKind(kind)| kind.name());
+    if let Some(name) = problem {
+        span.record("problem", name);
     }
-    span.in_scope(|| tracing::info!("request done"));
+    // The access log: one self-contained line per request, outside the
+    // span so that it repeats none of its fields.
+    tracing::info!(
+        target: ACCESS_LOG,
+        method = %method,
+        route = %route,
+        path = %path,
+        status = status.as_u16(),
+        problem = %problem.unwrap_or("-"),
+        latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        "request"
+    );
     metrics.record(&method, &route, status, elapsed.as_secs_f64(), &response);
     response.headers_mut().insert(REQUEST_ID, request_id);
     response

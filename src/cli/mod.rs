@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod loadtest;
 pub mod log;
+pub mod logging;
 pub mod rebuild;
 pub mod serve;
 pub mod subscribe;

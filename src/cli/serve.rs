@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// What an acknowledged write survives.
     #[arg(long, env = "STRATA_DURABILITY", value_enum, default_value = "fsync")]
     durability: DurabilityArg,
+    /// One line per request on stderr (method, route, path, status,
+    /// problem type, latency, request id); `false` turns it off.
+    #[arg(long, env = "STRATA_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
 }
 
 /// The database a URL names, without its password.

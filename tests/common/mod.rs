@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the
@@ -45,10 +47,12 @@ pub struct Serve {
     pub child: Child,
     /// `host:port` it listens on.
     pub addr: String,
-    /// The rest of its stderr, after the line that named the address.
-    pub stderr: BufReader<std::process::ChildStderr>,
-    /// Its first line of stderr.
+    /// The line of stderr that named the address.
     pub banner: String,
+    /// Every line of stderr so far, read by a thread of its own so that a
+    /// chatty server never blocks on a full pipe.
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
 }
 
 impl Serve {
@@ -60,9 +64,24 @@ impl Serve {
         command.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
         configure(&mut command);
         let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (banner_tx, banner_rx) = mpsc::channel();
+        let reader = {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in stderr.lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("strata serving") {
+                        let _ = banner_tx.send(line.clone());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        let banner = banner_rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("strata serve named no address; stderr: {:?}", lines.lock().unwrap()));
         let addr = banner
             .split("http://")
             .nth(1)
@@ -72,12 +91,19 @@ impl Serve {
         Serve {
             child,
             addr,
-            stderr,
             banner,
+            lines,
+            reader: Some(reader),
         }
     }
 
-    /// SIGTERM, then the exit status and what it wrote to stderr.
+    /// The lines of stderr read so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit status and what it wrote to stderr after the
+    /// banner (all of it: the process has exited and its pipe is drained).
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -89,8 +115,12 @@ impl Serve {
             assert!(Instant::now() < deadline, "strata serve did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         };
-        let mut rest = String::new();
-        self.stderr.read_to_string(&mut rest).unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let lines = self.lines.lock().unwrap();
+        let after = lines.iter().skip_while(|l| **l != self.banner).skip(1);
+        let rest = after.map(|l| format!("{l}\n")).collect();
         (status, rest)
     }
 

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use strata_client::reqwest::Method;
 use strata_client::{Client, ClientError, Exchange, Precondition, RetryPolicy};
 
-use super::{Latencies, LoadError, Options, fail};
+use super::options::{Latencies, LoadError, Options, fail};
 
 /// What a run measured.
 #[derive(Clone, Debug, Default)]

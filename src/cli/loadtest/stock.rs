@@ -31,7 +31,7 @@ use strata_client::Client;
 use strata_client::reqwest::header::{ETAG, IF_MATCH};
 use strata_client::reqwest::{self, Method, StatusCode};
 
-use super::{Latencies, LoadError, Options, fail};
+use super::options::{Latencies, LoadError, Options, fail};
 
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
