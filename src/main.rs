@@ -40,6 +40,10 @@ enum Command {
     Verify(cli::verify::VerifyArgs),
     /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
     Loadtest(cli::loadtest::LoadtestArgs),
+    /// Print the log, filtered, as JSON lines: the history, then live events (of a store directory, or of a server with --url).
+    Subscribe(cli::subscribe::SubscribeArgs),
+    /// List the persistent subscription groups with their lag (of a store directory, or of a server with --url).
+    Subscriptions(cli::subscribe::SubscriptionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::serve(args).await,
             Command::Loadtest(args) => cli::loadtest::loadtest(args).await,
             Command::Verify(args) => cli::verify::verify(args).await,
+            Command::Subscribe(args) => cli::subscribe::subscribe(args).await,
+            Command::Subscriptions(args) => cli::subscribe::subscriptions(args).await,
         }
     });
     match result {

@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod live;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
 
 pub use error::{ClientError, Conflict};
+pub use live::{LiveEvent, LiveEvents, LiveFilter, LiveItem, MAX_SSE_LINE, SseMessage, SseParser};
 /// The HTTP client underneath, for requests this crate has no method for.
 pub use reqwest;
 

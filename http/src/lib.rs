@@ -58,5 +58,11 @@ pub use routes::documents::{
     HistoryView, JsonPatchBody, ListedDocumentView, MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody,
     UniqueFieldSpec, UniqueFieldView,
 };
+pub use routes::groups::{
+    AckBody, BatchView, CountersView, DeliveryView, FilterBody, GroupSettingsBody, GroupSettingsView, GroupView,
+    GroupsView, NackActionBody, NackBody, ParkedPage, ParkedView, ReadBody, ReplayBody, ReplayView, SettledView,
+    StartBody, StrategyBody,
+};
+pub use routes::live::LAST_EVENT_ID;
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;

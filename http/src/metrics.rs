@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use strata_subscriptions::GroupInfo;
 use tracing::{Instrument, field};
 
 use crate::error::{ProblemKind, REQUEST_PATH};
@@ -49,6 +50,101 @@ struct ConflictLabels {
     problem: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+/// The gauges of the persistent subscription groups, set at each scrape.
+struct GroupGauges {
+    lag: Family<GroupLabels, Gauge>,
+    pending: Family<GroupLabels, Gauge>,
+    in_flight: Family<GroupLabels, Gauge>,
+    parked: Family<GroupLabels, Gauge>,
+    delivered: Family<GroupLabels, Gauge>,
+    redelivered: Family<GroupLabels, Gauge>,
+    timed_out: Family<GroupLabels, Gauge>,
+}
+
+impl GroupGauges {
+    fn register(registry: &mut Registry) -> GroupGauges {
+        let g = GroupGauges {
+            lag: Family::default(),
+            pending: Family::default(),
+            in_flight: Family::default(),
+            parked: Family::default(),
+            delivered: Family::default(),
+            redelivered: Family::default(),
+            timed_out: Family::default(),
+        };
+        for (name, help, family) in [
+            (
+                "subscription_group_lag_positions",
+                "Positions of the log after the group's checkpoint (everything up to it acknowledged or parked)",
+                &g.lag,
+            ),
+            (
+                "subscription_group_pending_events",
+                "Events waiting for a consumer",
+                &g.pending,
+            ),
+            (
+                "subscription_group_in_flight_events",
+                "Events leased to consumers",
+                &g.in_flight,
+            ),
+            ("subscription_group_parked_events", "Events parked now", &g.parked),
+            (
+                "subscription_group_delivered_events",
+                "Deliveries since the group was created, retries included",
+                &g.delivered,
+            ),
+            (
+                "subscription_group_redelivered_events",
+                "Deliveries that were retries (after a nack or a timeout) since the group was created",
+                &g.redelivered,
+            ),
+            (
+                "subscription_group_timed_out_events",
+                "Leases that timed out since the group was created",
+                &g.timed_out,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        g
+    }
+
+    fn set(&self, groups: &[GroupInfo]) {
+        let families = [
+            &self.lag,
+            &self.pending,
+            &self.in_flight,
+            &self.parked,
+            &self.delivered,
+            &self.redelivered,
+            &self.timed_out,
+        ];
+        // Deleted groups go.
+        for f in families {
+            f.clear();
+        }
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for g in groups {
+            let l = GroupLabels {
+                group: g.name.to_string(),
+            };
+            self.lag.get_or_create(&l).set(gauge(g.lag));
+            self.pending.get_or_create(&l).set(gauge(g.pending));
+            self.in_flight.get_or_create(&l).set(gauge(g.in_flight));
+            self.parked.get_or_create(&l).set(gauge(g.parked));
+            self.delivered.get_or_create(&l).set(gauge(g.counters.delivered));
+            self.redelivered.get_or_create(&l).set(gauge(g.counters.redelivered));
+            self.timed_out.get_or_create(&l).set(gauge(g.counters.timed_out));
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~6.5 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -77,6 +173,18 @@ pub(crate) struct Metrics {
     checkpoint: Gauge,
     model_lag: Family<ModelLabels, Gauge>,
     head: Gauge,
+    sse_clients: Gauge,
+    sse_events: Counter,
+    groups: GroupGauges,
+}
+
+/// A live (SSE) client, counted in `strata_sse_clients` while it is held.
+pub(crate) struct SseClient(Gauge);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -92,6 +200,8 @@ impl Metrics {
         let checkpoint = Gauge::default();
         let model_lag = Family::<ModelLabels, Gauge>::default();
         let head = Gauge::default();
+        let sse_clients = Gauge::default();
+        let sse_events = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -130,7 +240,19 @@ impl Metrics {
             model_lag.clone(),
         );
         registry.register("log_head_position", "The log's newest position", head.clone());
+        registry.register(
+            "sse_clients",
+            "Clients following the log over Server-Sent Events now",
+            sse_clients.clone(),
+        );
+        registry.register(
+            "sse_events",
+            "Log events the Server-Sent Event streams have taken from the log to send",
+            sse_events.clone(),
+        );
+        let groups = GroupGauges::register(&mut registry);
         Metrics {
+            groups,
             registry,
             requests,
             latency,
@@ -142,13 +264,28 @@ impl Metrics {
             checkpoint,
             model_lag,
             head,
+            sse_clients,
+            sse_events,
         }
     }
 
+    /// Counts a live client until the guard is dropped.
+    pub(crate) fn sse_client(&self) -> SseClient {
+        self.sse_clients.inc();
+        SseClient(self.sse_clients.clone())
+    }
+
+    /// Counts an event a live stream took from the log.
+    pub(crate) fn sse_event(&self) {
+        self.sse_events.inc();
+    }
+
     /// The text exposition, with the read model gauges set from `head`
-    /// and each model's checkpoint (`models`: name and checkpoint).
-    pub(crate) fn encode(&self, head: u64, models: &[(&str, u64)]) -> String {
+    /// and each model's checkpoint (`models`: name and checkpoint), and
+    /// the group gauges to `groups`.
+    pub(crate) fn encode(&self, head: u64, models: &[(&str, u64)], groups: &[GroupInfo]) -> String {
         let checkpoint = models.iter().map(|(_, c)| *c).min().unwrap_or(0);
+        self.groups.set(groups);
         self.head.set(head as i64);
         self.checkpoint.set(checkpoint as i64);
         self.lag.set(head.saturating_sub(checkpoint) as i64);

@@ -184,6 +184,8 @@ problem_types! {
         "A document write's preconditions contradict each other (If-Match with a merge base, If-None-Match: * on a PATCH, If-Match and _version naming different versions) or one does not parse (If-Unmodified-Since not an HTTP date, Strata-Merge-Base not a version). Nothing was written.";
     DeclarationConflict => "declaration-conflict", 409, "The collection is declared with other unique fields",
         "A collection's unique fields are fixed when it is declared (adding one later would need every existing value claimed first). `declared` and `requested` list them. Declare a new collection instead; whether writes need a precondition can change.";
+    SubscriptionGroupExists => "subscription-group-exists", 409, "A persistent subscription group of this name exists with other settings",
+        "Creating a group is idempotent with the same settings (200); with other settings it is refused, and the group is left as it is. Delete the group first (its consumers then start over from where the new one starts) or choose another name.";
     MethodNotAllowed => "method-not-allowed", 405, "The method is not allowed on this route",
         "The route exists but does not take this method; the Allow header lists those it takes.";
     PayloadTooLarge => "payload-too-large", 413, "The request is too large",
@@ -195,7 +197,7 @@ problem_types! {
     StockContention => "stock-contention", 503, "A stock item kept changing while the order was written",
         "The order's stock items were changed by others on every attempt and the retries ran out. Nothing was written; send the same request again after Retry-After.";
     Contention => "contention", 503, "The resource kept changing while the server retried the write",
-        "The write named no version (no If-Match), so the server read the resource, decided and retried on its own, and every attempt lost its race with another writer. Nothing was written. Send it again after Retry-After, or send If-Match with the ETag you read to be told exactly what changed.";
+        "The write named no version (no If-Match), so the server read the resource, decided and retried on its own, and every attempt lost its race with another writer. Nothing was written. Send it again after Retry-After, or send If-Match with the ETag you read to be told exactly what changed. On a persistent subscription group: processes sharing the group (PostgreSQL) kept changing its state at once and this call lost every round; nothing was changed, send it again after Retry-After.";
     ReadModelLagging => "read-model-lagging", 503, "The read model has not reached the requested position yet",
         "min_position asked for a position the read model had not applied within the server's wait. Retry after Retry-After, or read without min_position.";
     ServiceUnavailable => "service-unavailable", 503, "The service cannot answer this now",

@@ -18,7 +18,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{documents, meta, orders, stock, streams, views};
+use crate::routes::{documents, groups, live, meta, orders, stock, streams, views};
 use crate::state::Shared;
 
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use crate::state::Shared;
         (name = "views", description = "Read models; `min_position` reads your writes"),
         (name = "documents", description = "JSON documents in declared collections: PUT/PATCH/DELETE with If-Match, If-Unmodified-Since or `_version`, 409 bodies naming the conflicting fields, merges on request (Strata-Merge-Base), unique values"),
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
+        (name = "subscriptions", description = "The log as Server-Sent Events (history then live, filtered, resumable with Last-Event-ID), and persistent subscription groups of competing consumers"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
     )
 )]
@@ -66,6 +67,16 @@ fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(documents::document_history))
         .routes(routes!(documents::listing::list_documents))
         .routes(routes!(streams::read, streams::append))
+        .routes(routes!(live::all))
+        .routes(routes!(live::stream))
+        .routes(routes!(live::category))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::create, groups::get, groups::delete))
+        .routes(routes!(groups::read))
+        .routes(routes!(groups::ack))
+        .routes(routes!(groups::nack))
+        .routes(routes!(groups::parked))
+        .routes(routes!(groups::replay))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
@@ -184,7 +195,80 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().split_for_parts();
     add_common(&mut api);
     constrain_headers(&mut api);
+    constrain_filter_terms(&mut api);
+    constrain_group_items(&mut api);
     api
+}
+
+/// The item schemas of the group bodies' arrays (utoipa states an array's
+/// bounds, not its items'): delivery tokens, filter terms.
+fn constrain_group_items(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    let term = |pattern: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(256))
+            .pattern(Some(pattern))
+            .build()
+    };
+    let token = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(crate::routes::groups::TOKEN))
+        .build();
+    let rules: [(&str, &str, utoipa::openapi::schema::Object); 7] = [
+        ("AckBody", "tokens", token.clone()),
+        ("NackBody", "tokens", token),
+        ("FilterBody", "event_types", term(FILTER_TERM)),
+        ("FilterBody", "event_type_prefixes", term(FILTER_TERM)),
+        ("FilterBody", "streams", term(FILTER_TERM)),
+        ("FilterBody", "stream_prefixes", term(FILTER_TERM)),
+        ("FilterBody", "categories", term(CATEGORY)),
+    ];
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
+    for (schema, property, items) in rules {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(property) {
+            array.items = ArrayItems::RefOrSchema(Box::new(RefOr::T(Schema::Object(items))));
+        }
+    }
+}
+
+/// A filter term: 1..=256 characters (the server counts bytes), no control
+/// characters; a category also holds no `-`.
+const FILTER_TERM: &str = r"^[^\x00-\x1f\x7f-\x9f]+$";
+/// See [`FILTER_TERM`].
+const CATEGORY: &str = r"^[^\x00-\x1f\x7f-\x9f-]+$";
+
+/// The schemas of the live routes' repeatable filter terms: arrays of at
+/// most 64 strings, each as the filter's rules say.
+fn constrain_filter_terms(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::ArrayBuilder;
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with("/subscriptions/") {
+            continue;
+        }
+        let Some(op) = item.get.as_mut() else { continue };
+        for param in op.parameters.iter_mut().flatten() {
+            let RefOr::T(p) = param else { continue };
+            let pattern = match (p.parameter_in.clone(), p.name.as_str()) {
+                (ParameterIn::Query, "event_type" | "event_type_prefix" | "stream" | "stream_prefix") => FILTER_TERM,
+                (ParameterIn::Query, "category") => CATEGORY,
+                _ => continue,
+            };
+            let term = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(256))
+                .pattern(Some(pattern));
+            let schema = ArrayBuilder::new().items(term).max_items(Some(64)).build();
+            p.schema = Some(RefOr::T(schema.into()));
+        }
+    }
 }
 
 /// A version as an entity tag: `"<digits>"`, no leading zero (19 digits

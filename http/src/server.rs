@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strata_projections::Projections;
 use strata_store::SegmentStore;
+use strata_subscriptions::Subscriptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -69,9 +70,11 @@ impl Server {
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
     pub async fn serve(store: SegmentStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
         let projections = Projections::open(&store)?;
-        let idempotency = Records::open_local(&store.tables()?, config.idempotency_retention)?;
+        let tables = store.tables()?;
+        let subscriptions = Subscriptions::local(Arc::new(store.clone()), tables.clone())?;
+        let idempotency = Records::open_local(&tables, config.idempotency_retention)?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config),
+            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
             listener,
         )
         .await
@@ -103,9 +106,10 @@ impl Server {
         config: Config,
     ) -> Result<Server, HttpError> {
         let projections = Projections::open_postgres(&store).await?;
+        let subscriptions = Subscriptions::postgres(store.clone()).await?;
         let idempotency = Records::open_postgres(&store, config.idempotency_retention).await?;
         Server::serve_state(
-            AppState::new(Arc::new(store), projections, idempotency, config),
+            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
             listener,
         )
         .await
@@ -129,8 +133,9 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         info!(%addr, purged_keys = removed, "strata-http listening");
         let grace = state.config.shutdown_grace;
+        let closing = state.closing.0.clone();
         let task = tokio::spawn(async move {
-            let served = accept_loop(listener, app, stopped, grace).await;
+            let served = accept_loop(listener, app, stopped, grace, closing).await;
             info!("no more connections; finishing detached requests");
             state.stopping.cancel();
             state.tasks.close();
@@ -140,6 +145,8 @@ impl Server {
                 warn!(error = %e, "the idempotency purge task failed");
             }
             let projections = state.projections.stop().await;
+            // The groups' feeds let go of the store (their state is durable).
+            state.subscriptions.stop().await;
             // The last handle on the store: dropping it stops the writer and
             // flushes sled (or closes the PostgreSQL connections). It may
             // block, so not on a runtime thread.
@@ -180,14 +187,16 @@ impl Server {
     }
 }
 
-/// Serves connections until `stopped` fires, then stops accepting, lets
-/// requests in flight finish, and after `grace` drops the connections still
-/// open (a client that never finishes its request cannot hold the shutdown).
+/// Serves connections until `stopped` fires, then stops accepting, ends
+/// the live streams (`closing`), lets requests in flight finish, and after
+/// `grace` drops the connections still open (a client that never finishes
+/// its request cannot hold the shutdown).
 async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
     stopped: oneshot::Receiver<()>,
     grace: std::time::Duration,
+    closing: CancellationToken,
 ) -> Result<(), HttpError> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
@@ -225,6 +234,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    closing.cancel();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {

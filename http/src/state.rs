@@ -20,12 +20,14 @@ use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::Projections;
 use strata_store::EventStore;
+use strata_subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::idempotency::{KeyedRequests, Records};
 use crate::metrics::Metrics;
+use crate::routes::live::Closing;
 
 /// The service's parts: the store, the domain, the read models, the
 /// idempotency records and the metrics.
@@ -36,6 +38,8 @@ pub(crate) struct AppState {
     /// Collections and documents.
     pub documents: Arc<DocumentService>,
     pub projections: Arc<Projections>,
+    /// The persistent subscription groups.
+    pub subscriptions: Subscriptions,
     pub idempotency: Records,
     pub metrics: Arc<Metrics>,
     /// Handlers detached from their connection (idempotent writes):
@@ -44,6 +48,8 @@ pub(crate) struct AppState {
     /// Cancelled when the service stops accepting: background work still
     /// running (a retried Idempotency-Key record) makes a last attempt.
     pub stopping: CancellationToken,
+    /// Cancelled as the service stops accepting: the live streams end.
+    pub closing: Closing,
 }
 
 /// The router's state: the service's parts, shared by every request.
@@ -59,11 +65,12 @@ impl Deref for Shared {
 }
 
 impl AppState {
-    /// Builds the state over an open store, its read models (not started)
-    /// and its idempotency records.
+    /// Builds the state over an open store, its read models (not started),
+    /// its subscription groups and its idempotency records.
     pub(crate) fn new(
         store: Arc<dyn EventStore>,
         projections: Projections,
+        subscriptions: Subscriptions,
         idempotency: Records,
         config: Config,
     ) -> AppState {
@@ -84,10 +91,12 @@ impl AppState {
                 DocumentService::new(store.clone()).with_conflict_event_limit(config.conflict_event_limit),
             ),
             projections: Arc::new(projections),
+            subscriptions,
             idempotency,
             metrics: Arc::new(Metrics::new()),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            closing: Closing::default(),
             store,
             config: Arc::new(config),
         }
@@ -132,6 +141,18 @@ impl FromRef<Shared> for Arc<Projections> {
 impl FromRef<Shared> for Arc<Metrics> {
     fn from_ref(s: &Shared) -> Self {
         s.metrics.clone()
+    }
+}
+
+impl FromRef<Shared> for Subscriptions {
+    fn from_ref(s: &Shared) -> Self {
+        s.subscriptions.clone()
+    }
+}
+
+impl FromRef<Shared> for Closing {
+    fn from_ref(s: &Shared) -> Self {
+        s.closing.clone()
     }
 }
 

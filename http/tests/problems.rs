@@ -226,6 +226,14 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     assert_eq!(lagging.header("retry-after"), Some("1"));
     seen.expect(lagging, 503, "read-model-lagging");
 
+    // 409: a persistent subscription group made again with other settings.
+    assert_eq!(s.put("/subscriptions/groups/g", json!({}), &[]).await.status, 201);
+    seen.expect(
+        s.put("/subscriptions/groups/g", json!({"buffer_size": 7}), &[]).await,
+        409,
+        "subscription-group-exists",
+    );
+
     s.finish().await;
 
     // 428 needs a server that requires If-Match.

@@ -76,6 +76,9 @@ impl EventStore for GatedStore {
             }
         }))
     }
+    fn subscribe_filtered(&self, after: u64, filter: strata_store::EventFilter) -> strata_store::FilteredSubscription {
+        self.inner.subscribe_filtered(after, filter)
+    }
 }
 
 async fn ticks(store: &dyn EventStore, n: usize) -> u64 {

@@ -6,6 +6,7 @@ pub mod log;
 pub mod logging;
 pub mod rebuild;
 pub mod serve;
+pub mod subscribe;
 pub mod verify;
 // Some re-exports serve only the benches and tests/cli.rs, which compile
 // this module tree with `#[path]`.

@@ -41,6 +41,18 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// A filter of a read or subscription that breaks a rule of
+    /// [`crate::EventFilter`] (an empty or overlong term, a category with
+    /// `-`, too many terms).
+    ///
+    /// Handling: bad input, fix the filter; nothing was read. Kind:
+    /// [`ErrorKind::InvalidInput`].
+    #[error("invalid filter: {reason}")]
+    InvalidFilter {
+        /// Which term breaks which rule.
+        reason: String,
+    },
+
     /// An append with no events.
     ///
     /// Handling: bad input; nothing was written. Kind: [`ErrorKind::InvalidInput`].
@@ -320,6 +332,7 @@ impl StoreError {
             StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => ErrorKind::Conflict,
             StoreError::InvalidStreamId { .. }
             | StoreError::EmptyAppend { .. }
+            | StoreError::InvalidFilter { .. }
             | StoreError::InvalidEventType { .. }
             | StoreError::DuplicateStream { .. } => ErrorKind::InvalidInput,
             StoreError::TooManyEvents { .. }

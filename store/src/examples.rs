@@ -25,6 +25,9 @@ impl StoreError {
                 stream: String::new(),
                 reason: "must not be empty",
             },
+            InvalidFilter => StoreError::InvalidFilter {
+                reason: "category \"a-b\" must not contain `-`".into(),
+            },
             EmptyAppend => StoreError::EmptyAppend { stream: stream() },
             TooManyEvents => StoreError::TooManyEvents {
                 stream: stream(),

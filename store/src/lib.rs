@@ -48,6 +48,7 @@ mod decide;
 mod durability;
 mod error;
 mod examples;
+mod filter;
 mod kind;
 mod limits;
 mod memory;
@@ -69,6 +70,9 @@ pub use commit_stats::CommitStats;
 pub use deadpool_postgres;
 pub use durability::Durability;
 pub use error::StoreError;
+pub use filter::{
+    EventFilter, FILTER_SCAN_WINDOW, FilteredRead, MAX_FILTER_CONDITIONS, MAX_FILTER_TERM_BYTES, category_of,
+};
 #[doc(hidden)]
 pub use kind::Example;
 pub use kind::{Classify, ErrorKind};
@@ -83,7 +87,7 @@ pub use segment::{
 #[cfg(feature = "sim")]
 pub use segment::{PowerLoss, SimDisk, SimOp};
 pub use store::EventStore;
-pub use subscription::{EventSubscription, SUBSCRIPTION_BATCH};
+pub use subscription::{EventSubscription, FilteredSubscription, SUBSCRIPTION_BATCH, SubscriptionItem};
 pub use tables::LocalTables;
 /// The PostgreSQL driver whose errors [`StoreError::Postgres`] carries.
 #[cfg(feature = "postgres")]

@@ -9,9 +9,10 @@ use tokio::sync::watch;
 
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
 use crate::error::StoreError;
+use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
 use crate::store::EventStore;
-use crate::subscription::EventSubscription;
+use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId, from_micros, now_micros};
 
 /// The log in memory. Cheap to clone; clones share the log.
@@ -187,6 +188,32 @@ impl EventStore for MemoryStore {
         Ok(state.log[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        filter.check()?;
+        let state = self.state();
+        let from = from_position.max(1);
+        let mut read = FilteredRead {
+            events: Vec::new(),
+            examined: from - 1,
+        };
+        let start = (from - 1).min(state.log.len() as u64) as usize;
+        for event in state.log[start..].iter().take(FILTER_SCAN_WINDOW) {
+            if read.events.len() == limit {
+                break;
+            }
+            read.examined = event.position;
+            if filter.matches(event) {
+                read.events.push(event.clone());
+            }
+        }
+        Ok(read)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         self.state().version(stream)
     }
@@ -197,5 +224,9 @@ impl EventStore for MemoryStore {
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         EventSubscription::follow(self.clone(), self.inner.head.subscribe(), after)
+    }
+
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        FilteredSubscription::follow(self.clone(), self.inner.head.subscribe(), after, filter)
     }
 }

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::subscription::EventSubscription;
+use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
+use crate::subscription::{EventSubscription, FilteredSubscription, SUBSCRIPTION_BATCH};
 use crate::types::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamId};
 
 /// An append-only log of events in streams, with optimistic concurrency.
@@ -83,6 +84,62 @@ pub trait EventStore: Send + Sync + 'static {
     /// (inclusive; 0 reads from the start), in position order.
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Reads the events of the whole log that match `filter`, from
+    /// `from_position` (inclusive; 0 reads from the start) in position
+    /// order, and says how far it looked. It stops after the `limit`-th
+    /// match, after examining [`FILTER_SCAN_WINDOW`] events, or at the
+    /// newest visible event, whichever comes first; it says how far it looked ([`FilteredRead::examined`]): every matching
+    /// event up to that position is returned, so the next read starts
+    /// after it, and a reader over a long stretch of unrelated events still
+    /// moves on. Like `read_all`, it never looks past an event before
+    /// every lower position is visible.
+    ///
+    /// Errors: [`StoreError::InvalidFilter`] for a filter that breaks its
+    /// rules, and whatever `read_all` returns.
+    ///
+    /// The provided implementation reads whole events with `read_all` and
+    /// tests each; a backend overrides it to test the stream id and type
+    /// before it decodes the rest (sled), or to filter in the database
+    /// (PostgreSQL).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use strata_store::{EventFilter, EventStore, ExpectedVersion, MemoryStore, NewEvent, StreamId};
+    /// let store = MemoryStore::new();
+    /// for (stream, t) in [("order-1", "OrderPlaced"), ("sku-tea", "StockReceived"), ("order-2", "OrderPlaced")] {
+    ///     store.append(&StreamId::new(stream)?, ExpectedVersion::Any, vec![NewEvent::new(t, "{}")]).await?;
+    /// }
+    /// let read = store.read_filtered(0, 10, &EventFilter::all().category("sku")).await?;
+    /// assert_eq!((read.events.len(), read.events[0].position, read.examined), (1, 2, 3));
+    /// # Ok::<(), strata_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        filter.check()?;
+        let from = from_position.max(1);
+        let mut read = FilteredRead {
+            events: Vec::new(),
+            examined: from - 1,
+        };
+        while read.events.len() < limit && read.examined + 1 - from < FILTER_SCAN_WINDOW as u64 {
+            let window = FILTER_SCAN_WINDOW - (read.examined + 1 - from) as usize;
+            let start = read.examined + 1;
+            let events = self.read_all(start, window.min(SUBSCRIPTION_BATCH)).await?;
+            if events.is_empty() {
+                break;
+            }
+            let part = filter_read(events, start, limit - read.events.len(), filter);
+            read.events.extend(part.events);
+            read.examined = part.examined;
+        }
+        Ok(read)
+    }
+
     /// The stream's version: its number of events, 0 when absent.
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
@@ -95,6 +152,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// log at its own pace: it never blocks writers and never buffers more
     /// than one read batch. A projection resumes with `subscribe_all(checkpoint)`.
     fn subscribe_all(&self, after: u64) -> EventSubscription;
+
+    /// The events that match `filter` with a position greater than `after`,
+    /// history then live, in position order, with no gap and no duplicate
+    /// among them (the guarantees of [`subscribe_all`](EventStore::subscribe_all)),
+    /// and [`SubscriptionItem::Checkpoint`](crate::SubscriptionItem::Checkpoint)s
+    /// that say how far the log has been examined when the events that
+    /// matched stop short of it: a consumer that stores the last position
+    /// it received (event or checkpoint) and resubscribes from it misses
+    /// nothing and moves on over long stretches of unrelated events.
+    /// An invalid filter ends the subscription with
+    /// [`StoreError::InvalidFilter`]. Backends build it with
+    /// [`FilteredSubscription::follow`] over their [`read_filtered`](EventStore::read_filtered).
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription;
 }
 
 #[async_trait]
@@ -122,6 +192,14 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         (**self).read_all(from_position, limit).await
     }
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        (**self).read_filtered(from_position, limit, filter).await
+    }
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         (**self).stream_version(stream).await
     }
@@ -130,5 +208,8 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
     }
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         (**self).subscribe_all(after)
+    }
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        (**self).subscribe_filtered(after, filter)
     }
 }

@@ -1,4 +1,5 @@
-//! `subscribe_all`: the log from a position on, history then live.
+//! `subscribe_all` and `subscribe_filtered`: the log from a position on,
+//! history then live.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -9,6 +10,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
+use crate::filter::EventFilter;
 use crate::store::EventStore;
 use crate::types::RecordedEvent;
 
@@ -109,5 +111,144 @@ impl Stream for EventSubscription {
 impl std::fmt::Debug for EventSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventSubscription").finish_non_exhaustive()
+    }
+}
+
+/// One item of a [`FilteredSubscription`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscriptionItem {
+    /// An event that matches the filter.
+    Event(RecordedEvent),
+    /// Every event up to this position has been examined: those that
+    /// matched came before this item. Store it as the consumer's
+    /// checkpoint as you would an event's position.
+    Checkpoint(u64),
+}
+
+impl SubscriptionItem {
+    /// The position this item lets a consumer resume after: the event's,
+    /// or the checkpoint's.
+    pub fn position(&self) -> u64 {
+        match self {
+            SubscriptionItem::Event(e) => e.position,
+            SubscriptionItem::Checkpoint(p) => *p,
+        }
+    }
+}
+
+/// The events that match a filter after a position, history then live,
+/// with checkpoints that report how far the log was examined (see
+/// [`EventStore::subscribe_filtered`]).
+///
+/// It reads the log with [`EventStore::read_filtered`], one bounded window
+/// at a time, and when caught up waits for the store's head to move: like
+/// [`EventSubscription`], a slow consumer costs writers nothing and the
+/// subscription never holds more than one read's worth of events. After
+/// every read that examined past its last matching event it yields one
+/// [`SubscriptionItem::Checkpoint`]. After an error the stream ends;
+/// resubscribe from the last position seen.
+pub struct FilteredSubscription {
+    inner: BoxStream<'static, Result<SubscriptionItem, StoreError>>,
+}
+
+struct FollowFiltered<S> {
+    store: S,
+    head: watch::Receiver<u64>,
+    filter: EventFilter,
+    next: u64,
+    buffer: VecDeque<SubscriptionItem>,
+    done: bool,
+}
+
+impl FilteredSubscription {
+    /// Wraps any stream of items (for backends with their own mechanism).
+    pub fn from_stream(stream: impl Stream<Item = Result<SubscriptionItem, StoreError>> + Send + 'static) -> Self {
+        FilteredSubscription {
+            inner: Box::pin(stream),
+        }
+    }
+
+    /// Follows `store` from `after` with `filter`: reads with
+    /// `read_filtered`, and when a read examined nothing waits until `head`
+    /// (the store's visible head position) reaches the next position.
+    /// Checks that what each read returns is in order and within what it
+    /// says it examined.
+    pub fn follow<S: EventStore + Clone>(
+        store: S,
+        head: watch::Receiver<u64>,
+        after: u64,
+        filter: EventFilter,
+    ) -> Self {
+        let state = FollowFiltered {
+            store,
+            head,
+            filter,
+            next: after.saturating_add(1),
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        Self::from_stream(futures::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(item) = st.buffer.pop_front() {
+                    return Some((Ok(item), st));
+                }
+                if st.done {
+                    return None;
+                }
+                match st.store.read_filtered(st.next, SUBSCRIPTION_BATCH, &st.filter).await {
+                    Ok(read) if read.examined >= st.next => {
+                        let mut expected = st.next;
+                        for e in &read.events {
+                            if e.position < expected || e.position > read.examined {
+                                st.done = true;
+                                let err = StoreError::Corrupt {
+                                    location: format!("log after position {}", expected - 1),
+                                    detail: format!(
+                                        "a filtered read returned position {} out of order (examined up to {})",
+                                        e.position, read.examined
+                                    ),
+                                };
+                                return Some((Err(err), st));
+                            }
+                            expected = e.position + 1;
+                        }
+                        let last_event = read.events.last().map(|e| e.position);
+                        st.buffer.extend(read.events.into_iter().map(SubscriptionItem::Event));
+                        if last_event != Some(read.examined) {
+                            st.buffer.push_back(SubscriptionItem::Checkpoint(read.examined));
+                        }
+                        st.next = read.examined + 1;
+                    }
+                    Ok(_) => {
+                        let wanted = st.next;
+                        if st.head.wait_for(|h| *h >= wanted).await.is_err() {
+                            st.done = true;
+                            let err = StoreError::Unavailable {
+                                reason: "the store was closed".into(),
+                            };
+                            return Some((Err(err), st));
+                        }
+                    }
+                    Err(e) => {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Stream for FilteredSubscription {
+    type Item = Result<SubscriptionItem, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for FilteredSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilteredSubscription").finish_non_exhaustive()
     }
 }

@@ -12,8 +12,8 @@ mod suite {
     use bytes::Bytes;
     use futures::StreamExt;
     use strata_store::{
-        AppendResult, Direction, EventId, EventStore, ExpectedVersion, Limits, Metadata, NewEvent, StoreError,
-        StreamAppend, StreamId,
+        AppendResult, Direction, EventFilter, EventId, EventStore, ExpectedVersion, FILTER_SCAN_WINDOW, Limits,
+        Metadata, NewEvent, StoreError, StreamAppend, StreamId, SubscriptionItem,
     };
 
     use crate::common::{Fixture, ev, evs, sid};
@@ -624,6 +624,133 @@ mod suite {
         let unique: HashSet<_> = all.iter().map(|e| e.id).collect();
         assert_eq!(unique.len(), all.len());
     }
+
+    /// Appends `n` events of type `Noise` spread over a few streams.
+    async fn noise(store: &dyn EventStore, n: usize) {
+        let mut left = n;
+        let mut i = 0;
+        while left > 0 {
+            let k = left.min(1000);
+            let events = (0..k).map(|_| NewEvent::new("Noise", "{}")).collect();
+            store
+                .append(&sid(&format!("noise-{}", i % 3)), ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+            left -= k;
+            i += 1;
+        }
+    }
+
+    async fn next_item(sub: &mut strata_store::FilteredSubscription) -> SubscriptionItem {
+        tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("subscription stalled")
+            .expect("subscription ended")
+            .unwrap()
+    }
+
+    pub async fn a_filtered_read_moves_past_unrelated_events(fx: Fixture) {
+        let store = &*fx.store;
+        let window = FILTER_SCAN_WINDOW as u64;
+        noise(store, 2 * FILTER_SCAN_WINDOW + 10).await;
+        let signal = store
+            .append(
+                &sid("signal-1"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new("Signal", "{}")],
+            )
+            .await
+            .unwrap();
+        let head = signal.last_position;
+        let filter = EventFilter::all().event_type("Signal");
+        let first = store.read_filtered(0, 10, &filter).await.unwrap();
+        assert!(first.events.is_empty());
+        assert_eq!(first.examined, window, "one window examined, though nothing matched");
+        let second = store.read_filtered(first.examined + 1, 10, &filter).await.unwrap();
+        assert_eq!((second.events.len(), second.examined), (0, 2 * window));
+        let third = store.read_filtered(second.examined + 1, 10, &filter).await.unwrap();
+        assert_eq!(third.examined, head, "stops at the head");
+        assert_eq!(third.events.len(), 1);
+        assert_eq!(
+            (third.events[0].position, third.events[0].stream_id.as_str()),
+            (head, "signal-1")
+        );
+        let past = store.read_filtered(head + 1, 10, &filter).await.unwrap();
+        assert_eq!(
+            (past.events.len(), past.examined),
+            (0, head),
+            "nothing to examine past the head"
+        );
+        // The limit cuts a read short at the last match it returns.
+        let all = store.read_filtered(5, 3, &EventFilter::all()).await.unwrap();
+        assert_eq!(all.events.iter().map(|e| e.position).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(all.examined, 7);
+        // A subscription reports how far it looked before anything matched.
+        let mut sub = store.subscribe_filtered(0, filter);
+        assert_eq!(next_item(&mut sub).await, SubscriptionItem::Checkpoint(window));
+        assert_eq!(next_item(&mut sub).await, SubscriptionItem::Checkpoint(2 * window));
+        match next_item(&mut sub).await {
+            SubscriptionItem::Event(e) => assert_eq!(e.position, head),
+            other => panic!("expected the signal, got {other:?}"),
+        }
+    }
+
+    pub async fn a_filtered_subscription_follows_live_events_with_checkpoints(fx: Fixture) {
+        let store = fx.store.clone();
+        let append = |stream: &'static str, t: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .append(&sid(stream), ExpectedVersion::Any, vec![NewEvent::new(t, "{}")])
+                    .await
+                    .unwrap()
+                    .last_position
+            }
+        };
+        append("a-1", "X").await;
+        append("b-1", "Y").await;
+        append("a-2", "X").await;
+        let mut sub = store.subscribe_filtered(0, EventFilter::all().category("a"));
+        let position = |item: SubscriptionItem| match item {
+            SubscriptionItem::Event(e) => ("event", e.position),
+            SubscriptionItem::Checkpoint(p) => ("checkpoint", p),
+        };
+        assert_eq!(position(next_item(&mut sub).await), ("event", 1));
+        assert_eq!(position(next_item(&mut sub).await), ("event", 3));
+        // Live: an unrelated event moves the checkpoint, a matching one comes as itself.
+        append("b-2", "Y").await;
+        assert_eq!(position(next_item(&mut sub).await), ("checkpoint", 4));
+        append("a-3", "X").await;
+        assert_eq!(position(next_item(&mut sub).await), ("event", 5));
+        append("ab-1", "X").await;
+        append("a", "X").await;
+        append("a-4", "Z").await;
+        let mut seen = Vec::new();
+        while seen.last().is_none_or(|(_, p)| *p < 8) {
+            seen.push(position(next_item(&mut sub).await));
+        }
+        assert_eq!(seen.last(), Some(&("event", 8)), "only a-4 matches: {seen:?}");
+        assert!(
+            seen[..seen.len() - 1].iter().all(|(kind, _)| *kind == "checkpoint"),
+            "{seen:?}"
+        );
+    }
+
+    pub async fn an_invalid_filter_is_refused(fx: Fixture) {
+        let store = &*fx.store;
+        store
+            .append(&sid("a-1"), ExpectedVersion::Any, evs("x", 1))
+            .await
+            .unwrap();
+        let bad = EventFilter::all().category("a-1");
+        assert!(matches!(
+            store.read_filtered(0, 10, &bad).await,
+            Err(StoreError::InvalidFilter { .. })
+        ));
+        let mut sub = store.subscribe_filtered(0, bad);
+        assert!(matches!(sub.next().await, Some(Err(StoreError::InvalidFilter { .. }))));
+        assert!(sub.next().await.is_none(), "the subscription ends after its error");
+    }
 }
 
 /// Instantiates every rule of `suite` as a `#[tokio::test]` for one backend.
@@ -660,6 +787,9 @@ macro_rules! conformance {
                 subscription_hands_over_from_history_to_live_without_gap_or_duplicate,
                 a_slow_subscriber_does_not_block_writers,
                 concurrent_writers_with_the_same_expected_version_cannot_both_win,
+                a_filtered_read_moves_past_unrelated_events,
+                a_filtered_subscription_follows_live_events_with_checkpoints,
+                an_invalid_filter_is_refused,
             );
         }
     };

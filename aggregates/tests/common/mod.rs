@@ -222,6 +222,9 @@ impl EventStore for CountingStore {
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         self.inner.subscribe_all(after)
     }
+    fn subscribe_filtered(&self, after: u64, filter: strata_store::EventFilter) -> strata_store::FilteredSubscription {
+        self.inner.subscribe_filtered(after, filter)
+    }
 }
 
 /// A store where another writer gets in first: before each of the next
@@ -287,5 +290,8 @@ impl EventStore for RacingStore {
     }
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         self.inner.subscribe_all(after)
+    }
+    fn subscribe_filtered(&self, after: u64, filter: strata_store::EventFilter) -> strata_store::FilteredSubscription {
+        self.inner.subscribe_filtered(after, filter)
     }
 }

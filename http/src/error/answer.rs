@@ -29,6 +29,7 @@ use strata_aggregates::domain::service::OrderServiceError;
 use strata_aggregates::domain::stock::{StockError, StockItem};
 use strata_projections::ProjectionError;
 use strata_store::{ErrorKind, StoreError};
+use strata_subscriptions::SubscriptionError;
 
 use super::HttpError;
 use crate::problem::ProblemType;
@@ -47,12 +48,21 @@ pub(crate) enum Source {
     Stock,
     /// The read models ([`ProjectionError`]), under the views.
     ReadModel,
+    /// The persistent subscription groups ([`SubscriptionError`]): their
+    /// input comes in request bodies (settings, consumer names, tokens).
+    Group,
 }
 
 impl Source {
     /// Every source.
     #[cfg(test)]
-    pub(crate) const ALL: [Source; 4] = [Source::Log, Source::Order, Source::Stock, Source::ReadModel];
+    pub(crate) const ALL: [Source; 5] = [
+        Source::Log,
+        Source::Order,
+        Source::Stock,
+        Source::ReadModel,
+        Source::Group,
+    ];
 }
 
 /// The problem type of an error of `kind` from `source` that no variant
@@ -66,7 +76,8 @@ pub(crate) fn by_kind(source: Source, kind: ErrorKind) -> Option<ProblemType> {
         (S::Order | S::Stock, K::NotFound) => ProblemType::NotFound,
         (S::Log, K::InvalidInput) => ProblemType::InvalidEvents,
         (S::Order | S::Stock, K::InvalidInput) => ProblemType::ValidationFailed,
-        (S::Log | S::Order | S::Stock, K::TooLarge) => ProblemType::PayloadTooLarge,
+        (S::Group, K::InvalidInput) => ProblemType::InvalidBody,
+        (S::Log | S::Order | S::Stock | S::Group, K::TooLarge) => ProblemType::PayloadTooLarge,
         (S::Stock, K::Conflict) => ProblemType::StockStateConflict,
         // The server's own calls into its read models, not the client's
         // input: the client sends only cursors (named in `read_model`).
@@ -76,7 +87,7 @@ pub(crate) fn by_kind(source: Source, kind: ErrorKind) -> Option<ProblemType> {
         // Answered per variant: the log's and the order's conflicts have
         // problem types of their own; nothing of the log or the read models
         // is "not found" today.
-        (S::Log | S::Order, K::Conflict) | (S::Log | S::ReadModel, K::NotFound) => return None,
+        (S::Log | S::Order | S::Group, K::Conflict) | (S::Log | S::ReadModel | S::Group, K::NotFound) => return None,
         // A kind added to strata-store after this table.
         _ => return None,
     })
@@ -126,6 +137,7 @@ pub(crate) fn generic(problem: ProblemType, message: String, subject: Subject<'_
             }
         }
         ProblemType::InvalidEvents => HttpError::InvalidEvents { reason: message },
+        ProblemType::InvalidBody => HttpError::InvalidBody { reason: message },
         ProblemType::ValidationFailed => HttpError::ValidationFailed { reason: message },
         ProblemType::PayloadTooLarge => HttpError::PayloadTooLarge { reason: message },
         ProblemType::ServiceUnavailable => HttpError::Unavailable { reason: message },
@@ -162,6 +174,8 @@ pub(crate) fn log(e: &StoreError) -> Mapped {
             reason: reason.to_string(),
         }),
         StoreError::Unavailable { reason } => chosen(HttpError::Unavailable { reason: reason.clone() }),
+        // Filters arrive as query parameters of the subscription routes.
+        StoreError::InvalidFilter { .. } => chosen(HttpError::InvalidParameter { reason: e.to_string() }),
         other => by_kind_of(Source::Log, other.kind(), other, None),
     }
 }
@@ -278,5 +292,34 @@ pub(crate) fn read_model(e: &ProjectionError) -> Mapped {
             chosen(HttpError::Unavailable { reason: e.to_string() })
         }
         other => by_kind_of(Source::ReadModel, other.kind(), other, None),
+    }
+}
+
+/// A persistent subscription group's error.
+pub(crate) fn group(e: &SubscriptionError) -> Mapped {
+    match e {
+        // The group's name comes in the path; a consumer's in the body.
+        SubscriptionError::InvalidName {
+            what: "group",
+            name,
+            reason,
+        } => chosen(HttpError::InvalidId {
+            id: name.clone(),
+            reason: reason.to_string(),
+        }),
+        SubscriptionError::GroupNotFound { group } => chosen(HttpError::NotFound {
+            resource: "subscription group",
+            id: group.to_string(),
+        }),
+        SubscriptionError::GroupExists { group } => chosen(HttpError::GroupExists {
+            group: group.to_string(),
+        }),
+        SubscriptionError::Contention { group, attempts } => chosen(HttpError::Contention {
+            resource: "subscription group",
+            id: group.to_string(),
+            attempts: *attempts,
+        }),
+        SubscriptionError::Store(e) => log(e),
+        other => by_kind_of(Source::Group, other.kind(), other, None),
     }
 }

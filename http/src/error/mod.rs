@@ -11,6 +11,7 @@ use strata_aggregates::domain::service::OrderServiceError;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::ProjectionError;
 use strata_store::StoreError;
+use strata_subscriptions::SubscriptionError;
 
 use crate::problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemType};
 
@@ -261,6 +262,14 @@ pub enum HttpError {
     #[error("{}", .0.problem.detail)]
     Document(Box<DocumentProblem>),
 
+    /// A persistent subscription group of this name exists with other
+    /// settings (409).
+    #[error("persistent subscription group {group} already exists with other settings")]
+    GroupExists {
+        /// The group.
+        group: String,
+    },
+
     /// A write without If-Match on a server that requires it (428).
     #[error(
         "this server requires writes to existing resources to name the version they were decided on: If-Match: \"<version>\" or expected_version (If-Match: * names none)"
@@ -354,6 +363,14 @@ pub enum HttpError {
         source: RepositoryError<StockItem>,
     },
 
+    /// A persistent subscription group refused or failed a call: answered
+    /// by the error's kind and the variants with problem types of their
+    /// own (`not-found`, `subscription-group-exists`, `contention`; a bad
+    /// group name in the path is `invalid-id`, other bad input
+    /// `invalid-body`).
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+
     /// Binding or serving the socket failed.
     #[error("i/o error while {context}: {source}")]
     Io {
@@ -400,6 +417,7 @@ impl HttpError {
             HttpError::Projection(e) => Answer::Mapped(answer::read_model(e)),
             HttpError::Order { id, source } => Answer::Mapped(answer::order(id, source)),
             HttpError::Stock { sku, source } => Answer::Mapped(answer::stock(sku, source)),
+            HttpError::Subscription(e) => Answer::Mapped(answer::group(e)),
             own => Answer::Own(own),
         }
     }
@@ -432,6 +450,7 @@ impl HttpError {
             HttpError::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,
             HttpError::PreconditionRequired => ProblemType::PreconditionRequired,
+            HttpError::GroupExists { .. } => ProblemType::SubscriptionGroupExists,
             HttpError::StockContention { .. } => ProblemType::StockContention,
             HttpError::Contention { .. } => ProblemType::Contention,
             HttpError::ReadModelLagging { .. } => ProblemType::ReadModelLagging,
@@ -440,9 +459,11 @@ impl HttpError {
             HttpError::Internal { .. } | HttpError::Io { .. } => ProblemType::Internal,
             // Never an answer: the table answers them with problems of
             // http's own.
-            HttpError::Store(_) | HttpError::Projection(_) | HttpError::Order { .. } | HttpError::Stock { .. } => {
-                ProblemType::Internal
-            }
+            HttpError::Store(_)
+            | HttpError::Projection(_)
+            | HttpError::Order { .. }
+            | HttpError::Stock { .. }
+            | HttpError::Subscription(_) => ProblemType::Internal,
         }
     }
 
@@ -516,6 +537,10 @@ impl HttpError {
             | HttpError::StockContention { sku, .. } => {
                 p.resource = Some("stock item".into());
                 p.id = Some(sku.clone());
+            }
+            HttpError::GroupExists { group } => {
+                p.resource = Some("subscription group".into());
+                p.id = Some(group.clone());
             }
             HttpError::Contention { resource, id, .. } => {
                 p.resource = Some((*resource).into());

@@ -13,6 +13,7 @@ use strata_aggregates::domain::service::OrderServiceError;
 use strata_aggregates::domain::stock::{StockError, StockItem};
 use strata_projections::ProjectionError;
 use strata_store::{ErrorKind, Example, StoreError};
+use strata_subscriptions::SubscriptionError;
 
 use super::answer::{Source, by_kind, generic};
 use super::{HttpError, PROBLEM_JSON};
@@ -83,6 +84,21 @@ fn answers() -> Vec<(String, HttpError)> {
     for e in RepositoryError::<StockItem>::examples(StockError::EmptyName) {
         out.push((format!("RepositoryError<StockItem>::{}", e.variant), stock(e.error)));
     }
+    let mut group_errors = SubscriptionError::examples();
+    group_errors.push(Example {
+        variant: "InvalidName(consumer)",
+        error: SubscriptionError::InvalidName {
+            what: "consumer",
+            name: "a b".into(),
+            reason: "may hold only ASCII letters, digits, `.`, `_` and `-`",
+        },
+    });
+    for e in group_errors {
+        out.push((
+            format!("SubscriptionError::{}", e.variant),
+            HttpError::Subscription(e.error),
+        ));
+    }
     out
 }
 
@@ -117,7 +133,11 @@ fn every_variant_is_answered_deliberately() {
         assert!(
             !matches!(
                 e.answer().error(),
-                HttpError::Store(_) | HttpError::Projection(_) | HttpError::Order { .. } | HttpError::Stock { .. }
+                HttpError::Store(_)
+                    | HttpError::Projection(_)
+                    | HttpError::Order { .. }
+                    | HttpError::Stock { .. }
+                    | HttpError::Subscription(_)
             ),
             "{label} is answered by a problem of http's own"
         );
@@ -125,11 +145,13 @@ fn every_variant_is_answered_deliberately() {
 }
 
 /// The pairs [`by_kind`] leaves to the variants' own rules.
-const PER_VARIANT: [(Source, ErrorKind); 4] = [
+const PER_VARIANT: [(Source, ErrorKind); 6] = [
     (Source::Log, ErrorKind::Conflict),
     (Source::Order, ErrorKind::Conflict),
+    (Source::Group, ErrorKind::Conflict),
     (Source::Log, ErrorKind::NotFound),
     (Source::ReadModel, ErrorKind::NotFound),
+    (Source::Group, ErrorKind::NotFound),
 ];
 
 /// A kind added to strata-store (`ErrorKind::ALL`) has no row here: this
@@ -149,7 +171,7 @@ fn every_kind_has_a_row_for_every_source() {
                     let subject = match source {
                         Source::Order => Some(("order", "o-1")),
                         Source::Stock => Some(("stock item", "tea")),
-                        Source::Log | Source::ReadModel => None,
+                        Source::Log | Source::ReadModel | Source::Group => None,
                     };
                     let answer = generic(problem, "why".into(), subject);
                     assert!(answer.is_some(), "{source:?} {kind}: no answer of type {problem}");

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use strata_projections::{Projections, RunState};
 use strata_store::EventStore;
+use strata_subscriptions::Subscriptions;
 
 use crate::error::HttpError;
 use crate::extract::ApiPath;
@@ -72,11 +73,12 @@ pub(crate) async fn healthz(
     get,
     path = "/metrics",
     tag = "meta",
-    responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag (overall and per read model)", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Requests and latencies per route and status, appends, conflicts per route, idempotent replays, projection lag (overall and per read model), live (SSE) clients, and per persistent subscription group its lag, pending, in-flight and parked events and its redeliveries", body = String, content_type = "text/plain"))
 )]
 pub(crate) async fn metrics(
     State(store): State<Arc<dyn EventStore>>,
     State(projections): State<Arc<Projections>>,
+    State(subscriptions): State<Subscriptions>,
     State(metrics): State<Arc<Metrics>>,
 ) -> Response {
     let head = store.head_position().await.unwrap_or(0);
@@ -85,7 +87,11 @@ pub(crate) async fn metrics(
         .iter()
         .map(|m| (m.name(), m.checkpoint()))
         .collect();
-    let text = metrics.encode(head, &models);
+    let groups = subscriptions.groups().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading the subscription groups for the metrics failed");
+        Vec::new()
+    });
+    let text = metrics.encode(head, &models, &groups);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

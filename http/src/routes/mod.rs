@@ -1,6 +1,8 @@
 //! The handlers, one module per resource, and what they share.
 
 pub(crate) mod documents;
+pub(crate) mod groups;
+pub(crate) mod live;
 pub(crate) mod meta;
 pub(crate) mod orders;
 pub(crate) mod stock;

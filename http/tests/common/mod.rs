@@ -84,24 +84,33 @@ impl TestServer {
     /// A server on `data`: its data directory, or its PostgreSQL schema (a
     /// process of its own each time, with a pool of 16).
     pub async fn on(data: &Data, config: Config) -> TestServer {
-        match &data.place {
-            Place::Local(dir) => TestServer::start(dir.path(), config).await,
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::on_listener(data, config, listener).await
+    }
+
+    /// A server on `data` listening on `listener` (to restart a server on
+    /// the address its clients know).
+    pub async fn on_listener(data: &Data, config: Config, listener: TcpListener) -> TestServer {
+        let server = match &data.place {
+            Place::Local(dir) => {
+                let store = SegmentStore::open_with(dir.path(), config.store.clone()).expect("open store");
+                Server::serve(store, listener, config).await.expect("serve")
+            }
             #[cfg(feature = "postgres")]
             Place::Postgres(db) => {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let mut options = db.options(&format!(
                     "server-{}",
                     data.starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                 ));
                 options.pool_size = 16;
                 let store = db.connect(options).await;
-                let server = Server::serve_postgres(store, listener, config).await.expect("serve");
-                TestServer {
-                    url: server.url(),
-                    server,
-                    http: reqwest::Client::new(),
-                }
+                Server::serve_postgres(store, listener, config).await.expect("serve")
             }
+        };
+        TestServer {
+            url: server.url(),
+            server,
+            http: reqwest::Client::new(),
         }
     }
 

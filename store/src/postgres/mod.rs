@@ -21,10 +21,11 @@ use self::schema::Sql;
 use crate::codec::from_bincode;
 use crate::commit_stats::{CommitCounters, CommitStats};
 use crate::error::StoreError;
+use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
 use crate::pg::{self, Schema, describe, from_db, is_connection_error, to_db_saturating};
 use crate::store::EventStore;
-use crate::subscription::EventSubscription;
+use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::types::{AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, to_micros};
 
 /// How a [`PostgresStore`] connects and behaves.
@@ -425,6 +426,70 @@ impl EventStore for PostgresStore {
         rows.iter().map(decode_event).collect()
     }
 
+    /// Filters in the database: one statement reads the bound of the scan
+    /// (the head, or the end of the window) and the matching events up to
+    /// it, in one snapshot.
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        filter.check()?;
+        let from = from_position.max(1);
+        let mut read = FilteredRead {
+            events: Vec::new(),
+            examined: from - 1,
+        };
+        if limit == 0 {
+            return Ok(read);
+        }
+        let window_end = to_db_saturating(from.saturating_add(FILTER_SCAN_WINDOW as u64 - 1));
+        let start = to_db_saturating(from);
+        let limit_db = to_db_saturating(limit as u64);
+        let streams: Vec<&str> = filter.streams().iter().map(|s| s.as_str()).collect();
+        let rows = self
+            .shared()
+            .query(
+                "reading the log with a filter",
+                &self.shared().sql.read_filtered,
+                &[
+                    &start,
+                    &window_end,
+                    &limit_db,
+                    &filter.event_types(),
+                    &filter.event_type_prefixes(),
+                    &streams,
+                    &filter.stream_prefixes(),
+                    &filter.categories(),
+                ],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Corrupt {
+                location: "head row".into(),
+                detail: "the head row is missing".into(),
+            });
+        };
+        let bound = from_db(first.get::<_, i64>(0), "head position")?;
+        for row in &rows {
+            if row
+                .try_get::<_, Option<i64>>(1)
+                .map_err(|e| corrupt_row(None, e))?
+                .is_some()
+            {
+                read.events.push(decode_event_at(row, 1)?);
+            }
+        }
+        read.examined = if read.events.len() == limit {
+            read.events.last().map_or(bound, |e| e.position)
+        } else {
+            bound
+        }
+        .max(from - 1);
+        Ok(read)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let rows = self
             .shared()
@@ -448,6 +513,10 @@ impl EventStore for PostgresStore {
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         EventSubscription::follow(self.clone(), self.shared().head.subscribe(), after)
+    }
+
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        FilteredSubscription::follow(self.clone(), self.shared().head.subscribe(), after, filter)
     }
 }
 
@@ -507,17 +576,23 @@ fn row_checksum(
 
 /// Decodes and checks one event row (columns in the order of `schema::COLUMNS`).
 fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0).map_err(|e| corrupt_row(None, e))?;
+    decode_event_at(row, 0)
+}
+
+/// Decodes and checks the event in the columns of `row` from `base` on
+/// (in the order of `schema::COLUMNS`).
+fn decode_event_at(row: &Row, base: usize) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(base).map_err(|e| corrupt_row(None, e))?;
     let location = || format!("event at position {position}");
     let decode = |e: tokio_postgres::Error| corrupt_row(Some(position), e);
-    let stream: &str = row.try_get(1).map_err(decode)?;
-    let version: i64 = row.try_get(2).map_err(decode)?;
-    let id: Uuid = row.try_get(3).map_err(decode)?;
-    let event_type: &str = row.try_get(4).map_err(decode)?;
-    let payload: &[u8] = row.try_get(5).map_err(decode)?;
-    let metadata: &[u8] = row.try_get(6).map_err(decode)?;
-    let recorded_at: SystemTime = row.try_get(7).map_err(decode)?;
-    let crc: i32 = row.try_get(8).map_err(decode)?;
+    let stream: &str = row.try_get(base + 1).map_err(decode)?;
+    let version: i64 = row.try_get(base + 2).map_err(decode)?;
+    let id: Uuid = row.try_get(base + 3).map_err(decode)?;
+    let event_type: &str = row.try_get(base + 4).map_err(decode)?;
+    let payload: &[u8] = row.try_get(base + 5).map_err(decode)?;
+    let metadata: &[u8] = row.try_get(base + 6).map_err(decode)?;
+    let recorded_at: SystemTime = row.try_get(base + 7).map_err(decode)?;
+    let crc: i32 = row.try_get(base + 8).map_err(decode)?;
     let computed = row_checksum(
         position,
         stream,

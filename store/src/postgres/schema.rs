@@ -59,6 +59,10 @@ pub(super) async fn migrate(client: &mut ClientWrapper, schema: &str) -> Result<
 /// The columns every read selects, in the order [`super::decode_event`] reads them.
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, crc";
 
+/// [`COLUMNS`] of the lateral subquery `e` of `read_filtered`.
+const EVENT_COLUMNS: &str =
+    "e.position, e.stream_id, e.version, e.event_id, e.event_type, e.payload, e.metadata, e.recorded_at, e.crc";
+
 /// The statements of one schema, built once.
 pub(super) struct Sql {
     /// Takes the head row lock: every append's first statement.
@@ -69,6 +73,9 @@ pub(super) struct Sql {
     pub(super) set_head: String,
     pub(super) head: String,
     pub(super) read_all: String,
+    /// `read_filtered`: the examined bound (the head, or the end of the
+    /// scan window) and the matching events up to it, in one snapshot.
+    pub(super) read_filtered: String,
     pub(super) read_forward: String,
     pub(super) read_backward: String,
     pub(super) stream_version: String,
@@ -97,6 +104,23 @@ impl Sql {
             set_head: format!("UPDATE {head} SET position = $1"),
             head: format!("SELECT position FROM {head}"),
             read_all: format!("SELECT {COLUMNS} FROM {events} WHERE position >= $1 ORDER BY position LIMIT $2"),
+            // $1 from, $2 the last position of the window, $3 limit; $4
+            // types, $5 type prefixes, $6 streams, $7 stream prefixes, $8
+            // categories. An empty group of terms is no condition. The
+            // bound is read in the same statement (one snapshot) as the
+            // events, so nothing committed later is counted as examined.
+            read_filtered: format!(
+                "SELECT h.bound, {EVENT_COLUMNS} FROM (SELECT LEAST(position, $2) AS bound FROM {head}) h \
+                 LEFT JOIN LATERAL (SELECT {COLUMNS} FROM {events} e WHERE e.position >= $1 AND e.position <= h.bound \
+                 AND (cardinality($4::text[]) + cardinality($5::text[]) = 0 \
+                      OR e.event_type = ANY($4::text[]) \
+                      OR EXISTS (SELECT 1 FROM unnest($5::text[]) p WHERE starts_with(e.event_type, p))) \
+                 AND (cardinality($6::text[]) + cardinality($7::text[]) + cardinality($8::text[]) = 0 \
+                      OR e.stream_id = ANY($6::text[]) \
+                      OR EXISTS (SELECT 1 FROM unnest($7::text[]) p WHERE starts_with(e.stream_id, p)) \
+                      OR (strpos(e.stream_id, '-') > 0 AND split_part(e.stream_id, '-', 1) = ANY($8::text[]))) \
+                 ORDER BY e.position LIMIT $3) e ON true ORDER BY e.position"
+            ),
             read_forward: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
             ),

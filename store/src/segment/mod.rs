@@ -45,8 +45,9 @@ use self::tail::Tail;
 use self::writer::{Request, WAKE};
 use crate::durability::Durability;
 use crate::error::StoreError;
+use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
 use crate::store::EventStore;
-use crate::subscription::EventSubscription;
+use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::tables::LocalTables;
 use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId};
 
@@ -503,6 +504,31 @@ impl EventStore for SegmentStore {
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         EventSubscription::follow(self.clone(), self.inner.shared.head.subscribe(), after)
+    }
+
+    /// One pass over the window's records (a record's events are decoded
+    /// together), each event tested as it comes.
+    async fn read_filtered(
+        &self,
+        from_position: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<FilteredRead, StoreError> {
+        filter.check()?;
+        let from = from_position.max(1);
+        if limit == 0 {
+            return Ok(FilteredRead {
+                events: Vec::new(),
+                examined: from - 1,
+            });
+        }
+        let shared = self.inner.shared.clone();
+        let events = blocking(move || shared.read_all(from, FILTER_SCAN_WINDOW)).await?;
+        Ok(filter_read(events, from, limit, filter))
+    }
+
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        FilteredSubscription::follow(self.clone(), self.inner.shared.head.subscribe(), after, filter)
     }
 }
 

@@ -469,6 +469,9 @@ impl EventStore for RacingStore {
     fn subscribe_all(&self, after: u64) -> strata_store::EventSubscription {
         self.inner.subscribe_all(after)
     }
+    fn subscribe_filtered(&self, after: u64, filter: strata_store::EventFilter) -> strata_store::FilteredSubscription {
+        self.inner.subscribe_filtered(after, filter)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

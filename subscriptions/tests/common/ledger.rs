@@ -1,0 +1,171 @@
+//! What competing consumers did, and the checks over it: every event
+//! handled at least once or parked, parked only after its retries, and
+//! with the pinned strategy no two current leases of one stream handled
+//! at once and each stream's events handled in order.
+//!
+//! Consumers write *handlings*: the stream and position, when the handler
+//! started (wall clock, microseconds, comparable across processes on one
+//! machine), until when its lease held at the latest, and how it ended (an
+//! ack the group settled, a nack, or nothing: the consumer died).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How one handling ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum End {
+    /// Acknowledged, and the group settled it.
+    Acked,
+    /// Acknowledged too late: the token was stale.
+    Stale,
+    /// Refused, to be retried.
+    Retried,
+    /// Refused and parked.
+    Parked,
+    /// The consumer died before it answered.
+    Died,
+}
+
+/// One handling of one delivery.
+#[derive(Clone, Debug)]
+pub struct Handling {
+    pub stream: String,
+    pub position: u64,
+    /// When the handler started (µs since the epoch).
+    pub started: u64,
+    /// When it answered, if it did (µs since the epoch).
+    pub finished: Option<u64>,
+    /// The latest its lease can have held: the read's start plus the ack timeout (µs).
+    pub lease_until: u64,
+    pub end: End,
+}
+
+impl Handling {
+    /// Encoded on one line (for a child process's stdout).
+    pub fn line(&self) -> String {
+        format!(
+            "H {} {} {} {} {} {:?}",
+            self.stream,
+            self.position,
+            self.started,
+            self.finished.unwrap_or(0),
+            self.lease_until,
+            self.end
+        )
+    }
+
+    /// Decodes [`Handling::line`]; `None` for any other line.
+    pub fn parse(line: &str) -> Option<Handling> {
+        let mut parts = line.split(' ');
+        if parts.next()? != "H" {
+            return None;
+        }
+        let stream = parts.next()?.to_string();
+        let position = parts.next()?.parse().ok()?;
+        let started = parts.next()?.parse().ok()?;
+        let finished: u64 = parts.next()?.parse().ok()?;
+        let lease_until = parts.next()?.parse().ok()?;
+        let end = match parts.next()? {
+            "Acked" => End::Acked,
+            "Stale" => End::Stale,
+            "Retried" => End::Retried,
+            "Parked" => End::Parked,
+            "Died" => End::Died,
+            _ => return None,
+        };
+        Some(Handling {
+            stream,
+            position,
+            started,
+            finished: (finished > 0).then_some(finished),
+            lease_until,
+            end,
+        })
+    }
+}
+
+/// The current time in µs since the epoch.
+pub fn micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks the handlings against the group's guarantees. `events` are the
+/// positions the group must deliver, `poison` those every consumer
+/// refuses, `parked` the group's parked events as (position, deliveries).
+pub fn check(
+    handlings: &[Handling],
+    events: &BTreeSet<u64>,
+    poison: &BTreeSet<u64>,
+    parked: &BTreeMap<u64, u32>,
+    max_retries: u32,
+    pinned: bool,
+) {
+    let acked: BTreeSet<u64> = handlings
+        .iter()
+        .filter(|h| h.end == End::Acked)
+        .map(|h| h.position)
+        .collect();
+    let parked_by_consumer: BTreeSet<u64> = handlings
+        .iter()
+        .filter(|h| h.end == End::Parked)
+        .map(|h| h.position)
+        .collect();
+    for p in events {
+        assert!(
+            acked.contains(p) || parked.contains_key(p),
+            "event {p} was lost: neither handled and acknowledged nor parked"
+        );
+    }
+    for (p, attempts) in parked {
+        assert!(events.contains(p), "parked {p}, which the group does not deliver");
+        assert!(!acked.contains(p), "event {p} is acknowledged and parked");
+        if parked_by_consumer.contains(p) {
+            assert!(*attempts <= max_retries + 1, "event {p}: {attempts} deliveries");
+        } else {
+            assert_eq!(
+                *attempts,
+                max_retries + 1,
+                "event {p} parked before its retries were used up"
+            );
+        }
+    }
+    for p in poison {
+        assert!(parked.contains_key(p), "poison event {p} is not parked");
+    }
+    let delivered: BTreeSet<u64> = handlings.iter().map(|h| h.position).collect();
+    assert!(
+        delivered.is_subset(events),
+        "delivered events the group does not select"
+    );
+    if pinned {
+        let mut by_stream: BTreeMap<&str, Vec<&Handling>> = BTreeMap::new();
+        for h in handlings {
+            by_stream.entry(&h.stream).or_default().push(h);
+        }
+        for (stream, mut hs) in by_stream {
+            hs.sort_by_key(|h| h.started);
+            // No handling starts while another of the stream still holds a
+            // current lease and has not answered.
+            for pair in hs.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                let a_held_until = a.finished.unwrap_or(u64::MAX).min(a.lease_until);
+                assert!(
+                    b.started >= a_held_until,
+                    "stream {stream}: {} started at {} while {} was in flight until {}",
+                    b.position,
+                    b.started,
+                    a.position,
+                    a_held_until
+                );
+            }
+            // Acknowledged in position order.
+            let order: Vec<u64> = hs.iter().filter(|h| h.end == End::Acked).map(|h| h.position).collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "stream {stream} acknowledged out of order: {order:?}"
+            );
+        }
+    }
+}
