@@ -44,7 +44,8 @@ impl Fixture {
             ..SegmentOptions::default()
         };
         let store = SegmentStore::open_with(dir.path(), options).expect("open the store");
-        let subs = Subscriptions::local(Arc::new(store.clone()), store.tables().expect("the tables")).expect("open the groups");
+        let subs = Subscriptions::local(Arc::new(store.clone()), store.tables().expect("the tables"))
+            .expect("open the groups");
         Fixture {
             store: Arc::new(store),
             subs,
@@ -89,6 +90,8 @@ impl Fixture {
     /// Closes everything and opens it again (a restart).
     pub async fn restart(self) -> Fixture {
         let Fixture { store, subs, kind } = self;
+        // The groups' tasks hold the store: stop them before the directory is reopened.
+        subs.stop().await;
         drop(subs);
         drop(store);
         match kind {
