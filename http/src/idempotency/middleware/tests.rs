@@ -14,9 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use strata_projections::Projections;
 use strata_store::{
-    AppendResult, Direction, EventStore, EventSubscription, RecordedEvent, SegmentStore, StoreError, StreamAppend,
-    StreamId,
+    AppendResult, Direction, EventFilter, EventStore, EventSubscription, FilteredSubscription, RecordedEvent,
+    SegmentStore, StoreError, StreamAppend, StreamId,
 };
+use strata_subscriptions::Subscriptions;
 
 use crate::idempotency::Records;
 use crate::idempotency::rules::{Boot, Fingerprint, Record};
@@ -213,6 +214,10 @@ impl EventStore for AbortAfterWrite {
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         self.0.subscribe_all(after)
     }
+
+    fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+        self.0.subscribe_filtered(after, filter)
+    }
 }
 
 /// The child of [`a_claim_is_durable_before_its_write`]: serves the
@@ -234,11 +239,15 @@ fn claim_crash_child() {
         let projections = Projections::open(&store).unwrap();
         let config = Config::default();
         let records = Records::open_local(&store.tables().unwrap(), config.idempotency_retention).unwrap();
-        let log: Arc<dyn EventStore> = Arc::new(AbortAfterWrite(store));
+        let log: Arc<dyn EventStore> = Arc::new(AbortAfterWrite(store.clone()));
+        let subscriptions = Subscriptions::local(log.clone(), store.tables().unwrap()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::serve_state(AppState::new(log, projections, records, config), listener)
-            .await
-            .unwrap();
+        let server = Server::serve_state(
+            AppState::new(log, projections, subscriptions, records, config),
+            listener,
+        )
+        .await
+        .unwrap();
         println!("{URL_LINE}{}", server.url());
         std::future::pending::<()>().await;
     });
