@@ -223,11 +223,6 @@ fn memory_filters_follow_the_model() {
 }
 
 #[test]
-fn sled_filters_follow_the_model() {
-    check(Backend::Sled);
-}
-
-#[test]
 fn segment_filters_follow_the_model() {
     check(Backend::Segment);
 }
