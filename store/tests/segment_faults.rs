@@ -181,7 +181,13 @@ async fn an_io_error_on_write_or_sync_stops_appends_and_reopens_cleanly() {
         let what = format!("{op:?} #{nth}");
         let disk = SimDisk::new();
         let index = index_root.path().join(format!("i{round}"));
-        let store = sim_open(&disk, &index).unwrap();
+        // The failure must hit the append path: a spare segment's
+        // preparation failing is not fatal (the test below).
+        let options = SegmentOptions {
+            prepare_next_segment: false,
+            ..sim_options(&index)
+        };
+        let store = SegmentStore::open_on(Arc::new(disk.clone()), SIM_DIR, options, &mut |_| {}).unwrap();
         disk.fail_once(op, nth);
         type Log = Arc<Mutex<Vec<(Vec<StreamAppend>, Option<Vec<AppendResult>>)>>>;
         let log: Log = Arc::default();
@@ -245,6 +251,67 @@ async fn an_io_error_on_write_or_sync_stops_appends_and_reopens_cleanly() {
             .append(&sid("after"), ExpectedVersion::Any, vec![NewEvent::new("E", "y")])
             .await
             .unwrap();
+    }
+}
+
+/// The next segment is prepared in the background: the log rolls onto it,
+/// a failed preparation only means the roll creates the segment itself,
+/// and no spare file outlives a close or a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_segments_are_used_a_failed_one_is_not_fatal_and_none_is_left_behind() {
+    let index_root = tempfile::tempdir().unwrap();
+    let spares = |disk: &SimDisk| {
+        disk.files()
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".spare"))
+            .count()
+    };
+    for (round, fail_spare) in [false, true].into_iter().enumerate() {
+        let disk = SimDisk::new();
+        let index = index_root.path().join(format!("s{round}"));
+        let store = sim_open(&disk, &index).unwrap();
+        if fail_spare {
+            // The first file created after the open is the first spare.
+            disk.fail_once(SimOp::Create, 1);
+        }
+        let mut appended = Vec::new();
+        for k in 0..200 {
+            let e = NewEvent::new("E", format!("payload {k:0>100}"));
+            appended.push(e.id);
+            store
+                .append(&sid(&format!("s{}", k % 7)), ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap_or_else(|e| panic!("round {round} append {k}: {e}"));
+        }
+        let segments = disk
+            .files()
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".seg"))
+            .count();
+        assert!(segments >= 3, "round {round}: the log rolled ({segments} segments)");
+        let ids: Vec<EventId> = store
+            .read_all(0, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, appended, "round {round}");
+        drop(store);
+        assert_eq!(spares(&disk), 0, "round {round}: a close leaves no spare");
+        // A spare a crash left behind (zeros, under a spare's name) is removed on open.
+        let log_dir = std::path::Path::new(SIM_DIR).join("log");
+        let leftover = log_dir.join("0000000099.seg.spare");
+        use strata_store::Storage;
+        let f = disk.create(&leftover).unwrap();
+        f.preallocate(8 * 1024).unwrap();
+        f.sync_data().unwrap();
+        disk.sync_dir(&log_dir).unwrap();
+        assert_eq!(spares(&disk), 1);
+        let store = sim_open(&disk, &index).unwrap();
+        assert_eq!(spares(&disk), 0, "round {round}: the open removed the leftover spare");
+        assert_eq!(store.read_all(0, usize::MAX).await.unwrap().len(), appended.len());
+        assert!(store.verify().unwrap().is_ok(), "round {round}");
     }
 }
 

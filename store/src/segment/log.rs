@@ -32,6 +32,19 @@ pub(crate) struct Segment {
     pub(crate) end: AtomicU64,
 }
 
+impl Segment {
+    /// A segment whose records (as far as this process knows) end right after its header.
+    pub(crate) fn new(seq: u64, first_position: u64, file: Arc<dyn StorageFile>, capacity: u64) -> Segment {
+        Segment {
+            seq,
+            first_position,
+            file,
+            capacity,
+            end: AtomicU64::new(SEGMENT_HEADER_BYTES),
+        }
+    }
+}
+
 /// The segments of a log and the sparse position → address map.
 pub(crate) struct Log {
     pub(crate) storage: Arc<dyn Storage>,
@@ -138,13 +151,7 @@ impl Log {
         self.storage
             .sync_dir(&self.dir)
             .map_err(|e| StoreError::io(ctx("syncing the directory entry of"), e))?;
-        Ok(Arc::new(Segment {
-            seq,
-            first_position,
-            file,
-            capacity,
-            end: AtomicU64::new(SEGMENT_HEADER_BYTES),
-        }))
+        Ok(Arc::new(Segment::new(seq, first_position, file, capacity)))
     }
 
     /// Reads and checks the record at `address`; `Corrupt` naming the

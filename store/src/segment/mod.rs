@@ -21,6 +21,7 @@ mod read;
 mod recovery;
 #[cfg(feature = "sim")]
 mod sim;
+mod spare;
 mod storage;
 mod syncer;
 mod tail;
@@ -321,6 +322,7 @@ impl SegmentStore {
             max_group_appends: options.max_group_appends,
             max_index_lag_events: options.max_index_lag_events,
             segment_bytes: options.segment_bytes,
+            prepare_spare: options.prepare_next_segment,
             fsync,
         };
         let writer = spawn("strata-writer", {

@@ -17,6 +17,10 @@ pub struct SegmentOptions {
     /// Size of a segment file, preallocated when it is created (default
     /// 256 MiB). An append larger than this gets a segment of its own size.
     pub segment_bytes: u64,
+    /// Prepare the next segment file in the background once the current
+    /// one is half full, so a roll does not stall appends while a segment
+    /// is zero-filled (default true).
+    pub prepare_next_segment: bool,
     /// The most appends one group commit takes (default 1,024).
     pub max_group_appends: usize,
     /// How many appends may wait for the writer before `append` waits for room (default 4,096).
@@ -41,6 +45,7 @@ impl Default for SegmentOptions {
             durability: Durability::default(),
             limits: Limits::default(),
             segment_bytes: 256 * 1024 * 1024,
+            prepare_next_segment: true,
             max_group_appends: 1024,
             queue_capacity: 4096,
             max_index_lag_events: 262_144,

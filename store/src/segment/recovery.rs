@@ -14,7 +14,7 @@
 //! the segment is not read: nothing was written there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
@@ -25,6 +25,7 @@ use super::format::{
 };
 use super::index::{Checkpoint, Index};
 use super::log::{Log, Segment, SegmentCursor, Stop, is_sparse_point, show_path};
+use super::spare;
 use super::tail::{Chunk, TailRecord};
 use super::writer::Cursor;
 use crate::error::StoreError;
@@ -106,12 +107,14 @@ pub(super) fn recover(
 fn open_segments(log: &Log) -> Result<Vec<Arc<Segment>>, StoreError> {
     let storage = &log.storage;
     let mut seqs = Vec::new();
-    for name in storage
+    let names = storage
         .list(&log.dir)
-        .map_err(|e| StoreError::io(format!("listing {}", show_path(&log.dir)), e))?
-    {
+        .map_err(|e| StoreError::io(format!("listing {}", show_path(&log.dir)), e))?;
+    spare::remove_stale(&**storage, &log.dir, &names)?;
+    for name in names {
         match parse_segment_name(&name) {
             Some(seq) => seqs.push(seq),
+            None if spare::is_spare_name(&name) => {}
             None => warn!(file = %name, "ignoring a file that is not a segment in the log directory"),
         }
     }
@@ -144,21 +147,9 @@ fn open_segments(log: &Log) -> Result<Vec<Arc<Segment>>, StoreError> {
             }
         });
         match header {
-            Ok(h) => out.push(Arc::new(Segment {
-                seq,
-                first_position: h.first_position,
-                file,
-                capacity,
-                end: AtomicU64::new(SEGMENT_HEADER_BYTES),
-            })),
+            Ok(h) => out.push(Arc::new(Segment::new(seq, h.first_position, file, capacity))),
             Err(detail) if i + 1 == seqs.len() => {
-                let probe = Arc::new(Segment {
-                    seq,
-                    first_position: 0,
-                    file,
-                    capacity,
-                    end: AtomicU64::new(SEGMENT_HEADER_BYTES),
-                });
+                let probe = Arc::new(Segment::new(seq, 0, file, capacity));
                 if find_after(log, &probe, SEGMENT_HEADER_BYTES, u64::MAX)?.records > 0 {
                     return Err(StoreError::Corrupt {
                         location: format!("segment file {}", show_path(&path)),

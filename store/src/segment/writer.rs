@@ -28,6 +28,7 @@ use super::format::{
     record_len,
 };
 use super::log::{Segment, is_sparse_point};
+use super::spare::Spare;
 use super::syncer::{commit, fail_outcomes};
 use super::tail::{Chunk, Tail, TailRecord};
 use super::{Shared, index};
@@ -83,6 +84,9 @@ struct Writer {
     buf: Vec<u8>,
     outcomes: Vec<Outcome>,
     first_position: u64,
+    /// The next segment, prepared in the background (see `spare.rs`).
+    spare: Option<Spare>,
+    prepare_spare: bool,
 }
 
 /// What the rules see: the writer's heads, the tail (every record written,
@@ -240,10 +244,18 @@ impl Writer {
             .sync_data()
             .map_err(|e| StoreError::io(format!("syncing {}", self.shared.log.describe(address(old.seq, 0))), e))?;
         let capacity = self.segment_bytes.max(SEGMENT_HEADER_BYTES + len);
-        let segment = self
-            .shared
-            .log
-            .create_segment(old.seq + 1, self.cursor.next_position, capacity)?;
+        let seq = old.seq + 1;
+        let installed = match self.spare.take() {
+            Some(spare) => spare.install(&self.shared.log, seq, self.cursor.next_position, capacity)?,
+            None => None,
+        };
+        let segment = match installed {
+            Some(segment) => segment,
+            None => self
+                .shared
+                .log
+                .create_segment(seq, self.cursor.next_position, capacity)?,
+        };
         self.shared
             .durable
             .store(address(segment.seq, SEGMENT_HEADER_BYTES), Ordering::Release);
@@ -349,7 +361,23 @@ impl Writer {
         self.cursor.previous = Some(at);
         self.cursor.offset += len;
         self.cursor.next_position = position;
+        self.maybe_prepare_spare();
         Ok(results)
+    }
+
+    /// Once the current segment is half full, starts preparing the next.
+    fn maybe_prepare_spare(&mut self) {
+        let segment = &self.cursor.segment;
+        if self.prepare_spare && self.spare.is_none() && self.cursor.offset > segment.capacity / 2 {
+            self.spare = Some(Spare::start(&self.shared.log, segment.seq + 1, self.segment_bytes));
+        }
+    }
+
+    /// Drops a spare that was prepared and not used (at close).
+    fn discard_spare(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.discard(&self.shared.log);
+        }
     }
 
     /// Waits while the index is too far behind (bounded memory).
@@ -401,6 +429,7 @@ pub(super) struct WriterConfig {
     pub(super) max_index_lag_events: usize,
     pub(super) segment_bytes: u64,
     pub(super) fsync: bool,
+    pub(super) prepare_spare: bool,
 }
 
 /// The writer loop; at the end (every handle dropped) it waits for the
@@ -428,6 +457,8 @@ pub(super) fn run_writer(
         buf: Vec::new(),
         outcomes: Vec::new(),
         first_position,
+        spare: None,
+        prepare_spare: config.prepare_spare,
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -474,4 +505,5 @@ pub(super) fn run_writer(
     {
         warn!(error = %e, "could not seal the log at close; the next open checks its tail");
     }
+    w.discard_spare();
 }
