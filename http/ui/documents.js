@@ -40,12 +40,20 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function overlaps(a, b) { return a === b || a.startsWith(b + "/") || b.startsWith(a + "/") || a === "" || b === ""; }
 
-  function fields(node, doc, conflicting) {
+  // A document as one line per field: conflicting fields marked
+  // "conflict", the other fields this side changed marked "changed".
+  function fields(node, doc, conflicting, changed) {
     clear(node);
     for (const [p, v] of flatten(withoutVersion(doc))) {
-      const bad = conflicting.some((c) => overlaps(p, c));
-      node.append(el("div", { class: bad ? "conflict" : null, dataset: { field: p } }, p + ": " + JSON.stringify(v)));
+      const kind = conflicting.some((c) => overlaps(p, c)) ? "conflict" : (changed.some((c) => overlaps(p, c)) ? "changed" : null);
+      node.append(el("div", { class: kind, dataset: { field: p } }, p + ": " + JSON.stringify(v)));
     }
+  }
+
+  // The fields whose values differ between two documents.
+  function differing(a, b) {
+    const x = new Map(flatten(withoutVersion(a))), y = new Map(flatten(withoutVersion(b)));
+    return [...new Set([...x.keys(), ...y.keys()])].filter((p) => JSON.stringify(x.get(p)) !== JSON.stringify(y.get(p)));
   }
 
   function headers(extra) {
@@ -100,9 +108,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const conflicting = p.conflicting_fields || [];
     $("base-version").textContent = "version " + loaded.version;
     $("current-version").textContent = "now version " + p.current_version;
-    fields($("base-fields"), loaded.doc, conflicting);
-    fields($("current-fields"), p.current || {}, conflicting);
-    fields($("mine-fields"), doc, conflicting);
+    const theirs = (p.changes_since || []).flatMap((c) => c.changed || []);
+    fields($("base-fields"), loaded.doc, conflicting, []);
+    fields($("current-fields"), p.current || {}, conflicting, theirs);
+    fields($("mine-fields"), doc, conflicting, differing(loaded.doc, doc));
     const changes = clear($("changes-since"));
     for (const c of p.changes_since || []) {
       changes.append(el("li", {}, "v" + c.version + " " + c.kind + " by " + (c.actor || "someone unnamed") + " at " + c.at + ": " + (c.changed || []).join(", ")));
