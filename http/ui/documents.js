@@ -120,6 +120,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("merge").hidden = !p.merged;
     $("conflict-summary").textContent = "Your save named version " + loaded.version + "; the document is at version " + p.current_version + ".";
     $("conflict").hidden = false;
+    $("conflict").scrollIntoView({ block: "start" });
     status($("doc-status"), "Conflict: choose below.", "error");
   }
 

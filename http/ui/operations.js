@@ -15,7 +15,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const series = {};
   const times = [];
 
-  // Prometheus text: [{name, labels, value}].
+  // Prometheus text: [{name, labels, value}], names without the
+  // service's `strata_` prefix.
   function parse(text) {
     const out = [];
     for (const line of text.split("\n")) {
@@ -24,7 +25,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!m) continue;
       const labels = {};
       if (m[3]) for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-      out.push({ name: m[1], labels, value: Number(m[4]) });
+      out.push({ name: m[1].replace(/^strata_/, ""), labels, value: Number(m[4]) });
     }
     return out;
   }
@@ -113,6 +114,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const t = Date.now();
     const samples = parse(r.body);
     const appends = sum(samples, "http_appends_total", () => "appends");
+    if (!appends.size) appends.set("appends", 0);
     const conflicts = sum(samples, "http_conflicts_total", (l) => l.route + " · " + l.problem);
     if (previous) {
       const dt = (t - previous.t) / 1000;
