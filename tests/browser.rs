@@ -31,7 +31,10 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let serve = Serve::start(&["--data", dir.path().to_str().unwrap(), "--durability", "buffered"], |_| {});
+        let serve = Serve::start(
+            &["--data", dir.path().to_str().unwrap(), "--durability", "buffered"],
+            |_| {},
+        );
         Server { serve, _dir: dir }
     }
 
@@ -144,43 +147,78 @@ async fn shoot(c: &Client, name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn browse_streams_page_through_events_and_jump_to_a_log_position() {
     let s = Server::start();
     for i in 1..=25 {
-        s.append("shop-1", "ItemAdded", &json!({ "item": i, "nested": { "price": i * 10 } }));
+        s.append(
+            "shop-1",
+            "ItemAdded",
+            &json!({ "item": i, "nested": { "price": i * 10 } }),
+        );
     }
     s.append("shop-2", "ItemAdded", &json!({ "item": "other" }));
     s.append("audit", "Noted", &json!({}));
     let c = browser().await;
     c.goto(&s.url("/ui/")).await.unwrap();
-    wait(&c, "the stream list", "document.querySelectorAll('.stream-link').length === 3").await;
+    wait(
+        &c,
+        "the stream list",
+        "document.querySelectorAll('.stream-link').length === 3",
+    )
+    .await;
 
     // By category: shop-* only (not `audit`).
     js(&c, "document.getElementById('search-mode').value = 'category';", vec![]).await;
     set(&c, "search", "shop").await;
     click(&c, "#search-button").await;
-    wait(&c, "the category's streams", "document.querySelectorAll('.stream-link').length === 2").await;
+    wait(
+        &c,
+        "the category's streams",
+        "document.querySelectorAll('.stream-link').length === 2",
+    )
+    .await;
     click(&c, ".stream-link[data-stream='shop-1']").await;
-    wait(&c, "a page of shop-1", "document.querySelectorAll('#events tr.event').length === 20").await;
+    wait(
+        &c,
+        "a page of shop-1",
+        "document.querySelectorAll('#events tr.event').length === 20",
+    )
+    .await;
     let first = text(&c, "#events tr.event:first-child td.payload").await;
     assert!(first.contains("\"price\": 10"), "payloads are pretty-printed: {first}");
     click(&c, "#next-page").await;
-    wait(&c, "the second page", "document.querySelectorAll('#events tr.event').length === 5").await;
+    wait(
+        &c,
+        "the second page",
+        "document.querySelectorAll('#events tr.event').length === 5",
+    )
+    .await;
     assert_eq!(text(&c, "#events tr.event:first-child td:nth-child(2)").await, "21");
     shoot(&c, "streams").await;
 
     // The whole log from position 26: shop-2's event, then audit's.
     set(&c, "position", "26").await;
     click(&c, "#jump").await;
-    wait(&c, "the log page", "document.querySelectorAll('#events tr.event').length === 2").await;
+    wait(
+        &c,
+        "the log page",
+        "document.querySelectorAll('#events tr.event').length === 2",
+    )
+    .await;
     assert_eq!(text(&c, "#events tr.event:first-child td:first-child").await, "26");
     assert!(text(&c, "#events-title").await.contains("position 26"));
     c.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn a_payload_with_script_and_html_is_shown_as_text() {
     let s = Server::start();
     let hostile = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"><b>bold</b>";
@@ -188,15 +226,28 @@ async fn a_payload_with_script_and_html_is_shown_as_text() {
     let c = browser().await;
     // The streams page, and the live tail from the start.
     c.goto(&s.url("/ui/#stream=xss-1")).await.unwrap();
-    wait(&c, "the event", "document.querySelectorAll('#events tr.event').length === 1").await;
+    wait(
+        &c,
+        "the event",
+        "document.querySelectorAll('#events tr.event').length === 1",
+    )
+    .await;
     let shown = text(&c, "#events td.payload").await;
-    assert!(shown.contains(r#"<script>window.__pwned = 1</script>"#), "shown as text: {shown}");
+    assert!(
+        shown.contains(r#"<script>window.__pwned = 1</script>"#),
+        "shown as text: {shown}"
+    );
     assert!(text(&c, "#events tr.event").await.contains("<i>Type</i>"));
     c.goto(&s.url("/ui/tail.html")).await.unwrap();
     wait(&c, "the tail page", "document.getElementById('from-start')").await;
     click(&c, "#from-start").await;
     click(&c, "#apply").await;
-    wait(&c, "the event in the tail", "document.querySelectorAll('#tail tr.event').length === 1").await;
+    wait(
+        &c,
+        "the event in the tail",
+        "document.querySelectorAll('#tail tr.event').length === 1",
+    )
+    .await;
     assert!(text(&c, "#tail td.payload").await.contains("<img src=x"));
     // No element was made of the payload, and nothing of it ran.
     let made = js(
@@ -206,7 +257,10 @@ async fn a_payload_with_script_and_html_is_shown_as_text() {
     )
     .await;
     assert_eq!(made, json!(0));
-    assert_eq!(js(&c, "return window.__pwned === undefined;", vec![]).await, json!(true));
+    assert_eq!(
+        js(&c, "return window.__pwned === undefined;", vec![]).await,
+        json!(true)
+    );
     c.close().await.unwrap();
 }
 
@@ -216,7 +270,12 @@ async fn open_document(s: &Server, actor: &str) -> Client {
     c.goto(&s.url(&format!("/ui/documents.html#collection=profiles&id=ada&actor={actor}")))
         .await
         .unwrap();
-    wait(&c, "the document", "document.getElementById('editor').value.includes('Ada')").await;
+    wait(
+        &c,
+        "the document",
+        "document.getElementById('editor').value.includes('Ada')",
+    )
+    .await;
     c
 }
 
@@ -243,13 +302,21 @@ async fn marked(c: &Client, column: &str, class: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn two_windows_change_a_document_and_the_second_merges() {
     let s = Server::start();
     s.profile();
     let (alice, bob) = (open_document(&s, "alice").await, open_document(&s, "bob").await);
     edit_and_save(&alice, "city", "Paris").await;
-    wait(&alice, "alice's save", "document.getElementById('doc-version').textContent === 'version 2'").await;
+    wait(
+        &alice,
+        "alice's save",
+        "document.getElementById('doc-version').textContent === 'version 2'",
+    )
+    .await;
 
     edit_and_save(&bob, "email", "ada@example.com").await;
     wait(&bob, "the conflict view", "!document.getElementById('conflict').hidden").await;
@@ -264,23 +331,39 @@ async fn two_windows_change_a_document_and_the_second_merges() {
     assert!(text(&bob, "#changes-since").await.contains("by alice"));
     shoot(&bob, "documents-conflict").await;
     click(&bob, "#merge").await;
-    wait(&bob, "the merge", "document.getElementById('doc-version').textContent === 'version 3'").await;
+    wait(
+        &bob,
+        "the merge",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
 
     let doc = s.document("/docs/profiles/ada");
-    assert_eq!((doc["city"].as_str(), doc["email"].as_str()), (Some("Paris"), Some("ada@example.com")));
+    assert_eq!(
+        (doc["city"].as_str(), doc["email"].as_str()),
+        (Some("Paris"), Some("ada@example.com"))
+    );
     assert_eq!(doc["_version"], json!(3));
     bob.close().await.unwrap();
     alice.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn overlapping_changes_are_highlighted_then_overwritten_or_discarded() {
     let s = Server::start();
     s.profile();
     let (alice, bob) = (open_document(&s, "alice").await, open_document(&s, "bob").await);
     edit_and_save(&alice, "city", "Paris").await;
-    wait(&alice, "alice's save", "document.getElementById('doc-version').textContent === 'version 2'").await;
+    wait(
+        &alice,
+        "alice's save",
+        "document.getElementById('doc-version').textContent === 'version 2'",
+    )
+    .await;
 
     // Overwrite: bob changed the same field; his value wins, on version 2.
     edit_and_save(&bob, "city", "Berlin").await;
@@ -290,28 +373,77 @@ async fn overlapping_changes_are_highlighted_then_overwritten_or_discarded() {
         assert_eq!(marked(&bob, column, "conflict").await, json!(["/city"]), "{column}");
     }
     assert!(
-        !bob.find(Locator::Id("merge")).await.unwrap().is_displayed().await.unwrap(),
+        !bob.find(Locator::Id("merge"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
         "no merge of overlapping changes"
     );
+    shoot(&bob, "documents-overlap").await;
     click(&bob, "#overwrite").await;
-    wait(&bob, "the overwrite", "document.getElementById('doc-version').textContent === 'version 3'").await;
+    wait(
+        &bob,
+        "the overwrite",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
     assert_eq!(s.document("/docs/profiles/ada")["city"], json!("Berlin"));
 
     // Discard: alice (still on version 2) changes it again and gives up hers.
     edit_and_save(&alice, "city", "Rome").await;
-    wait(&alice, "the conflict view", "!document.getElementById('conflict').hidden").await;
+    wait(
+        &alice,
+        "the conflict view",
+        "!document.getElementById('conflict').hidden",
+    )
+    .await;
     click(&alice, "#discard").await;
-    wait(&alice, "the current version", "document.getElementById('doc-version').textContent === 'version 3'").await;
-    wait(&alice, "the conflict view closed", "document.getElementById('conflict').hidden").await;
-    assert!(alice.find(Locator::Id("editor")).await.unwrap().prop("value").await.unwrap().unwrap().contains("Berlin"));
+    wait(
+        &alice,
+        "the current version",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
+    wait(
+        &alice,
+        "the conflict view closed",
+        "document.getElementById('conflict').hidden",
+    )
+    .await;
+    assert!(
+        alice
+            .find(Locator::Id("editor"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("Berlin")
+    );
     let doc = s.document("/docs/profiles/ada");
-    assert_eq!((doc["city"].clone(), doc["_version"].clone()), (json!("Berlin"), json!(3)));
+    assert_eq!(
+        (doc["city"].clone(), doc["_version"].clone()),
+        (json!("Berlin"), json!(3))
+    );
 
     // The history shows every version, and a version's diff.
     click(&alice, "#show-history").await;
-    wait(&alice, "the history", "document.querySelectorAll('#history tr').length === 3").await;
+    wait(
+        &alice,
+        "the history",
+        "document.querySelectorAll('#history tr').length === 3",
+    )
+    .await;
     click(&alice, "#history tr[data-version='3'] button").await;
-    wait(&alice, "the diff", "document.querySelectorAll('#diff .added').length === 1").await;
+    wait(
+        &alice,
+        "the diff",
+        "document.querySelectorAll('#diff .added').length === 1",
+    )
+    .await;
     assert_eq!(text(&alice, "#diff .removed").await, "- /city: \"Paris\"");
     assert_eq!(text(&alice, "#diff .added").await, "+ /city: \"Berlin\"");
     shoot(&alice, "documents-history").await;
@@ -331,7 +463,10 @@ async fn tail_positions(c: &Client) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn the_live_tail_filters_pauses_and_resumes_without_losing_events() {
     let s = Server::start();
     s.append("before-1", "Old", &json!({}));
@@ -339,30 +474,57 @@ async fn the_live_tail_filters_pauses_and_resumes_without_losing_events() {
     c.goto(&s.url("/ui/tail.html")).await.unwrap();
     set(&c, "filter-category", "live").await;
     click(&c, "#apply").await;
-    wait(&c, "the live stream", "document.getElementById('tail-state').textContent === 'live'").await;
+    wait(
+        &c,
+        "the live stream",
+        "document.getElementById('tail-state').textContent === 'live'",
+    )
+    .await;
     let mut expected = Vec::new();
     for i in 0..5 {
         expected.push(s.append("live-1", "Tick", &json!({ "i": i })));
         s.append("other-1", "Noise", &json!({ "i": i }));
     }
-    wait(&c, "five events", "document.querySelectorAll('#tail tr.event').length === 5").await;
-    assert_eq!(tail_positions(&c).await, expected, "only the category's events, from now on");
+    wait(
+        &c,
+        "five events",
+        "document.querySelectorAll('#tail tr.event').length === 5",
+    )
+    .await;
+    assert_eq!(
+        tail_positions(&c).await,
+        expected,
+        "only the category's events, from now on"
+    );
 
     click(&c, "#pause").await;
     for i in 5..15 {
         expected.push(s.append("live-1", "Tick", &json!({ "i": i })));
     }
-    wait(&c, "ten buffered", "document.getElementById('tail-count').textContent.includes('10 waiting')").await;
+    wait(
+        &c,
+        "ten buffered",
+        "document.getElementById('tail-count').textContent.includes('10 waiting')",
+    )
+    .await;
     assert_eq!(tail_positions(&c).await.len(), 5, "paused: nothing new shown");
     shoot(&c, "tail").await;
     click(&c, "#pause").await;
-    wait(&c, "fifteen events", "document.querySelectorAll('#tail tr.event').length === 15").await;
+    wait(
+        &c,
+        "fifteen events",
+        "document.querySelectorAll('#tail tr.event').length === 15",
+    )
+    .await;
     assert_eq!(tail_positions(&c).await, expected, "every event, in order, once");
     c.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn operations_charts_the_metrics_and_pages_load_nothing_from_elsewhere() {
     let s = Server::start();
     s.profile();
@@ -375,12 +537,27 @@ async fn operations_charts_the_metrics_and_pages_load_nothing_from_elsewhere() {
     assert_eq!(status, 409);
     let c = browser().await;
     c.goto(&s.url("/ui/operations.html")).await.unwrap();
-    wait(&c, "two scrapes", "document.querySelector('#legend-appends span:not(.muted)')").await;
+    wait(
+        &c,
+        "two scrapes",
+        "document.querySelector('#legend-appends span:not(.muted)')",
+    )
+    .await;
     for i in 0..20 {
         s.append("ops-1", "Tick", &json!({ "i": i }));
     }
-    wait(&c, "the conflict in the table", "document.getElementById('conflict-totals').textContent.includes('wrong-expected-version')").await;
-    wait(&c, "a conflict series", "document.getElementById('legend-conflicts').textContent.includes('wrong-expected-version')").await;
+    wait(
+        &c,
+        "the conflict in the table",
+        "document.getElementById('conflict-totals').textContent.includes('wrong-expected-version')",
+    )
+    .await;
+    wait(
+        &c,
+        "a conflict series",
+        "document.getElementById('legend-conflicts').textContent.includes('wrong-expected-version')",
+    )
+    .await;
     shoot(&c, "operations").await;
 
     // Page weight on a first load (the page, its style sheet and scripts;
@@ -401,7 +578,10 @@ async fn operations_charts_the_metrics_and_pages_load_nothing_from_elsewhere() {
         )
         .await;
         for name in weight["names"].as_array().unwrap() {
-            assert!(name.as_str().unwrap().starts_with(&origin), "{page}: {name} is from elsewhere");
+            assert!(
+                name.as_str().unwrap().starts_with(&origin),
+                "{page}: {name} is from elsewhere"
+            );
         }
         println!(
             "page weight /ui/{page}: {} bytes transferred, {} bytes of files, {} files",
@@ -441,16 +621,27 @@ fn now_ms() -> f64 {
 /// The live tail's latency: `STRATA_BROWSER_LATENCY=<n>` appends (one at a
 /// time) and the time from sending each to the tail showing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(strata_browser), ignore = "needs Chromium and chromedriver: scripts/test-browser.sh")]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
 async fn live_tail_latency() {
-    let Some(n) = std::env::var("STRATA_BROWSER_LATENCY").ok().and_then(|v| v.parse::<usize>().ok()) else {
+    let Some(n) = std::env::var("STRATA_BROWSER_LATENCY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
         println!("SKIPPED live_tail_latency: set STRATA_BROWSER_LATENCY=1000 to measure");
         return;
     };
     let s = Server::start();
     let c = browser().await;
     c.goto(&s.url("/ui/tail.html")).await.unwrap();
-    wait(&c, "the live stream", "document.getElementById('tail-state').textContent === 'live'").await;
+    wait(
+        &c,
+        "the live stream",
+        "document.getElementById('tail-state').textContent === 'live'",
+    )
+    .await;
     let mut sent = Vec::with_capacity(n);
     for i in 0..n {
         let at = now_ms();

@@ -19,8 +19,8 @@ use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
 use crate::routes::{browse, documents, groups, live, meta, orders, stock, streams, views};
-use crate::ui;
 use crate::state::Shared;
+use crate::ui;
 
 #[derive(OpenApi)]
 #[openapi(

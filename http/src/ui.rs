@@ -125,7 +125,15 @@ mod tests {
                 }
                 assert!(a.body.contains(r#"<script src="common.js""#), "{}", a.name);
             }
-            for bad in ["http://", "https://", "innerHTML", "outerHTML", "insertAdjacentHTML", "eval(", "document.write"] {
+            for bad in [
+                "http://",
+                "https://",
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "eval(",
+                "document.write",
+            ] {
                 assert!(!a.body.contains(bad), "{} holds {bad}", a.name);
             }
         }

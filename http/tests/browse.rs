@@ -31,7 +31,10 @@ async fn walk_streams(s: &TestServer, query: &str) -> Vec<(String, u64)> {
         assert_eq!(r.status, 200, "{url}: {}", r.text);
         let page = r.json();
         for item in page["streams"].as_array().unwrap() {
-            out.push((item["stream"].as_str().unwrap().to_string(), item["version"].as_u64().unwrap()));
+            out.push((
+                item["stream"].as_str().unwrap().to_string(),
+                item["version"].as_u64().unwrap(),
+            ));
         }
         match page.get("next_after") {
             Some(Value::String(n)) => after = Some(n.clone()),
@@ -85,7 +88,13 @@ async fn the_log_reads_from_a_position_in_pages(backend: Backend) {
         assert_eq!(r.status, 200, "{}", r.text);
         let page = r.json();
         assert_eq!(page["head"], json!(7));
-        positions.extend(page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()));
+        positions.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["position"].as_u64().unwrap()),
+        );
         match page.get("next_from") {
             Some(n) => from = n.as_u64().unwrap(),
             None => break,
@@ -121,7 +130,14 @@ async fn the_console_is_served_with_its_policy_or_not_at_all(backend: Backend) {
     assert_documented(&s).await;
     s.finish().await;
 
-    let off = TestServer::on(&data, Config { ui: false, ..Config::default() }).await;
+    let off = TestServer::on(
+        &data,
+        Config {
+            ui: false,
+            ..Config::default()
+        },
+    )
+    .await;
     for path in ["/ui/", "/ui/index.html", "/ui/common.js"] {
         off.get(path).await.problem(404, "not-found");
     }

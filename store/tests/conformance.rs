@@ -764,10 +764,23 @@ mod suite {
         };
         let owned = |v: &[(&str, u64)]| v.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>();
         assert!(list(fx.store.clone(), "", None, 10).await.is_empty());
-        for (s, n) in [("order-2", 1), ("order-10", 2), ("orders", 1), ("sku-a", 3), ("order-1", 1), ("order-2", 2)] {
+        for (s, n) in [
+            ("order-2", 1),
+            ("order-10", 2),
+            ("orders", 1),
+            ("sku-a", 3),
+            ("order-1", 1),
+            ("order-2", 2),
+        ] {
             fx.store.append(&sid(s), ExpectedVersion::Any, evs(s, n)).await.unwrap();
         }
-        let every = owned(&[("order-1", 1), ("order-10", 2), ("order-2", 3), ("orders", 1), ("sku-a", 3)]);
+        let every = owned(&[
+            ("order-1", 1),
+            ("order-10", 2),
+            ("order-2", 3),
+            ("orders", 1),
+            ("sku-a", 3),
+        ]);
         assert_eq!(list(fx.store.clone(), "", None, 100).await, every);
         assert_eq!(list(fx.store.clone(), "order-", None, 100).await, every[..3]);
         assert_eq!(list(fx.store.clone(), "order-", None, 2).await, every[..2]);
