@@ -70,6 +70,8 @@ pub struct Config {
     /// their requests before it drops them (default 30 s). Appends already
     /// handed to the store complete either way.
     pub shutdown_grace: Duration,
+    /// Serve the web console at `/ui` (default on; `strata serve --ui false`).
+    pub ui: bool,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             idempotency_purge_interval: Duration::from_secs(600),
             read_wait_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            ui: true,
             event_format: Format::Json,
             snapshot_every: Some(100),
             conflict_event_limit: 100,

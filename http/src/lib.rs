@@ -40,6 +40,7 @@ mod router;
 mod routes;
 mod server;
 mod state;
+mod ui;
 
 pub use config::{Config, ConflictStatus};
 pub use error::{HttpError, StaleVersion};
@@ -53,6 +54,7 @@ pub use model::{
 pub use problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
 pub use router::openapi;
 pub use routes::STRATA_POSITION;
+pub use routes::browse::{LogPage, StreamItem, StreamsPage};
 pub use routes::documents::{
     ACTOR_HEADER, ChangeView, CollectionView, DeclareCollection, DeletedView, DocumentBody, DocumentListView,
     HistoryView, JsonPatchBody, ListedDocumentView, MERGE_BASE_HEADER, MERGED_ONTO_HEADER, MergePatchBody,
@@ -66,3 +68,4 @@ pub use routes::groups::{
 pub use routes::live::LAST_EVENT_ID;
 pub use routes::streams::is_reserved_stream;
 pub use server::Server;
+pub use ui::{CONTENT_SECURITY_POLICY, asset_names};

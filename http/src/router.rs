@@ -18,8 +18,9 @@ use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{documents, groups, live, meta, orders, stock, streams, views};
+use crate::routes::{browse, documents, groups, live, meta, orders, stock, streams, views};
 use crate::state::Shared;
+use crate::ui;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +38,7 @@ use crate::state::Shared;
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
         (name = "subscriptions", description = "The log as Server-Sent Events (history then live, filtered, resumable with Last-Event-ID), and persistent subscription groups of competing consumers"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
+        (name = "console", description = "The web console: static pages that call this API (off with `--ui false`)"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +68,8 @@ fn api_router() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(documents::document_history))
         .routes(routes!(documents::listing::list_documents))
+        .routes(routes!(browse::list_streams))
+        .routes(routes!(browse::read_log_page))
         .routes(routes!(streams::read, streams::append))
         .routes(routes!(live::all))
         .routes(routes!(live::stream))
@@ -190,9 +194,17 @@ fn add_idempotency_key(op: &mut Operation) {
     op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
 }
 
+/// The web console's routes (left out with `--ui false`).
+fn ui_router() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(ui::root))
+        .routes(routes!(ui::index))
+        .routes(routes!(ui::file))
+}
+
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut api) = api_router().split_for_parts();
+    let (_, mut api) = api_router().merge(ui_router()).split_for_parts();
     add_common(&mut api);
     constrain_headers(&mut api);
     constrain_filter_terms(&mut api);
@@ -333,7 +345,12 @@ impl FromRef<Shared> for ApiDocument {
 /// The application: routes, fallbacks, and middleware (outermost first:
 /// span + metrics, body limit, Idempotency-Key).
 pub(crate) fn router(state: Shared) -> Router {
-    let (routes, _) = api_router().split_for_parts();
+    let api = if state.config.ui {
+        api_router().merge(ui_router())
+    } else {
+        api_router()
+    };
+    let (routes, _) = api.split_for_parts();
     routes
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// problem type, latency, request id); `false` turns it off.
     #[arg(long, env = "STRATA_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Serve the web console at /ui (on the address above only); `false` turns it off.
+    #[arg(long, env = "STRATA_UI", default_value_t = true, action = clap::ArgAction::Set)]
+    ui: bool,
 }
 
 /// The database a URL names, without its password.
@@ -137,6 +140,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         read_wait_timeout: args.read_wait,
         list_page_bytes: args.list_page_bytes,
         shutdown_grace: args.shutdown_grace,
+        ui: args.ui,
         ..Config::default()
     };
     let (server, what) = match &args.postgres {

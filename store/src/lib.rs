@@ -94,5 +94,5 @@ pub use tables::LocalTables;
 pub use tokio_postgres;
 pub use types::{
     AppendResult, Direction, EventId, ExpectedVersion, MAX_STREAM_ID_BYTES, Metadata, NewEvent, RecordedEvent,
-    StreamAppend, StreamId,
+    StreamAppend, StreamId, StreamSummary,
 };

@@ -13,7 +13,9 @@ use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
-use crate::types::{AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId, from_micros, now_micros};
+use crate::types::{
+    AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId, StreamSummary, from_micros, now_micros,
+};
 
 /// The log in memory. Cheap to clone; clones share the log.
 ///
@@ -220,6 +222,32 @@ impl EventStore for MemoryStore {
 
     async fn head_position(&self) -> Result<u64, StoreError> {
         Ok(self.state().log.len() as u64)
+    }
+
+    /// A pass over the streams (a map without order): memory is for tests.
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let state = self.state();
+        let mut out: Vec<StreamSummary> = state
+            .streams
+            .iter()
+            .filter(|(id, s)| {
+                !s.positions.is_empty()
+                    && id.as_str().starts_with(prefix)
+                    && after.is_none_or(|a| id.as_str() > a.as_str())
+            })
+            .map(|(id, s)| StreamSummary {
+                stream_id: id.clone(),
+                version: s.positions.len() as u64,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.stream_id.as_str().cmp(b.stream_id.as_str()));
+        out.truncate(limit);
+        Ok(out)
     }
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
 use crate::subscription::{EventSubscription, FilteredSubscription, SUBSCRIPTION_BATCH};
-use crate::types::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamId};
+use crate::types::{
+    AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamId, StreamSummary,
+};
 
 /// An append-only log of events in streams, with optimistic concurrency.
 ///
@@ -146,6 +148,60 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the newest visible event, 0 when the log is empty.
     async fn head_position(&self) -> Result<u64, StoreError>;
 
+    /// Up to `limit` streams whose id starts with `prefix` (`""`: every
+    /// stream) and sorts after `after` (`None`: from the first), in the
+    /// byte order of their ids, each with its visible version. A page ends
+    /// after `limit` streams: the next one starts `after` the last id.
+    /// (A category `c` is the prefix `c-`.)
+    ///
+    /// The provided implementation reads the whole log (a backend without
+    /// a stream index, such as a test double); every backend of this crate
+    /// answers from its stream index instead.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use strata_store::{EventStore, ExpectedVersion, MemoryStore, NewEvent, StreamId};
+    /// let store = MemoryStore::new();
+    /// for s in ["order-2", "order-1", "sku-tea", "order-1"] {
+    ///     store.append(&StreamId::new(s)?, ExpectedVersion::Any, vec![NewEvent::new("T", "{}")]).await?;
+    /// }
+    /// let page = store.list_streams("order-", None, 10).await?;
+    /// let ids: Vec<_> = page.iter().map(|s| (s.stream_id.as_str(), s.version)).collect();
+    /// assert_eq!(ids, [("order-1", 2), ("order-2", 1)]);
+    /// # Ok::<(), strata_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let mut versions = std::collections::BTreeMap::<String, u64>::new();
+        let mut next = 1;
+        loop {
+            let events = self.read_all(next, SUBSCRIPTION_BATCH).await?;
+            let Some(last) = events.last() else { break };
+            next = last.position + 1;
+            for e in events {
+                let id = e.stream_id.as_str();
+                if id.starts_with(prefix) && after.is_none_or(|a| id > a.as_str()) {
+                    versions.insert(id.to_owned(), e.version);
+                }
+            }
+        }
+        versions
+            .into_iter()
+            .take(limit)
+            .map(|(id, version)| {
+                Ok(StreamSummary {
+                    stream_id: StreamId::new(id)?,
+                    version,
+                })
+            })
+            .collect()
+    }
+
     /// Every event with a position greater than `after` (0 = from the start):
     /// history first, then live events as they commit, in position order with
     /// no gap and no duplicate. A subscriber that falls behind reads from the
@@ -205,6 +261,14 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
     }
     async fn head_position(&self) -> Result<u64, StoreError> {
         (**self).head_position().await
+    }
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        (**self).list_streams(prefix, after, limit).await
     }
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         (**self).subscribe_all(after)

@@ -309,6 +309,16 @@ pub struct RecordedEvent {
     pub recorded_at: SystemTime,
 }
 
+/// A stream as [`crate::EventStore::list_streams`] lists it: its id and
+/// its version (its number of events) when it was listed.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct StreamSummary {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// Its number of events (at least 1: a listed stream exists).
+    pub version: u64,
+}
+
 /// What an append did: the stream's version after it and the global positions
 /// of its first and last event.
 ///

@@ -751,6 +751,48 @@ mod suite {
         assert!(matches!(sub.next().await, Some(Err(StoreError::InvalidFilter { .. }))));
         assert!(sub.next().await.is_none(), "the subscription ends after its error");
     }
+
+    pub async fn streams_are_listed_by_prefix_in_pages(fx: Fixture) {
+        let list = |store: std::sync::Arc<dyn EventStore>, prefix: &'static str, after: Option<&'static str>, limit| async move {
+            store
+                .list_streams(prefix, after.map(sid).as_ref(), limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.stream_id.to_string(), s.version))
+                .collect::<Vec<_>>()
+        };
+        let owned = |v: &[(&str, u64)]| v.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>();
+        assert!(list(fx.store.clone(), "", None, 10).await.is_empty());
+        for (s, n) in [
+            ("order-2", 1),
+            ("order-10", 2),
+            ("orders", 1),
+            ("sku-a", 3),
+            ("order-1", 1),
+            ("order-2", 2),
+        ] {
+            fx.store.append(&sid(s), ExpectedVersion::Any, evs(s, n)).await.unwrap();
+        }
+        let every = owned(&[
+            ("order-1", 1),
+            ("order-10", 2),
+            ("order-2", 3),
+            ("orders", 1),
+            ("sku-a", 3),
+        ]);
+        assert_eq!(list(fx.store.clone(), "", None, 100).await, every);
+        assert_eq!(list(fx.store.clone(), "order-", None, 100).await, every[..3]);
+        assert_eq!(list(fx.store.clone(), "order-", None, 2).await, every[..2]);
+        assert_eq!(list(fx.store.clone(), "order-", Some("order-10"), 2).await, every[2..3]);
+        assert_eq!(list(fx.store.clone(), "", Some("order-2"), 100).await, every[3..]);
+        assert_eq!(list(fx.store.clone(), "", Some("zzz"), 100).await, []);
+        assert_eq!(list(fx.store.clone(), "", None, 0).await, []);
+        // After a restart the stream index answers (the embedded log's tail is empty).
+        let fx = fx.reopen().await;
+        assert_eq!(list(fx.store.clone(), "", None, 100).await, every);
+        assert_eq!(list(fx.store.clone(), "s", None, 100).await, every[4..]);
+    }
 }
 
 /// Instantiates every rule of `suite` as a `#[tokio::test]` for one backend.
@@ -790,6 +832,7 @@ macro_rules! conformance {
                 a_filtered_read_moves_past_unrelated_events,
                 a_filtered_subscription_follows_live_events_with_checkpoints,
                 an_invalid_filter_is_refused,
+                streams_are_listed_by_prefix_in_pages,
             );
         }
     };

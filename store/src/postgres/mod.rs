@@ -26,7 +26,9 @@ use crate::limits::Limits;
 use crate::pg::{self, Schema, describe, from_db, is_connection_error, to_db_saturating};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
-use crate::types::{AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, to_micros};
+use crate::types::{
+    AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, StreamSummary, to_micros,
+};
 
 /// How a [`PostgresStore`] connects and behaves.
 #[derive(Clone, Debug)]
@@ -503,6 +505,39 @@ impl EventStore for PostgresStore {
             Some(row) => from_db(row.get::<_, i64>(0), "stream version"),
             None => Ok(0),
         }
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = after.map_or("", StreamId::as_str);
+        let limit = to_db_saturating(limit as u64);
+        let rows = self
+            .shared()
+            .query(
+                "listing streams",
+                &self.shared().sql.list_streams,
+                &[&prefix, &after, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get(0);
+                Ok(StreamSummary {
+                    stream_id: StreamId::new(id).map_err(|e| StoreError::Corrupt {
+                        location: "the events table".into(),
+                        detail: format!("a stream id that is not valid: {e}"),
+                    })?,
+                    version: from_db(row.get::<_, i64>(1), "stream version")?,
+                })
+            })
+            .collect()
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

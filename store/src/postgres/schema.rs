@@ -79,6 +79,8 @@ pub(super) struct Sql {
     pub(super) read_forward: String,
     pub(super) read_backward: String,
     pub(super) stream_version: String,
+    /// `list_streams`: $1 the prefix, $2 after (`''`: from the first), $3 limit.
+    pub(super) list_streams: String,
     /// The NOTIFY channel that carries the head position after each commit.
     pub(super) channel: String,
 }
@@ -128,6 +130,11 @@ impl Sql {
                 "SELECT {COLUMNS} FROM {events} WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3"
             ),
             stream_version: format!("SELECT version FROM {events} WHERE stream_id = $1 ORDER BY version DESC LIMIT 1"),
+            // Walks the (stream_id, version) index from the prefix on.
+            list_streams: format!(
+                "SELECT stream_id, max(version) FROM {events} WHERE stream_id >= $1 AND stream_id > $2 \
+                 AND starts_with(stream_id, $1) GROUP BY stream_id ORDER BY stream_id LIMIT $3"
+            ),
             channel: schema.channel("head")?,
         })
     }

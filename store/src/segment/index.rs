@@ -290,6 +290,45 @@ impl Index {
         Ok(out)
     }
 
+    /// Up to `limit` indexed stream ids that start with `prefix` and sort
+    /// after `after`, in byte order: one range lookup per stream (a stream
+    /// id holds no control character, so `id \x01` is past every key of
+    /// `id` and before every longer id).
+    pub(crate) fn stream_ids(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        let key_of = |id: &[u8], end: &[u8]| [&b"s"[..], id, end].concat();
+        let scope = key_of(prefix.as_bytes(), b"");
+        let mut start = scope.clone();
+        if let Some(a) = after {
+            start = start.max(key_of(a.as_str().as_bytes(), b"\x01"));
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(kv) = self.tree.range(start.as_slice()..).next() else {
+                break;
+            };
+            let (k, _) = kv?;
+            if !k.starts_with(&scope) || k.len() < 10 {
+                break;
+            }
+            let raw = &k[1..k.len() - 9];
+            let id = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| StreamId::new(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    location: "the stream index".into(),
+                    detail: "a stream key that is not a stream id".into(),
+                })?;
+            start = key_of(raw, b"\x01");
+            out.push(id);
+        }
+        Ok(out)
+    }
+
     /// The stream's newest indexed version.
     pub(crate) fn head(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
         match self

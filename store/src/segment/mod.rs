@@ -50,7 +50,7 @@ use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::tables::LocalTables;
-use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId};
+use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId, StreamSummary};
 
 pub use self::layout::DataLayout;
 use self::options::Stats;
@@ -502,6 +502,18 @@ impl EventStore for SegmentStore {
 
     async fn head_position(&self) -> Result<u64, StoreError> {
         Ok(self.inner.shared.visible())
+    }
+
+    /// From the stream index and the tail (the records not yet indexed).
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let shared = self.inner.shared.clone();
+        let (prefix, after) = (prefix.to_owned(), after.cloned());
+        blocking(move || shared.list_streams(&prefix, after.as_ref(), limit)).await
     }
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {

@@ -2,14 +2,14 @@
 //! position map (`read_all`) or the stream index (`read_stream`); only
 //! positions at or below the visible head are served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Shared;
 use super::format::{KIND_SEAL, SEGMENT_HEADER_BYTES, decode_events, split_address};
 use super::log::{RawRecord, SPARSE_BLOCK, SegmentCursor, Stop};
 use super::tail::Chunk;
 use crate::error::StoreError;
-use crate::types::{Direction, RecordedEvent, StreamId};
+use crate::types::{Direction, RecordedEvent, StreamId, StreamSummary};
 
 impl Shared {
     fn corrupt(&self, record: &RawRecord, detail: String) -> StoreError {
@@ -40,6 +40,31 @@ impl Shared {
         // Not `index.head`: the indexer may have indexed records past
         // `visible` since the caller took it.
         Ok(self.index.head_at(stream, visible)?.unwrap_or(0))
+    }
+
+    /// Up to `limit` streams that start with `prefix`, after `after`, with
+    /// their visible versions. The tail is read before the index: a record
+    /// that leaves the tail meanwhile is in the index by then.
+    pub(super) fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let visible = self.visible();
+        let mut ids: BTreeSet<StreamId> = self.tail().stream_ids(prefix, after).cloned().collect();
+        ids.extend(self.index.stream_ids(prefix, after, limit)?);
+        let mut out = Vec::new();
+        for stream_id in ids {
+            if out.len() == limit {
+                break;
+            }
+            let version = self.visible_version(&stream_id, visible)?;
+            if version > 0 {
+                out.push(StreamSummary { stream_id, version });
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` events of the log from `from` on.

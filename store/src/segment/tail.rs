@@ -106,6 +106,17 @@ impl Tail {
         self.streams.get(stream)?.back().map(Chunk::last_version)
     }
 
+    /// The streams of the tail whose id starts with `prefix` and sorts after `after`.
+    pub(crate) fn stream_ids<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a StreamId>,
+    ) -> impl Iterator<Item = &'a StreamId> + 'a {
+        self.streams
+            .keys()
+            .filter(move |id| id.as_str().starts_with(prefix) && after.is_none_or(|a| id.as_str() > a.as_str()))
+    }
+
     /// The stream's newest version at or below position `visible`.
     pub(crate) fn visible_version(&self, stream: &StreamId, visible: u64) -> Option<u64> {
         self.streams

@@ -1,0 +1,673 @@
+//! The web console in a real browser: headless Chromium driven through
+//! WebDriver (chromedriver) against a `strata serve` process.
+//!
+//! Ignored unless built with `STRATA_BROWSER_TESTS` set; run them with
+//! `scripts/test-browser.sh` (which installs Debian's chromium and
+//! chromium-driver when missing, starts chromedriver and sets
+//! `STRATA_WEBDRIVER`). Screenshots of every page at a desktop and a
+//! narrow width are written to `target/screenshots/`. With
+//! `STRATA_BROWSER_LATENCY=<n>` the live-tail latency run appends `n`
+//! events and prints the time each took to show (p50/p99).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{Serve, http};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use strata_testkit::until_async;
+
+const DESKTOP: (u32, u32) = (1280, 900);
+const NARROW: (u32, u32) = (420, 900);
+
+/// A `strata serve` on a fresh data directory (removed when dropped).
+struct Server {
+    serve: Serve,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Serve::start(
+            &["--data", dir.path().to_str().unwrap(), "--durability", "buffered"],
+            |_| {},
+        );
+        Server { serve, _dir: dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.serve.addr)
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        http(&self.serve.addr, method, path, headers, body)
+    }
+
+    /// Appends one event; returns its position.
+    fn append(&self, stream: &str, event_type: &str, data: &Value) -> u64 {
+        let body = json!([{ "event_id": uuid::Uuid::new_v4(), "event_type": event_type, "data": data }]);
+        let (status, response) = self.request("POST", &format!("/streams/{stream}"), &[], &body.to_string());
+        assert_eq!(status, 201, "{response}");
+        common::header(&response, "strata-position").unwrap().parse().unwrap()
+    }
+
+    /// The document's body as the API answers it.
+    fn document(&self, path: &str) -> Value {
+        let (status, response) = self.request("GET", path, &[], "");
+        assert_eq!(status, 200, "{response}");
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+
+    /// Declares `profiles` and creates `profiles/ada` (version 1).
+    fn profile(&self) {
+        let (status, r) = self.request("PUT", "/collections/profiles", &[], "{}");
+        assert!(status == 200 || status == 201, "{r}");
+        let (status, r) = self.request(
+            "PUT",
+            "/docs/profiles/ada",
+            &[("If-None-Match", "*"), ("Strata-Actor", "setup")],
+            r#"{"name":"Ada","email":"ada@example.org","city":"London"}"#,
+        );
+        assert_eq!(status, 201, "{r}");
+    }
+}
+
+/// A new headless Chromium session at the desktop size.
+async fn browser() -> Client {
+    let url = std::env::var("STRATA_WEBDRIVER")
+        .expect("STRATA_WEBDRIVER (a chromedriver's URL) is not set: run scripts/test-browser.sh");
+    let chromium = std::env::var("STRATA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let Value::Object(caps) = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     format!("--window-size={},{}", DESKTOP.0, DESKTOP.1)],
+        },
+    }) else {
+        unreachable!()
+    };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("a WebDriver session (is chromedriver running?)")
+}
+
+/// Runs `script` (a function body) in the page.
+async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
+    c.execute(script, args).await.unwrap()
+}
+
+/// Waits until the JavaScript expression `expr` is true in the page.
+async fn wait(c: &Client, what: &str, expr: &str) {
+    let script = format!("return !!({expr});");
+    until_async(what, || async { js(c, &script, vec![]).await == json!(true) }).await;
+}
+
+/// Sets an input's value as typing would (with its `input` event).
+async fn set(c: &Client, id: &str, value: &str) {
+    js(
+        c,
+        "const e = document.getElementById(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('input'));",
+        vec![json!(id), json!(value)],
+    )
+    .await;
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Screenshots of the page as it is, at the desktop and the narrow width.
+async fn shoot(c: &Client, name: &str) {
+    for (label, (w, h)) in [("desktop", DESKTOP), ("narrow", NARROW)] {
+        c.set_window_size(w, h).await.unwrap();
+        // Let the layout settle at the new size (two animation frames).
+        let settle = "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));";
+        c.execute_async(settle, vec![]).await.unwrap();
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("{name}-{label}.png")), png).unwrap();
+    }
+    c.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn browse_streams_page_through_events_and_jump_to_a_log_position() {
+    let s = Server::start();
+    for i in 1..=25 {
+        s.append(
+            "shop-1",
+            "ItemAdded",
+            &json!({ "item": i, "nested": { "price": i * 10 } }),
+        );
+    }
+    s.append("shop-2", "ItemAdded", &json!({ "item": "other" }));
+    s.append("audit", "Noted", &json!({}));
+    let c = browser().await;
+    c.goto(&s.url("/ui/")).await.unwrap();
+    wait(
+        &c,
+        "the stream list",
+        "document.querySelectorAll('.stream-link').length === 3",
+    )
+    .await;
+
+    // By category: shop-* only (not `audit`).
+    js(&c, "document.getElementById('search-mode').value = 'category';", vec![]).await;
+    set(&c, "search", "shop").await;
+    click(&c, "#search-button").await;
+    wait(
+        &c,
+        "the category's streams",
+        "document.querySelectorAll('.stream-link').length === 2",
+    )
+    .await;
+    click(&c, ".stream-link[data-stream='shop-1']").await;
+    wait(
+        &c,
+        "a page of shop-1",
+        "document.querySelectorAll('#events tr.event').length === 20",
+    )
+    .await;
+    let first = text(&c, "#events tr.event:first-child td.payload").await;
+    assert!(first.contains("\"price\": 10"), "payloads are pretty-printed: {first}");
+    click(&c, "#next-page").await;
+    wait(
+        &c,
+        "the second page",
+        "document.querySelectorAll('#events tr.event').length === 5",
+    )
+    .await;
+    assert_eq!(text(&c, "#events tr.event:first-child td:nth-child(2)").await, "21");
+    shoot(&c, "streams").await;
+
+    // The whole log from position 26: shop-2's event, then audit's.
+    set(&c, "position", "26").await;
+    click(&c, "#jump").await;
+    wait(
+        &c,
+        "the log page",
+        "document.querySelectorAll('#events tr.event').length === 2",
+    )
+    .await;
+    assert_eq!(text(&c, "#events tr.event:first-child td:first-child").await, "26");
+    assert!(text(&c, "#events-title").await.contains("position 26"));
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn a_payload_with_script_and_html_is_shown_as_text() {
+    let s = Server::start();
+    let hostile = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"><b>bold</b>";
+    s.append("xss-1", "<i>Type</i>", &json!({ "note": hostile }));
+    let c = browser().await;
+    // The streams page, and the live tail from the start.
+    c.goto(&s.url("/ui/#stream=xss-1")).await.unwrap();
+    wait(
+        &c,
+        "the event",
+        "document.querySelectorAll('#events tr.event').length === 1",
+    )
+    .await;
+    let shown = text(&c, "#events td.payload").await;
+    assert!(
+        shown.contains(r#"<script>window.__pwned = 1</script>"#),
+        "shown as text: {shown}"
+    );
+    assert!(text(&c, "#events tr.event").await.contains("<i>Type</i>"));
+    c.goto(&s.url("/ui/tail.html")).await.unwrap();
+    wait(&c, "the tail page", "document.getElementById('from-start')").await;
+    click(&c, "#from-start").await;
+    click(&c, "#apply").await;
+    wait(
+        &c,
+        "the event in the tail",
+        "document.querySelectorAll('#tail tr.event').length === 1",
+    )
+    .await;
+    assert!(text(&c, "#tail td.payload").await.contains("<img src=x"));
+    // No element was made of the payload, and nothing of it ran.
+    let made = js(
+        &c,
+        "return document.querySelectorAll('td script, td img, td b, td i').length;",
+        vec![],
+    )
+    .await;
+    assert_eq!(made, json!(0));
+    assert_eq!(
+        js(&c, "return window.__pwned === undefined;", vec![]).await,
+        json!(true)
+    );
+    c.close().await.unwrap();
+}
+
+/// Opens the document page for `actor` on profiles/ada.
+async fn open_document(s: &Server, actor: &str) -> Client {
+    let c = browser().await;
+    c.goto(&s.url(&format!("/ui/documents.html#collection=profiles&id=ada&actor={actor}")))
+        .await
+        .unwrap();
+    wait(
+        &c,
+        "the document",
+        "document.getElementById('editor').value.includes('Ada')",
+    )
+    .await;
+    c
+}
+
+/// Edits one field in the page's editor (as JSON) and saves.
+async fn edit_and_save(c: &Client, field: &str, value: &str) {
+    js(
+        c,
+        "const e = document.getElementById('editor'); const d = JSON.parse(e.value); d[arguments[0]] = arguments[1]; \
+         e.value = JSON.stringify(d, null, 2);",
+        vec![json!(field), json!(value)],
+    )
+    .await;
+    click(c, "#save").await;
+}
+
+/// The fields of a conflict column with the given class.
+async fn marked(c: &Client, column: &str, class: &str) -> Value {
+    js(
+        c,
+        "return [...document.querySelectorAll('#' + arguments[0] + ' .' + arguments[1])].map(e => e.dataset.field);",
+        vec![json!(column), json!(class)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn two_windows_change_a_document_and_the_second_merges() {
+    let s = Server::start();
+    s.profile();
+    let (alice, bob) = (open_document(&s, "alice").await, open_document(&s, "bob").await);
+    edit_and_save(&alice, "city", "Paris").await;
+    wait(
+        &alice,
+        "alice's save",
+        "document.getElementById('doc-version').textContent === 'version 2'",
+    )
+    .await;
+
+    edit_and_save(&bob, "email", "ada@example.com").await;
+    wait(&bob, "the conflict view", "!document.getElementById('conflict').hidden").await;
+    // Nothing overlaps: no field is in conflict; alice's field is marked
+    // where it changed, bob's in his own column; Merge is offered.
+    assert_eq!(text(&bob, "#conflicting-fields").await, "none");
+    for column in ["base-fields", "current-fields", "mine-fields"] {
+        assert_eq!(marked(&bob, column, "conflict").await, json!([]), "{column}");
+    }
+    assert_eq!(marked(&bob, "current-fields", "changed").await, json!(["/city"]));
+    assert_eq!(marked(&bob, "mine-fields", "changed").await, json!(["/email"]));
+    assert!(text(&bob, "#changes-since").await.contains("by alice"));
+    shoot(&bob, "documents-conflict").await;
+    click(&bob, "#merge").await;
+    wait(
+        &bob,
+        "the merge",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
+
+    let doc = s.document("/docs/profiles/ada");
+    assert_eq!(
+        (doc["city"].as_str(), doc["email"].as_str()),
+        (Some("Paris"), Some("ada@example.com"))
+    );
+    assert_eq!(doc["_version"], json!(3));
+    bob.close().await.unwrap();
+    alice.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn overlapping_changes_are_highlighted_then_overwritten_or_discarded() {
+    let s = Server::start();
+    s.profile();
+    let (alice, bob) = (open_document(&s, "alice").await, open_document(&s, "bob").await);
+    edit_and_save(&alice, "city", "Paris").await;
+    wait(
+        &alice,
+        "alice's save",
+        "document.getElementById('doc-version').textContent === 'version 2'",
+    )
+    .await;
+
+    // Overwrite: bob changed the same field; his value wins, on version 2.
+    edit_and_save(&bob, "city", "Berlin").await;
+    wait(&bob, "the conflict view", "!document.getElementById('conflict').hidden").await;
+    assert_eq!(text(&bob, "#conflicting-fields").await, "/city");
+    for column in ["base-fields", "current-fields", "mine-fields"] {
+        assert_eq!(marked(&bob, column, "conflict").await, json!(["/city"]), "{column}");
+    }
+    assert!(
+        !bob.find(Locator::Id("merge"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
+        "no merge of overlapping changes"
+    );
+    shoot(&bob, "documents-overlap").await;
+    click(&bob, "#overwrite").await;
+    wait(
+        &bob,
+        "the overwrite",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
+    assert_eq!(s.document("/docs/profiles/ada")["city"], json!("Berlin"));
+
+    // Discard: alice (still on version 2) changes it again and gives up hers.
+    edit_and_save(&alice, "city", "Rome").await;
+    wait(
+        &alice,
+        "the conflict view",
+        "!document.getElementById('conflict').hidden",
+    )
+    .await;
+    click(&alice, "#discard").await;
+    wait(
+        &alice,
+        "the current version",
+        "document.getElementById('doc-version').textContent === 'version 3'",
+    )
+    .await;
+    wait(
+        &alice,
+        "the conflict view closed",
+        "document.getElementById('conflict').hidden",
+    )
+    .await;
+    assert!(
+        alice
+            .find(Locator::Id("editor"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("Berlin")
+    );
+    let doc = s.document("/docs/profiles/ada");
+    assert_eq!(
+        (doc["city"].clone(), doc["_version"].clone()),
+        (json!("Berlin"), json!(3))
+    );
+
+    // The history shows every version, and a version's diff.
+    click(&alice, "#show-history").await;
+    wait(
+        &alice,
+        "the history",
+        "document.querySelectorAll('#history tr').length === 3",
+    )
+    .await;
+    click(&alice, "#history tr[data-version='3'] button").await;
+    wait(
+        &alice,
+        "the diff",
+        "document.querySelectorAll('#diff .added').length === 1",
+    )
+    .await;
+    assert_eq!(text(&alice, "#diff .removed").await, "- /city: \"Paris\"");
+    assert_eq!(text(&alice, "#diff .added").await, "+ /city: \"Berlin\"");
+    shoot(&alice, "documents-history").await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+/// The positions the tail shows, oldest first.
+async fn tail_positions(c: &Client) -> Vec<u64> {
+    let v = js(
+        c,
+        "return [...document.querySelectorAll('#tail tr.event')].map(r => Number(r.dataset.position)).reverse();",
+        vec![],
+    )
+    .await;
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn the_live_tail_filters_pauses_and_resumes_without_losing_events() {
+    let s = Server::start();
+    s.append("before-1", "Old", &json!({}));
+    let c = browser().await;
+    c.goto(&s.url("/ui/tail.html")).await.unwrap();
+    set(&c, "filter-category", "live").await;
+    click(&c, "#apply").await;
+    wait(
+        &c,
+        "the live stream",
+        "document.getElementById('tail-state').textContent === 'live'",
+    )
+    .await;
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        expected.push(s.append("live-1", "Tick", &json!({ "i": i })));
+        s.append("other-1", "Noise", &json!({ "i": i }));
+    }
+    wait(
+        &c,
+        "five events",
+        "document.querySelectorAll('#tail tr.event').length === 5",
+    )
+    .await;
+    assert_eq!(
+        tail_positions(&c).await,
+        expected,
+        "only the category's events, from now on"
+    );
+
+    click(&c, "#pause").await;
+    for i in 5..15 {
+        expected.push(s.append("live-1", "Tick", &json!({ "i": i })));
+    }
+    wait(
+        &c,
+        "ten buffered",
+        "document.getElementById('tail-count').textContent.includes('10 waiting')",
+    )
+    .await;
+    assert_eq!(tail_positions(&c).await.len(), 5, "paused: nothing new shown");
+    shoot(&c, "tail").await;
+    click(&c, "#pause").await;
+    wait(
+        &c,
+        "fifteen events",
+        "document.querySelectorAll('#tail tr.event').length === 15",
+    )
+    .await;
+    assert_eq!(tail_positions(&c).await, expected, "every event, in order, once");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn operations_charts_the_metrics_and_pages_load_nothing_from_elsewhere() {
+    let s = Server::start();
+    s.profile();
+    let (status, _) = s.request(
+        "PUT",
+        "/docs/profiles/ada",
+        &[("If-Match", "\"7\"")],
+        r#"{"name":"stale"}"#,
+    );
+    assert_eq!(status, 409);
+    let c = browser().await;
+    c.goto(&s.url("/ui/operations.html")).await.unwrap();
+    wait(
+        &c,
+        "two scrapes",
+        "document.querySelector('#legend-appends span:not(.muted)')",
+    )
+    .await;
+    for i in 0..20 {
+        s.append("ops-1", "Tick", &json!({ "i": i }));
+    }
+    wait(
+        &c,
+        "the conflict in the table",
+        "document.getElementById('conflict-totals').textContent.includes('wrong-expected-version')",
+    )
+    .await;
+    wait(
+        &c,
+        "a conflict series",
+        "document.getElementById('legend-conflicts').textContent.includes('wrong-expected-version')",
+    )
+    .await;
+    shoot(&c, "operations").await;
+
+    // Page weight on a first load (the page, its style sheet and scripts;
+    // not the API calls it then makes), and no resource from another origin.
+    let origin = s.url("");
+    for page in ["", "tail.html", "documents.html", "operations.html"] {
+        let b = browser().await;
+        b.goto(&s.url(&format!("/ui/{page}"))).await.unwrap();
+        wait(&b, "the page loaded", "document.readyState === 'complete'").await;
+        let weight = js(
+            &b,
+            "const n = performance.getEntriesByType('navigation')[0]; \
+             const r = performance.getEntriesByType('resource').filter(e => e.initiatorType === 'script' || e.initiatorType === 'link'); \
+             return { transfer: n.transferSize + r.reduce((a, e) => a + e.transferSize, 0), \
+                      body: n.decodedBodySize + r.reduce((a, e) => a + e.decodedBodySize, 0), \
+                      files: 1 + r.length, names: performance.getEntriesByType('resource').map(e => e.name) };",
+            vec![],
+        )
+        .await;
+        for name in weight["names"].as_array().unwrap() {
+            assert!(
+                name.as_str().unwrap().starts_with(&origin),
+                "{page}: {name} is from elsewhere"
+            );
+        }
+        println!(
+            "page weight /ui/{page}: {} bytes transferred, {} bytes of files, {} files",
+            weight["transfer"], weight["body"], weight["files"]
+        );
+        b.close().await.unwrap();
+    }
+    c.close().await.unwrap();
+}
+
+/// Not a browser test: runs in every `cargo test`.
+#[test]
+fn the_console_is_served_with_its_policy_and_is_off_with_ui_false() {
+    let on = Server::start();
+    let (status, page) = on.request("GET", "/ui/", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::header(&page, "content-security-policy"),
+        Some(strata::http::CONTENT_SECURITY_POLICY)
+    );
+    let (status, _) = on.request("GET", "/ui/operations.js", &[], "");
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let off = Serve::start(&["--data", dir.path().to_str().unwrap(), "--ui", "false"], |_| {});
+    for path in ["/ui", "/ui/", "/ui/common.js"] {
+        let (status, _) = http(&off.addr, "GET", path, &[], "");
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, _) = http(&off.addr, "GET", "/streams", &[], "");
+    assert_eq!(status, 200, "the API stays");
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+/// The live tail's latency: `STRATA_BROWSER_LATENCY=<n>` appends (one at a
+/// time) and the time from sending each to the tail showing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(strata_browser),
+    ignore = "needs Chromium and chromedriver: scripts/test-browser.sh"
+)]
+async fn live_tail_latency() {
+    let Some(n) = std::env::var("STRATA_BROWSER_LATENCY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        println!("SKIPPED live_tail_latency: set STRATA_BROWSER_LATENCY=1000 to measure");
+        return;
+    };
+    let s = Server::start();
+    let c = browser().await;
+    c.goto(&s.url("/ui/tail.html")).await.unwrap();
+    wait(
+        &c,
+        "the live stream",
+        "document.getElementById('tail-state').textContent === 'live'",
+    )
+    .await;
+    let mut sent = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = now_ms();
+        let position = s.append("latency-1", "Tick", &json!({ "i": i }));
+        sent.push((position, at));
+        // One event in flight at a time: each is measured on its own.
+        let expr = format!("document.querySelector('#tail tr.event[data-position=\"{position}\"]')");
+        wait(&c, "the event shown", &expr).await;
+    }
+    let shown = js(
+        &c,
+        "return Object.fromEntries([...document.querySelectorAll('#tail tr.event')].map(r => [r.dataset.position, Number(r.dataset.shownAt)]));",
+        vec![],
+    )
+    .await;
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .map(|(p, at)| shown[p.to_string()].as_f64().expect("every event shown") - at)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    println!(
+        "live tail latency over {n} appends (append sent -> row shown): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    c.close().await.unwrap();
+}
