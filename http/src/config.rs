@@ -70,6 +70,13 @@ pub struct Config {
     /// their requests before it drops them (default 30 s). Appends already
     /// handed to the store complete either way.
     pub shutdown_grace: Duration,
+    /// Serve a non-loopback address even when no token is configured
+    /// (default off: such a service refuses to start, see
+    /// `docs/security.md`). With tokens it changes nothing.
+    pub insecure: bool,
+    /// How often the tokens are read again while the service runs, so
+    /// tokens created or revoked meanwhile take effect (default 5 s).
+    pub token_refresh: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +90,8 @@ impl Default for Config {
             idempotency_purge_interval: Duration::from_secs(600),
             read_wait_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            insecure: false,
+            token_refresh: Duration::from_secs(5),
             event_format: Format::Json,
             snapshot_every: Some(100),
             conflict_event_limit: 100,
