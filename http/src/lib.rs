@@ -51,7 +51,7 @@ mod state;
 
 #[cfg(feature = "postgres")]
 pub use auth::PgTokens;
-pub use auth::{IssuedToken, MAX_TOKENS, Scope, Secret, TokenFile, TokenInfo};
+pub use auth::{IssuedToken, MAX_TOKENS, Scope, Secret, StoredToken, TokenFile, TokenInfo, TokenStore};
 pub use config::{Config, ConflictStatus};
 pub use error::{HttpError, StaleVersion, TokenRefusal};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};

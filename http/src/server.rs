@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::TokenFile;
-use crate::auth::access::{Access, TokenSource, refresh_loop};
+use crate::auth::access::{Access, refresh_loop};
+use crate::auth::store::TokenSource;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::idempotency::Records;
@@ -76,7 +77,7 @@ impl Server {
     /// without any, a non-loopback listener is refused
     /// ([`HttpError::InsecureBind`]) unless [`Config::insecure`].
     pub async fn serve(store: SegmentStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
-        let tokens = TokenSource::File(TokenFile::in_data_dir(store.path()));
+        let tokens: TokenSource = Arc::new(TokenFile::in_data_dir(store.path()));
         let access = Access::start(Some(&tokens), local_addr(&listener)?, config.insecure).await?;
         let projections = Projections::open(&store)?;
         let tables = store.tables()?;
@@ -112,7 +113,7 @@ impl Server {
         listener: TcpListener,
         config: Config,
     ) -> Result<Server, HttpError> {
-        let tokens = TokenSource::Postgres(crate::auth::PgTokens::open(&store).await?);
+        let tokens: TokenSource = Arc::new(crate::auth::PgTokens::open(&store).await?);
         let access = Access::start(Some(&tokens), local_addr(&listener)?, config.insecure).await?;
         let projections = Projections::open_postgres(&store).await?;
         let subscriptions = Subscriptions::postgres(store.clone()).await?;

@@ -3,7 +3,7 @@
 //! `create` prints the secret once, on stdout; nothing else ever shows it.
 
 use clap::{Args, Subcommand};
-use strata_http::{PgTokens, Scope, TokenFile, TokenInfo};
+use strata_http::{PgTokens, Scope, TokenFile, TokenInfo, TokenStore};
 use strata_store::{PostgresOptions, PostgresStore};
 
 use super::CliResult;
@@ -77,14 +77,9 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse().map_err(|e: strata_http::HttpError| e.to_string())
 }
 
-/// The tokens' store, opened.
-enum Tokens {
-    File(TokenFile),
-    Postgres(PgTokens),
-}
-
 impl Place {
-    async fn open(&self) -> Result<Tokens, Box<dyn std::error::Error + Send + Sync>> {
+    /// Where the tokens are, opened.
+    async fn open(&self) -> Result<Box<dyn TokenStore>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(match &self.postgres {
             Some(url) => {
                 let options = PostgresOptions {
@@ -92,9 +87,9 @@ impl Place {
                     ..PostgresOptions::default()
                 };
                 let store = PostgresStore::connect_with(url, options).await?;
-                Tokens::Postgres(PgTokens::open(&store).await?)
+                Box::new(PgTokens::open(&store).await?)
             }
-            None => Tokens::File(TokenFile::in_data_dir(&self.data.data)),
+            None => Box::new(TokenFile::in_data_dir(&self.data.data)),
         })
     }
 }
@@ -106,10 +101,7 @@ fn when(secs: u64) -> String {
 pub async fn token(args: TokenArgs) -> CliResult {
     match args.command {
         TokenCommand::Create(a) => {
-            let issued = match a.place.open().await? {
-                Tokens::File(f) => tokio::task::spawn_blocking(move || f.create(&a.name, a.scope)).await??,
-                Tokens::Postgres(p) => p.create(&a.name, a.scope).await?,
-            };
+            let issued = a.place.open().await?.create(&a.name, a.scope).await?;
             eprintln!(
                 "created token {} (scope {}); its secret follows on stdout, shown this once: \
                  send it as `Authorization: Bearer <secret>` (strata loadtest/subscribe --token)",
@@ -118,10 +110,7 @@ pub async fn token(args: TokenArgs) -> CliResult {
             println!("{}", issued.secret.expose());
         }
         TokenCommand::List(a) => {
-            let tokens: Vec<TokenInfo> = match a.place.open().await? {
-                Tokens::File(f) => tokio::task::spawn_blocking(move || f.list()).await??,
-                Tokens::Postgres(p) => p.list().await?,
-            };
+            let tokens: Vec<TokenInfo> = a.place.open().await?.list().await?;
             if a.json {
                 for t in &tokens {
                     println!("{}", serde_json::to_string(t)?);
@@ -136,10 +125,7 @@ pub async fn token(args: TokenArgs) -> CliResult {
             }
         }
         TokenCommand::Revoke(a) => {
-            let revoked = match a.place.open().await? {
-                Tokens::File(f) => tokio::task::spawn_blocking(move || f.revoke(&a.name)).await??,
-                Tokens::Postgres(p) => p.revoke(&a.name).await?,
-            };
+            let revoked = a.place.open().await?.revoke(&a.name).await?;
             eprintln!(
                 "revoked token {} (scope {}); running servers refuse it from their next reload",
                 revoked.name, revoked.scope

@@ -15,42 +15,9 @@ use tracing::{info, warn};
 
 use super::scopes::{self, Need};
 use super::secret::{find, hash_presented};
-use super::{Scope, StoredToken, TokenFile};
+use super::store::TokenSource;
+use super::{Scope, StoredToken};
 use crate::error::{HttpError, TokenRefusal};
-
-/// Where a service's tokens are kept.
-pub(crate) enum TokenSource {
-    /// `<data>/auth/tokens`.
-    File(TokenFile),
-    /// The `http_tokens` table of the store's schema.
-    #[cfg(feature = "postgres")]
-    Postgres(super::PgTokens),
-}
-
-impl TokenSource {
-    async fn load(&self) -> Result<Vec<StoredToken>, HttpError> {
-        match self {
-            TokenSource::File(file) => {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || file.load())
-                    .await
-                    .map_err(|e| HttpError::Internal {
-                        reason: format!("reading the token file: {e}"),
-                    })?
-            }
-            #[cfg(feature = "postgres")]
-            TokenSource::Postgres(pg) => pg.load().await,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            TokenSource::File(file) => file.path().display().to_string(),
-            #[cfg(feature = "postgres")]
-            TokenSource::Postgres(pg) => pg.table().to_string(),
-        }
-    }
-}
 
 /// Who may do what: nobody is asked (open), or every request is checked
 /// against the keyring. Cheap to clone.

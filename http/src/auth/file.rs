@@ -60,7 +60,7 @@ impl TokenFile {
         &self.path
     }
 
-    /// The tokens, oldest first, without their hashes.
+    /// The tokens, oldest first (ties by name), without their hashes.
     pub fn list(&self) -> Result<Vec<TokenInfo>, HttpError> {
         Ok(self.load()?.into_iter().map(|t| t.info).collect())
     }
@@ -130,7 +130,10 @@ impl TokenFile {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(self.damaged(format!("larger than {MAX_FILE_BYTES} bytes")));
         }
-        decode(&bytes).map_err(|reason| self.damaged(reason))
+        let mut tokens = decode(&bytes).map_err(|reason| self.damaged(reason))?;
+        // Oldest first, ties by name: as the PostgreSQL table lists them.
+        tokens.sort_by(|a, b| (a.info.created_at, &a.info.name).cmp(&(b.info.created_at, &b.info.name)));
+        Ok(tokens)
     }
 
     /// Applies `f` to the tokens under the lock and writes the result.
@@ -357,6 +360,19 @@ mod tests {
             file.create("c", Scope::Read),
             Err(HttpError::TokensDamaged { .. })
         ));
+        // More tokens than the bound, each line valid and the sum right.
+        let many: Vec<StoredToken> = (0..=MAX_TOKENS)
+            .map(|i| StoredToken {
+                info: TokenInfo {
+                    name: format!("t{i}"),
+                    scope: Scope::Read,
+                    created_at: 0,
+                },
+                hash: [0; 32],
+            })
+            .collect();
+        let err = decode(&encode(&many)).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
         fs::write(file.path(), vec![b'x'; MAX_FILE_BYTES as usize + 1]).unwrap();
         assert!(matches!(file.list(), Err(HttpError::TokensDamaged { .. })));
     }

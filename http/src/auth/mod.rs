@@ -16,12 +16,15 @@
 //! See `docs/security.md`.
 
 pub(crate) mod access;
+#[cfg(test)]
+mod conformance;
 mod file;
 pub(crate) mod openapi;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub(crate) mod scopes;
 mod secret;
+pub(crate) mod store;
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +35,8 @@ pub use file::{MAX_TOKENS, TokenFile};
 #[cfg(feature = "postgres")]
 pub use postgres::PgTokens;
 pub use secret::Secret;
-pub(crate) use secret::StoredToken;
+pub use secret::StoredToken;
+pub use store::TokenStore;
 
 use crate::error::HttpError;
 

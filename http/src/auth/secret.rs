@@ -18,7 +18,7 @@ pub(crate) const PREFIX: &str = "strata_";
 pub(crate) const SECRET_LEN: usize = PREFIX.len() + 64;
 
 /// The SHA-256 of a secret: what is stored.
-pub(crate) type Hash = [u8; 32];
+pub type Hash = [u8; 32];
 
 /// A token's secret. Its `Debug` does not show it; [`Secret::expose`]
 /// does, for the one place that prints it (`strata token create`) and for
@@ -87,10 +87,13 @@ pub(crate) fn hash_presented(presented: &[u8]) -> Option<Hash> {
     ok.then(|| Sha256::digest(presented).into())
 }
 
-/// A token as the service keeps it: its description and its hash.
+/// A token as it is kept: its description and the SHA-256 of its secret
+/// (which cannot be turned back into the secret).
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub(crate) struct StoredToken {
+pub struct StoredToken {
+    /// Its name, scope and creation time.
     pub info: TokenInfo,
+    /// The SHA-256 of its secret.
     pub hash: Hash,
 }
 
