@@ -722,3 +722,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_is_never_shown_and_must_fit_a_header() {
+        let secret = "strata_0123456789abcdef";
+        let client = Client::new("http://127.0.0.1:1")
+            .unwrap()
+            .with_bearer_token(secret)
+            .unwrap();
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("0123456789abcdef") && shown.contains("(set)"),
+            "{shown}"
+        );
+        let sent = client.bearer.as_ref().unwrap();
+        assert!(sent.is_sensitive());
+        assert_eq!(sent.to_str().unwrap(), format!("Bearer {secret}"));
+        let bad = Client::new("http://127.0.0.1:1").unwrap().with_bearer_token("a\nb");
+        assert!(matches!(bad, Err(ClientError::InvalidToken)));
+    }
+}
