@@ -276,6 +276,15 @@ async fn every_route_with_each_scope(backend: Backend) {
     assert_eq!(lower.status, 200, "the scheme is case-insensitive: {}", lower.text);
     s.server.shutdown().await.expect("shutdown");
     assert_not_logged(&[&read, &write, &admin, BOGUS]);
+    // The access log names the token a request was let in with.
+    let log = String::from_utf8_lossy(&captured().lock().unwrap()).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains("strata::access")
+            && l.contains("path=/stock")
+            && l.contains("status=201")
+            && l.contains("token=writer")),
+        "no access line names the token"
+    );
 }
 
 async fn revoked_tokens_stop_working_while_serving(backend: Backend) {

@@ -73,9 +73,11 @@ impl Access {
         Ok(())
     }
 
-    /// Whether the request's headers carry a token of at least `needed`.
-    fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<(), HttpError> {
-        let Some(ring) = &self.0 else { return Ok(()) };
+    /// The name of the request's token, if it has one of at least `needed`.
+    fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<TokenName, HttpError> {
+        let Some(ring) = &self.0 else {
+            return Ok(TokenName("-".into()));
+        };
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(HttpError::Unauthorized {
@@ -102,7 +104,7 @@ impl Access {
         let ring = ring.read().unwrap_or_else(|e| e.into_inner()).clone();
         let token = find(&ring, &hash).ok_or_else(unknown)?;
         if token.info.scope.allows(needed) {
-            Ok(())
+            Ok(TokenName(token.info.name.clone()))
         } else {
             Err(HttpError::InsufficientScope {
                 token: token.info.name.clone(),
@@ -112,6 +114,11 @@ impl Access {
         }
     }
 }
+
+/// A response extension: the name of the token the request was let in
+/// with, for the access log (never the secret).
+#[derive(Clone, Debug)]
+pub(crate) struct TokenName(pub String);
 
 /// Reloads the keyring every `every` (at least 100 ms) until `stop`, so
 /// tokens created or revoked while the service runs take effect. A
@@ -143,7 +150,11 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
     match scopes::need(req.method(), route) {
         Need::Open => next.run(req).await,
         Need::Scope(needed) => match access.check(req.headers(), needed) {
-            Ok(()) => next.run(req).await,
+            Ok(token) => {
+                let mut response = next.run(req).await;
+                response.extensions_mut().insert(token);
+                response
+            }
             Err(refused) => refused.into_response(),
         },
     }
