@@ -44,6 +44,8 @@ enum Command {
     Subscribe(cli::subscribe::SubscribeArgs),
     /// List the persistent subscription groups with their lag (of a store directory, or of a server with --url).
     Subscriptions(cli::subscribe::SubscriptionsArgs),
+    /// Create, list and revoke the bearer tokens `strata serve` requires (of a data directory or a PostgreSQL database).
+    Token(cli::token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => cli::verify::verify(args).await,
             Command::Subscribe(args) => cli::subscribe::subscribe(args).await,
             Command::Subscriptions(args) => cli::subscribe::subscriptions(args).await,
+            Command::Token(args) => cli::token::token(args).await,
         }
     });
     match result {

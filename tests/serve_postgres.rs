@@ -264,3 +264,89 @@ fn two_serve_processes_let_one_writer_of_a_unique_value_win() {
         assert!(status.success(), "{rest}");
     }
 }
+
+/// `strata token --postgres`: a token created once is accepted by both
+/// processes serving the schema, a revoked one refused by both from their
+/// next reload; the listing shows no secret.
+#[test]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+fn tokens_in_the_database_guard_every_process() {
+    let db = TestDatabase::new();
+    let (url, schema) = (db.url(), db.schema());
+    let token = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("token")
+            .args(args)
+            .args(["--postgres", url, "--postgres-schema", schema])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let admin = token(&["create", "--name", "ops", "--scope", "admin"]);
+    let reader = token(&["create", "--name", "dash", "--scope", "read"]);
+    let listed = token(&["list"]);
+    assert!(listed.contains("ops") && listed.contains("dash"), "{listed}");
+    assert!(!listed.contains(&admin[7..]) && !listed.contains(&reader[7..]));
+
+    let start = || {
+        let s = Serve::start(
+            &[
+                "--postgres",
+                url,
+                "--postgres-schema",
+                schema,
+                "--token-refresh",
+                "100ms",
+            ],
+            |_| {},
+        );
+        assert!(s.banner.contains("bearer tokens required"), "{}", s.banner);
+        s
+    };
+    let (a, b) = (start(), start());
+    let auth = |secret: &str| format!("Bearer {secret}");
+    for s in [&a, &b] {
+        assert_eq!(http(&s.addr, "GET", "/views/orders", &[], "").0, 401);
+        assert_eq!(
+            http(
+                &s.addr,
+                "GET",
+                "/views/orders",
+                &[("Authorization", &auth(&reader))],
+                ""
+            )
+            .0,
+            200
+        );
+        let (status, _) = http(
+            &s.addr,
+            "PUT",
+            "/subscriptions/groups/g1",
+            &[("Authorization", &auth(&reader))],
+            "{}",
+        );
+        assert_eq!(status, 403);
+    }
+    token(&["revoke", "dash"]);
+    for s in [&a, &b] {
+        until_blocking("the revocation reaches the process", || {
+            http(
+                &s.addr,
+                "GET",
+                "/views/orders",
+                &[("Authorization", &auth(&reader))],
+                "",
+            )
+            .0 == 401
+        });
+        assert_eq!(
+            http(&s.addr, "GET", "/views/orders", &[("Authorization", &auth(&admin))], "").0,
+            200
+        );
+    }
+    for s in [a, b] {
+        let (status, rest) = s.terminate();
+        assert!(status.success(), "{rest}");
+    }
+}

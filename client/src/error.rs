@@ -42,6 +42,12 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// A bearer token that cannot be sent as a header value (a control
+    /// character, a line break).
+    ///
+    /// Handling: pass the secret `strata token create` printed, as printed.
+    #[error("the bearer token cannot be sent in a header (it holds a control character)")]
+    InvalidToken,
     /// The request could not be sent, or its response was lost. A write
     /// sent with an Idempotency-Key was already retried with the same key;
     /// its outcome is unknown.

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
 
@@ -173,6 +173,8 @@ pub struct Client {
     retry: RetryPolicy,
     actor: Option<String>,
     observer: Option<Observer>,
+    /// `Bearer <secret>`, marked sensitive.
+    bearer: Option<reqwest::header::HeaderValue>,
 }
 
 impl std::fmt::Debug for Client {
@@ -181,6 +183,7 @@ impl std::fmt::Debug for Client {
             .field("base", &self.base.as_str())
             .field("retry", &self.retry)
             .field("actor", &self.actor)
+            .field("bearer_token", &self.bearer.as_ref().map(|_| "(set)"))
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +232,7 @@ impl Client {
             retry: RetryPolicy::default(),
             actor: None,
             observer: None,
+            bearer: None,
         })
     }
 
@@ -248,6 +252,19 @@ impl Client {
     pub fn with_actor(mut self, actor: impl Into<String>) -> Client {
         self.actor = Some(actor.into());
         self
+    }
+
+    /// The same client sending `Authorization: Bearer <secret>` with every
+    /// request it sends ([`Client::send`] and every method), for a service
+    /// that requires tokens (`strata token create`). The header is marked
+    /// sensitive, and `Debug` does not show it. A secret that cannot be a
+    /// header value is [`ClientError::InvalidToken`].
+    pub fn with_bearer_token(mut self, secret: &str) -> Result<Client, ClientError> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))
+            .map_err(|_| ClientError::InvalidToken)?;
+        value.set_sensitive(true);
+        self.bearer = Some(value);
+        Ok(self)
     }
 
     /// The same client reporting every request to `observer`.
@@ -270,11 +287,16 @@ impl Client {
 
     /// Sends a request, reporting it to the observer.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let built = request.build().map_err(|source| ClientError::Transport {
+        let mut built = request.build().map_err(|source| ClientError::Transport {
             method: "?".into(),
             url: "?".into(),
             source,
         })?;
+        if let Some(bearer) = &self.bearer
+            && !built.headers().contains_key(AUTHORIZATION)
+        {
+            built.headers_mut().insert(AUTHORIZATION, bearer.clone());
+        }
         let (method, url) = (built.method().clone(), built.url().to_string());
         let started = Instant::now();
         let result = self.http.execute(built).await;
@@ -698,5 +720,29 @@ mod tests {
             Client::new("http://127.0.0.1:1").unwrap().base_url().as_str(),
             "http://127.0.0.1:1/"
         );
+    }
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_is_never_shown_and_must_fit_a_header() {
+        let secret = "strata_0123456789abcdef";
+        let client = Client::new("http://127.0.0.1:1")
+            .unwrap()
+            .with_bearer_token(secret)
+            .unwrap();
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("0123456789abcdef") && shown.contains("(set)"),
+            "{shown}"
+        );
+        let sent = client.bearer.as_ref().unwrap();
+        assert!(sent.is_sensitive());
+        assert_eq!(sent.to_str().unwrap(), format!("Bearer {secret}"));
+        let bad = Client::new("http://127.0.0.1:1").unwrap().with_bearer_token("a\nb");
+        assert!(matches!(bad, Err(ClientError::InvalidToken)));
     }
 }

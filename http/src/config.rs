@@ -72,6 +72,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Serve the web console at `/ui` (default on; `strata serve --ui false`).
     pub ui: bool,
+    /// Serve a non-loopback address even when no token is configured
+    /// (default off: such a service refuses to start, see
+    /// `docs/security.md`). With tokens it changes nothing.
+    pub insecure: bool,
+    /// How often the tokens are read again while the service runs, so
+    /// tokens created or revoked meanwhile take effect (default 5 s).
+    pub token_refresh: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +93,8 @@ impl Default for Config {
             read_wait_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             ui: true,
+            insecure: false,
+            token_refresh: Duration::from_secs(5),
             event_format: Format::Json,
             snapshot_every: Some(100),
             conflict_event_limit: 100,

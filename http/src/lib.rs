@@ -22,11 +22,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Who may call it: on a loopback address with no token configured,
+//! anyone (as before tokens existed); otherwise every route but the
+//! health check and the API's description needs `Authorization: Bearer`
+//! with a token of the route's scope ([`Scope`], [`TokenFile`]), and a
+//! service on another address without tokens refuses to start unless
+//! [`Config::insecure`]. See `docs/security.md`.
+//!
 //! Decisions (409 vs 412, problem types, key storage, reserved streams,
 //! event format): `docs/http.md`.
 
 #![warn(missing_docs)]
 
+mod auth;
 mod config;
 mod error;
 mod extract;
@@ -42,8 +50,11 @@ mod server;
 mod state;
 mod ui;
 
+#[cfg(feature = "postgres")]
+pub use auth::PgTokens;
+pub use auth::{IssuedToken, MAX_TOKENS, Scope, Secret, StoredToken, TokenFile, TokenInfo, TokenStore};
 pub use config::{Config, ConflictStatus};
-pub use error::{HttpError, StaleVersion};
+pub use error::{HttpError, StaleVersion, TokenRefusal};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 pub use metrics::{ACCESS_LOG, REQUEST_ID};
 pub use model::{

@@ -17,11 +17,14 @@ use prometheus_client::registry::Registry;
 use strata_subscriptions::GroupInfo;
 use tracing::{Instrument, field};
 
+use crate::auth::access::TokenName;
 use crate::error::{ProblemKind, REQUEST_PATH};
 
 /// The `tracing` target of the access log: one event per request with
 /// `method`, `route`, `path`, `status`, `problem` (`-` when none),
-/// `latency_ms` and `request_id` (`strata serve` shows it by default).
+/// `latency_ms`, `request_id` and `token` (the name of the bearer token the
+/// request was let in with, `-` when none; never its secret) (`strata
+/// serve` shows it by default).
 pub const ACCESS_LOG: &str = "strata::access";
 
 /// The request id header, taken from the client when valid, else made up.
@@ -413,6 +416,7 @@ pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Reques
         problem = %problem.unwrap_or("-"),
         latency_ms = (latency_ms * 1000.0).round() / 1000.0,
         request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        token = %response.extensions().get::<TokenName>().map_or("-", |t| t.0.as_str()),
         "request"
     );
     metrics.record(&method, &route, status, elapsed.as_secs_f64(), &response);

@@ -172,6 +172,10 @@ problem_types! {
         "An Idempotency-Key is 1 to 255 characters of visible ASCII (no spaces), optionally sent as a quoted string; only one may be sent.";
     ReservedStream => "reserved-stream", 403, "This stream can only be written through its resource routes",
         "Streams named `order-*` and `stock-*` belong to the order and stock resources, `doc-*`, `collection-*` and `unique-*` to documents, and `$`-prefixed streams to the system (snapshots): the read models and the unique values rely on their rules, so the generic log API refuses to write them. Use /orders, /stock, /docs and /collections.";
+    Unauthorized => "unauthorized", 401, "A bearer token is required",
+        "This service requires `Authorization: Bearer <secret>` with a token it issued (`strata token create`), and the request had none, a malformed one, or one it does not know (revoked, or never issued). The `WWW-Authenticate` header says which. Nothing was done.";
+    InsufficientScope => "insufficient-scope", 403, "The token's scope does not allow this",
+        "The request's token is valid but its scope is below what the route needs (`read` < `write` < `admin`): `scope` is the token's, `needed_scope` the route's, `id` the token's name. Nothing was done. Use a token with that scope; the scopes table is in docs/security.md.";
     NotFound => "not-found", 404, "No such resource",
         "The order, stock item, collection, document (or version of it) or route does not exist.";
     DocumentDeleted => "document-deleted", 404, "The document was deleted",

@@ -13,6 +13,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::access::{self, Access};
 use crate::idempotency::{self, KeyedRequests};
 use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
@@ -102,7 +103,7 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     )
 }
 
-fn add_response(op: &mut Operation, status: u16, description: &str) {
+pub(crate) fn add_response(op: &mut Operation, status: u16, description: &str) {
     op.responses
         .responses
         .entry(status.to_string())
@@ -206,6 +207,7 @@ fn ui_router() -> OpenApiRouter<Shared> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().merge(ui_router()).split_for_parts();
     add_common(&mut api);
+    crate::auth::openapi::add_security(&mut api);
     constrain_headers(&mut api);
     constrain_filter_terms(&mut api);
     constrain_group_items(&mut api);
@@ -343,7 +345,8 @@ impl FromRef<Shared> for ApiDocument {
 }
 
 /// The application: routes, fallbacks, and middleware (outermost first:
-/// span + metrics, body limit, Idempotency-Key).
+/// span + metrics, body limit, bearer tokens, Idempotency-Key: a request
+/// refused for its token reaches no handler and records no key).
 pub(crate) fn router(state: Shared) -> Router {
     let api = if state.config.ui {
         api_router().merge(ui_router())
@@ -357,6 +360,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(
             KeyedRequests::from_ref(&state),
             idempotency::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Access::from_ref(&state),
+            access::authorize,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn_with_state(

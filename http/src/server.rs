@@ -13,6 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::TokenFile;
+use crate::auth::access::{Access, refresh_loop};
+use crate::auth::store::TokenSource;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::idempotency::Records;
@@ -38,6 +41,7 @@ use crate::state::{AppState, Shared};
 /// ```
 pub struct Server {
     addr: SocketAddr,
+    tokens_required: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), HttpError>>,
 }
@@ -68,16 +72,20 @@ impl Server {
     }
 
     /// Serves an open store on a bound listener (e.g. port 0 in tests).
+    ///
+    /// Bearer tokens are those of `<data>/auth/tokens` ([`TokenFile`]):
+    /// without any, a non-loopback listener is refused
+    /// ([`HttpError::InsecureBind`]) unless [`Config::insecure`].
     pub async fn serve(store: SegmentStore, listener: TcpListener, config: Config) -> Result<Server, HttpError> {
+        let tokens: TokenSource = Arc::new(TokenFile::in_data_dir(store.path()));
+        let access = Access::start(Some(&tokens), local_addr(&listener)?, config.insecure).await?;
         let projections = Projections::open(&store)?;
         let tables = store.tables()?;
         let subscriptions = Subscriptions::local(Arc::new(store.clone()), tables.clone())?;
         let idempotency = Records::open_local(&tables, config.idempotency_retention)?;
-        Server::serve_state(
-            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
-            listener,
-        )
-        .await
+        let mut state = AppState::new(Arc::new(store), projections, subscriptions, idempotency, config);
+        state.access = access;
+        Server::serve_state(state, listener, Some(tokens)).await
     }
 
     /// Connects to the PostgreSQL database at `url` (schema `strata`; see
@@ -105,21 +113,25 @@ impl Server {
         listener: TcpListener,
         config: Config,
     ) -> Result<Server, HttpError> {
+        let tokens: TokenSource = Arc::new(crate::auth::PgTokens::open(&store).await?);
+        let access = Access::start(Some(&tokens), local_addr(&listener)?, config.insecure).await?;
         let projections = Projections::open_postgres(&store).await?;
         let subscriptions = Subscriptions::postgres(store.clone()).await?;
         let idempotency = Records::open_postgres(&store, config.idempotency_retention).await?;
-        Server::serve_state(
-            AppState::new(Arc::new(store), projections, subscriptions, idempotency, config),
-            listener,
-        )
-        .await
+        let mut state = AppState::new(Arc::new(store), projections, subscriptions, idempotency, config);
+        state.access = access;
+        Server::serve_state(state, listener, Some(tokens)).await
     }
 
-    pub(crate) async fn serve_state(state: AppState, listener: TcpListener) -> Result<Server, HttpError> {
-        let addr = listener.local_addr().map_err(|source| HttpError::Io {
-            context: "reading the listener's address".into(),
-            source,
-        })?;
+    /// Serves `state` on `listener`; `tokens` is where `state.access`
+    /// reloads its tokens from while it serves.
+    pub(crate) async fn serve_state(
+        state: AppState,
+        listener: TcpListener,
+        tokens: Option<TokenSource>,
+    ) -> Result<Server, HttpError> {
+        let addr = local_addr(&listener)?;
+        let tokens_required = state.access.required();
         let state: Shared = state.shared();
         let removed = state.idempotency.purge().await?;
         state.projections.start().await?;
@@ -129,6 +141,15 @@ impl Server {
             state.config.idempotency_purge_interval,
             purge_stop.clone(),
         ));
+        // Stopped with the purge: it lets go of the token source.
+        let refresh = tokens.map(|tokens| {
+            tokio::spawn(refresh_loop(
+                state.access.clone(),
+                tokens,
+                state.config.token_refresh,
+                purge_stop.clone(),
+            ))
+        });
         let app = router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         info!(%addr, purged_keys = removed, "strata-http listening");
@@ -143,6 +164,11 @@ impl Server {
             purge_stop.cancel();
             if let Err(e) = purge.await {
                 warn!(error = %e, "the idempotency purge task failed");
+            }
+            if let Some(refresh) = refresh
+                && let Err(e) = refresh.await
+            {
+                warn!(error = %e, "the token refresh task failed");
             }
             let projections = state.projections.stop().await;
             // The groups' feeds let go of the store (their state is durable).
@@ -161,6 +187,7 @@ impl Server {
         });
         Ok(Server {
             addr,
+            tokens_required,
             stop: Some(stop),
             task,
         })
@@ -169,6 +196,12 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether every request (but the open routes) needs a bearer token:
+    /// decided at start, from whether any token was configured.
+    pub fn tokens_required(&self) -> bool {
+        self.tokens_required
     }
 
     /// `http://<address>`.
@@ -185,6 +218,13 @@ impl Server {
             reason: format!("the server task failed: {e}"),
         })?
     }
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, HttpError> {
+    listener.local_addr().map_err(|source| HttpError::Io {
+        context: "reading the listener's address".into(),
+        source,
+    })
 }
 
 /// Serves connections until `stopped` fires, then stops accepting, ends

@@ -24,6 +24,7 @@ use strata_subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::access::Access;
 use crate::config::Config;
 use crate::idempotency::{KeyedRequests, Records};
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub(crate) struct AppState {
     pub stopping: CancellationToken,
     /// Cancelled as the service stops accepting: the live streams end.
     pub closing: Closing,
+    /// Who may do what (open until the server decides at start).
+    pub access: Access,
 }
 
 /// The router's state: the service's parts, shared by every request.
@@ -97,6 +100,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             closing: Closing::default(),
+            access: Access::default(),
             store,
             config: Arc::new(config),
         }
@@ -153,6 +157,12 @@ impl FromRef<Shared> for Subscriptions {
 impl FromRef<Shared> for Closing {
     fn from_ref(s: &Shared) -> Self {
         s.closing.clone()
+    }
+}
+
+impl FromRef<Shared> for Access {
+    fn from_ref(s: &Shared) -> Self {
+        s.access.clone()
     }
 }
 

@@ -254,6 +254,24 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     );
     strict.finish().await;
 
+    // A server with tokens: none sent, and one of too low a scope.
+    let guarded = Data::new(backend);
+    let reader = guarded.create_token("reader", strata_http::Scope::Read).await;
+    let g = TestServer::on(&guarded, Config::default()).await;
+    seen.expect(g.get("/orders/o-1").await, 401, "unauthorized");
+    let bearer = format!("Bearer {reader}");
+    seen.expect(
+        g.post_with(
+            "/stock",
+            json!({"sku": "tea", "name": "Tea"}),
+            &[("authorization", &bearer)],
+        )
+        .await,
+        403,
+        "insufficient-scope",
+    );
+    g.server.shutdown().await.expect("shutdown");
+
     // What no request here can provoke is shown elsewhere:
     // idempotency-key-in-flight in tests/idempotency.rs; stock-contention,
     // contention, service-unavailable and internal-error (a hot resource

@@ -7,6 +7,7 @@ pub mod logging;
 pub mod rebuild;
 pub mod serve;
 pub mod subscribe;
+pub mod token;
 pub mod verify;
 // Some re-exports serve only the benches and tests/cli.rs, which compile
 // this module tree with `#[path]`.

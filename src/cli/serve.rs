@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// Serve the web console at /ui (on the address above only); `false` turns it off.
     #[arg(long, env = "STRATA_UI", default_value_t = true, action = clap::ArgAction::Set)]
     ui: bool,
+    /// Serve a non-loopback address even though no bearer token exists
+    /// (`strata token create`): anyone who reaches it may read, write and
+    /// delete. Without it such a server refuses to start.
+    #[arg(long, env = "STRATA_INSECURE")]
+    insecure: bool,
+    /// How often the tokens are read again, so that tokens created or
+    /// revoked meanwhile take effect, e.g. 5s.
+    #[arg(long, env = "STRATA_TOKEN_REFRESH", default_value = "5s", value_parser = humantime::parse_duration)]
+    token_refresh: Duration,
 }
 
 /// The database a URL names, without its password.
@@ -141,6 +150,8 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         list_page_bytes: args.list_page_bytes,
         shutdown_grace: args.shutdown_grace,
         ui: args.ui,
+        insecure: args.insecure,
+        token_refresh: args.token_refresh,
         ..Config::default()
     };
     let (server, what) = match &args.postgres {
@@ -167,8 +178,15 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             )
         }
     };
+    let access = if server.tokens_required() {
+        "bearer tokens required"
+    } else if server.local_addr().ip().is_loopback() {
+        "open: a loopback address and no tokens"
+    } else {
+        "OPEN to anyone who reaches it: --insecure and no tokens"
+    };
     eprintln!(
-        "strata serving {what} on {} (openapi: {}/openapi.json); Ctrl-C to stop",
+        "strata serving {what} on {} ({access}; openapi: {}/openapi.json); Ctrl-C to stop",
         server.url(),
         server.url()
     );

@@ -78,6 +78,9 @@ pub struct SubscribeArgs {
     /// directory; reconnects with Last-Event-ID when the connection ends.
     #[arg(long, env = "STRATA_URL", value_name = "URL")]
     url: Option<String>,
+    /// A bearer token (scope read or above) for a server that requires tokens.
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     filter: FilterArgs,
     /// Start after this position (0: from the first event).
@@ -103,7 +106,7 @@ pub async fn subscribe(args: SubscribeArgs) -> CliResult {
     }
     match &args.url {
         Some(url) => {
-            let client = Client::new(url)?;
+            let client = client(url, args.token.as_deref())?;
             let mut live = client.follow(args.filter.to_live(), args.after);
             loop {
                 if let LiveItem::Event(e) = live.next().await? {
@@ -147,6 +150,15 @@ pub async fn subscribe(args: SubscribeArgs) -> CliResult {
     }
 }
 
+/// A client of the server at `url`, sending `token` when given.
+fn client(url: &str, token: Option<&str>) -> Result<Client, strata_client::ClientError> {
+    let client = Client::new(url)?;
+    match token {
+        Some(token) => client.with_bearer_token(token),
+        None => Ok(client),
+    }
+}
+
 /// Arguments of `strata subscriptions`.
 #[derive(Args)]
 pub struct SubscriptionsArgs {
@@ -155,6 +167,9 @@ pub struct SubscriptionsArgs {
     /// Ask a running server (`http://host:port`) instead of reading a store directory.
     #[arg(long, env = "STRATA_URL", value_name = "URL")]
     url: Option<String>,
+    /// A bearer token (scope read or above) for a server that requires tokens.
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print the groups as JSON (as `GET /subscriptions/groups` answers).
     #[arg(long)]
     json: bool,
@@ -201,7 +216,7 @@ fn local_view(g: &GroupInfo) -> Value {
 pub async fn subscriptions(args: SubscriptionsArgs) -> CliResult {
     let groups: Vec<Value> = match &args.url {
         Some(url) => {
-            let client = Client::new(url)?;
+            let client = client(url, args.token.as_deref())?;
             let r = client
                 .send(client.request(strata_client::reqwest::Method::GET, "subscriptions/groups"))
                 .await?;

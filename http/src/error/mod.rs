@@ -13,6 +13,7 @@ use strata_projections::ProjectionError;
 use strata_store::StoreError;
 use strata_subscriptions::SubscriptionError;
 
+use crate::auth::Scope;
 use crate::problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemType};
 
 mod answer;
@@ -270,6 +271,54 @@ pub enum HttpError {
         group: String,
     },
 
+    /// A request without a bearer token this service accepts, on a
+    /// service that requires one (401, with `WWW-Authenticate: Bearer`).
+    /// Send `Authorization: Bearer <secret>` of a token made with
+    /// `strata token create`.
+    #[error("{reason}")]
+    Unauthorized {
+        /// What was wrong with the credentials (never the secret itself).
+        reason: TokenRefusal,
+    },
+
+    /// A valid token whose scope is below what the route needs (403).
+    /// Use a token of scope `needed` or above.
+    #[error("token {token} has scope {scope}; this route needs {needed}")]
+    InsufficientScope {
+        /// The token's name.
+        token: String,
+        /// Its scope.
+        scope: Scope,
+        /// The scope the route needs.
+        needed: Scope,
+    },
+
+    /// The service would listen on a non-loopback address with no token
+    /// configured, so anyone who reaches it could write: refused at start.
+    /// Create a token (`strata token create`), listen on a loopback
+    /// address, or start with `insecure` (`--insecure`).
+    #[error(
+        "refusing to serve {addr} without tokens: anyone who can reach it could read, write and delete. \
+         Create one with `strata token create --scope admin --name NAME`, listen on 127.0.0.1, \
+         or pass --insecure to serve it open anyway"
+    )]
+    InsecureBind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
+
+    /// The stored tokens (the token file, or the table) do not read back
+    /// as written: the service does not start, `strata token` stops.
+    /// Restore the file from a backup, or remove it and create the tokens
+    /// again.
+    #[error("the tokens in {place} are damaged: {reason}")]
+    TokensDamaged {
+        /// The file or the table.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A write without If-Match on a server that requires it (428).
     #[error(
         "this server requires writes to existing resources to name the version they were decided on: If-Match: \"<version>\" or expected_version (If-Match: * names none)"
@@ -450,6 +499,9 @@ impl HttpError {
             HttpError::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,
             HttpError::PreconditionRequired => ProblemType::PreconditionRequired,
+            HttpError::Unauthorized { .. } => ProblemType::Unauthorized,
+            HttpError::InsufficientScope { .. } => ProblemType::InsufficientScope,
+            HttpError::InsecureBind { .. } | HttpError::TokensDamaged { .. } => ProblemType::Internal,
             HttpError::GroupExists { .. } => ProblemType::SubscriptionGroupExists,
             HttpError::StockContention { .. } => ProblemType::StockContention,
             HttpError::Contention { .. } => ProblemType::Contention,
@@ -564,6 +616,12 @@ impl HttpError {
                 p.total_cents = Some(*total_cents);
                 p.amount_cents = Some(*amount_cents);
             }
+            HttpError::InsufficientScope { token, scope, needed } => {
+                p.resource = Some("token".into());
+                p.id = Some(token.clone());
+                p.members.insert("scope".into(), Value::from(scope.name()));
+                p.members.insert("needed_scope".into(), Value::from(needed.name()));
+            }
             HttpError::ReadModelLagging { position, applied } => {
                 p.position = Some(*position);
                 p.applied_position = Some(*applied);
@@ -584,6 +642,49 @@ impl HttpError {
             | ProblemType::ServiceUnavailable => Some(1),
             _ => None,
         }
+    }
+}
+
+impl HttpError {
+    /// The `WWW-Authenticate` challenge of a refused credential (RFC 6750).
+    fn challenge(&self) -> Option<HeaderValue> {
+        let value = match self {
+            HttpError::Unauthorized {
+                reason: TokenRefusal::Missing,
+            } => r#"Bearer realm="strata""#.to_string(),
+            HttpError::Unauthorized { .. } => r#"Bearer realm="strata", error="invalid_token""#.to_string(),
+            HttpError::InsufficientScope { needed, .. } => {
+                format!(r#"Bearer realm="strata", error="insufficient_scope", scope="{needed}""#)
+            }
+            _ => return None,
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
+/// Why a request's credentials were refused (401). None of them names the
+/// secret presented.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum TokenRefusal {
+    /// No `Authorization` header.
+    Missing,
+    /// An `Authorization` header that is not one `Bearer <secret>`.
+    Malformed,
+    /// A bearer secret that names no token of this service (never issued,
+    /// revoked, or mistyped).
+    Unknown,
+}
+
+impl std::fmt::Display for TokenRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenRefusal::Missing => "this service requires a bearer token: send Authorization: Bearer <secret>",
+            TokenRefusal::Malformed => "the Authorization header is not one \"Bearer <secret>\"",
+            TokenRefusal::Unknown => {
+                "the bearer token is not one of this service's (never issued, revoked, or mistyped)"
+            }
+        })
     }
 }
 
@@ -623,6 +724,9 @@ impl IntoResponse for HttpError {
         }
         if let HttpError::Document(d) = answered {
             d.add_headers(headers);
+        }
+        if let Some(challenge) = answered.challenge() {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(secs) = answered.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -346,6 +346,36 @@ impl Data {
     }
 }
 
+impl Data {
+    /// Creates a bearer token where a server on this data looks for them
+    /// (the token file of the directory, or the schema's table); returns
+    /// its secret.
+    pub async fn create_token(&self, name: &str, scope: strata_http::Scope) -> String {
+        let issued = match &self.place {
+            Place::Local(dir) => strata_http::TokenFile::in_data_dir(dir.path()).create(name, scope),
+            #[cfg(feature = "postgres")]
+            Place::Postgres(db) => {
+                let tokens = strata_http::PgTokens::open(&db.store("tokens").await).await.unwrap();
+                tokens.create(name, scope).await
+            }
+        };
+        issued.expect("create a token").secret.expose().to_string()
+    }
+
+    /// Revokes the token named `name`.
+    pub async fn revoke_token(&self, name: &str) {
+        match &self.place {
+            Place::Local(dir) => strata_http::TokenFile::in_data_dir(dir.path()).revoke(name),
+            #[cfg(feature = "postgres")]
+            Place::Postgres(db) => {
+                let tokens = strata_http::PgTokens::open(&db.store("tokens").await).await.unwrap();
+                tokens.revoke(name).await
+            }
+        }
+        .expect("revoke a token");
+    }
+}
+
 /// Instantiates tests written as `async fn name(backend: Backend)` once
 /// per backend: `local::name`, and `postgres::name`, ignored unless built
 /// with `STRATA_POSTGRES_URL` set (`scripts/test-postgres.sh`). The local

@@ -57,6 +57,10 @@ pub struct LoadtestArgs {
     /// Send an Idempotency-Key with every write (stock; the document client always does).
     #[arg(long)]
     idempotency_keys: bool,
+    /// A bearer token of scope write or above, for a service that requires
+    /// tokens (`strata token create --scope write --name loadtest`).
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub async fn loadtest(args: LoadtestArgs) -> CliResult {
@@ -72,6 +76,7 @@ pub async fn loadtest(args: LoadtestArgs) -> CliResult {
         resources: args.resources,
         max_attempts: args.max_attempts,
         idempotency_keys: args.idempotency_keys,
+        bearer: args.token.as_deref().map(options::bearer).transpose()?,
         ..Options::default()
     };
     match args.target {

@@ -31,6 +31,9 @@ pub struct Options {
     pub idempotency_keys: bool,
     /// The timeout of one request.
     pub request_timeout: Duration,
+    /// `Bearer <secret>` for a service that requires tokens (marked
+    /// sensitive: `Debug` does not show it).
+    pub bearer: Option<strata_client::reqwest::header::HeaderValue>,
 }
 
 impl Default for Options {
@@ -43,8 +46,17 @@ impl Default for Options {
             max_attempts: 50,
             idempotency_keys: false,
             request_timeout: Duration::from_secs(10),
+            bearer: None,
         }
     }
+}
+
+/// `Authorization: Bearer <secret>`, marked sensitive.
+pub(crate) fn bearer(secret: &str) -> Result<strata_client::reqwest::header::HeaderValue, LoadError> {
+    let mut value = strata_client::reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))
+        .map_err(|_| fail("--token holds a character a header cannot carry"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Why a run could not be made or checked.
@@ -104,7 +116,12 @@ impl Options {
     /// The HTTP client every workload uses: pooled for the clients, no
     /// redirects (one could lead off this machine).
     pub(crate) fn http(&self) -> Result<strata_client::reqwest::Client, LoadError> {
+        let mut headers = strata_client::reqwest::header::HeaderMap::new();
+        if let Some(bearer) = &self.bearer {
+            headers.insert(strata_client::reqwest::header::AUTHORIZATION, bearer.clone());
+        }
         strata_client::reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(self.request_timeout)
             .redirect(strata_client::reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(self.clients)

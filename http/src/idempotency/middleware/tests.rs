@@ -245,6 +245,7 @@ fn claim_crash_child() {
         let server = Server::serve_state(
             AppState::new(log, projections, subscriptions, records, config),
             listener,
+            None,
         )
         .await
         .unwrap();
