@@ -55,7 +55,15 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = &[
     // A document delete is a tombstone event: its history stays readable.
     ("DELETE", "/docs/{collection}/{id}", At(Write)),
     ("GET", "/docs/{collection}/{id}/history", At(Read)),
+    // The web console's own files hold no data (what they show comes from
+    // the API, with the token typed into the page): open, so the page can
+    // load and ask for it.
+    ("GET", "/ui", Open),
+    ("GET", "/ui/", Open),
+    ("GET", "/ui/{file}", Open),
     // The log and its live streams.
+    ("GET", "/streams", At(Read)),
+    ("GET", "/log", At(Read)),
     ("GET", "/streams/{stream}", At(Read)),
     ("POST", "/streams/{stream}", At(Write)),
     ("GET", "/subscriptions/all", At(Read)),
