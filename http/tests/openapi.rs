@@ -244,7 +244,7 @@ async fn unsupported_media_type_says_what_was_sent(backend: Backend) {
         .problem(415, "unsupported-media-type");
     assert_eq!(
         p["detail"],
-        "this route takes a body of type application/json; the request's Content-Type is text/plain"
+        "this route takes a body of type application/json; the request's Content-Type is \"text/plain\""
     );
     let p = s
         .post_raw("/stock", None, r#"{"sku": "tea", "name": "Tea"}"#)

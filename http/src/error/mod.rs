@@ -398,7 +398,7 @@ fn media_type_sent(content_type: Option<&str>) -> String {
                 }
             }
             let more = if t.chars().count() > 100 { "…" } else { "" };
-            format!("the request's Content-Type is {shown}{more}")
+            format!("the request's Content-Type is \"{shown}{more}\"")
         }
     }
 }

@@ -323,9 +323,6 @@ fn constrain_path_ids(api: &mut utoipa::openapi::OpenApi) {
 /// ids that name streams, quantities of at least one, 1..=100 lines.
 fn constrain_bodies(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::schema::Schema;
-    let Some(components) = api.components.as_mut() else {
-        return;
-    };
     let nullable_id: Schema = ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
             Type::String,
@@ -363,6 +360,9 @@ fn constrain_bodies(api: &mut utoipa::openapi::OpenApi) {
         ),
         ("RegisterStock", "name", string_schema(1, None, not_blank()).into()),
     ];
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
     for (name, property, schema) in rules {
         let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
             continue;
@@ -371,6 +371,25 @@ fn constrain_bodies(api: &mut utoipa::openapi::OpenApi) {
             *slot = RefOr::T(schema);
         }
     }
+    // An append: 1..=10,000 events (the log's limit per append).
+    if let Some(op) = api
+        .paths
+        .paths
+        .get_mut("/streams/{stream}")
+        .and_then(|item| item.post.as_mut())
+        && let Some(RefOr::T(body)) = op.request_body.as_mut()
+    {
+        for content in body.content.values_mut() {
+            let RefOr::T(content) = content else { continue };
+            if let Some(RefOr::T(Schema::Array(events))) = content.schema.as_mut() {
+                events.min_items = Some(1);
+                events.max_items = Some(10_000);
+            }
+        }
+    }
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
     if let Some(RefOr::T(Schema::Array(patch))) = components.schemas.get_mut("JsonPatchBody") {
         patch.items = utoipa::openapi::schema::ArrayItems::RefOrSchema(Box::new(RefOr::T(json_patch_operation())));
     }
