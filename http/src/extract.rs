@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use crate::error::HttpError;
 
 /// A JSON body: 415 without a JSON content type, 400 when it is not JSON,
-/// 422 when it is JSON of the wrong shape, 413 over the body limit.
+/// 422 when it is JSON of the wrong shape or names a member twice in any
+/// object (`crate::json`), 413 over the body limit.
 pub(crate) struct ApiJson<T>(pub T);
 
 /// Like [`ApiJson`], but an empty body (with or without a content type)
@@ -50,10 +51,14 @@ fn parse<T: DeserializeOwned>(content_type: Option<String>, bytes: &[u8]) -> Res
             });
         }
     }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    // Strictly first (a member name twice is refused at any depth, as on
+    // the document routes), then into the body's shape.
+    let classify = |e: serde_json::Error| match e.classify() {
         serde_json::error::Category::Data => HttpError::InvalidBody { reason: e.to_string() },
         _ => HttpError::MalformedJson { reason: e.to_string() },
-    })
+    };
+    let value = crate::json::parse_strict(bytes).map_err(classify)?;
+    serde_json::from_value(value).map_err(classify)
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -167,6 +172,25 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // A member twice, at the top or deep in a value the shape takes as
+        // any JSON: refused alike.
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Event {
+            data: serde_json::Value,
+        }
+        for dup in [
+            &br#"{"data":{},"data":{}}"#[..],
+            br#"{"data":{"a":{"b":1,"b":2}}}"#,
+            br#"{"data":[{"x":1,"x":1}]}"#,
+        ] {
+            assert!(
+                matches!(parse::<Event>(json.clone(), dup), Err(HttpError::InvalidBody { ref reason }) if reason.contains("duplicate")),
+                "{}",
+                String::from_utf8_lossy(dup)
+            );
+        }
+        assert!(parse::<Event>(json.clone(), br#"{"data":{"a":1,"b":{"a":1}}}"#).is_ok());
         assert!(matches!(
             parse::<Receive>(None, b"{\"quantity\":1}"),
             Err(HttpError::UnsupportedMediaType { .. })

@@ -42,6 +42,7 @@ mod idempotency;
 mod json;
 mod metrics;
 mod model;
+mod openapi;
 mod precondition;
 mod problem;
 mod router;
@@ -62,8 +63,8 @@ pub use model::{
     NewEventBody, OrderSummaryView, OrderView, OrdersView, PayOrder, PlaceOrder, ReceiveStock, RegisterStock,
     ShipOrder, StockLevelView, StockLevelsView, StockView,
 };
+pub use openapi::openapi;
 pub use problem::{DocumentProblem, PROBLEM_JSON, Problem, ProblemDescription, ProblemType};
-pub use router::openapi;
 pub use routes::STRATA_POSITION;
 pub use routes::browse::{LogPage, StreamItem, StreamsPage};
 pub use routes::documents::{

@@ -41,9 +41,12 @@ pub struct PlaceOrder {
 pub struct Line {
     /// A registered SKU.
     pub sku: String,
-    /// Units, at least 1.
+    /// Units, at least 1 (at most 1,000,000,000: a reservation's limit).
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "crate::json::integer::int32")]
     pub quantity: u32,
     /// Price of one unit, in cents.
+    #[serde(deserialize_with = "crate::json::integer::int64")]
     pub unit_price_cents: u64,
 }
 
@@ -52,9 +55,10 @@ pub struct Line {
 #[serde(deny_unknown_fields)]
 pub struct PayOrder {
     /// The amount paid, equal to the order's total.
+    #[serde(deserialize_with = "crate::json::integer::int64")]
     pub amount_cents: u64,
     /// The order version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -66,7 +70,7 @@ pub struct ShipOrder {
     #[serde(default)]
     pub tracking: Option<String>,
     /// The order version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -75,7 +79,7 @@ pub struct ShipOrder {
 #[serde(deny_unknown_fields)]
 pub struct DeliverOrder {
     /// The order version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -87,7 +91,7 @@ pub struct CancelOrder {
     #[serde(default)]
     pub reason: Option<String>,
     /// The order version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -105,10 +109,12 @@ pub struct RegisterStock {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveStock {
-    /// Units received, at least 1.
+    /// Units received, 1 to 1,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "crate::json::integer::int64")]
     pub quantity: u64,
     /// The item version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -117,9 +123,10 @@ pub struct ReceiveStock {
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
     /// Units counted: the new on-hand figure (not below the reserved units).
+    #[serde(deserialize_with = "crate::json::integer::int64")]
     pub counted: u64,
     /// The item version this was decided on (alternative to If-Match).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub expected_version: Option<u64>,
 }
 
@@ -130,7 +137,8 @@ pub struct NewEventBody {
     /// The event's id, chosen by the client: a retry with the same ids is
     /// answered from the log instead of appending again.
     pub event_id: Uuid,
-    /// The type name, e.g. `NoteAdded`.
+    /// The type name, e.g. `NoteAdded`: 1..=256 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub event_type: String,
     /// The payload, any JSON value.
     pub data: Value,
@@ -280,9 +288,10 @@ pub struct EventView {
     pub position: u64,
     /// When it was committed (RFC 3339).
     pub recorded_at: String,
-    /// The payload, when it is JSON (passed through as it is stored).
+    /// The payload, when it is JSON (passed through as it is stored): any
+    /// JSON value, as `data` on append takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value, required = false)]
     pub data: Option<Box<RawValue>>,
     /// The payload, base64, when it is not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]

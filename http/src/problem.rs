@@ -60,8 +60,11 @@ pub struct Problem {
     /// The id concerned (order id, SKU, stream, event id, idempotency key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Units requested (insufficient stock).
+    /// Units requested (`insufficient-stock`: an integer); a collection's
+    /// requested unique fields are sent under the same name
+    /// (`declaration-conflict`: an array), so the schema takes any value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Value, required = false)]
     pub requested: Option<u64>,
     /// Units available (insufficient stock).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -104,7 +104,13 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
         .req("PUT", doc, None, &[])
         .await
         .problem(415, "unsupported-media-type");
-    assert!(p["detail"].as_str().unwrap().ends_with("got none"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("the request has no Content-Type"),
+        "{p}"
+    );
 
     // A patch that does not apply (409: it depends on the document's state).
     let p = s

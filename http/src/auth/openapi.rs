@@ -46,12 +46,12 @@ fn secure(op: &mut Operation, need: Need) {
         Need::Open => op.security = Some(vec![SecurityRequirement::default()]),
         Need::Scope(scope) => {
             op.security = Some(vec![SecurityRequirement::new(SCHEME, [scope.name()])]);
-            crate::router::add_response(
+            crate::openapi::add_response(
                 op,
                 401,
                 "`unauthorized`: no bearer token, a malformed one, or one this service does not know (with `WWW-Authenticate: Bearer`)",
             );
-            crate::router::add_response(
+            crate::openapi::add_response(
                 op,
                 403,
                 "`insufficient-scope`: the token's scope is below the one this operation needs",
@@ -64,7 +64,7 @@ fn secure(op: &mut Operation, need: Need) {
 mod tests {
     #[test]
     fn every_operation_states_its_scope() {
-        let doc: serde_json::Value = serde_json::from_str(&crate::router::openapi().to_json().unwrap()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&crate::openapi::openapi().to_json().unwrap()).unwrap();
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         assert_eq!(doc["paths"]["/healthz"]["get"]["security"], serde_json::json!([{}]));
         assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());

@@ -108,7 +108,7 @@ mod tests {
     /// Every (method, route) of the OpenAPI document, which the router
     /// builds from the same list of routes.
     fn routed() -> BTreeSet<(String, String)> {
-        let api = crate::router::openapi();
+        let api = crate::openapi::openapi();
         let mut out = BTreeSet::new();
         for (path, item) in &api.paths.paths {
             for (method, op) in [

@@ -250,7 +250,7 @@ pub enum HttpError {
     },
 
     /// Not a media type the route takes (415).
-    #[error("expected Content-Type: {expected}, got {}", .content_type.as_deref().map_or_else(|| "none".to_string(), |t| format!("{t:?}")))]
+    #[error("this route takes a body of type {expected}; {}", media_type_sent(.content_type.as_deref()))]
     UnsupportedMediaType {
         /// What was sent.
         content_type: Option<String>,
@@ -429,6 +429,27 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a 415's detail says was sent: the media type as text, its control
+/// characters escaped, at most 100 characters of it.
+fn media_type_sent(content_type: Option<&str>) -> String {
+    match content_type {
+        None => "the request has no Content-Type".into(),
+        Some(t) if t.trim().is_empty() => "the request's Content-Type is empty".into(),
+        Some(t) => {
+            let mut shown = String::new();
+            for c in t.chars().take(100) {
+                if c.is_control() {
+                    shown.extend(c.escape_default());
+                } else {
+                    shown.push(c);
+                }
+            }
+            let more = if t.chars().count() > 100 { "…" } else { "" };
+            format!("the request's Content-Type is \"{shown}{more}\"")
+        }
+    }
 }
 
 /// What an error is answered as: itself for a problem of http's own, the

@@ -153,9 +153,13 @@ fn parse_position(what: &str, value: &str) -> Result<u64, HttpError> {
             ),
         });
     }
-    value.parse().map_err(|_| HttpError::InvalidParameter {
-        reason: format!("{what} does not fit in 64 bits"),
-    })
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|p| *p <= crate::json::integer::MAX)
+        .ok_or_else(|| HttpError::InvalidParameter {
+            reason: format!("{what} is above 9223372036854775807 (2^63-1), the largest position"),
+        })
 }
 
 /// Where the stream starts: after `Last-Event-ID` when the client sent

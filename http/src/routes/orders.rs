@@ -296,6 +296,7 @@ pub(crate) async fn get_order(
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// The first version to read (default 1).
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]

@@ -38,6 +38,7 @@ fn stream_id(raw: &str) -> Result<StreamId, HttpError> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReadQuery {
     /// The first version to read (default: 1 forward, the newest backward).
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     from: Option<u64>,
     /// The most events to return (default 100, at most 1000; a page also
     /// ends before its payloads pass 4 MiB).
@@ -99,6 +100,7 @@ pub(crate) async fn read_page(
 /// Reads a stream of the log.
 #[utoipa::path(
     get,
+    operation_id = "read_stream",
     path = "/streams/{stream}",
     tag = "log",
     params(("stream" = String, Path, description = "The stream id"), ReadQuery),
@@ -158,6 +160,7 @@ pub(crate) async fn read(
 pub(crate) struct AppendQuery {
     /// The version the append was decided on: a number, `no-stream`,
     /// `exists`, or `*` / `any` (the default: no check). Or use If-Match.
+    #[param(pattern = "^(\\*|any|no-stream|exists|0|[1-9][0-9]{0,18})$")]
     expected_version: Option<String>,
 }
 
@@ -167,10 +170,12 @@ fn parse_expected(s: &str) -> Result<ExpectedVersion, HttpError> {
         "no-stream" => Ok(ExpectedVersion::NoStream),
         "exists" => Ok(ExpectedVersion::StreamExists),
         n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
-            .parse()
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v <= crate::json::integer::MAX)
             .map(|v| ExpectedVersion::Exact(v).normalized())
-            .map_err(|_| HttpError::InvalidParameter {
-                reason: "expected_version does not fit in 64 bits".into(),
+            .ok_or_else(|| HttpError::InvalidParameter {
+                reason: "expected_version is above 9223372036854775807 (2^63-1), the largest version".into(),
             }),
         other => Err(HttpError::InvalidParameter {
             reason: format!("expected_version must be a version, no-stream, exists, * or any, not {other:?}"),

@@ -45,6 +45,7 @@ fn with_position(position: u64, body: impl serde::Serialize) -> Response {
 #[into_params(parameter_in = Query)]
 pub(crate) struct OrdersQuery {
     /// Only orders in this status (`placed`, `paid`, `shipped`, `delivered`, `cancelled`).
+    #[param(pattern = "^(placed|paid|shipped|delivered|cancelled)$")]
     status: Option<String>,
     /// Only the orders of this customer.
     customer: Option<String>,
@@ -54,6 +55,7 @@ pub(crate) struct OrdersQuery {
     /// The `next` of the previous page: only orders with a greater id.
     after: Option<String>,
     /// Wait until the read model has applied this log position (a write's `Strata-Position`).
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     min_position: Option<u64>,
 }
 
@@ -127,6 +129,7 @@ pub(crate) struct StockQuery {
     /// or with `low` `<available>:<sku>`.
     after: Option<String>,
     /// Wait until the read model has applied this log position.
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     min_position: Option<u64>,
 }
 

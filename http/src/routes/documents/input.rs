@@ -64,9 +64,11 @@ fn parse_json(bytes: &[u8]) -> Result<Value, HttpError> {
 fn take_version(body: &mut Map<String, Value>) -> Result<Option<u64>, HttpError> {
     match body.remove(VERSION_MEMBER) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| HttpError::InvalidBody {
-            reason: format!("_version must be a version (a non-negative integer), got {v}"),
-        }),
+        Some(v) => crate::json::integer::from_value(&v)
+            .map(Some)
+            .map_err(|e| HttpError::InvalidBody {
+                reason: format!("_version must be a version: {e}"),
+            }),
     }
 }
 
@@ -127,7 +129,7 @@ pub(crate) fn patch_body(body: RawBody) -> Result<(Change, Option<u64>), HttpErr
         if on_version(path) || on_version(from) {
             match (
                 op.get("op").and_then(Value::as_str),
-                op.get("value").and_then(Value::as_u64),
+                op.get("value").and_then(|v| crate::json::integer::from_value(v).ok()),
             ) {
                 (Some("test"), Some(v)) if path == "/_version" && version.is_none() => version = Some(v),
                 _ => {

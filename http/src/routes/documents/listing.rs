@@ -50,6 +50,7 @@ pub(crate) struct ListQuery {
     /// Wait until the listing has applied this log position (a write's
     /// `Strata-Position`), at most the server's read wait.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     min_position: Option<u64>,
 }
 

@@ -46,6 +46,7 @@ pub(crate) struct VersionQuery {
     /// The version to read (default: the current one); an older one shows
     /// the document as it was then.
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     version: Option<u64>,
 }
 
@@ -56,6 +57,7 @@ pub(crate) struct VersionQuery {
 pub(crate) struct HistoryQuery {
     /// The first version to list (default 1).
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     from: Option<u64>,
     /// The most changes to return (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]

@@ -75,6 +75,7 @@ fn tokens(raw: &[String]) -> Result<Vec<DeliveryToken>, HttpError> {
 /// Every group with its progress.
 #[utoipa::path(
     get,
+    operation_id = "list_groups",
     path = "/subscriptions/groups",
     tag = "subscriptions",
     responses((status = 200, description = "Every group, in name order, with its lag, pending, in-flight and parked counts", body = GroupsView))
@@ -89,6 +90,7 @@ pub(crate) async fn list(State(g): State<Groups>) -> Result<Json<GroupsView>, Ht
 /// Creates a group (idempotent: the same settings again answer 200).
 #[utoipa::path(
     put,
+    operation_id = "create_group",
     path = "/subscriptions/groups/{group}",
     tag = "subscriptions",
     params(("group" = String, Path, description = "The group's name: 1..=100 ASCII letters, digits, `.`, `_`, `-`, starting with a letter or a digit", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
@@ -125,6 +127,7 @@ pub(crate) async fn create(
 /// One group with its progress.
 #[utoipa::path(
     get,
+    operation_id = "get_group",
     path = "/subscriptions/groups/{group}",
     tag = "subscriptions",
     params(("group" = String, Path, description = "The group's name: 1..=100 ASCII letters, digits, `.`, `_`, `-`, starting with a letter or a digit", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
@@ -142,6 +145,7 @@ pub(crate) async fn get(State(g): State<Groups>, ApiPath(raw): ApiPath<String>) 
 /// Deletes a group with its state and parked events.
 #[utoipa::path(
     delete,
+    operation_id = "delete_group",
     path = "/subscriptions/groups/{group}",
     tag = "subscriptions",
     params(("group" = String, Path, description = "The group's name: 1..=100 ASCII letters, digits, `.`, `_`, `-`, starting with a letter or a digit", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
@@ -165,6 +169,7 @@ pub(crate) async fn delete(State(g): State<Groups>, ApiPath(raw): ApiPath<String
 /// Leases a batch of the group's events to a consumer.
 #[utoipa::path(
     post,
+    operation_id = "read_group",
     path = "/subscriptions/groups/{group}/read",
     tag = "subscriptions",
     params(("group" = String, Path, description = "The group's name: 1..=100 ASCII letters, digits, `.`, `_`, `-`, starting with a letter or a digit", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
@@ -270,6 +275,7 @@ pub(crate) async fn nack(
 pub(crate) struct ParkedQuery {
     /// Events after this position (default 0: from the first).
     #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     after: Option<u64>,
     /// The most events (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]

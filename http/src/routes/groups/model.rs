@@ -120,25 +120,31 @@ pub struct GroupSettingsBody {
     pub start: Option<StartBody>,
     /// Start with the first event after this position.
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub start_after: Option<u64>,
     /// Default `round_robin`.
     pub strategy: Option<StrategyBody>,
     /// Deliveries after the first before an event is parked (default 10).
     #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option_int32")]
     pub max_retries: Option<u32>,
     /// How long a consumer holds an event before it is delivered again
     /// (default 30,000).
     #[schema(minimum = 1, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub ack_timeout_ms: Option<u64>,
     /// The first retry's delay; it doubles per retry (default 100).
     #[schema(minimum = 0, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub retry_delay_ms: Option<u64>,
     /// The longest retry delay (default 30,000, or `retry_delay_ms` when
     /// that is longer); not below `retry_delay_ms`.
     #[schema(minimum = 0, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub max_retry_delay_ms: Option<u64>,
     /// Events held between the log and the consumers (default 1,000).
     #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option_int32")]
     pub buffer_size: Option<u32>,
 }
 
@@ -346,10 +352,12 @@ pub struct ReadBody {
     pub consumer: String,
     /// The most events to lease (default 10).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option_int32")]
     pub max_events: Option<u32>,
     /// How long to wait for events when none is due (default 0: answer at
     /// once; at most 30,000). The server's shutdown answers sooner.
     #[schema(minimum = 0, maximum = 30_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     pub wait_ms: Option<u64>,
 }
 
@@ -482,6 +490,7 @@ pub struct ReplayBody {
     /// Their positions; absent (or an empty body): every parked event, up
     /// to 10,000 per call.
     #[schema(max_items = 10_000)]
+    #[serde(default, deserialize_with = "crate::json::integer::option_vec")]
     pub positions: Option<Vec<u64>>,
 }
 

@@ -13,6 +13,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+pub(crate) mod integer;
+
 /// Parses `bytes` as one JSON value, refusing duplicate member names (a
 /// data error, as serde reports a shape error) and trailing content.
 pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
