@@ -174,6 +174,8 @@ problem_types! {
         "Streams named `order-*` and `stock-*` belong to the order and stock resources, `doc-*`, `collection-*` and `unique-*` to documents, and `$`-prefixed streams to the system (snapshots): the read models and the unique values rely on their rules, so the generic log API refuses to write them. Use /orders, /stock, /docs and /collections.";
     NotFound => "not-found", 404, "No such resource",
         "The order, stock item, collection, document (or version of it) or route does not exist.";
+    StreamDeleted => "stream-deleted", 410, "The stream was deleted for good",
+        "The stream was hard-deleted (tombstoned, DELETE /streams/{stream}?hard=true, or an erasure): it can never be written again, and its events are gone from every read. Nothing was written. Write to another stream.";
     DocumentDeleted => "document-deleted", 404, "The document was deleted",
         "The document existed and was deleted: `deleted_version` says at which version, `deleted_at` when and `deleted_by` by whom. Its history stays readable (GET .../history, ?version=n). PUT with If-None-Match: * creates it again; other writes are refused.";
     UniqueViolation => "unique-violation", 409, "A unique value is held by another document",

@@ -18,7 +18,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{documents, groups, live, meta, orders, stock, streams, views};
+use crate::routes::{documents, groups, live, meta, orders, retention, stock, streams, views};
 use crate::state::Shared;
 
 #[derive(OpenApi)]
@@ -45,7 +45,7 @@ struct ApiDoc;
 fn api_router() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(orders::place_order))
-        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::get_order, retention::erase_order))
         .routes(routes!(orders::order_events))
         .routes(routes!(orders::pay))
         .routes(routes!(orders::ship))
@@ -66,7 +66,8 @@ fn api_router() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(documents::document_history))
         .routes(routes!(documents::listing::list_documents))
-        .routes(routes!(streams::read, streams::append))
+        .routes(routes!(streams::read, streams::append, retention::delete_stream))
+        .routes(routes!(retention::get_metadata, retention::put_metadata))
         .routes(routes!(live::all))
         .routes(routes!(live::stream))
         .routes(routes!(live::category))
@@ -135,6 +136,7 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
             );
             add_response(op, 500, "`internal-error`");
             add_response(op, 503, "`service-unavailable`");
+            add_response(op, 410, GONE);
             let is_create = op.responses.responses.contains_key("201");
             let is_log_append = op.operation_id.as_deref() == Some("append");
             if !is_create || is_log_append {
@@ -164,10 +166,14 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
             );
             add_response(op, 500, "`internal-error`");
             add_response(op, 503, "`service-unavailable`");
+            add_response(op, 410, GONE);
             add_idempotency_key(op);
         }
     }
 }
+
+/// Every write may meet a stream that was hard-deleted (erased).
+const GONE: &str = "`stream-deleted`: the resource's stream was hard-deleted (erased) and can never be written again";
 
 fn add_idempotency_key(op: &mut Operation) {
     let key = ParameterBuilder::new()
