@@ -87,8 +87,8 @@ pub use retention::{
     described_stream, is_metadata_stream, metadata_stream,
 };
 pub use segment::{
-    DataLayout, DiskUsage, FileStorage, IndexProgress, SegmentOptions, SegmentStats, SegmentStore, Storage,
-    StorageFile, VerifyReport,
+    DataLayout, DiskUsage, FileStorage, IndexProgress, ScavengeOptions, ScavengeProgress, ScavengeReport,
+    SegmentOptions, SegmentStats, SegmentStore, Storage, StorageFile, VerifyReport,
 };
 #[cfg(feature = "sim")]
 pub use segment::{PowerLoss, SimDisk, SimOp};

@@ -20,6 +20,7 @@ mod options;
 mod read;
 mod recovery;
 mod retention;
+mod scavenge;
 #[cfg(feature = "sim")]
 mod sim;
 mod storage;
@@ -56,6 +57,7 @@ use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamI
 pub use self::layout::DataLayout;
 use self::options::Stats;
 pub use self::options::{DiskUsage, IndexProgress, SegmentOptions, SegmentStats};
+pub use self::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 #[cfg(feature = "sim")]
 pub use self::sim::{PowerLoss, SimDisk, SimOp};
 pub use self::storage::{FileStorage, Storage, StorageFile};
@@ -483,6 +485,7 @@ impl EventStore for SegmentStore {
         tx.send(Request {
             appends,
             op: None,
+            roll: false,
             reply,
         })
         .await
@@ -499,6 +502,7 @@ impl EventStore for SegmentStore {
         tx.send(Request {
             appends: Vec::new(),
             op: Some(op),
+            roll: false,
             reply,
         })
         .await

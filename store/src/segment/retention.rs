@@ -58,6 +58,23 @@ impl Shared {
             .map(|(_, s)| *s)
     }
 
+    /// Every stream not tombstoned whose state at `visible` has a `max_count`
+    /// or a `max_age` (what a scavenge makes permanent).
+    pub(super) fn states_with_retention(&self, visible: u64) -> Vec<(StreamId, StreamState)> {
+        if !self.any_states.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.states()
+            .by_stream
+            .iter()
+            .filter_map(|(stream, list)| {
+                let (_, s) = list.iter().rev().find(|(p, _)| *p <= visible)?;
+                let retains = s.metadata.max_count.is_some() || s.metadata.max_age.is_some();
+                (retains && !s.tombstoned).then(|| (stream.clone(), *s))
+            })
+            .collect()
+    }
+
     /// Records `state` for `stream`, written at `position`.
     pub(super) fn record_state(&self, stream: &StreamId, position: u64, state: StreamState) {
         let visible = self.visible();

@@ -53,6 +53,9 @@ pub(super) struct Request {
     /// A stream operation instead of `appends`: answered with the result
     /// of the metadata event that records it.
     pub(super) op: Option<StreamOperation>,
+    /// Close the current segment and start the next (a scavenge asks, so
+    /// that everything written so far is in segments no longer written).
+    pub(super) roll: bool,
     pub(super) reply: Reply,
 }
 
@@ -265,6 +268,14 @@ impl Writer {
         self.group_start = self.cursor.offset;
         self.first_position = self.cursor.next_position;
         Ok(())
+    }
+
+    /// Closes the current segment (unless nothing is in it yet) and starts the next.
+    fn roll_now(&mut self) -> Result<(), StoreError> {
+        if self.cursor.offset == SEGMENT_HEADER_BYTES && self.buf.is_empty() {
+            return Ok(());
+        }
+        self.roll(0).map_err(|e| unavailable(&self.shared.fail(&e)))
     }
 
     /// Judges one append and, when accepted, encodes it into the group.
@@ -488,6 +499,7 @@ pub(super) fn run_writer(
                 Err(e) => Err(unavailable(&e.to_string())),
                 Ok(()) => match w.shared.failure() {
                     Some(reason) => Err(unavailable(&reason)),
+                    None if req.roll => w.roll_now().map(|()| Vec::new()),
                     None => match req.op {
                         Some(op) => w.add_op(op),
                         None => w.add(req.appends),
