@@ -326,3 +326,48 @@ async fn a_scavenge_under_load_skips_and_duplicates_nothing_for_a_subscriber() {
     assert_eq!(seen, all, "every visible event once, in order");
     assert_eq!(all.iter().filter(|p| **p > 0).count(), all.len());
 }
+
+/// Builds the data directory of the scavenge measurement in
+/// `STRATA_SCAVENGE_FIXTURE` (docs/retention.md): 1,000,000 events of 200
+/// bytes in 10,000 streams, every tenth stream deleted (10 % removed).
+/// `STRATA_SCAVENGE_FIXTURE=/tmp/scav cargo test --release -p strata-store --test scavenge -- --ignored build_the_measurement_fixture`,
+/// then `strata scavenge /tmp/scav`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement fixture: set STRATA_SCAVENGE_FIXTURE to a directory and run with --ignored"]
+async fn build_the_measurement_fixture() {
+    let dir = std::env::var("STRATA_SCAVENGE_FIXTURE").expect("STRATA_SCAVENGE_FIXTURE names a directory");
+    let store = SegmentStore::open_with(
+        &dir,
+        SegmentOptions {
+            durability: Durability::Buffered,
+            ..SegmentOptions::default()
+        },
+    )
+    .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for s in (t..10_000).step_by(8) {
+                    let events = (0..100)
+                        .map(|i| NewEvent::new("Reading", payload(KEPT, i)[..200].to_vec()))
+                        .collect();
+                    store
+                        .append(&sid(&format!("s-{s}")), ExpectedVersion::NoStream, events)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for s in (0..10_000).step_by(10) {
+        store
+            .delete_stream(&sid(&format!("s-{s}")), ExpectedVersion::Exact(100), DeleteMode::Soft)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.head_position().await.unwrap(), 1_000_000 + 1_000);
+}
