@@ -36,6 +36,8 @@ enum Command {
     Rebuild(cli::rebuild::RebuildArgs),
     /// Serve the HTTP API over a data directory (or a PostgreSQL database), with the read models running inside.
     Serve(cli::serve::ServeArgs),
+    /// Erase removed events (deleted, truncated, expired) from the segment files of a data directory.
+    Scavenge(cli::scavenge::ScavengeArgs),
     /// Check every record of a segment log directory and that its index equals a rebuild; non-zero exit on damage.
     Verify(cli::verify::VerifyArgs),
     /// Concurrent read-modify-write clients against a running `strata serve`; fails on a lost update.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::serve(args).await,
             Command::Loadtest(args) => cli::loadtest::loadtest(args).await,
             Command::Verify(args) => cli::verify::verify(args).await,
+            Command::Scavenge(args) => cli::scavenge::scavenge(args).await,
             Command::Subscribe(args) => cli::subscribe::subscribe(args).await,
             Command::Subscriptions(args) => cli::subscribe::subscriptions(args).await,
             Command::Token(args) => cli::token::token(args).await,

@@ -181,6 +181,8 @@ problem_types! {
         "The request's token is valid but its scope is below what the route needs (`read` < `write` < `admin`): `scope` is the token's, `needed_scope` the route's, `id` the token's name. Nothing was done. Use a token with that scope; the scopes table is in docs/security.md.";
     NotFound => "not-found", 404, "No such resource",
         "The order, stock item, collection, document (or version of it) or route does not exist.";
+    StreamDeleted => "stream-deleted", 410, "The stream was deleted for good",
+        "The stream was hard-deleted (tombstoned, DELETE /streams/{stream}?hard=true, or an erasure): it can never be written again, and its events are gone from every read. Nothing was written. Write to another stream.";
     DocumentDeleted => "document-deleted", 404, "The document was deleted",
         "The document existed and was deleted: `deleted_version` says at which version, `deleted_at` when and `deleted_by` by whom. Its history stays readable (GET .../history, ?version=n). PUT with If-None-Match: * creates it again; other writes are refused.";
     UniqueViolation => "unique-violation", 409, "A unique value is held by another document",

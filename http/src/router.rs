@@ -16,7 +16,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::Problem;
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{browse, documents, groups, live, meta, orders, stock, streams, views};
+use crate::routes::{browse, documents, groups, live, meta, orders, retention, stock, streams, views};
 use crate::state::Shared;
 use crate::ui;
 
@@ -45,7 +45,7 @@ struct ApiDoc;
 pub(crate) fn api_router() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(orders::place_order))
-        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::get_order, retention::erase_order))
         .routes(routes!(orders::order_events))
         .routes(routes!(orders::pay))
         .routes(routes!(orders::ship))
@@ -68,7 +68,8 @@ pub(crate) fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(documents::listing::list_documents))
         .routes(routes!(browse::list_streams))
         .routes(routes!(browse::read_log_page))
-        .routes(routes!(streams::read, streams::append))
+        .routes(routes!(streams::read, streams::append, retention::delete_stream))
+        .routes(routes!(retention::get_metadata, retention::put_metadata))
         .routes(routes!(live::all))
         .routes(routes!(live::stream))
         .routes(routes!(live::category))

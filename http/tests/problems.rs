@@ -158,10 +158,10 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     );
     seen.expect(s.get("/orders/o-404").await, 404, "not-found");
     seen.expect(s.get("/no-such-route").await, 404, "not-found");
-    let not_allowed = s.send(s.http.delete(format!("{}/orders/o-1", s.url))).await;
+    let not_allowed = s.send(s.http.put(format!("{}/orders/o-1", s.url))).await;
     assert_eq!(
         not_allowed.header("allow"),
-        Some("GET,HEAD"),
+        Some("GET,HEAD,DELETE"),
         "405 says which methods the route takes"
     );
     seen.expect(not_allowed, 405, "method-not-allowed");
@@ -218,6 +218,15 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     );
     assert_eq!(s.delete("/docs/users/1", &[]).await.status, 200);
     seen.expect(s.get("/docs/users/1").await, 404, "document-deleted");
+
+    // 410: a write to a hard-deleted stream.
+    let gone = s.delete("/streams/notes?hard=true", &[]).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    seen.expect(
+        s.post("/streams/notes", json!([note(ID2, "After")])).await,
+        410,
+        "stream-deleted",
+    );
 
     // 503: a read model that cannot reach the position within the wait.
     let lagging = s

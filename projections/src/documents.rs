@@ -185,7 +185,14 @@ impl Projection for DocumentListingProjection {
         DOCUMENT_LISTING
     }
 
+    /// A document whose stream is deleted (an erasure) leaves the listing.
     fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        if let Some(deleted) = crate::projection::deleted_stream(event) {
+            if let Some((collection, id)) = document_of(deleted.as_str()) {
+                ws.delete(document_key(collection, id));
+            }
+            return Ok(());
+        }
         if !event.stream_id.as_str().starts_with(DOC_PREFIX) {
             return Ok(());
         }

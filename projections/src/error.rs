@@ -211,11 +211,12 @@ pub enum ProjectionError {
     ///
     /// Handling: report a bug in the store backend; restart the runner.
     /// Kind: [`ErrorKind::Internal`].
-    #[error("projection {projection}: expected position {expected}, the log delivered {got}")]
+    #[error("projection {projection}: expected position {expected} or later, the log delivered {got}")]
     OutOfOrder {
         /// The projection's name.
         projection: String,
-        /// The position that should have come next.
+        /// The lowest position that may come next (positions skipped
+        /// between are removed events).
         expected: u64,
         /// The position that came.
         got: u64,

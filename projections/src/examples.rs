@@ -82,7 +82,7 @@ impl ProjectionError {
             OutOfOrder => ProjectionError::OutOfOrder {
                 projection: projection(),
                 expected: 8,
-                got: 10,
+                got: 7,
             },
             Timeout => ProjectionError::Timeout {
                 projection: projection(),

@@ -47,7 +47,7 @@ pub use orders::{
     CUSTOMER_STATUS_SCAN_FACTOR, ORDER_SUMMARY, OrderFilter, OrderPage, OrderSummaries, OrderSummary,
     OrderSummaryProjection,
 };
-pub use projection::Projection;
+pub use projection::{Projection, deleted_stream};
 pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild, rebuild_all};
 pub use runner::{ProjectionRunner, RunnerOptions};
 pub use stock::{LowStockCursor, STOCK_LEVELS, StockLevel, StockLevels, StockLevelsProjection, StockPage};

@@ -16,7 +16,7 @@ use crate::error::ProjectionError;
 use crate::model::reader::ModelReader;
 use crate::model::store::ModelStore;
 use crate::model::write_set::WriteSet;
-use crate::projection::Projection;
+use crate::projection::{Projection, deleted_stream};
 
 /// The name of the order summary projection (and of its sled trees).
 pub const ORDER_SUMMARY: &str = "order_summary";
@@ -160,6 +160,21 @@ impl OrderSummaryProjection {
     }
 }
 
+impl OrderSummaryProjection {
+    /// Removes everything the model keeps of `order_id` (nothing when it
+    /// has nothing: a delete of an order never placed, or seen in a rebuild).
+    fn forget(ws: &mut WriteSet, order_id: &str, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let key = order_key(order_id);
+        let Some(summary) = ws.get_value::<OrderSummary>(&key)? else {
+            return Ok(());
+        };
+        ws.delete(customer_key(&summary.customer, order_id));
+        ws.delete(status_key(summary.status, order_id));
+        ws.delete(key);
+        Self::bump(ws, summary.status, false, event)
+    }
+}
+
 fn inconsistent(event: &RecordedEvent, reason: impl Into<String>) -> ProjectionError {
     ProjectionError::Inconsistent {
         stream: event.stream_id.clone(),
@@ -178,7 +193,16 @@ impl Projection for OrderSummaryProjection {
         MODEL_VERSION
     }
 
+    /// Drops a deleted order (soft or hard): its summary, its index
+    /// entries and its count, so the model equals a rebuild, which never
+    /// sees the order's removed events.
     fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        if let Some(deleted) = deleted_stream(event) {
+            return match deleted.as_str().strip_prefix(ORDER_PREFIX) {
+                Some(order_id) => Self::forget(ws, order_id, event),
+                None => Ok(()),
+            };
+        }
         let Some(order_id) = event.stream_id.as_str().strip_prefix(ORDER_PREFIX) else {
             return Ok(());
         };

@@ -66,3 +66,32 @@ pub trait Projection: Send + Sync + 'static {
         0
     }
 }
+
+/// The stream a delete removed, when `event` is the record of a soft or
+/// hard delete (an event of a `$$` metadata stream, see strata-store's
+/// `docs/retention.md`): a read model drops what it kept of that stream.
+///
+/// Truncations and retention (`$streamTruncated`, `$metadata`) are not
+/// deletes: what a read model folded from the removed events stays.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use strata_projections::deleted_stream;
+/// use strata_store::{DeleteMode, EventStore, ExpectedVersion, MemoryStore, NewEvent, StreamId};
+/// let store = MemoryStore::new();
+/// let s = StreamId::new("order-1").unwrap();
+/// store.append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", "{}")]).await.unwrap();
+/// store.delete_stream(&s, ExpectedVersion::Any, DeleteMode::Soft).await.unwrap();
+/// let log = store.read_all(0, 10).await.unwrap();
+/// assert_eq!(log.len(), 1, "the order's event is removed; the delete's record is not");
+/// assert_eq!(deleted_stream(&log[0]), Some(s));
+/// # });
+/// ```
+pub fn deleted_stream(event: &strata_store::RecordedEvent) -> Option<strata_store::StreamId> {
+    if event.event_type != strata_store::EVENT_STREAM_DELETED
+        && event.event_type != strata_store::EVENT_STREAM_TOMBSTONED
+    {
+        return None;
+    }
+    strata_store::described_stream(&event.stream_id)
+}

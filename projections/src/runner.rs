@@ -254,6 +254,16 @@ async fn check_checkpoint(
         .into_iter()
         .find(|e| e.position == checkpoint)
         .map(|e| e.id);
+    if found.is_none() {
+        // The event at the checkpoint was removed since (its stream was
+        // deleted or truncated): the position is at or below the head and
+        // the log skips it; nothing to compare.
+        debug!(
+            projection = name,
+            checkpoint, "the event at the checkpoint was removed from the log; not compared"
+        );
+        return Ok((checkpoint, head));
+    }
     if found != Some(expected) {
         return Err(ProjectionError::CheckpointMismatch {
             projection: name.to_string(),
@@ -441,17 +451,22 @@ async fn apply_batch(
     let Some(mut ws) = model.write_set_on(generation, next - 1, projection.model_version()) else {
         return Ok(Committed::GenerationChanged);
     };
+    // Positions increase; one skipped was removed (a deleted or truncated
+    // stream's event, see strata-store's `EventStore` contract).
+    let mut previous = next - 1;
     for (i, event) in batch.iter().enumerate() {
-        let expected = next + i as u64;
-        let failure = if event.position != expected {
+        let failure = if event.position <= previous {
             ProjectionError::OutOfOrder {
                 projection: name.to_string(),
-                expected,
+                expected: previous + 1,
                 got: event.position,
             }
         } else {
             match projection.apply(event, &mut ws) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    previous = event.position;
+                    continue;
+                }
                 Err(source) => ProjectionError::Apply {
                     projection: name.to_string(),
                     position: event.position,

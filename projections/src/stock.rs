@@ -16,7 +16,7 @@ use crate::error::ProjectionError;
 use crate::model::reader::ModelReader;
 use crate::model::store::ModelStore;
 use crate::model::write_set::WriteSet;
-use crate::projection::Projection;
+use crate::projection::{Projection, deleted_stream};
 
 /// The name of the stock levels projection (and of its sled trees).
 pub const STOCK_LEVELS: &str = "stock_levels";
@@ -117,7 +117,19 @@ impl Projection for StockLevelsProjection {
         STOCK_LEVELS
     }
 
+    /// Drops a deleted stock item (soft or hard): its level and its place
+    /// in the low-stock index, so the model equals a rebuild.
     fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        if let Some(deleted) = deleted_stream(event) {
+            if let Some(sku) = deleted.as_str().strip_prefix(STOCK_PREFIX) {
+                let key = sku_key(sku);
+                if let Some(level) = ws.get_value::<StockLevel>(&key)? {
+                    ws.delete(available_key(level.available(), sku));
+                    ws.delete(key);
+                }
+            }
+            return Ok(());
+        }
         let Some(sku) = event.stream_id.as_str().strip_prefix(STOCK_PREFIX) else {
             return Ok(());
         };

@@ -5,6 +5,7 @@ pub mod loadtest;
 pub mod log;
 pub mod logging;
 pub mod rebuild;
+pub mod scavenge;
 pub mod serve;
 pub mod subscribe;
 pub mod token;

@@ -2,7 +2,11 @@
 //! idempotent retries by event id.
 
 use crate::error::StoreError;
-use crate::types::{AppendResult, EventId, StreamAppend, StreamId};
+use crate::retention::{
+    DeleteMode, EVENT_METADATA, EVENT_STREAM_DELETED, EVENT_STREAM_TOMBSTONED, EVENT_STREAM_TRUNCATED, StreamOperation,
+    StreamState, check_metadata, is_metadata_stream, metadata_stream, state_event,
+};
+use crate::types::{AppendResult, EventId, NewEvent, StreamAppend, StreamId};
 
 /// Where an event id sits in its stream.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -14,8 +18,12 @@ pub(crate) struct IdEntry {
 /// What a backend knows about its streams, as the rules need it. The view
 /// must include every write decided before in the same commit.
 pub(crate) trait StreamView {
-    /// The stream's version (0 when absent).
+    /// The stream's last version ever written (0 when never written): it
+    /// never goes down, not even across a delete.
     fn version(&mut self, stream: &StreamId) -> Result<u64, StoreError>;
+    /// The stream's state: what the newest event of its metadata stream
+    /// `$$<stream>` holds (the default when it has none).
+    fn state(&mut self, stream: &StreamId) -> Result<StreamState, StoreError>;
     /// Where `id` sits in `stream`, if it does.
     fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError>;
 }
@@ -39,14 +47,30 @@ pub(crate) enum Plan {
 ///   the ids clash with older events ([`StoreError::DuplicateEventId`]); in
 ///   every other case the retry only partly matches, or the stream moved:
 ///   [`StoreError::WrongExpectedVersion`].
+///
+/// The expected version is judged against the version the stream reports
+/// (0 while it is soft-deleted and not written since); new events go on
+/// from its last version ever. A tombstoned stream refuses every append
+/// ([`StoreError::StreamDeleted`]), a `$$` metadata stream every direct one.
 pub(crate) fn plan(view: &mut impl StreamView, append: &StreamAppend) -> Result<Plan, StoreError> {
     let stream = &append.stream;
+    if is_metadata_stream(stream) {
+        return Err(StoreError::InvalidStreamId {
+            stream: stream.to_string(),
+            reason: "streams whose id starts with `$$` are metadata streams, written only by stream operations",
+        });
+    }
     let expected = append.expected.normalized();
-    let current = view.version(stream)?;
+    let last = view.version(stream)?;
+    let state = view.state(stream)?;
+    if state.tombstoned {
+        return Err(StoreError::StreamDeleted { stream: stream.clone() });
+    }
+    let current = state.reported_version(last);
     let mut found = Vec::with_capacity(append.events.len());
     let mut first_found = None;
     for event in &append.events {
-        let entry = if current == 0 {
+        let entry = if last == 0 {
             None
         } else {
             view.find_id(stream, &event.id)?
@@ -63,7 +87,7 @@ pub(crate) fn plan(view: &mut impl StreamView, append: &StreamAppend) -> Result<
     };
     let Some((clash_id, clash_version)) = first_found else {
         return if expected.accepts(current) {
-            Ok(Plan::Write { current })
+            Ok(Plan::Write { current: last })
         } else {
             Err(conflict())
         };
@@ -87,6 +111,100 @@ pub(crate) fn plan(view: &mut impl StreamView, append: &StreamAppend) -> Result<
     } else {
         Err(conflict())
     }
+}
+
+/// A stream operation judged and accepted: write `event` as the next event
+/// of `meta` (after its version `meta_version`); `state` is what it records.
+#[derive(Clone, Debug)]
+pub(crate) struct OpWrite {
+    pub(crate) meta: StreamId,
+    pub(crate) meta_version: u64,
+    pub(crate) event: NewEvent,
+    pub(crate) state: StreamState,
+}
+
+impl OpWrite {
+    /// The operation as the one-part append that records it.
+    pub(crate) fn append(&self) -> StreamAppend {
+        StreamAppend::new(
+            self.meta.clone(),
+            crate::types::ExpectedVersion::Exact(self.meta_version),
+            vec![self.event.clone()],
+        )
+    }
+}
+
+/// Judges a stream operation: a delete or a truncation against the
+/// stream's reported version, new metadata against the metadata version;
+/// a tombstoned stream refuses every one ([`StoreError::StreamDeleted`]).
+pub(crate) fn plan_op(view: &mut impl StreamView, op: &StreamOperation) -> Result<OpWrite, StoreError> {
+    let stream = op.stream();
+    let invalid = |reason: String| StoreError::InvalidStreamOperation {
+        stream: stream.clone(),
+        reason,
+    };
+    if is_metadata_stream(stream) {
+        return Err(invalid("a `$$` metadata stream has no metadata of its own".into()));
+    }
+    let last = view.version(stream)?;
+    let old = view.state(stream)?;
+    if old.tombstoned {
+        return Err(StoreError::StreamDeleted { stream: stream.clone() });
+    }
+    let meta = metadata_stream(stream);
+    let meta_version = view.version(&meta)?;
+    let reported = old.reported_version(last);
+    let judge = |expected: crate::types::ExpectedVersion, target: &StreamId, actual: u64| {
+        if expected.normalized().accepts(actual) {
+            Ok(())
+        } else {
+            Err(StoreError::WrongExpectedVersion {
+                stream: target.clone(),
+                expected,
+                actual,
+            })
+        }
+    };
+    let mut state = old;
+    let event_type = match op {
+        StreamOperation::Delete { expected, mode, .. } => {
+            judge(*expected, stream, reported)?;
+            state.truncate_before = state.truncate_before.max(last + 1);
+            match mode {
+                DeleteMode::Soft => {
+                    state.deleted = true;
+                    EVENT_STREAM_DELETED
+                }
+                DeleteMode::Hard => {
+                    state.tombstoned = true;
+                    EVENT_STREAM_TOMBSTONED
+                }
+            }
+        }
+        StreamOperation::Truncate { expected, before, .. } => {
+            judge(*expected, stream, reported)?;
+            if *before == 0 || *before > last + 1 {
+                return Err(invalid(format!(
+                    "truncate before version {before}: it must be within 1..={} (the version after the last)",
+                    last + 1
+                )));
+            }
+            state.truncate_before = state.truncate_before.max(*before);
+            EVENT_STREAM_TRUNCATED
+        }
+        StreamOperation::SetMetadata { expected, metadata, .. } => {
+            judge(*expected, &meta, meta_version)?;
+            check_metadata(stream, metadata)?;
+            state.metadata = *metadata;
+            EVENT_METADATA
+        }
+    };
+    Ok(OpWrite {
+        event: state_event(event_type, &state),
+        meta,
+        meta_version,
+        state,
+    })
 }
 
 /// The first and last entry of `found` when every id was found at
@@ -152,6 +270,9 @@ mod tests {
     impl StreamView for View {
         fn version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
             Ok(self.streams.get(stream).map_or(0, |s| s.len() as u64))
+        }
+        fn state(&mut self, _: &StreamId) -> Result<StreamState, StoreError> {
+            Ok(StreamState::default())
         }
         fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
             Ok(self.streams.get(stream).and_then(|s| {

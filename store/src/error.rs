@@ -30,6 +30,31 @@ pub enum StoreError {
         actual: u64,
     },
 
+    /// An append to, or a change of, a stream that was hard-deleted
+    /// (tombstoned): it can never be written again.
+    ///
+    /// Handling: the stream is gone for good; write to another stream.
+    /// Kind: [`ErrorKind::Gone`] (HTTP 410).
+    #[error("stream {stream} was deleted for good (tombstoned) and cannot be written again")]
+    StreamDeleted {
+        /// The tombstoned stream.
+        stream: StreamId,
+    },
+
+    /// A stream operation (delete, truncate, metadata) that breaks a rule:
+    /// a truncation past the stream's version, a retention of zero events,
+    /// an operation on a `$$` metadata stream.
+    ///
+    /// Handling: bad input, fix the request; nothing was written. Kind:
+    /// [`ErrorKind::InvalidInput`].
+    #[error("invalid operation on stream {stream}: {reason}")]
+    InvalidStreamOperation {
+        /// The stream named.
+        stream: StreamId,
+        /// What rule it breaks.
+        reason: String,
+    },
+
     /// A string is not a valid stream id.
     ///
     /// Handling: bad input, fix the id. Kind: [`ErrorKind::InvalidInput`].
@@ -333,6 +358,7 @@ impl StoreError {
             StoreError::InvalidStreamId { .. }
             | StoreError::EmptyAppend { .. }
             | StoreError::InvalidFilter { .. }
+            | StoreError::InvalidStreamOperation { .. }
             | StoreError::InvalidEventType { .. }
             | StoreError::DuplicateStream { .. } => ErrorKind::InvalidInput,
             StoreError::TooManyEvents { .. }
@@ -340,6 +366,7 @@ impl StoreError {
             | StoreError::PayloadTooLarge { .. }
             | StoreError::MetadataTooLarge { .. } => ErrorKind::TooLarge,
             StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::StreamDeleted { .. } => ErrorKind::Gone,
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
             StoreError::IncompatibleFormat { .. } | StoreError::UnsupportedLayout { .. } => ErrorKind::Incompatible,
             StoreError::Locked { .. } | StoreError::InvalidLimits { .. } => ErrorKind::Misconfigured,

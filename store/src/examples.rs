@@ -21,6 +21,11 @@ impl StoreError {
                 expected: ExpectedVersion::Exact(2),
                 actual: 3,
             },
+            StreamDeleted => StoreError::StreamDeleted { stream: stream() },
+            InvalidStreamOperation => StoreError::InvalidStreamOperation {
+                stream: stream(),
+                reason: "max_count must be at least 1".into(),
+            },
             InvalidStreamId => StoreError::InvalidStreamId {
                 stream: String::new(),
                 reason: "must not be empty",

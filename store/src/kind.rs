@@ -46,6 +46,9 @@ error_kinds! {
     Conflict => "conflict",
     /// What the request names does not exist.
     NotFound => "not_found",
+    /// What the request names existed and was removed for good (a
+    /// hard-deleted stream): it will never exist again. RFC 9110's 410.
+    Gone => "gone",
     /// The request itself breaks a rule (a malformed id, an empty append,
     /// a zero quantity, a payment that does not match); the same request
     /// fails again whatever the state. Nothing was written. Fix the input.

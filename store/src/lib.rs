@@ -56,6 +56,7 @@ mod memory;
 pub mod pg;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod retention;
 mod segment;
 mod store;
 mod subscription;
@@ -80,9 +81,14 @@ pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use retention::{
+    DeleteMode, EVENT_METADATA, EVENT_STREAM_DELETED, EVENT_STREAM_TOMBSTONED, EVENT_STREAM_TRUNCATED,
+    METADATA_STREAM_PREFIX, StreamInfo, StreamMetadata, StreamOperation, StreamOperationResult, StreamState,
+    described_stream, is_metadata_stream, metadata_stream,
+};
 pub use segment::{
-    DataLayout, DiskUsage, FileStorage, IndexProgress, SegmentOptions, SegmentStats, SegmentStore, Storage,
-    StorageFile, VerifyReport,
+    DataLayout, DiskUsage, FileStorage, IndexProgress, ScavengeOptions, ScavengeProgress, ScavengeReport,
+    SegmentOptions, SegmentStats, SegmentStore, Storage, StorageFile, VerifyReport,
 };
 #[cfg(feature = "sim")]
 pub use segment::{PowerLoss, SimDisk, SimOp};

@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
+use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi, plan_op};
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
+use crate::retention::{StreamOperation, StreamOperationResult, StreamState};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::types::{
-    AppendResult, Direction, EventId, RecordedEvent, StreamAppend, StreamId, StreamSummary, from_micros, now_micros,
+    AppendResult, Direction, EventId, NewEvent, RecordedEvent, StreamAppend, StreamId, StreamSummary, from_micros,
+    now_micros, to_micros,
 };
 
 /// The log in memory. Cheap to clone; clones share the log.
@@ -49,6 +51,8 @@ struct State {
     /// Every event; the event at position `p` is at index `p - 1`.
     log: Vec<RecordedEvent>,
     streams: HashMap<StreamId, Stream>,
+    /// The state of every stream whose metadata stream has an event.
+    states: HashMap<StreamId, StreamState>,
 }
 
 #[derive(Default)]
@@ -63,8 +67,55 @@ impl StreamView for State {
         Ok(self.streams.get(stream).map_or(0, |s| s.positions.len() as u64))
     }
 
+    fn state(&mut self, stream: &StreamId) -> Result<StreamState, StoreError> {
+        Ok(self.states.get(stream).copied().unwrap_or_default())
+    }
+
     fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
         Ok(self.streams.get(stream).and_then(|s| s.ids.get(id).copied()))
+    }
+}
+
+impl State {
+    /// Appends `events` to `stream` after version `current`; returns what
+    /// the append did.
+    fn write(&mut self, stream: &StreamId, current: u64, events: Vec<NewEvent>, recorded_at: u64) -> AppendResult {
+        let first_position = self.log.len() as u64 + 1;
+        let stream_state = self.streams.entry(stream.clone()).or_default();
+        let mut version = current;
+        for (i, event) in events.into_iter().enumerate() {
+            version += 1;
+            let position = first_position + i as u64;
+            stream_state.positions.push(position);
+            stream_state.ids.insert(event.id, IdEntry { version, position });
+            self.log.push(RecordedEvent {
+                stream_id: stream.clone(),
+                version,
+                position,
+                id: event.id,
+                event_type: event.event_type,
+                payload: event.payload,
+                metadata: event.metadata,
+                recorded_at: from_micros(recorded_at),
+            });
+        }
+        AppendResult {
+            stream_version: version,
+            first_position,
+            last_position: self.log.len() as u64,
+        }
+    }
+
+    /// Whether `event` is removed by its stream's state at time `now`.
+    fn removed(&self, event: &RecordedEvent, now: u64) -> bool {
+        let Some(state) = self.states.get(&event.stream_id) else {
+            return false;
+        };
+        let last = self
+            .streams
+            .get(&event.stream_id)
+            .map_or(0, |s| s.positions.len() as u64);
+        state.removes(event.version, to_micros(event.recorded_at), last, now)
     }
 }
 
@@ -92,6 +143,16 @@ impl MemoryStore {
         })
     }
 
+    /// Moves the head to `head`. Writes may finish out of order here: the
+    /// head only moves forward.
+    fn publish(&self, head: u64) {
+        self.inner.head.send_if_modified(|h| {
+            let moved = head > *h;
+            *h = (*h).max(head);
+            moved
+        });
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied append:
         // appends are planned first and applied without fallible steps.
@@ -109,49 +170,35 @@ impl EventStore for MemoryStore {
             if let Some(results) = all_done(&plans) {
                 return Ok(results);
             }
-            let recorded_at = from_micros(now_micros());
+            let recorded_at = now_micros();
             let mut results = Vec::with_capacity(appends.len());
             for (append, plan) in appends.into_iter().zip(plans) {
                 let Plan::Write { current } = plan else {
                     unreachable!("plan_multi refuses mixed plans")
                 };
-                let first_position = state.log.len() as u64 + 1;
-                let stream_state = state.streams.entry(append.stream.clone()).or_default();
-                let mut version = current;
-                let mut events = Vec::with_capacity(append.events.len());
-                for (i, event) in append.events.into_iter().enumerate() {
-                    version += 1;
-                    let position = first_position + i as u64;
-                    stream_state.positions.push(position);
-                    stream_state.ids.insert(event.id, IdEntry { version, position });
-                    events.push(RecordedEvent {
-                        stream_id: append.stream.clone(),
-                        version,
-                        position,
-                        id: event.id,
-                        event_type: event.event_type,
-                        payload: event.payload,
-                        metadata: event.metadata,
-                        recorded_at,
-                    });
-                }
-                state.log.extend(events);
-                results.push(AppendResult {
-                    stream_version: version,
-                    first_position,
-                    last_position: state.log.len() as u64,
-                });
+                results.push(state.write(&append.stream, current, append.events, recorded_at));
             }
             let head = state.log.len() as u64;
             (results, head)
         };
-        // Appends may finish out of order here: the head only moves forward.
-        self.inner.head.send_if_modified(|h| {
-            let moved = head > *h;
-            *h = (*h).max(head);
-            moved
-        });
+        self.publish(head);
         Ok(results)
+    }
+
+    async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+        let (result, head) = {
+            let mut state = self.state();
+            let write = plan_op(&mut *state, &op)?;
+            let r = state.write(&write.meta, write.meta_version, vec![write.event], now_micros());
+            state.states.insert(op.stream().clone(), write.state);
+            let result = StreamOperationResult {
+                position: r.last_position,
+                metadata_version: r.stream_version,
+            };
+            (result, state.log.len() as u64)
+        };
+        self.publish(head);
+        Ok(result)
     }
 
     async fn read_stream(
@@ -165,17 +212,25 @@ impl EventStore for MemoryStore {
         let Some(s) = state.streams.get(stream) else {
             return Ok(Vec::new());
         };
+        let now = now_micros();
+        let kept = |p: &&u64| !state.removed(&state.log[**p as usize - 1], now);
         let positions: Vec<u64> = match direction {
             Direction::Forward => {
                 let start = (from_version.max(1) - 1).min(s.positions.len() as u64) as usize;
-                s.positions[start..].iter().take(limit).copied().collect()
+                s.positions[start..].iter().filter(kept).take(limit).copied().collect()
             }
             Direction::Backward => {
                 if from_version == 0 {
                     return Ok(Vec::new());
                 }
                 let end = (from_version.min(s.positions.len() as u64)) as usize;
-                s.positions[..end].iter().rev().take(limit).copied().collect()
+                s.positions[..end]
+                    .iter()
+                    .rev()
+                    .filter(kept)
+                    .take(limit)
+                    .copied()
+                    .collect()
             }
         };
         Ok(positions
@@ -187,7 +242,13 @@ impl EventStore for MemoryStore {
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.state();
         let start = (from_position.max(1) - 1).min(state.log.len() as u64) as usize;
-        Ok(state.log[start..].iter().take(limit).cloned().collect())
+        let now = now_micros();
+        Ok(state.log[start..]
+            .iter()
+            .filter(|e| !state.removed(e, now))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn read_filtered(
@@ -204,12 +265,13 @@ impl EventStore for MemoryStore {
             examined: from - 1,
         };
         let start = (from - 1).min(state.log.len() as u64) as usize;
+        let now = now_micros();
         for event in state.log[start..].iter().take(FILTER_SCAN_WINDOW) {
             if read.events.len() == limit {
                 break;
             }
             read.examined = event.position;
-            if filter.matches(event) {
+            if !state.removed(event, now) && filter.matches(event) {
                 read.events.push(event.clone());
             }
         }
@@ -217,7 +279,9 @@ impl EventStore for MemoryStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.state().version(stream)
+        let mut state = self.state();
+        let last = state.version(stream)?;
+        Ok(state.state(stream)?.reported_version(last))
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

@@ -4,6 +4,9 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
+use crate::retention::{
+    DeleteMode, StreamInfo, StreamMetadata, StreamOperation, StreamOperationResult, StreamState, metadata_stream,
+};
 use crate::subscription::{EventSubscription, FilteredSubscription, SUBSCRIPTION_BATCH};
 use crate::types::{
     AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamId, StreamSummary,
@@ -38,6 +41,22 @@ use crate::types::{
 ///   for the embedded log).
 /// - **Input:** invalid input (empty appends, limits, duplicate ids or streams
 ///   within one call) is refused before anything is written.
+/// - **The life of a stream** ([`modify_stream`](EventStore::modify_stream),
+///   see `docs/retention.md`): a soft-deleted stream reads as absent
+///   (version 0, no events) until it is written again, and then goes on
+///   from its old version; a tombstoned one refuses every append with
+///   [`StoreError::StreamDeleted`]; a truncated one has no events below
+///   the version it was truncated before; `max_count`/`max_age` keep the
+///   newest events / the recent ones. Removed events are skipped by every
+///   read and subscription; their positions are never reused. Every
+///   operation is judged against an expected version like an append and is
+///   recorded as one event of the stream's metadata stream `$$<stream>`.
+///   So "versions are gapless" holds of the versions ever written, and a
+///   reader sees only those not removed.
+/// - **Removed, not uncommitted:** a position at or below
+///   [`head_position`](EventStore::head_position) that `read_all` skips is
+///   removed (and stays removed); only positions above the head may still
+///   appear. Subscriptions rely on it to move past removed events.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if its version matches `expected`.
@@ -142,8 +161,113 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(read)
     }
 
-    /// The stream's version: its number of events, 0 when absent.
+    /// The stream's version: the version of its last event, 0 when absent
+    /// (never written, or soft-deleted or tombstoned and not written since).
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Changes the life of a stream: a delete, a truncation or new
+    /// retention metadata (see [`StreamOperation`]), judged against its
+    /// expected version like an append and written as one event of the
+    /// stream's metadata stream. Atomic and as durable as an append.
+    ///
+    /// Errors: [`StoreError::WrongExpectedVersion`] when the expected
+    /// version is stale (for metadata: the metadata version),
+    /// [`StoreError::StreamDeleted`] on a tombstoned stream,
+    /// [`StoreError::InvalidStreamOperation`] for bad input.
+    ///
+    /// The provided implementation refuses (for wrappers in tests); every
+    /// backend of this crate implements it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use strata_store::{DeleteMode, EventStore, ExpectedVersion, MemoryStore, NewEvent, StoreError, StreamId};
+    /// let store = MemoryStore::new();
+    /// let s = StreamId::new("customer-9")?;
+    /// store.append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("Registered", "{}")]).await?;
+    /// store.delete_stream(&s, ExpectedVersion::Exact(1), DeleteMode::Soft).await?;
+    /// assert_eq!(store.stream_version(&s).await?, 0);
+    /// // Written again, it goes on from its old version.
+    /// let r = store.append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("Registered", "{}")]).await?;
+    /// assert_eq!(r.stream_version, 2);
+    /// store.delete_stream(&s, ExpectedVersion::Any, DeleteMode::Hard).await?;
+    /// let refused = store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("Registered", "{}")]).await;
+    /// assert!(matches!(refused, Err(StoreError::StreamDeleted { .. })));
+    /// # Ok::<(), StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+        Err(StoreError::Unavailable {
+            reason: format!("this store cannot record a {op}"),
+        })
+    }
+
+    /// Deletes `stream` (soft or hard) if its version matches `expected`.
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mode: DeleteMode,
+    ) -> Result<StreamOperationResult, StoreError> {
+        self.modify_stream(StreamOperation::Delete {
+            stream: stream.clone(),
+            expected,
+            mode,
+        })
+        .await
+    }
+
+    /// Removes the events of `stream` below version `before` if its
+    /// version matches `expected`; the version keeps counting.
+    async fn truncate_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        before: u64,
+    ) -> Result<StreamOperationResult, StoreError> {
+        self.modify_stream(StreamOperation::Truncate {
+            stream: stream.clone(),
+            expected,
+            before,
+        })
+        .await
+    }
+
+    /// Sets the retention of `stream` if its metadata version matches `expected`.
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        metadata: StreamMetadata,
+    ) -> Result<StreamOperationResult, StoreError> {
+        self.modify_stream(StreamOperation::SetMetadata {
+            stream: stream.clone(),
+            expected,
+            metadata,
+        })
+        .await
+    }
+
+    /// The stream's version, metadata version and state, read from its
+    /// metadata stream and [`stream_version`](EventStore::stream_version).
+    async fn stream_info(&self, stream: &StreamId) -> Result<StreamInfo, StoreError> {
+        let meta = metadata_stream(stream);
+        let newest = self.read_stream(&meta, u64::MAX, Direction::Backward, 1).await?;
+        let (metadata_version, state) = match newest.first() {
+            Some(e) => (
+                e.version,
+                StreamState::decode(&e.payload).map_err(|detail| StoreError::Corrupt {
+                    location: format!("stream {meta} version {}", e.version),
+                    detail,
+                })?,
+            ),
+            None => (0, StreamState::default()),
+        };
+        Ok(StreamInfo {
+            version: self.stream_version(stream).await?,
+            metadata_version,
+            state,
+        })
+    }
 
     /// The position of the newest visible event, 0 when the log is empty.
     async fn head_position(&self) -> Result<u64, StoreError>;
@@ -269,6 +393,12 @@ impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
         limit: usize,
     ) -> Result<Vec<StreamSummary>, StoreError> {
         (**self).list_streams(prefix, after, limit).await
+    }
+    async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+        (**self).modify_stream(op).await
+    }
+    async fn stream_info(&self, stream: &StreamId) -> Result<StreamInfo, StoreError> {
+        (**self).stream_info(stream).await
     }
     fn subscribe_all(&self, after: u64) -> EventSubscription {
         (**self).subscribe_all(after)

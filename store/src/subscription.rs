@@ -48,7 +48,9 @@ impl EventSubscription {
 
     /// Follows `store` from `after`: reads with `read_all`, and when caught up
     /// waits until `head` (the store's visible head position) passes the last
-    /// event seen. Checks that positions arrive gapless.
+    /// event seen. Checks that positions arrive in order; a position skipped
+    /// at or below the head is a removed event (see the trait's contract),
+    /// passed over.
     pub fn follow<S: EventStore + Clone>(store: S, head: watch::Receiver<u64>, after: u64) -> Self {
         let state = Follow {
             store,
@@ -65,20 +67,30 @@ impl EventSubscription {
                 if st.done {
                     return None;
                 }
+                // The head before the read: every position up to it was
+                // visible when the read began, so one the read skips is
+                // removed, never one still to come.
+                let head_before = *st.head.borrow();
                 match st.store.read_all(st.next, SUBSCRIPTION_BATCH).await {
                     Ok(events) if !events.is_empty() => {
-                        for (i, e) in events.iter().enumerate() {
-                            if e.position != st.next + i as u64 {
+                        let mut expected = st.next;
+                        for e in &events {
+                            if e.position < expected {
                                 st.done = true;
                                 let err = StoreError::Corrupt {
-                                    location: format!("log at position {}", st.next + i as u64),
-                                    detail: format!("read_all returned position {} instead", e.position),
+                                    location: format!("log at position {expected}"),
+                                    detail: format!("read_all returned position {} out of order", e.position),
                                 };
                                 return Some((Err(err), st));
                             }
+                            expected = e.position + 1;
                         }
-                        st.next += events.len() as u64;
+                        st.next = expected;
                         st.buffer.extend(events);
+                    }
+                    Ok(_) if head_before >= st.next => {
+                        // Everything up to the head is removed: move past it.
+                        st.next = head_before + 1;
                     }
                     Ok(_) => {
                         let wanted = st.next;
@@ -195,6 +207,7 @@ impl FilteredSubscription {
                 if st.done {
                     return None;
                 }
+                let head_before = *st.head.borrow();
                 match st.store.read_filtered(st.next, SUBSCRIPTION_BATCH, &st.filter).await {
                     Ok(read) if read.examined >= st.next => {
                         let mut expected = st.next;
@@ -218,6 +231,12 @@ impl FilteredSubscription {
                             st.buffer.push_back(SubscriptionItem::Checkpoint(read.examined));
                         }
                         st.next = read.examined + 1;
+                    }
+                    Ok(_) if head_before >= st.next => {
+                        // Nothing to examine up to the head: every position
+                        // there is removed. Say so, and move past it.
+                        st.buffer.push_back(SubscriptionItem::Checkpoint(head_before));
+                        st.next = head_before + 1;
                     }
                     Ok(_) => {
                         let wanted = st.next;

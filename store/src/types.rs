@@ -40,8 +40,8 @@ impl StreamId {
         let s = s.as_ref();
         let reason = if s.is_empty() {
             Some("must not be empty")
-        } else if s.len() > MAX_STREAM_ID_BYTES {
-            Some("must be at most 256 bytes of UTF-8")
+        } else if s.len() > MAX_STREAM_ID_BYTES + s.starts_with("$$") as usize * 2 {
+            Some("must be at most 256 bytes of UTF-8 (258 for a `$$` metadata stream)")
         } else if s.chars().any(char::is_control) {
             Some("must not contain control characters")
         } else {
@@ -54,6 +54,12 @@ impl StreamId {
             }),
             None => Ok(StreamId(Arc::from(s))),
         }
+    }
+
+    /// The metadata stream of `stream`, `$$<stream>` (see
+    /// [`crate::metadata_stream`]).
+    pub(crate) fn metadata_of(stream: &StreamId) -> StreamId {
+        StreamId(Arc::from(format!("$${}", stream.as_str())))
     }
 
     /// The id as a string slice.

@@ -1,5 +1,7 @@
 //! Model-based test: random sequences of appends (every expected-version
-//! mode, retries of earlier batches, multi-stream appends) and reads, run
+//! mode, retries of earlier batches, multi-stream appends), stream
+//! operations (soft and hard deletes, truncations, `max_count` retention)
+//! and reads, run
 //! against each backend and checked against a plain in-memory model of the
 //! rules, written here independently of the store's code.
 //!
@@ -11,7 +13,8 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use strata_store::{
-    AppendResult, Direction, EventId, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend, StreamId,
+    AppendResult, DeleteMode, Direction, EventId, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend,
+    StreamId, StreamMetadata, StreamOperation, StreamOperationResult,
 };
 
 use common::{Backend, Fixture, sid};
@@ -66,6 +69,23 @@ enum Op {
         from: u64,
         limit: usize,
     },
+    Delete {
+        stream: usize,
+        expect: Expect,
+        hard: bool,
+    },
+    /// Truncate before the stream's last version plus this offset.
+    Truncate {
+        stream: usize,
+        expect: Expect,
+        before: i64,
+    },
+    /// Set `max_count`; `expect` is judged against the metadata version.
+    MaxCount {
+        stream: usize,
+        expect: Expect,
+        count: u64,
+    },
     Reopen,
 }
 
@@ -92,6 +112,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|which| Op::Partial { which }),
         2 => (0..STREAMS.len(), 0u64..8, any::<bool>(), 0..6usize).prop_map(|(stream, from, backward, limit)| Op::ReadStream { stream, from, backward, limit }),
         1 => (0u64..30, 0..10usize).prop_map(|(from, limit)| Op::ReadAll { from, limit }),
+        1 => (0..STREAMS.len(), expect_strategy(), prop::bool::weighted(0.2)).prop_map(|(stream, expect, hard)| Op::Delete { stream, expect, hard }),
+        1 => (0..STREAMS.len(), expect_strategy(), -3i64..=2).prop_map(|(stream, expect, before)| Op::Truncate { stream, expect, before }),
+        1 => (0..STREAMS.len(), expect_strategy(), 0u64..4).prop_map(|(stream, expect, count)| Op::MaxCount { stream, expect, count }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -99,10 +122,22 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// The rules, as plainly as they can be written.
 #[derive(Default)]
 struct Model {
-    /// Per stream: (id, position) of each version.
+    /// Per stream: (id, position) of each version ever written.
     streams: HashMap<String, Vec<(EventId, u64)>>,
-    /// (stream, id, payload) in position order.
-    log: Vec<(String, EventId, Vec<u8>)>,
+    /// (stream, id, payload) in position order; the metadata events of
+    /// stream operations have no id or payload the model knows.
+    log: Vec<(String, Option<EventId>, Vec<u8>)>,
+    /// Per stream: its life (truncated before, deleted, tombstoned,
+    /// max_count) and the number of operations on it (its metadata version).
+    life: HashMap<String, (Life, u64)>,
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+struct Life {
+    truncate_before: u64,
+    deleted: bool,
+    tombstoned: bool,
+    max_count: Option<u64>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -110,6 +145,9 @@ enum Outcome {
     Ok(Vec<AppendResult>),
     Conflict { stream: String, actual: u64 },
     Duplicate { stream: String },
+    Deleted,
+    Invalid,
+    Operation(StreamOperationResult),
     Other(String),
 }
 
@@ -121,10 +159,24 @@ impl From<Result<Vec<AppendResult>, StoreError>> for Outcome {
                 stream: stream.to_string(),
                 actual,
             },
-            Err(StoreError::DuplicateEventId { stream, .. }) => Outcome::Duplicate {
+            Err(e) => Outcome::error(e),
+        }
+    }
+}
+
+impl Outcome {
+    fn error(e: StoreError) -> Outcome {
+        match e {
+            StoreError::WrongExpectedVersion { stream, actual, .. } => Outcome::Conflict {
+                stream: stream.to_string(),
+                actual,
+            },
+            StoreError::DuplicateEventId { stream, .. } => Outcome::Duplicate {
                 stream: stream.to_string(),
             },
-            Err(e) => Outcome::Other(e.to_string()),
+            StoreError::StreamDeleted { .. } => Outcome::Deleted,
+            StoreError::InvalidStreamOperation { .. } => Outcome::Invalid,
+            e => Outcome::Other(e.to_string()),
         }
     }
 }
@@ -135,12 +187,88 @@ enum Judged {
 }
 
 impl Model {
-    fn version(&self, s: &str) -> u64 {
+    /// The last version ever written.
+    fn last(&self, s: &str) -> u64 {
         self.streams.get(s).map_or(0, |v| v.len() as u64)
+    }
+
+    fn life(&self, s: &str) -> Life {
+        self.life.get(s).map(|(l, _)| *l).unwrap_or_default()
+    }
+
+    /// The version expected versions are judged against: 0 while the
+    /// stream is tombstoned or deleted and not written since.
+    fn version(&self, s: &str) -> u64 {
+        let (last, life) = (self.last(s), self.life(s));
+        if life.tombstoned || (life.deleted && last < life.truncate_before) {
+            0
+        } else {
+            last
+        }
+    }
+
+    fn removed(&self, s: &str, version: u64) -> bool {
+        let life = self.life(s);
+        life.tombstoned || version < life.truncate_before || life.max_count.is_some_and(|c| version + c <= self.last(s))
+    }
+
+    /// The versions a reader sees.
+    fn kept(&self, s: &str) -> Vec<u64> {
+        (1..=self.last(s)).filter(|v| !self.removed(s, *v)).collect()
+    }
+
+    fn operate(&mut self, op: &StreamOperation) -> Outcome {
+        let name = op.stream().to_string();
+        let mut life = self.life(&name);
+        let meta_version = self.life.get(&name).map_or(0, |(_, v)| *v);
+        if life.tombstoned {
+            return Outcome::Deleted;
+        }
+        let (last, current) = (self.last(&name), self.version(&name));
+        let conflict = |stream: String, actual| Outcome::Conflict { stream, actual };
+        match op {
+            StreamOperation::Delete { expected, mode, .. } => {
+                if !accepts(*expected, current) {
+                    return conflict(name, current);
+                }
+                life.truncate_before = life.truncate_before.max(last + 1);
+                match mode {
+                    DeleteMode::Soft => life.deleted = true,
+                    DeleteMode::Hard => life.tombstoned = true,
+                }
+            }
+            StreamOperation::Truncate { expected, before, .. } => {
+                if !accepts(*expected, current) {
+                    return conflict(name, current);
+                }
+                if *before == 0 || *before > last + 1 {
+                    return Outcome::Invalid;
+                }
+                life.truncate_before = life.truncate_before.max(*before);
+            }
+            StreamOperation::SetMetadata { expected, metadata, .. } => {
+                if !accepts(*expected, meta_version) {
+                    return conflict(format!("$${name}"), meta_version);
+                }
+                if metadata.max_count == Some(0) {
+                    return Outcome::Invalid;
+                }
+                life.max_count = metadata.max_count;
+            }
+        }
+        self.log.push((format!("$${name}"), None, Vec::new()));
+        self.life.insert(name, (life, meta_version + 1));
+        Outcome::Operation(StreamOperationResult {
+            position: self.log.len() as u64,
+            metadata_version: meta_version + 1,
+        })
     }
 
     fn judge(&self, part: &StreamAppend) -> Result<Judged, Outcome> {
         let name = part.stream.as_str();
+        if self.life(name).tombstoned {
+            return Err(Outcome::Deleted);
+        }
         let current = self.version(name);
         let stored = self.streams.get(name).cloned().unwrap_or_default();
         let exact = match part.expected {
@@ -221,12 +349,12 @@ impl Model {
             let name = p.stream.to_string();
             let first_position = self.log.len() as u64 + 1;
             for e in &p.events {
-                self.log.push((name.clone(), e.id, e.payload.to_vec()));
+                self.log.push((name.clone(), Some(e.id), e.payload.to_vec()));
                 let pos = self.log.len() as u64;
                 self.streams.entry(name.clone()).or_default().push((e.id, pos));
             }
             results.push(AppendResult {
-                stream_version: self.version(&name),
+                stream_version: self.last(&name),
                 first_position,
                 last_position: self.log.len() as u64,
             });
@@ -235,13 +363,51 @@ impl Model {
     }
 }
 
+fn accepts(expected: ExpectedVersion, actual: u64) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual == 0,
+        ExpectedVersion::StreamExists => actual > 0,
+        ExpectedVersion::Exact(n) => n == actual,
+    }
+}
+
 fn expected_version(model: &Model, stream: &str, e: &Expect) -> ExpectedVersion {
+    expected_of(model.version(stream), e)
+}
+
+fn expected_of(current: u64, e: &Expect) -> ExpectedVersion {
     match e {
         Expect::Any => ExpectedVersion::Any,
         Expect::NoStream => ExpectedVersion::NoStream,
         Expect::StreamExists => ExpectedVersion::StreamExists,
-        Expect::Exact(off) => ExpectedVersion::Exact((model.version(stream) as i64 + off).max(0) as u64),
+        Expect::Exact(off) => ExpectedVersion::Exact((current as i64 + off).max(0) as u64),
     }
+}
+
+/// Checks a read of the whole log against the model's kept events.
+fn check_all(model: &Model, got: &[strata_store::RecordedEvent], from: u64, limit: usize) -> Result<(), TestCaseError> {
+    let want: Vec<(u64, &String, &Option<EventId>, &Vec<u8>)> = model
+        .log
+        .iter()
+        .enumerate()
+        .map(|(i, (s, id, p))| (i as u64 + 1, s, id, p))
+        .filter(|(pos, s, _, _)| {
+            *pos >= from.max(1) && {
+                let version = model.streams.get(*s).and_then(|v| v.iter().position(|(_, p)| p == pos));
+                version.is_none_or(|v| !model.removed(s, v as u64 + 1))
+            }
+        })
+        .take(limit)
+        .collect();
+    prop_assert_eq!(got.len(), want.len(), "read_all({}, {})", from, limit);
+    for (e, (pos, s, id, payload)) in got.iter().zip(want) {
+        prop_assert_eq!((e.position, e.stream_id.as_str()), (pos, s.as_str()));
+        if let Some(id) = id {
+            prop_assert_eq!((e.id, &e.payload[..]), (*id, &payload[..]));
+        }
+    }
+    Ok(())
 }
 
 fn batch(n: usize, tag: &str) -> Vec<NewEvent> {
@@ -305,10 +471,11 @@ async fn run(mut fx: Fixture, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let got = fx.store.read_stream(&sid(name), from, dir, limit).await.unwrap();
                 let all = model.streams.get(name).cloned().unwrap_or_default();
+                let kept = model.kept(name);
                 let want: Vec<u64> = if backward {
-                    (1..=from.min(all.len() as u64)).rev().take(limit).collect()
+                    kept.iter().rev().filter(|v| **v <= from).take(limit).copied().collect()
                 } else {
-                    (from.max(1)..=all.len() as u64).take(limit).collect()
+                    kept.iter().filter(|v| **v >= from).take(limit).copied().collect()
                 };
                 prop_assert_eq!(got.iter().map(|e| e.version).collect::<Vec<_>>(), want.clone());
                 for (e, v) in got.iter().zip(&want) {
@@ -318,15 +485,41 @@ async fn run(mut fx: Fixture, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::ReadAll { from, limit } => {
                 let got = fx.store.read_all(from, limit).await.unwrap();
-                let want: Vec<_> = model.log.iter().skip(from.max(1) as usize - 1).take(limit).collect();
-                prop_assert_eq!(got.len(), want.len());
-                for (i, (e, (s, id, payload))) in got.iter().zip(want).enumerate() {
-                    prop_assert_eq!(e.position, from.max(1) + i as u64);
-                    prop_assert_eq!(
-                        (e.stream_id.as_str(), e.id, &e.payload[..]),
-                        (s.as_str(), *id, &payload[..])
-                    );
-                }
+                check_all(&model, &got, from, limit)?;
+                continue;
+            }
+            Op::Delete { stream, expect, hard } => {
+                let name = STREAMS[stream];
+                let op = StreamOperation::Delete {
+                    stream: sid(name),
+                    expected: expected_version(&model, name, &expect),
+                    mode: if hard { DeleteMode::Hard } else { DeleteMode::Soft },
+                };
+                operate(&mut model, &fx, op, step).await?;
+                continue;
+            }
+            Op::Truncate { stream, expect, before } => {
+                let name = STREAMS[stream];
+                let op = StreamOperation::Truncate {
+                    stream: sid(name),
+                    expected: expected_version(&model, name, &expect),
+                    before: (model.last(name) as i64 + before).max(0) as u64,
+                };
+                operate(&mut model, &fx, op, step).await?;
+                continue;
+            }
+            Op::MaxCount { stream, expect, count } => {
+                let name = STREAMS[stream];
+                let meta_version = model.life.get(name).map_or(0, |(_, v)| *v);
+                let op = StreamOperation::SetMetadata {
+                    stream: sid(name),
+                    expected: expected_of(meta_version, &expect),
+                    metadata: StreamMetadata {
+                        max_count: Some(count),
+                        max_age: None,
+                    },
+                };
+                operate(&mut model, &fx, op, step).await?;
                 continue;
             }
             Op::Reopen => {
@@ -345,11 +538,31 @@ async fn run(mut fx: Fixture, ops: Vec<Op>) -> Result<(), TestCaseError> {
     // Finally the whole log and every stream agree with the model.
     prop_assert_eq!(fx.store.head_position().await.unwrap(), model.log.len() as u64);
     let all = fx.store.read_all(0, usize::MAX).await.unwrap();
-    prop_assert_eq!(all.len(), model.log.len());
+    check_all(&model, &all, 0, usize::MAX)?;
     for name in STREAMS {
         let s: StreamId = sid(name);
         prop_assert_eq!(fx.store.stream_version(&s).await.unwrap(), model.version(name));
+        let versions: Vec<u64> = fx
+            .store
+            .read_stream(&s, 1, Direction::Forward, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        prop_assert_eq!(versions, model.kept(name));
     }
+    Ok(())
+}
+
+/// Runs a stream operation on the store and the model and compares them.
+async fn operate(model: &mut Model, fx: &Fixture, op: StreamOperation, step: usize) -> Result<(), TestCaseError> {
+    let want = model.operate(&op);
+    let got = match fx.store.modify_stream(op.clone()).await {
+        Ok(r) => Outcome::Operation(r),
+        Err(e) => Outcome::error(e),
+    };
+    prop_assert_eq!(&got, &want, "step {}: {:?}", step, op);
     Ok(())
 }
 

@@ -554,7 +554,10 @@ mod imp {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(migrations, 1);
+        assert_eq!(
+            migrations, 2,
+            "each of the log's two migrations (the log, stream states) once"
+        );
         let s = sid("shared");
         for (i, store) in stores.iter().enumerate() {
             store

@@ -33,6 +33,9 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/orders", At(Write)),
     ("GET", "/orders/{id}", At(Read)),
     ("GET", "/orders/{id}/events", At(Read)),
+    // An order's erasure (a hard delete): an operator's, as every delete
+    // and retention change of the log is.
+    ("DELETE", "/orders/{id}", At(Admin)),
     ("POST", "/orders/{id}/pay", At(Write)),
     ("POST", "/orders/{id}/ship", At(Write)),
     ("POST", "/orders/{id}/deliver", At(Write)),
@@ -66,6 +69,9 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/log", At(Read)),
     ("GET", "/streams/{stream}", At(Read)),
     ("POST", "/streams/{stream}", At(Write)),
+    ("DELETE", "/streams/{stream}", At(Admin)),
+    ("GET", "/streams/{stream}/metadata", At(Read)),
+    ("PUT", "/streams/{stream}/metadata", At(Admin)),
     ("GET", "/subscriptions/all", At(Read)),
     ("GET", "/subscriptions/streams/{stream}", At(Read)),
     ("GET", "/subscriptions/categories/{category}", At(Read)),

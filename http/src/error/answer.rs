@@ -83,6 +83,9 @@ pub(crate) fn by_kind(source: Source, kind: ErrorKind) -> Option<ProblemType> {
         // input: the client sends only cursors (named in `read_model`).
         (S::ReadModel, K::InvalidInput | K::TooLarge | K::Conflict) => ProblemType::Internal,
         (_, K::Unavailable) => ProblemType::ServiceUnavailable,
+        // A tombstoned stream, under any route that writes it.
+        (S::Log | S::Order | S::Stock | S::Group, K::Gone) => ProblemType::StreamDeleted,
+        (S::ReadModel, K::Gone) => ProblemType::Internal,
         (_, K::Corrupt | K::Incompatible | K::Misconfigured | K::Internal) => ProblemType::Internal,
         // Answered per variant: the log's and the order's conflicts have
         // problem types of their own; nothing of the log or the read models
@@ -141,6 +144,7 @@ pub(crate) fn generic(problem: ProblemType, message: String, subject: Subject<'_
         ProblemType::ValidationFailed => HttpError::ValidationFailed { reason: message },
         ProblemType::PayloadTooLarge => HttpError::PayloadTooLarge { reason: message },
         ProblemType::ServiceUnavailable => HttpError::Unavailable { reason: message },
+        ProblemType::StreamDeleted => HttpError::StreamDeleted { reason: message },
         ProblemType::Internal => HttpError::Internal { reason: message },
         _ => return None,
     })
@@ -176,6 +180,8 @@ pub(crate) fn log(e: &StoreError) -> Mapped {
         StoreError::Unavailable { reason } => chosen(HttpError::Unavailable { reason: reason.clone() }),
         // Filters arrive as query parameters of the subscription routes.
         StoreError::InvalidFilter { .. } => chosen(HttpError::InvalidParameter { reason: e.to_string() }),
+        // Deletes, truncations and retention arrive as parameters and bodies.
+        StoreError::InvalidStreamOperation { .. } => chosen(HttpError::ValidationFailed { reason: e.to_string() }),
         other => by_kind_of(Source::Log, other.kind(), other, None),
     }
 }

@@ -235,6 +235,13 @@ pub enum HttpError {
         id: String,
     },
 
+    /// A write to a hard-deleted (tombstoned) stream (410).
+    #[error("{reason}")]
+    StreamDeleted {
+        /// What was refused.
+        reason: String,
+    },
+
     /// A method the route does not take (405).
     #[error("method {method} is not allowed on this route")]
     MethodNotAllowed {
@@ -516,6 +523,7 @@ impl HttpError {
             HttpError::InvalidIdempotencyKey { .. } => ProblemType::InvalidIdempotencyKey,
             HttpError::ReservedStream { .. } => ProblemType::ReservedStream,
             HttpError::NotFound { .. } => ProblemType::NotFound,
+            HttpError::StreamDeleted { .. } => ProblemType::StreamDeleted,
             HttpError::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             HttpError::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,

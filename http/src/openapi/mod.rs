@@ -62,6 +62,7 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
             );
             add_response(op, 500, "`internal-error`");
             add_response(op, 503, "`service-unavailable`");
+            add_response(op, 410, GONE);
             let is_create = op.responses.responses.contains_key("201");
             let is_log_append = op.operation_id.as_deref() == Some("append");
             if !is_create || is_log_append {
@@ -91,10 +92,14 @@ fn add_common(api: &mut utoipa::openapi::OpenApi) {
             );
             add_response(op, 500, "`internal-error`");
             add_response(op, 503, "`service-unavailable`");
+            add_response(op, 410, GONE);
             add_idempotency_key(op);
         }
     }
 }
+
+/// Every write may meet a stream that was hard-deleted (erased).
+const GONE: &str = "`stream-deleted`: the resource's stream was hard-deleted (erased) and can never be written again";
 
 fn add_idempotency_key(op: &mut Operation) {
     let key = ParameterBuilder::new()

@@ -6,6 +6,7 @@ pub(crate) mod groups;
 pub(crate) mod live;
 pub(crate) mod meta;
 pub(crate) mod orders;
+pub(crate) mod retention;
 pub(crate) mod stock;
 pub(crate) mod streams;
 pub(crate) mod views;

@@ -324,7 +324,12 @@ pub(crate) async fn append(
     }
 }
 
-async fn stream_conflict(state: &Log, stream: &StreamId, expected: ExpectedVersion, actual: u64) -> HttpError {
+pub(super) async fn stream_conflict(
+    state: &Log,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+) -> HttpError {
     let limit = state.config.conflict_event_limit;
     let (events_since, complete) = match expected.exact() {
         Some(v) if v < actual => {

@@ -24,6 +24,7 @@ use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
 use crate::pg::{self, Schema, describe, from_db, is_connection_error, to_db_saturating};
+use crate::retention::{StreamMetadata, StreamOperation, StreamOperationResult, StreamState};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::types::{
@@ -386,10 +387,36 @@ impl EventStore for PostgresStore {
         };
         self.inner
             .tx
-            .send(writer::Request { appends, reply })
+            .send(writer::Request {
+                appends,
+                op: None,
+                reply,
+            })
             .await
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable {
+            reason: "the store's writer has stopped".into(),
+        };
+        self.inner
+            .tx
+            .send(writer::Request {
+                appends: Vec::new(),
+                op: Some(op),
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        let written = answer.await.map_err(|_| closed())??;
+        let r = written.first().ok_or_else(closed)?;
+        Ok(StreamOperationResult {
+            position: r.last_position,
+            metadata_version: r.stream_version,
+        })
     }
 
     async fn read_stream(
@@ -497,14 +524,16 @@ impl EventStore for PostgresStore {
             .shared()
             .query(
                 "reading a stream version",
-                &self.shared().sql.stream_version,
+                &self.shared().sql.stream_head,
                 &[&stream.as_str()],
             )
             .await?;
-        match rows.first() {
-            Some(row) => from_db(row.get::<_, i64>(0), "stream version"),
-            None => Ok(0),
-        }
+        let Some(row) = rows.first() else {
+            return Ok(0);
+        };
+        let last = from_db(row.get::<_, i64>(0), "stream version")?;
+        let state = state_at(row, 1).map_err(|e| corrupt_row(None, e))?.unwrap_or_default();
+        Ok(state.reported_version(last))
     }
 
     async fn list_streams(
@@ -610,6 +639,26 @@ fn row_checksum(
 }
 
 /// Decodes and checks one event row (columns in the order of `schema::COLUMNS`).
+/// The stream state in columns `base..base + 5` of `row` (truncate_before,
+/// deleted, tombstoned, max_count, max_age_ms); `None` when the row has
+/// none (a left join that found nothing).
+pub(super) fn state_at(row: &Row, base: usize) -> Result<Option<StreamState>, tokio_postgres::Error> {
+    let Some(truncate_before) = row.try_get::<_, Option<i64>>(base)? else {
+        return Ok(None);
+    };
+    let count: Option<i64> = row.try_get(base + 3)?;
+    let age: Option<i64> = row.try_get(base + 4)?;
+    Ok(Some(StreamState {
+        truncate_before: truncate_before.max(0) as u64,
+        deleted: row.try_get::<_, Option<bool>>(base + 1)?.unwrap_or(false),
+        tombstoned: row.try_get::<_, Option<bool>>(base + 2)?.unwrap_or(false),
+        metadata: StreamMetadata {
+            max_count: count.map(|c| c.max(1) as u64),
+            max_age: age.map(|a| std::time::Duration::from_millis(a.max(1) as u64)),
+        },
+    }))
+}
+
 fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     decode_event_at(row, 0)
 }

@@ -18,6 +18,7 @@
 //!
 //! A group that accepts nothing (only conflicts and retries) is rolled back.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -29,11 +30,12 @@ use tokio_postgres::types::ToSql;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{Shared, row_checksum};
+use super::{Shared, row_checksum, state_at};
 use crate::codec::to_bincode;
-use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
+use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi, plan_op};
 use crate::error::StoreError;
 use crate::pg::{describe, from_db, is_connection_error, to_db, to_db_saturating};
+use crate::retention::{StreamOperation, StreamState, metadata_stream};
 use crate::types::{AppendResult, EventId, StreamAppend, StreamId, from_micros, now_micros};
 
 /// Starts an append transaction. READ COMMITTED whatever the server's
@@ -53,6 +55,9 @@ type Answer = Result<Vec<AppendResult>, StoreError>;
 /// One append waiting for the writer.
 pub(super) struct Request {
     pub(super) appends: Vec<StreamAppend>,
+    /// A stream operation instead of `appends`: answered with the result
+    /// of the metadata event that records it.
+    pub(super) op: Option<StreamOperation>,
     pub(super) reply: oneshot::Sender<Answer>,
 }
 
@@ -222,13 +227,15 @@ fn group_error(context: &str, e: &Arc<tokio_postgres::Error>, commit_sent: bool)
 async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request]) -> Result<Vec<Outcome>, Failed> {
     let started = Instant::now();
     let sql = &shared.sql;
-    let (lock_head, versions, find_ids, insert, set_head, notify) = try_join!(
+    let (lock_head, versions, find_ids, insert, set_head, notify, states, set_state) = try_join!(
         client.prepare_cached(&sql.lock_head),
         client.prepare_cached(&sql.versions),
         client.prepare_cached(&sql.find_ids),
         client.prepare_cached(&sql.insert),
         client.prepare_cached(&sql.set_head),
         client.prepare_cached("SELECT pg_notify($1, $2)"),
+        client.prepare_cached(&sql.states),
+        client.prepare_cached(&sql.set_state),
     )
     .map_err(Failed::Before)?;
 
@@ -237,6 +244,21 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     let mut seen = HashSet::new();
     let mut id_streams: Vec<&str> = Vec::new();
     let mut id_uuids: Vec<Uuid> = Vec::new();
+    let metas: Vec<StreamId> = group
+        .iter()
+        .filter_map(|r| r.op.as_ref())
+        .map(|op| metadata_stream(op.stream()))
+        .collect();
+    for op in group.iter().filter_map(|r| r.op.as_ref()) {
+        if seen.insert(op.stream().as_str()) {
+            streams.push(op.stream().as_str());
+        }
+    }
+    for meta in &metas {
+        if seen.insert(meta.as_str()) {
+            streams.push(meta.as_str());
+        }
+    }
     for append in group.iter().flat_map(|r| &r.appends) {
         if seen.insert(append.stream.as_str()) {
             streams.push(append.stream.as_str());
@@ -249,11 +271,12 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
 
     let version_params: [&(dyn ToSql + Sync); 1] = [&streams];
     let id_params: [&(dyn ToSql + Sync); 2] = [&id_streams, &id_uuids];
-    let (_, head_row, version_rows, id_rows) = try_join!(
+    let (_, head_row, version_rows, id_rows, state_rows) = try_join!(
         client.batch_execute(BEGIN),
         client.query_one(&lock_head, &[]),
         client.query(&versions, &version_params),
         client.query(&find_ids, &id_params),
+        client.query(&states, &version_params),
     )
     .map_err(Failed::Before)?;
 
@@ -280,8 +303,27 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
         view.ids.insert((stream, id), entry);
     }
 
+    for row in &state_rows {
+        let stream: &str = row.get(0);
+        let stream = StreamId::new(stream).map_err(|e| corrupt("stream id", e.to_string()))?;
+        let state = state_at(row, 1)
+            .map_err(|e| corrupt("stream state", e.to_string()))?
+            .unwrap_or_default();
+        view.states.insert(stream, state);
+    }
+
+    // The metadata events of stream operations, built while the group is
+    // judged, live here as long as the rows that borrow them.
+    let op_appends: Vec<OnceCell<StreamAppend>> = group.iter().map(|_| OnceCell::new()).collect();
     let mut stage = Stage::new(head + 1);
-    let outcomes: Vec<Outcome> = group.iter().map(|req| stage.add(&mut view, &req.appends)).collect();
+    let outcomes: Vec<Outcome> = group
+        .iter()
+        .zip(&op_appends)
+        .map(|(req, slot)| match &req.op {
+            Some(op) => stage.add_op(&mut view, op, slot),
+            None => stage.add(&mut view, &req.appends),
+        })
+        .collect();
     debug!(
         appends = group.len(),
         events = stage.rows.positions.len(),
@@ -319,8 +361,30 @@ async fn transaction(shared: &Shared, client: &ClientWrapper, group: &[Request])
     ];
     let head_params: [&(dyn ToSql + Sync); 1] = [&new_head_db];
     let notify_params: [&(dyn ToSql + Sync); 2] = [&sql.channel, &head_text];
+    let s = &stage.states;
+    let state_streams: Vec<&str> = s.iter().map(|(k, _)| k.as_str()).collect();
+    let state_tb: Vec<i64> = s.iter().map(|(_, v)| to_db_saturating(v.truncate_before)).collect();
+    let state_deleted: Vec<bool> = s.iter().map(|(_, v)| v.deleted).collect();
+    let state_tombstoned: Vec<bool> = s.iter().map(|(_, v)| v.tombstoned).collect();
+    let state_count: Vec<Option<i64>> = s
+        .iter()
+        .map(|(_, v)| v.metadata.max_count.map(to_db_saturating))
+        .collect();
+    let state_age: Vec<Option<i64>> = s
+        .iter()
+        .map(|(_, v)| v.metadata.max_age.map(|a| to_db_saturating(a.as_millis() as u64)))
+        .collect();
+    let state_params: [&(dyn ToSql + Sync); 6] = [
+        &state_streams,
+        &state_tb,
+        &state_deleted,
+        &state_tombstoned,
+        &state_count,
+        &state_age,
+    ];
     let committed = try_join!(
         client.execute(&insert, &insert_params),
+        client.execute(&set_state, &state_params),
         client.execute(&set_head, &head_params),
         client.execute(&notify, &notify_params),
         client.batch_execute("COMMIT"),
@@ -343,11 +407,17 @@ struct View {
     versions: HashMap<StreamId, u64>,
     /// Every (stream, id) of the group that is in the log or staged.
     ids: HashMap<(StreamId, EventId), IdEntry>,
+    /// The state of every stream of the group that has one (staged ones too).
+    states: HashMap<StreamId, StreamState>,
 }
 
 impl StreamView for View {
     fn version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
         Ok(self.versions.get(stream).copied().unwrap_or(0))
+    }
+
+    fn state(&mut self, stream: &StreamId) -> Result<StreamState, StoreError> {
+        Ok(self.states.get(stream).copied().unwrap_or_default())
     }
 
     fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
@@ -371,6 +441,8 @@ struct Rows<'a> {
 /// A group's accepted appends, staged.
 struct Stage<'a> {
     rows: Rows<'a>,
+    /// The new states of the streams whose operations were staged.
+    states: Vec<(StreamId, StreamState)>,
     next_position: u64,
     recorded_at: SystemTime,
     recorded_micros: u64,
@@ -381,6 +453,7 @@ impl<'a> Stage<'a> {
         let recorded_micros = now_micros();
         Stage {
             rows: Rows::default(),
+            states: Vec::new(),
             next_position,
             recorded_at: from_micros(recorded_micros),
             recorded_micros,
@@ -397,6 +470,34 @@ impl<'a> Stage<'a> {
         if let Some(results) = all_done(&plans) {
             return Outcome::Decided(Ok(results));
         }
+        self.stage(view, appends, plans)
+    }
+
+    /// Judges a stream operation and, when accepted, stages the metadata
+    /// event that records it (kept in `slot`) and the stream's new state.
+    fn add_op(&mut self, view: &mut View, op: &StreamOperation, slot: &'a OnceCell<StreamAppend>) -> Outcome {
+        let write = match plan_op(view, op) {
+            Ok(w) => w,
+            Err(e) => return Outcome::Decided(Err(e)),
+        };
+        let appends = std::slice::from_ref(slot.get_or_init(|| write.append()));
+        let outcome = self.stage(
+            view,
+            appends,
+            vec![Plan::Write {
+                current: write.meta_version,
+            }],
+        );
+        if matches!(outcome, Outcome::Written(_)) {
+            view.states.insert(op.stream().clone(), write.state);
+            self.states.retain(|(s, _)| s != op.stream());
+            self.states.push((op.stream().clone(), write.state));
+        }
+        outcome
+    }
+
+    /// Stages appends already judged (every plan a write).
+    fn stage(&mut self, view: &mut View, appends: &'a [StreamAppend], plans: Vec<Plan>) -> Outcome {
         // Encode everything first: only when all of it succeeded does it
         // enter the rows and the view.
         let mut rows = Rows::default();

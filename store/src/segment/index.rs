@@ -344,6 +344,27 @@ impl Index {
         }
     }
 
+    /// Every indexed stream whose id starts with `prefix`, in key order.
+    pub(crate) fn streams_with_prefix(&self, prefix: &str) -> Result<Vec<StreamId>, StoreError> {
+        let mut key = vec![b's'];
+        key.extend_from_slice(prefix.as_bytes());
+        let mut out: Vec<StreamId> = Vec::new();
+        for kv in self.tree.scan_prefix(&key) {
+            let (k, _) = kv?;
+            let name = std::str::from_utf8(&k[1..k.len().saturating_sub(9)])
+                .ok()
+                .and_then(|s| StreamId::new(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    location: format!("index key {k:?}"),
+                    detail: "not a stream id; delete the index directory and reopen to rebuild it".into(),
+                })?;
+            if out.last() != Some(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stream's newest indexed version at or below position `visible`.
     ///
     /// The index may hold records past a reader's `visible`: the reader

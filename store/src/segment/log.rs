@@ -96,6 +96,16 @@ impl Log {
         self.segments.write().unwrap_or_else(|p| p.into_inner()).push(segment);
     }
 
+    /// Puts `segment` in the place of the segment of the same sequence
+    /// number (a scavenged copy swapped in); readers that hold the old one
+    /// finish on it.
+    pub(crate) fn replace_segment(&self, segment: Arc<Segment>) {
+        let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        if let Ok(i) = segs.binary_search_by_key(&segment.seq, |s| s.seq) {
+            segs[i] = segment;
+        }
+    }
+
     pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
         self.segments.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

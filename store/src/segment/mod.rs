@@ -19,6 +19,8 @@ mod log;
 mod options;
 mod read;
 mod recovery;
+mod retention;
+mod scavenge;
 #[cfg(feature = "sim")]
 mod sim;
 mod spare;
@@ -47,6 +49,7 @@ use self::writer::{Request, WAKE};
 use crate::durability::Durability;
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
+use crate::retention::{StreamOperation, StreamOperationResult};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::tables::LocalTables;
@@ -55,6 +58,7 @@ use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamI
 pub use self::layout::DataLayout;
 use self::options::Stats;
 pub use self::options::{DiskUsage, IndexProgress, SegmentOptions, SegmentStats};
+pub use self::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 #[cfg(feature = "sim")]
 pub use self::sim::{PowerLoss, SimDisk, SimOp};
 pub use self::storage::{FileStorage, Storage, StorageFile};
@@ -84,6 +88,10 @@ struct Shared {
     failure: Mutex<Option<String>>,
     signal: (Mutex<u64>, Condvar),
     stats: Stats,
+    /// The states of streams with a metadata stream (`retention.rs`).
+    states: Mutex<retention::States>,
+    /// Set once any stream has a state: reads skip the lookups until then.
+    any_states: AtomicBool,
 }
 
 impl Shared {
@@ -304,7 +312,10 @@ impl SegmentStore {
             failure: Mutex::new(None),
             signal: (Mutex::new(0), Condvar::new()),
             stats: Stats::default(),
+            states: Mutex::new(retention::States::default()),
+            any_states: AtomicBool::new(false),
         });
+        shared.load_states()?;
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         let (to_syncer, from_writer) = std::sync::mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -473,8 +484,37 @@ impl EventStore for SegmentStore {
             reason: "the store's writer has stopped".into(),
         };
         let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
-        tx.send(Request { appends, reply }).await.map_err(|_| closed())?;
+        tx.send(Request {
+            appends,
+            op: None,
+            roll: false,
+            reply,
+        })
+        .await
+        .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable {
+            reason: "the store's writer has stopped".into(),
+        };
+        let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
+        tx.send(Request {
+            appends: Vec::new(),
+            op: Some(op),
+            roll: false,
+            reply,
+        })
+        .await
+        .map_err(|_| closed())?;
+        let written = answer.await.map_err(|_| closed())??;
+        let r = written.first().ok_or_else(closed)?;
+        Ok(StreamOperationResult {
+            position: r.last_position,
+            metadata_version: r.stream_version,
+        })
     }
 
     async fn read_stream(
@@ -487,7 +527,7 @@ impl EventStore for SegmentStore {
         let shared = self.inner.shared.clone();
         let visible = shared.visible();
         let stream = stream.clone();
-        blocking(move || shared.read_stream_range(&stream, from_version, direction, limit, visible)).await
+        blocking(move || shared.read_stream_kept(&stream, from_version, direction, limit, visible)).await
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -497,7 +537,11 @@ impl EventStore for SegmentStore {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let shared = &self.inner.shared;
-        shared.visible_version(stream, shared.visible())
+        let visible = shared.visible();
+        let last = shared.visible_version(stream, visible)?;
+        Ok(shared
+            .state_at(stream, visible)
+            .map_or(last, |s| s.reported_version(last)))
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Shared;
 use super::format::{KIND_SEAL, SEGMENT_HEADER_BYTES, decode_events, split_address};
 use super::log::{RawRecord, SPARSE_BLOCK, SegmentCursor, Stop};
+use super::retention::Removal;
 use super::tail::Chunk;
 use crate::error::StoreError;
 use crate::types::{Direction, RecordedEvent, StreamId, StreamSummary};
@@ -86,6 +87,7 @@ impl Shared {
         let chunk = limit.saturating_mul(512).saturating_add(SPARSE_BLOCK as usize);
         let mut cursor = SegmentCursor::new(segment.clone(), offset).with_chunk(chunk);
         let mut out = Vec::with_capacity(limit.min((visible - from + 1) as usize).min(65_536));
+        let mut removal = Removal::new(self, visible);
         // The position of the next record; a record past `visible` may be
         // half written: it is never read.
         let mut expected = sparse_position;
@@ -122,7 +124,7 @@ impl Shared {
                 continue;
             }
             for event in self.events_of(&record)? {
-                if event.position >= from && event.position <= visible {
+                if event.position >= from && event.position <= visible && !removal.removes(&event)? {
                     out.push(event);
                     if out.len() == limit {
                         return Ok(out);

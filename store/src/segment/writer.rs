@@ -32,8 +32,9 @@ use super::spare::Spare;
 use super::syncer::{commit, fail_outcomes};
 use super::tail::{Chunk, Tail, TailRecord};
 use super::{Shared, index};
-use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi};
+use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi, plan_op};
 use crate::error::StoreError;
+use crate::retention::{StreamOperation, StreamState};
 use crate::types::{AppendResult, Direction, EventId, StreamAppend, StreamId, now_micros};
 
 /// Stop adding appends to a group once it holds this many bytes.
@@ -50,6 +51,12 @@ pub(super) type Outcome = (Reply, Result<Vec<AppendResult>, StoreError>);
 /// One append waiting for the writer.
 pub(super) struct Request {
     pub(super) appends: Vec<StreamAppend>,
+    /// A stream operation instead of `appends`: answered with the result
+    /// of the metadata event that records it.
+    pub(super) op: Option<StreamOperation>,
+    /// Close the current segment and start the next (a scavenge asks, so
+    /// that everything written so far is in segments no longer written).
+    pub(super) roll: bool,
     pub(super) reply: Reply,
 }
 
@@ -117,6 +124,10 @@ impl StreamView for View<'_> {
         };
         self.heads.insert(stream.clone(), v);
         Ok(v)
+    }
+
+    fn state(&mut self, stream: &StreamId) -> Result<StreamState, StoreError> {
+        Ok(self.shared.written_state(stream))
     }
 
     fn find_id(&mut self, stream: &StreamId, id: &EventId) -> Result<Option<IdEntry>, StoreError> {
@@ -271,6 +282,14 @@ impl Writer {
         Ok(())
     }
 
+    /// Closes the current segment (unless nothing is in it yet) and starts the next.
+    fn roll_now(&mut self) -> Result<(), StoreError> {
+        if self.cursor.offset == SEGMENT_HEADER_BYTES && self.buf.is_empty() {
+            return Ok(());
+        }
+        self.roll(0).map_err(|e| unavailable(&self.shared.fail(&e)))
+    }
+
     /// Judges one append and, when accepted, encodes it into the group.
     fn add(&mut self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         let plans = {
@@ -284,8 +303,34 @@ impl Writer {
         if let Some(results) = all_done(&plans) {
             return Ok(results);
         }
+        self.write_planned(&appends, &plans)
+    }
+
+    /// Judges a stream operation and, when accepted, encodes the metadata
+    /// event that records it into the group and records the new state.
+    fn add_op(&mut self, op: StreamOperation) -> Result<Vec<AppendResult>, StoreError> {
+        let write = {
+            let mut view = View {
+                shared: &self.shared,
+                heads: &mut self.heads,
+                ids: &mut self.ids,
+            };
+            plan_op(&mut view, &op)?
+        };
+        let plan = Plan::Write {
+            current: write.meta_version,
+        };
+        let results = self.write_planned(&[write.append()], &[plan])?;
+        if let Some(r) = results.first() {
+            self.shared.record_state(op.stream(), r.first_position, write.state);
+        }
+        Ok(results)
+    }
+
+    /// Encodes appends already judged (every plan a write) as one record of the group.
+    fn write_planned(&mut self, appends: &[StreamAppend], plans: &[Plan]) -> Result<Vec<AppendResult>, StoreError> {
         let mut parts = Vec::with_capacity(appends.len());
-        for (append, plan) in appends.iter().zip(&plans) {
+        for (append, plan) in appends.iter().zip(plans) {
             let Plan::Write { current } = plan else {
                 unreachable!("plan_multi refuses mixed plans")
             };
@@ -485,7 +530,11 @@ pub(super) fn run_writer(
                 Err(e) => Err(unavailable(&e.to_string())),
                 Ok(()) => match w.shared.failure() {
                     Some(reason) => Err(unavailable(&reason)),
-                    None => w.add(req.appends),
+                    None if req.roll => w.roll_now().map(|()| Vec::new()),
+                    None => match req.op {
+                        Some(op) => w.add_op(op),
+                        None => w.add(req.appends),
+                    },
                 },
             };
             w.outcomes.push((req.reply, result));
