@@ -69,7 +69,7 @@ pub(crate) struct Spare {
     seq: u64,
     capacity: u64,
     path: PathBuf,
-    job: JoinHandle<io::Result<Arc<dyn StorageFile>>>,
+    job: io::Result<JoinHandle<io::Result<Arc<dyn StorageFile>>>>,
 }
 
 impl Spare {
@@ -78,14 +78,10 @@ impl Spare {
         let storage = log.storage.clone();
         let path = spare_path(&log.dir, seq);
         let job_path = path.clone();
+        // No thread: a job that has already failed, so the roll does the work.
         let job = std::thread::Builder::new()
             .name("strata-spare".into())
             .spawn(move || prepare(&*storage, &job_path, capacity));
-        let job = match job {
-            Ok(job) => job,
-            // No thread: a job that has already failed, so the roll does the work.
-            Err(e) => std::thread::spawn(move || Err(e)),
-        };
         Spare {
             seq,
             capacity,
@@ -106,10 +102,7 @@ impl Spare {
         first_position: u64,
         capacity: u64,
     ) -> Result<Option<Arc<Segment>>, StoreError> {
-        let prepared = self
-            .job
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the thread preparing it panicked")));
+        let prepared = join(self.job);
         let file = match prepared {
             Ok(file) if self.seq == seq && self.capacity >= capacity => file,
             Ok(_) => {
@@ -141,9 +134,15 @@ impl Spare {
 impl Spare {
     /// Waits for the preparation and removes the file (the store closes).
     pub(crate) fn discard(self, log: &Log) {
-        let _ = self.job.join();
+        let _ = join(self.job);
         discard(log, &self.path);
     }
+}
+
+/// Waits for a preparation: its file, or why there is none.
+fn join(job: io::Result<JoinHandle<io::Result<Arc<dyn StorageFile>>>>) -> io::Result<Arc<dyn StorageFile>> {
+    job?.join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread preparing it panicked")))
 }
 
 /// Removes a spare that will not be used; a failure only leaves a file the
