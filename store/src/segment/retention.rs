@@ -49,12 +49,17 @@ impl Shared {
         if !self.any_states.load(Ordering::Acquire) {
             return None;
         }
-        self.states()
-            .by_stream
-            .get(stream)?
-            .iter()
+        let states = self.states();
+        let list = states.by_stream.get(stream)?;
+        // A reader that took its head before a newer state became visible
+        // may find its own state dropped (`record_state` keeps only the
+        // newest visible one): the oldest kept state is then the nearest,
+        // and a state holds every deletion and truncation before it, so the
+        // reader never sees removed events again.
+        list.iter()
             .rev()
             .find(|(p, _)| *p <= visible)
+            .or_else(|| list.first())
             .map(|(_, s)| *s)
     }
 
