@@ -256,11 +256,22 @@ pub(crate) fn state_event(event_type: &str, state: &StreamState) -> NewEvent {
 }
 
 /// Checks a retention before it is written.
+/// The largest `max_count` a stream's metadata may set (2^53: exact in
+/// every JSON reader, and far from overflowing a version sum in SQL).
+pub const MAX_RETENTION_COUNT: u64 = 1 << 53;
+/// The largest `max_age` a stream's metadata may set, in milliseconds
+/// (1,000 years of 365.25 days: within PostgreSQL's interval range).
+pub const MAX_RETENTION_AGE_MS: u64 = 31_557_600_000_000;
+
 pub(crate) fn check_metadata(stream: &StreamId, metadata: &StreamMetadata) -> Result<(), StoreError> {
     let reason = if metadata.max_count == Some(0) {
         Some("max_count must be at least 1 (delete the stream to remove every event)")
+    } else if metadata.max_count.is_some_and(|n| n > MAX_RETENTION_COUNT) {
+        Some("max_count must be at most 2^53")
     } else if metadata.max_age.is_some_and(|a| a.as_millis() == 0) {
         Some("max_age must be at least 1 ms")
+    } else if metadata.max_age.is_some_and(|a| a.as_millis() > u128::from(MAX_RETENTION_AGE_MS)) {
+        Some("max_age must be at most 1,000 years")
     } else {
         None
     };

@@ -78,11 +78,14 @@ impl StreamMetadataView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamMetadataBody {
-    /// Keep only the newest `max_count` events (at least 1).
-    #[schema(minimum = 1)]
+    /// Keep only the newest `max_count` events (1 to 2^53).
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_992_u64)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     max_count: Option<u64>,
-    /// Keep only events younger than this many milliseconds (at least 1).
-    #[schema(minimum = 1)]
+    /// Keep only events younger than this many milliseconds (1 ms to
+    /// 1,000 years).
+    #[schema(minimum = 1, maximum = 31_557_600_000_000_u64)]
+    #[serde(default, deserialize_with = "crate::json::integer::option")]
     max_age_ms: Option<u64>,
 }
 
