@@ -198,8 +198,9 @@ impl Server {
         self.addr
     }
 
-    /// Whether every request (but the open routes) needs a bearer token:
-    /// decided at start, from whether any token was configured.
+    /// Whether every request (but the open routes) needed a bearer token
+    /// at start (a service that started open becomes guarded when its
+    /// first token is created: `docs/security.md`).
     pub fn tokens_required(&self) -> bool {
         self.tokens_required
     }

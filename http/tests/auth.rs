@@ -331,7 +331,42 @@ async fn revoked_tokens_stop_working_while_serving(backend: Backend) {
     assert_not_logged(&[&admin, &temp, &late]);
 }
 
-on_both_backends!(every_route_with_each_scope, revoked_tokens_stop_working_while_serving);
+/// A service that started open (loopback, no token) is guarded from the
+/// reload after its first token is created, and stays guarded.
+async fn the_first_token_created_while_serving_open_guards_the_service(backend: Backend) {
+    let _ = captured();
+    let data = Data::new(backend);
+    let config = Config {
+        token_refresh: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let s = TestServer::on(&data, config).await;
+    assert_eq!(s.get("/views/orders").await.status, 200, "open at start");
+    let first = data.create_token("first", Scope::Read).await;
+    strata_testkit::until_async("the running server to require the new token", || async {
+        s.get("/views/orders").await.status == 401
+    })
+    .await;
+    let auth = format!("Bearer {first}");
+    assert_eq!(
+        s.get_with("/views/orders", &[("authorization", &auth)]).await.status,
+        200
+    );
+    data.revoke_token("first").await;
+    strata_testkit::until_async("the running server to drop the revoked token", || async {
+        s.get_with("/views/orders", &[("authorization", &auth)]).await.status == 401
+    })
+    .await;
+    s.get("/views/orders").await.problem(401, "unauthorized");
+    s.server.shutdown().await.expect("shutdown");
+    assert_not_logged(&[&first]);
+}
+
+on_both_backends!(
+    every_route_with_each_scope,
+    revoked_tokens_stop_working_while_serving,
+    the_first_token_created_while_serving_open_guards_the_service
+);
 
 /// An address of this machine that is not loopback, if it has one.
 fn non_loopback() -> Option<std::net::IpAddr> {

@@ -19,10 +19,12 @@ use super::store::TokenSource;
 use super::{Scope, StoredToken};
 use crate::error::{HttpError, TokenRefusal};
 
-/// Who may do what: nobody is asked (open), or every request is checked
-/// against the keyring. Cheap to clone.
+/// Who may do what: nobody is asked (open, `None`), or every request is
+/// checked against the keyring. An open service becomes guarded when a
+/// reload finds a token (one way: a revocation never opens it). Cheap to
+/// clone.
 #[derive(Clone, Default)]
-pub(crate) struct Access(Option<Arc<RwLock<Arc<[StoredToken]>>>>);
+pub(crate) struct Access(Arc<RwLock<Option<Arc<[StoredToken]>>>>);
 
 impl Access {
     /// Decides at start, from the tokens `source` holds and the address
@@ -44,7 +46,7 @@ impl Access {
         };
         if !tokens.is_empty() {
             info!(tokens = tokens.len(), "bearer tokens required");
-            return Ok(Access(Some(Arc::new(RwLock::new(tokens.into())))));
+            return Ok(Access(Arc::new(RwLock::new(Some(tokens.into())))));
         }
         if addr.ip().is_loopback() {
             return Ok(Access::default());
@@ -58,24 +60,40 @@ impl Access {
 
     /// Whether requests are checked.
     pub(crate) fn required(&self) -> bool {
-        self.0.is_some()
+        self.ring().is_some()
+    }
+
+    /// The keyring now: `None` while the service is open.
+    fn ring(&self) -> Option<Arc<[StoredToken]>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Replaces the keyring with what `source` holds now.
     async fn reload(&self, source: &TokenSource) -> Result<(), HttpError> {
-        let Some(ring) = &self.0 else { return Ok(()) };
         let tokens = source.load().await?;
-        let mut ring = ring.write().unwrap_or_else(|e| e.into_inner());
-        if ring.len() != tokens.len() || ring.iter().zip(&tokens).any(|(a, b)| a != b) {
-            info!(tokens = tokens.len(), "bearer tokens reloaded");
-            *ring = tokens.into();
+        let mut ring = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match &*ring {
+            None if tokens.is_empty() => {}
+            None => {
+                warn!(
+                    tokens = tokens.len(),
+                    "a bearer token was created while serving open: every request needs one from now on"
+                );
+                *ring = Some(tokens.into());
+            }
+            Some(old) => {
+                if old.len() != tokens.len() || old.iter().zip(&tokens).any(|(a, b)| a != b) {
+                    info!(tokens = tokens.len(), "bearer tokens reloaded");
+                    *ring = Some(tokens.into());
+                }
+            }
         }
         Ok(())
     }
 
     /// The name of the request's token, if it has one of at least `needed`.
     fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<TokenName, HttpError> {
-        let Some(ring) = &self.0 else {
+        let Some(ring) = self.ring() else {
             return Ok(TokenName("-".into()));
         };
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -101,7 +119,6 @@ impl Access {
             reason: TokenRefusal::Unknown,
         };
         let hash = hash_presented(presented).ok_or_else(unknown)?;
-        let ring = ring.read().unwrap_or_else(|e| e.into_inner()).clone();
         let token = find(&ring, &hash).ok_or_else(unknown)?;
         if token.info.scope.allows(needed) {
             Ok(TokenName(token.info.name.clone()))
@@ -121,12 +138,10 @@ impl Access {
 pub(crate) struct TokenName(pub String);
 
 /// Reloads the keyring every `every` (at least 100 ms) until `stop`, so
-/// tokens created or revoked while the service runs take effect. A
-/// failed reload keeps the tokens loaded last, and says so.
+/// tokens created or revoked while the service runs take effect (the
+/// first token created makes an open service guarded). A failed reload
+/// keeps the tokens loaded last, and says so.
 pub(crate) async fn refresh_loop(access: Access, source: TokenSource, every: Duration, stop: CancellationToken) {
-    if !access.required() {
-        return;
-    }
     let every = every.max(Duration::from_millis(100));
     loop {
         tokio::select! {
