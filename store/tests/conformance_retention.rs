@@ -353,6 +353,46 @@ mod suite {
         assert!(matches!(direct, Err(StoreError::InvalidStreamId { .. })), "{direct:?}");
     }
 
+    /// The largest retention a stream may have keeps every event and every
+    /// read working (no backend overflows on it); one past it is refused.
+    pub async fn the_largest_retention_is_harmless_and_larger_is_refused(fx: Fixture) {
+        let store = &*fx.store;
+        store
+            .append(&sid("a"), ExpectedVersion::NoStream, evs("a", 3))
+            .await
+            .unwrap();
+        let largest = StreamMetadata {
+            max_count: Some(strata_store::MAX_RETENTION_COUNT),
+            max_age: Some(std::time::Duration::from_millis(strata_store::MAX_RETENTION_AGE_MS)),
+        };
+        store
+            .set_stream_metadata(&sid("a"), ExpectedVersion::NoStream, largest)
+            .await
+            .unwrap();
+        assert_eq!(versions(store, "a").await, vec![1, 2, 3]);
+        assert_eq!(backward(store, "a", 2).await, vec![3, 2]);
+        assert_eq!(all_of(store, "a").await, vec![1, 2, 3]);
+        for too_large in [
+            StreamMetadata {
+                max_count: Some(strata_store::MAX_RETENTION_COUNT + 1),
+                max_age: None,
+            },
+            StreamMetadata {
+                max_count: None,
+                max_age: Some(std::time::Duration::from_millis(strata_store::MAX_RETENTION_AGE_MS + 1)),
+            },
+        ] {
+            let refused = store
+                .set_stream_metadata(&sid("a"), ExpectedVersion::Exact(1), too_large)
+                .await;
+            assert!(
+                matches!(refused, Err(StoreError::InvalidStreamOperation { .. })),
+                "{too_large:?}: {refused:?}"
+            );
+        }
+        assert_eq!(store.stream_info(&sid("a")).await.unwrap().state.metadata, largest);
+    }
+
     pub async fn max_age_removes_old_events(fx: Fixture) {
         let store = &*fx.store;
         store
@@ -493,6 +533,7 @@ macro_rules! conformance {
                 truncation_removes_earlier_events_and_the_version_keeps_counting,
                 max_count_keeps_the_newest_events,
                 metadata_has_its_own_expected_version,
+                the_largest_retention_is_harmless_and_larger_is_refused,
                 max_age_removes_old_events,
                 subscriptions_skip_removed_events_without_gap_or_stall,
                 a_filtered_subscription_checkpoints_past_removed_events,
