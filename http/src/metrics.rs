@@ -2,6 +2,7 @@
 //! (and opens the request's tracing span).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -148,6 +149,112 @@ impl GroupGauges {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The progress of the scavenge running now (or the last one), and
+/// whether one runs: at most one at a time (`POST /admin/scavenge`).
+struct ScavengeGauges {
+    claimed: AtomicBool,
+    running: Gauge,
+    segments_total: Gauge,
+    segments_done: Gauge,
+    events_erased: Gauge,
+    bytes_erased: Gauge,
+    finished: Family<OutcomeLabels, Counter>,
+}
+
+impl ScavengeGauges {
+    fn register(registry: &mut Registry) -> ScavengeGauges {
+        let g = ScavengeGauges {
+            claimed: AtomicBool::new(false),
+            running: Gauge::default(),
+            segments_total: Gauge::default(),
+            segments_done: Gauge::default(),
+            events_erased: Gauge::default(),
+            bytes_erased: Gauge::default(),
+            finished: Family::default(),
+        };
+        for (name, help, gauge) in [
+            (
+                "scavenge_running",
+                "1 while a scavenge runs (POST /admin/scavenge), else 0",
+                &g.running,
+            ),
+            (
+                "scavenge_segments_total",
+                "Segments the running (or last) scavenge examines",
+                &g.segments_total,
+            ),
+            (
+                "scavenge_segments_done",
+                "Segments the running (or last) scavenge has examined",
+                &g.segments_done,
+            ),
+            (
+                "scavenge_events_erased",
+                "Events whose payload and metadata the running (or last) scavenge erased",
+                &g.events_erased,
+            ),
+            (
+                "scavenge_bytes_erased",
+                "Payload and metadata bytes the last scavenge overwrote (set when it finishes)",
+                &g.bytes_erased,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "scavenges_finished",
+            "Scavenges finished, by outcome (ok, failed)",
+            g.finished.clone(),
+        );
+        g
+    }
+}
+
+/// The claim on the one scavenge that may run: the gauges follow it, and
+/// dropping it (finished, failed or abandoned) lets the next one start.
+pub(crate) struct ScavengeRun(Arc<Metrics>);
+
+impl ScavengeRun {
+    /// Records how far it has got.
+    pub(crate) fn progress(&self, segments_done: u64, segments_total: u64, events_erased: u64) {
+        let g = &self.0.scavenge;
+        g.segments_total.set(gauge(segments_total));
+        g.segments_done.set(gauge(segments_done));
+        g.events_erased.set(gauge(events_erased));
+    }
+
+    /// Records its end: `bytes_erased` when it succeeded, `None` when it failed.
+    pub(crate) fn finished(&self, bytes_erased: Option<u64>) {
+        let g = &self.0.scavenge;
+        let outcome = match bytes_erased {
+            Some(bytes) => {
+                g.bytes_erased.set(gauge(bytes));
+                "ok"
+            }
+            None => "failed",
+        };
+        g.finished.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+impl Drop for ScavengeRun {
+    fn drop(&mut self) {
+        let g = &self.0.scavenge;
+        g.running.set(0);
+        g.claimed.store(false, Ordering::Release);
+    }
+}
+
+/// A count as a gauge's value.
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~6.5 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -179,6 +286,7 @@ pub(crate) struct Metrics {
     sse_clients: Gauge,
     sse_events: Counter,
     groups: GroupGauges,
+    scavenge: ScavengeGauges,
 }
 
 /// A live (SSE) client, counted in `strata_sse_clients` while it is held.
@@ -254,8 +362,10 @@ impl Metrics {
             sse_events.clone(),
         );
         let groups = GroupGauges::register(&mut registry);
+        let scavenge = ScavengeGauges::register(&mut registry);
         Metrics {
             groups,
+            scavenge,
             registry,
             requests,
             latency,
@@ -276,6 +386,23 @@ impl Metrics {
     pub(crate) fn sse_client(&self) -> SseClient {
         self.sse_clients.inc();
         SseClient(self.sse_clients.clone())
+    }
+
+    /// Claims the one scavenge that may run, its progress gauges reset;
+    /// `None` while another runs.
+    pub(crate) fn start_scavenge(self: &Arc<Self>) -> Option<ScavengeRun> {
+        let g = &self.scavenge;
+        if g.claimed
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        for gauge in [&g.segments_total, &g.segments_done, &g.events_erased, &g.bytes_erased] {
+            gauge.set(0);
+        }
+        g.running.set(1);
+        Some(ScavengeRun(self.clone()))
     }
 
     /// Counts an event a live stream took from the log.

@@ -195,6 +195,8 @@ problem_types! {
         "A collection's unique fields are fixed when it is declared (adding one later would need every existing value claimed first). `declared` and `requested` list them. Declare a new collection instead; whether writes need a precondition can change.";
     SubscriptionGroupExists => "subscription-group-exists", 409, "A persistent subscription group of this name exists with other settings",
         "Creating a group is idempotent with the same settings (200); with other settings it is refused, and the group is left as it is. Delete the group first (its consumers then start over from where the new one starts) or choose another name.";
+    ScavengeRunning => "scavenge-running", 409, "A scavenge is running already",
+        "POST /admin/scavenge starts a scavenge only when none runs: one is running now (started by another request). Nothing was started. Watch `strata_scavenge_running` and `strata_scavenge_segments_done` in /metrics, and start the next one after it finished if there is more to erase.";
     MethodNotAllowed => "method-not-allowed", 405, "The method is not allowed on this route",
         "The route exists but does not take this method; the Allow header lists those it takes.";
     PayloadTooLarge => "payload-too-large", 413, "The request is too large",

@@ -16,7 +16,7 @@ use crate::metrics::{self, Metrics};
 use crate::problem::Problem;
 use crate::routes::documents::collections;
 use crate::routes::meta::ApiDocument;
-use crate::routes::{browse, documents, groups, live, meta, orders, retention, stock, streams, views};
+use crate::routes::{admin, browse, documents, groups, live, meta, orders, retention, stock, streams, views};
 use crate::state::Shared;
 use crate::ui;
 
@@ -35,6 +35,7 @@ use crate::ui;
         (name = "documents", description = "JSON documents in declared collections: PUT/PATCH/DELETE with If-Match, If-Unmodified-Since or `_version`, 409 bodies naming the conflicting fields, merges on request (Strata-Merge-Base), unique values"),
         (name = "log", description = "The generic log (domain and system streams are read-only here)"),
         (name = "subscriptions", description = "The log as Server-Sent Events (history then live, filtered, resumable with Last-Event-ID), and persistent subscription groups of competing consumers"),
+        (name = "admin", description = "The operator's: scavenging (erasing deleted events from disk); needs an admin token"),
         (name = "meta", description = "Health, metrics, this document, problem types"),
         (name = "console", description = "The web console: static pages that call this API (off with `--ui false`)"),
     )
@@ -80,6 +81,7 @@ pub(crate) fn api_router() -> OpenApiRouter<Shared> {
         .routes(routes!(groups::nack))
         .routes(routes!(groups::parked))
         .routes(routes!(groups::replay))
+        .routes(routes!(admin::scavenge))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))

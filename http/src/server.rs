@@ -83,7 +83,9 @@ impl Server {
         let tables = store.tables()?;
         let subscriptions = Subscriptions::local(Arc::new(store.clone()), tables.clone())?;
         let idempotency = Records::open_local(&tables, config.idempotency_retention)?;
+        let segments = store.clone();
         let mut state = AppState::new(Arc::new(store), projections, subscriptions, idempotency, config);
+        state.segments = Some(segments);
         state.access = access;
         Server::serve_state(state, listener, Some(tokens)).await
     }

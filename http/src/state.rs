@@ -19,7 +19,7 @@ use strata_aggregates::domain::order::Order;
 use strata_aggregates::domain::service::OrderService;
 use strata_aggregates::domain::stock::StockItem;
 use strata_projections::Projections;
-use strata_store::EventStore;
+use strata_store::{EventStore, SegmentStore};
 use strata_subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +35,9 @@ use crate::routes::live::Closing;
 pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn EventStore>,
+    /// The same store when it is the segment log (what a scavenge needs);
+    /// `None` on PostgreSQL.
+    pub segments: Option<SegmentStore>,
     pub service: OrderService,
     /// Collections and documents.
     pub documents: Arc<DocumentService>,
@@ -101,6 +104,7 @@ impl AppState {
             stopping: CancellationToken::new(),
             closing: Closing::default(),
             access: Access::default(),
+            segments: None,
             store,
             config: Arc::new(config),
         }

@@ -15,6 +15,7 @@ use strata_http::Config;
 /// Every route, as (method, path template). Changing a route means
 /// changing this list, so a route cannot come or go unnoticed.
 const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/admin/scavenge"),
     ("GET", "/collections/{name}"),
     ("PUT", "/collections/{name}"),
     ("GET", "/docs/{collection}"),
@@ -28,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("POST", "/orders"),
     ("GET", "/orders/{id}"),
+    ("DELETE", "/orders/{id}"),
     ("POST", "/orders/{id}/cancel"),
     ("POST", "/orders/{id}/deliver"),
     ("GET", "/orders/{id}/events"),
@@ -39,8 +41,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/stock/{sku}"),
     ("POST", "/stock/{sku}/adjust"),
     ("POST", "/stock/{sku}/receive"),
+    ("GET", "/log"),
+    ("GET", "/streams"),
     ("GET", "/streams/{stream}"),
     ("POST", "/streams/{stream}"),
+    ("DELETE", "/streams/{stream}"),
+    ("GET", "/streams/{stream}/metadata"),
+    ("PUT", "/streams/{stream}/metadata"),
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/{file}"),
     ("GET", "/subscriptions/all"),
     ("GET", "/subscriptions/categories/{category}"),
     ("GET", "/subscriptions/groups"),

@@ -285,9 +285,11 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     // idempotency-key-in-flight in tests/idempotency.rs; stock-contention,
     // contention, service-unavailable and internal-error (a hot resource
     // beyond the retries, a failed store, corrupt data) by the mapping tests
-    // in src/error.rs.
+    // in src/error.rs; scavenge-running (a scavenge held at a slow rate,
+    // the segment log only) in tests/scavenge.rs.
     let elsewhere = [
         "idempotency-key-in-flight",
+        "scavenge-running",
         "stock-contention",
         "contention",
         "service-unavailable",

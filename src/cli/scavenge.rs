@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_store::{ScavengeOptions, SegmentOptions, SegmentStore};
+use strata_store::{ScavengeOptions, SegmentOptions, SegmentStore, StoreError};
 
 use super::CliResult;
 
@@ -27,7 +27,16 @@ pub async fn scavenge(args: ScavengeArgs) -> CliResult {
         return Err(format!("{} holds no segment log (no log/ directory)", args.dir.display()).into());
     }
     let dir = args.dir.clone();
-    let store = tokio::task::spawn_blocking(move || SegmentStore::open_with(&dir, SegmentOptions::default())).await??;
+    let store = tokio::task::spawn_blocking(move || SegmentStore::open_with(&dir, SegmentOptions::default()))
+        .await?
+        .map_err(|e| match e {
+            StoreError::Locked { .. } => format!(
+                "{e}: a running `strata serve` (or another command) holds it, and nothing was changed. \
+                 Stop it first, or let the server scavenge while it serves: POST /admin/scavenge (admin token)"
+            )
+            .into(),
+            e => super::log::explain_layout(e),
+        })?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} scavenging segment {pos}/{len} ({msg} events erased)")

@@ -88,6 +88,8 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/subscriptions/groups/{group}/nack", At(Write)),
     ("GET", "/subscriptions/groups/{group}/parked", At(Read)),
     ("POST", "/subscriptions/groups/{group}/parked/replay", At(Admin)),
+    // Erasing from disk what deletes removed: an operator's.
+    ("POST", "/admin/scavenge", At(Admin)),
 ];
 
 /// What a request needs. A request outside the routes (answered 404) or

@@ -242,6 +242,10 @@ pub enum HttpError {
         reason: String,
     },
 
+    /// A scavenge asked for while one runs (409).
+    #[error("a scavenge is running already: watch strata_scavenge_running in /metrics")]
+    ScavengeRunning,
+
     /// A method the route does not take (405).
     #[error("method {method} is not allowed on this route")]
     MethodNotAllowed {
@@ -524,6 +528,7 @@ impl HttpError {
             HttpError::ReservedStream { .. } => ProblemType::ReservedStream,
             HttpError::NotFound { .. } => ProblemType::NotFound,
             HttpError::StreamDeleted { .. } => ProblemType::StreamDeleted,
+            HttpError::ScavengeRunning => ProblemType::ScavengeRunning,
             HttpError::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
             HttpError::PayloadTooLarge { .. } => ProblemType::PayloadTooLarge,
             HttpError::UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,

@@ -1,5 +1,6 @@
 //! The handlers, one module per resource, and what they share.
 
+pub(crate) mod admin;
 pub(crate) mod browse;
 pub(crate) mod documents;
 pub(crate) mod groups;

@@ -1,0 +1,126 @@
+//! The operator's routes: `POST /admin/scavenge` starts a scavenge of the
+//! segment log in the background while the service goes on serving, its
+//! progress in `/metrics` (`strata_scavenge_*`). See `docs/retention.md`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::FromRef;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use strata_store::{ScavengeOptions, SegmentStore};
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::HttpError;
+use crate::extract::ApiQuery;
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::state::Shared;
+
+/// What the admin routes use: the segment log (`None` on PostgreSQL), the
+/// metrics that hold the scavenge's claim and progress, and the tracker
+/// shutdown waits on.
+pub(crate) struct Admin {
+    segments: Option<SegmentStore>,
+    metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+}
+
+impl FromRef<Shared> for Admin {
+    fn from_ref(s: &Shared) -> Admin {
+        Admin {
+            segments: s.segments.clone(),
+            metrics: s.metrics.clone(),
+            tasks: s.tasks.clone(),
+        }
+    }
+}
+
+/// How to scavenge.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ScavengeQuery {
+    /// Read and write at most this many MiB per second (at least 1;
+    /// default: as fast as the disk goes), so appends keep the disk.
+    #[param(minimum = 1)]
+    max_mib_per_second: Option<u64>,
+}
+
+/// A scavenge, started.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ScavengeStarted {
+    /// Where its progress shows: `strata_scavenge_running` (1 until it
+    /// ends), `strata_scavenge_segments_total`/`_done`,
+    /// `strata_scavenge_events_erased`, `strata_scavenge_bytes_erased` and
+    /// `strata_scavenges_finished{outcome}`.
+    metrics: &'static str,
+    /// The bound on its I/O, if any.
+    max_mib_per_second: Option<u64>,
+}
+
+/// Starts a scavenge of the segment log in the background: the payloads
+/// and metadata of deleted, truncated and expired events are erased from
+/// the segment files while the service goes on serving.
+#[utoipa::path(
+    post,
+    path = "/admin/scavenge",
+    tag = "admin",
+    params(ScavengeQuery),
+    responses(
+        (status = 202, description = "Started; watch its progress in /metrics", body = ScavengeStarted,
+            headers(("Location" = String, description = "`/metrics`, where its progress shows"))),
+        (status = 400, description = "`invalid-parameter`: an unknown parameter or a rate of 0", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`scavenge-running`: one runs already", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service-unavailable`: this store cannot scavenge (PostgreSQL)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn scavenge(
+    State(admin): State<Admin>,
+    ApiQuery(q): ApiQuery<ScavengeQuery>,
+) -> Result<Response, HttpError> {
+    if q.max_mib_per_second == Some(0) {
+        return Err(HttpError::InvalidParameter {
+            reason: "max_mib_per_second must be at least 1".into(),
+        });
+    }
+    let Some(store) = admin.segments else {
+        return Err(HttpError::Unavailable {
+            reason: "scavenging is built for the segment log only; this service runs on PostgreSQL".into(),
+        });
+    };
+    let run = admin.metrics.start_scavenge().ok_or(HttpError::ScavengeRunning)?;
+    let options = ScavengeOptions {
+        max_bytes_per_second: q.max_mib_per_second.map(|m| m.saturating_mul(1024 * 1024)),
+    };
+    info!(max_mib_per_second = ?q.max_mib_per_second, "scavenge started");
+    // Tracked: shutdown waits for it (it holds the store), and a crash
+    // meanwhile is safe (the next scavenge resumes).
+    admin.tasks.spawn(async move {
+        let result = store
+            .scavenge(options, &mut |p| {
+                run.progress(p.segments_done, p.segments_total, p.events_erased)
+            })
+            .await;
+        match result {
+            Ok(report) => run.finished(Some(report.bytes_erased)),
+            Err(e) => {
+                warn!(error = %e, "scavenge failed");
+                run.finished(None);
+            }
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, "/metrics")],
+        Json(ScavengeStarted {
+            metrics: "/metrics",
+            max_mib_per_second: q.max_mib_per_second,
+        }),
+    )
+        .into_response())
+}
