@@ -83,8 +83,8 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use retention::{
     DeleteMode, EVENT_METADATA, EVENT_STREAM_DELETED, EVENT_STREAM_TOMBSTONED, EVENT_STREAM_TRUNCATED,
-    MAX_RETENTION_AGE_MS, MAX_RETENTION_COUNT, METADATA_STREAM_PREFIX, StreamInfo, StreamMetadata, StreamOperation, StreamOperationResult, StreamState,
-    described_stream, is_metadata_stream, metadata_stream,
+    MAX_RETENTION_AGE_MS, MAX_RETENTION_COUNT, METADATA_STREAM_PREFIX, StreamInfo, StreamMetadata, StreamOperation,
+    StreamOperationResult, StreamState, described_stream, is_metadata_stream, metadata_stream,
 };
 pub use segment::{
     DataLayout, DiskUsage, FileStorage, IndexProgress, ScavengeOptions, ScavengeProgress, ScavengeReport,

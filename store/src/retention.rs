@@ -270,7 +270,10 @@ pub(crate) fn check_metadata(stream: &StreamId, metadata: &StreamMetadata) -> Re
         Some("max_count must be at most 2^53")
     } else if metadata.max_age.is_some_and(|a| a.as_millis() == 0) {
         Some("max_age must be at least 1 ms")
-    } else if metadata.max_age.is_some_and(|a| a.as_millis() > u128::from(MAX_RETENTION_AGE_MS)) {
+    } else if metadata
+        .max_age
+        .is_some_and(|a| a.as_millis() > u128::from(MAX_RETENTION_AGE_MS))
+    {
         Some("max_age must be at most 1,000 years")
     } else {
         None

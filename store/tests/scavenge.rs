@@ -192,6 +192,36 @@ async fn a_scavenge_erases_removed_payloads_from_every_file() {
     assert_eq!(reopened, before);
 }
 
+/// Two scavenges of one store at once run one after the other: together
+/// they erase what one would, and every segment stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scavenges_at_once_run_one_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SegmentOptions {
+        segment_bytes: 16 * 1024,
+        ..SegmentOptions::default()
+    };
+    let store = SegmentStore::open_with(dir.path(), options).unwrap();
+    history(&store, 60).await;
+    let not_meta =
+        |v: Vec<(String, u64, Vec<u8>)>| -> Vec<_> { v.into_iter().filter(|(s, ..)| !s.starts_with("$$")).collect() };
+    let before = not_meta(visible(&store).await);
+    let (mut pa, mut pb) = (|_| {}, |_| {});
+    let (a, b) = tokio::join!(
+        store.scavenge(ScavengeOptions::default(), &mut pa),
+        store.scavenge(ScavengeOptions::default(), &mut pb),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.events_erased + b.events_erased, 60 + 60 + 58 + 58, "{a:?} {b:?}");
+    assert!(
+        a.events_erased == 0 || b.events_erased == 0,
+        "one did it all: {a:?} {b:?}"
+    );
+    assert_eq!(not_meta(visible(&store).await), before);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
 fn sim_options(index: &Path) -> SegmentOptions {
     SegmentOptions {
         durability: Durability::Fsync,

@@ -321,7 +321,9 @@ fn constrain_path_ids(api: &mut utoipa::openapi::OpenApi) {
                     (_, "collection" | "name") if !path.starts_with("/problems") => {
                         string_schema(1, Some(64), r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$".into())
                     }
-                    ("/streams/{stream}" | "/streams/{stream}/metadata", "stream") => string_schema(1, Some(256), format!("^{NO_CONTROL}+$")),
+                    ("/streams/{stream}" | "/streams/{stream}/metadata", "stream") => {
+                        string_schema(1, Some(256), format!("^{NO_CONTROL}+$"))
+                    }
                     _ => continue,
                 };
                 p.schema = Some(RefOr::T(schema.into()));

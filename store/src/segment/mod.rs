@@ -196,6 +196,9 @@ struct Inner {
     tables: Mutex<Option<LocalTables>>,
     /// The directory's lock; the tables hold it too while they are in use.
     lock: Arc<dyn Any + Send + Sync>,
+    /// Held by a running scavenge: two at once would rewrite one segment
+    /// through the same copy file.
+    scavenging: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -356,6 +359,7 @@ impl SegmentStore {
                 options,
                 tables: Mutex::new(None),
                 lock,
+                scavenging: tokio::sync::Mutex::new(()),
             }),
         })
     }

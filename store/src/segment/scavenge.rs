@@ -88,7 +88,8 @@ impl SegmentStore {
     /// Erases removed events from the segment files: see the module
     /// documentation of `scavenge.rs` and `docs/retention.md`. Runs while
     /// the store serves appends, reads and subscriptions; `progress` is
-    /// called after each segment.
+    /// called after each segment. Scavenges of one store run one at a
+    /// time: a second call waits for the one running.
     ///
     /// Errors: [`StoreError::Io`] when a file cannot be written (the
     /// segment stays as it was), [`StoreError::Corrupt`] for a damaged
@@ -98,6 +99,9 @@ impl SegmentStore {
         options: ScavengeOptions,
         progress: &mut (dyn FnMut(ScavengeProgress) + Send),
     ) -> Result<ScavengeReport, StoreError> {
+        // One at a time: a second call waits for the first, then finds
+        // (nearly) nothing left to do.
+        let _one_at_a_time = self.inner.scavenging.lock().await;
         let started = Instant::now();
         let mut report = ScavengeReport {
             streams_truncated: self.make_retention_permanent().await?,
