@@ -23,6 +23,10 @@ fi
 cargo build --quiet --bin strata
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Served with a token, as a service reachable by others is: every check
+# runs with an admin token, and schemathesis's own authentication checks
+# (no token, a wrong one) expect the 401s the service gives.
+TOKEN=$(target/debug/strata token create --scope admin --name schemathesis --data "$DATA/store" 2>/dev/null | tail -n 1)
 target/debug/strata serve --addr "127.0.0.1:$PORT" --data "$DATA/store" 2>"$DATA/serve.log" &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; rm -rf "$DATA"' EXIT
@@ -32,4 +36,5 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=scripts \
     --wait-for-schema 60 --checks all \
     --generation-deterministic \
     ${MAX_EXAMPLES:+--max-examples "$MAX_EXAMPLES"} \
-    --workers 2 --request-timeout 35 --no-color "$@"
+    --workers 2 --request-timeout 35 --no-color \
+    --header "Authorization: Bearer $TOKEN" "$@"

@@ -101,6 +101,9 @@ def before_call(context, case, kwargs):
                     del query[name]
                 else:
                     room -= 1
+    if path == "/streams" and method == "GET" and query is not None:
+        if query.get("prefix") is not None and query.get("category") is not None:
+            del query["category"]
     if path == "/views/stock" and query is not None and "low" in query and "after" in query:
         if not re.match(r"^-?[0-9]+:", str(query["after"])):
             del query["after"]

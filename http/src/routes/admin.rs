@@ -83,9 +83,9 @@ pub(crate) async fn scavenge(
     State(admin): State<Admin>,
     ApiQuery(q): ApiQuery<ScavengeQuery>,
 ) -> Result<Response, HttpError> {
-    if q.max_mib_per_second == Some(0) {
+    if q.max_mib_per_second.is_some_and(|m| m == 0 || m > i64::MAX as u64) {
         return Err(HttpError::InvalidParameter {
-            reason: "max_mib_per_second must be at least 1".into(),
+            reason: "max_mib_per_second must be 1..=2^63-1".into(),
         });
     }
     let Some(store) = admin.segments else {

@@ -81,9 +81,14 @@ pub(crate) async fn list_streams(
             return Err(invalid(format!("prefix is at most {MAX_FILTER_TERM_BYTES} bytes")));
         }
         (Some(p), None) => p,
-        (None, Some(c)) if c.is_empty() || c.len() > MAX_FILTER_TERM_BYTES || c.contains('-') => {
+        (None, Some(c))
+            if c.is_empty()
+                || c.len() > MAX_FILTER_TERM_BYTES
+                || c.contains('-')
+                || c.chars().any(char::is_control) =>
+        {
             return Err(invalid(format!(
-                "category must be 1..={MAX_FILTER_TERM_BYTES} bytes without `-`"
+                "category must be 1..={MAX_FILTER_TERM_BYTES} bytes without `-` or control characters"
             )));
         }
         (None, Some(c)) => format!("{c}-"),
@@ -189,6 +194,9 @@ pub(crate) async fn read_log_page(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, HttpError> {
     let limit = page_limit(q.limit)?;
+    if q.from.is_some_and(|f| f > i64::MAX as u64) {
+        return Err(invalid("from: at most 2^63-1 (positions are int64)"));
+    }
     // The head first: the page describes the log up to it even while
     // writers append.
     let head = state.store.head_position().await.map_err(HttpError::from)?;

@@ -25,7 +25,7 @@ use crate::problem::Problem;
 
 /// A delete or an erasure, done.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DeletedView {
+pub(crate) struct StreamDeleteView {
     /// The stream deleted.
     stream: String,
     /// `soft` (the stream can be written again, going on from its old
@@ -112,7 +112,7 @@ fn expected(headers: &HeaderMap, require: bool) -> Result<ExpectedVersion, HttpE
 }
 
 fn deleted(stream: &StreamId, mode: DeleteMode, r: StreamOperationResult) -> Response {
-    let view = DeletedView {
+    let view = StreamDeleteView {
         stream: stream.to_string(),
         mode: match mode {
             DeleteMode::Soft => "soft",
@@ -142,7 +142,7 @@ fn deleted(stream: &StreamId, mode: DeleteMode, r: StreamOperationResult) -> Res
            ("If-Match" = Option<String>, Header, description = "The stream version the delete was decided on, or `*`: it must exist"),
            DeleteQuery),
     responses(
-        (status = 200, description = "Deleted: its events are removed from every read; a scavenge erases them from disk", body = DeletedView,
+        (status = 200, description = "Deleted: its events are removed from every read; a scavenge erases them from disk", body = StreamDeleteView,
             headers(("ETag" = String, description = "The stream's metadata version"),
                     ("Strata-Position" = u64, description = "The position of the delete's record"))),
         (status = 403, description = "`reserved-stream`", body = Problem, content_type = "application/problem+json"),
@@ -279,7 +279,7 @@ pub(crate) async fn put_metadata(
     params(("id" = String, Path, description = "The order id"),
            ("If-Match" = Option<String>, Header, description = "The order's version the erasure was decided on")),
     responses(
-        (status = 200, description = "Erased", body = DeletedView,
+        (status = 200, description = "Erased", body = StreamDeleteView,
             headers(("ETag" = String, description = "The order stream's metadata version"),
                     ("Strata-Position" = u64, description = "The position of the erasure's record"))),
         (status = 404, description = "`not-found`: no such order", body = Problem, content_type = "application/problem+json"),
