@@ -94,6 +94,7 @@ async fn run(fx: Fixture, strategy: Strategy) {
 
     let parked = parked(&fx.subs, &g).await;
     let handlings = ledger.lock().unwrap().clone();
+    let info = fx.subs.group(&g).await.unwrap();
     check(
         &handlings,
         &events,
@@ -101,8 +102,8 @@ async fn run(fx: Fixture, strategy: Strategy) {
         &parked,
         MAX_RETRIES,
         strategy == Strategy::PinnedPerStream,
+        info.counters.acked,
     );
-    let info = fx.subs.group(&g).await.unwrap();
     assert_eq!(info.checkpoint, head, "everything handled or parked");
     assert_eq!(info.parked, parked.len() as u64);
     let died = handlings.iter().filter(|h| h.end == End::Died).count();

@@ -53,7 +53,7 @@ mod imp {
     use rand::{Rng, SeedableRng};
     use strata_subscriptions::{Strategy, Subscriptions};
 
-    use crate::common::ledger::{Handling, check};
+    use crate::common::ledger::{End, Handling, check};
     use crate::common::work::{MAX_RETRIES, consume, jobs, parked, seed, settings, write_jobs};
     use crate::common::{consumer, group};
 
@@ -162,6 +162,7 @@ mod imp {
         }
         let parked = parked(&subs, &g).await;
         let handlings: Vec<Handling> = children.ledger.lock().unwrap().values().cloned().collect();
+        let info = subs.group(&g).await.unwrap();
         check(
             &handlings,
             &events,
@@ -169,15 +170,16 @@ mod imp {
             &parked,
             MAX_RETRIES,
             strategy == Strategy::PinnedPerStream,
+            info.counters.acked,
         );
-        let info = subs.group(&g).await.unwrap();
         assert_eq!(info.checkpoint, head);
         println!(
-            "{} jobs over {} processes ({} killed): {} handlings, {} timed out, {} redelivered, {} parked",
+            "{} jobs over {} processes ({} killed): {} handlings ({} killed while acking), {} timed out, {} redelivered, {} parked",
             events.len(),
             children.next,
             KILLS,
             handlings.len(),
+            handlings.iter().filter(|h| h.end == End::Acking).count(),
             info.counters.timed_out,
             info.counters.redelivered,
             parked.len()

@@ -147,6 +147,9 @@ pub async fn consume(
                     .expect("nack");
                 h.end = if s.settled == 1 { End::Parked } else { End::Stale };
             } else {
+                // If the process is killed now, the ack is in doubt.
+                h.end = End::Acking;
+                record(&h, false);
                 let s = subs.ack(&g, &[d.token]).await.expect("ack");
                 h.end = if s.settled == 1 { End::Acked } else { End::Stale };
             }
