@@ -329,7 +329,9 @@ impl Runtime {
             self.fill(&mut cache, ctx, now).await?;
             let claimed = cache.state_mut().claim(consumer, max, now);
             match self.commit(&mut cache, ctx).await? {
-                Commit::Done => {}
+                // Contention is conflicts in a row: a reader that waits
+                // long while others commit must not run out of attempts.
+                Commit::Done => conflicts = 0,
                 Commit::Gone => return Err(self.not_found()),
                 Commit::Conflict => {
                     drop(cache);

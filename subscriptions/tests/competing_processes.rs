@@ -110,6 +110,11 @@ mod imp {
 
         fn kill(&mut self, which: usize) {
             let mut child = self.running.remove(which);
+            // A consumer ends only when it is killed: one that exited by
+            // itself failed (its panic is on stderr).
+            if let Some(status) = child.try_wait().expect("polling a child") {
+                panic!("a consumer process exited by itself ({status}) before it was killed");
+            }
             child.kill().expect("SIGKILL");
             child.wait().expect("reaping the child");
         }
@@ -174,12 +179,15 @@ mod imp {
         );
         assert_eq!(info.checkpoint, head);
         println!(
-            "{} jobs over {} processes ({} killed): {} handlings ({} killed while acking), {} timed out, {} redelivered, {} parked",
+            "{} jobs over {} processes ({} killed): {} handlings ({} in doubt: killed while answering), {} timed out, {} redelivered, {} parked",
             events.len(),
             children.next,
             KILLS,
             handlings.len(),
-            handlings.iter().filter(|h| h.end == End::Acking).count(),
+            handlings
+                .iter()
+                .filter(|h| matches!(h.end, End::Acking | End::Retrying | End::Parking))
+                .count(),
             info.counters.timed_out,
             info.counters.redelivered,
             parked.len()

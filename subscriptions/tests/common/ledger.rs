@@ -26,6 +26,11 @@ pub enum End {
     /// The consumer sent an ack and died before it saw the answer: the
     /// group may or may not have settled it.
     Acking,
+    /// The consumer sent a nack to retry and died before it saw the
+    /// answer.
+    Retrying,
+    /// The consumer sent a nack to park and died before it saw the answer.
+    Parking,
 }
 
 /// One handling of one delivery.
@@ -74,6 +79,8 @@ impl Handling {
             "Parked" => End::Parked,
             "Died" => End::Died,
             "Acking" => End::Acking,
+            "Retrying" => End::Retrying,
+            "Parking" => End::Parking,
             _ => return None,
         };
         Some(Handling {
@@ -100,8 +107,10 @@ pub fn micros() -> u64 {
 /// refuses, `parked` the group's parked events as (position, deliveries),
 /// `group_acked` the group's own count of the acks it settled.
 ///
-/// A consumer killed between sending an ack and recording its answer
-/// leaves an [`End::Acking`] handling: the group may have settled that ack
+/// A consumer killed between sending an answer and recording how it ended
+/// leaves a handling in doubt ([`End::Acking`], [`End::Retrying`],
+/// [`End::Parking`]), which held its stream until it answered at the
+/// latest. An ack in doubt: the group may have settled it
 /// (then the event is never delivered again) or not (then its lease times
 /// out and it is delivered again). The group's counter says how many such
 /// acks were settled; every event covered by nothing but an in-doubt ack
@@ -134,7 +143,7 @@ pub fn check(
     let mut covered_by_doubt = 0u64;
     let parked_by_consumer: BTreeSet<u64> = handlings
         .iter()
-        .filter(|h| h.end == End::Parked)
+        .filter(|h| matches!(h.end, End::Parked | End::Parking))
         .map(|h| h.position)
         .collect();
     for p in events {

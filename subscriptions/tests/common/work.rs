@@ -134,20 +134,25 @@ pub async fn consume(
             }
             tokio::task::yield_now().await;
             h.finished = Some(micros());
+            // Each answer is recorded as in doubt before it is sent: a
+            // process killed before it records the outcome leaves that.
             if d.event.event_type == "Poison" || roll < 0.10 {
+                h.end = End::Retrying;
+                record(&h, false);
                 let s = subs
                     .nack(&g, &[d.token], NackAction::Retry, "cannot handle")
                     .await
                     .expect("nack");
                 h.end = if s.settled == 1 { End::Retried } else { End::Stale };
             } else if roll < 0.13 {
+                h.end = End::Parking;
+                record(&h, false);
                 let s = subs
                     .nack(&g, &[d.token], NackAction::Park, "refused")
                     .await
                     .expect("nack");
                 h.end = if s.settled == 1 { End::Parked } else { End::Stale };
             } else {
-                // If the process is killed now, the ack is in doubt.
                 h.end = End::Acking;
                 record(&h, false);
                 let s = subs.ack(&g, &[d.token]).await.expect("ack");
