@@ -319,6 +319,27 @@ async fn spare_segments_are_used_a_failed_one_is_not_fatal_and_none_is_left_behi
 /// (reporting progress), and every read and retry answers as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_index_is_rebuilt_and_everything_answers_as_before() {
+    index_rebuilt_after(|index| std::fs::remove_dir_all(index).unwrap()).await;
+}
+
+/// An index an older strata wrote (another format marker, entries it
+/// cannot read) is emptied and rebuilt on open, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_in_an_older_format_is_rebuilt() {
+    index_rebuilt_after(|index| {
+        let db = sled::open(index).unwrap();
+        let tree = db.open_tree("strata-index").unwrap();
+        tree.insert("mformat", "strata-index/1").unwrap();
+        // An id entry in a layout the new format cannot read.
+        let mut k = vec![b'i', b'T'];
+        k.extend_from_slice(&[0xab; 24]);
+        tree.insert(k, vec![0xcd; 56]).unwrap();
+        db.flush().unwrap();
+    })
+    .await;
+}
+
+async fn index_rebuilt_after(damage: impl FnOnce(&std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let options = SegmentOptions {
         segment_bytes: 16 * 1024,
@@ -359,7 +380,7 @@ async fn a_deleted_index_is_rebuilt_and_everything_answers_as_before() {
     let store = SegmentStore::open_with(dir.path(), options.clone()).unwrap();
     let before = snapshot(&store, &streams).await;
     drop(store);
-    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    damage(&dir.path().join("index"));
     let mut calls = 0;
     let store = SegmentStore::open_with_progress(dir.path(), options, &mut |_| calls += 1).unwrap();
     assert!(calls > 0, "the rebuild reports progress");

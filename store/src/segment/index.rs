@@ -6,10 +6,10 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `m` `format` | `strata-index/1` |
+//! | `m` `format` | `strata-index/2` |
 //! | `m` `checkpoint` | next position, log address after the last indexed record (u64 BE each) |
 //! | `s` stream `\0` last version (u64 BE) | chunks: (first version, count, first position, record address, record length) |
-//! | `i` tag, bucket (u64 BE), stream hash (u64 BE), first position (u64 BE) | runs: (first version, first position, ids) |
+//! | `i` tag, bucket (u64 BE), stream hash (u64 BE), first position (u64 BE) | runs: (version gap, position gap, count as varints; ids) |
 //! | `p` position (u64 BE) | log address of the record starting there (a sparse point) |
 //!
 //! A stream entry covers consecutive chunks of one stream written in one
@@ -24,6 +24,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use tracing::warn;
+
+use super::idruns::{ID_KEY_BYTES, Run, encode_runs, for_each_in_runs};
 use super::tail::{Chunk, TailRecord};
 use crate::decide::IdEntry;
 use crate::error::StoreError;
@@ -31,7 +34,7 @@ use crate::types::{EventId, StreamId};
 
 const TREE: &str = "strata-index";
 const FORMAT_KEY: &[u8] = b"mformat";
-const FORMAT: &[u8] = b"strata-index/1";
+const FORMAT: &[u8] = b"strata-index/2";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
 /// Chunks per stream entry, ids per id entry: values stay small for sled.
 const MAX_CHUNKS_PER_ENTRY: usize = 1024;
@@ -67,7 +70,7 @@ fn bucket(id: &EventId) -> (u8, u64) {
 
 pub(crate) fn id_prefix(stream: &StreamId, id: &EventId) -> Vec<u8> {
     let (tag, bucket) = bucket(id);
-    let mut k = Vec::with_capacity(25);
+    let mut k = Vec::with_capacity(ID_KEY_BYTES);
     k.push(b'i');
     k.push(tag);
     k.extend_from_slice(&bucket.to_be_bytes());
@@ -91,13 +94,13 @@ fn sparse_key(position: u64) -> [u8; 9] {
     k
 }
 
-fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
     let crc = crc32c::crc32c_append(crc32c::crc32c(key), &value);
     value.extend_from_slice(&crc.to_le_bytes());
     value
 }
 
-fn unseal<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], StoreError> {
+pub(crate) fn unseal<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], StoreError> {
     let corrupt = |detail: &str| StoreError::Corrupt {
         location: format!("index entry {}", String::from_utf8_lossy(key)),
         detail: format!("{detail}; delete the index directory and reopen to rebuild it"),
@@ -112,7 +115,7 @@ fn unseal<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], StoreError> {
     Ok(body)
 }
 
-fn be(b: &[u8], at: usize) -> u64 {
+pub(crate) fn be(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
@@ -152,60 +155,6 @@ fn encode_chunks(chunks: &[Chunk]) -> Vec<u8> {
     v
 }
 
-/// Runs of consecutive ids (consecutive versions and positions too).
-struct Run {
-    first_version: u64,
-    first_position: u64,
-    ids: Vec<EventId>,
-}
-
-fn encode_runs(runs: &[Run]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for r in runs {
-        v.extend_from_slice(&r.first_version.to_be_bytes());
-        v.extend_from_slice(&r.first_position.to_be_bytes());
-        v.extend_from_slice(&(r.ids.len() as u32).to_le_bytes());
-        for id in &r.ids {
-            v.extend_from_slice(id.as_bytes());
-        }
-    }
-    v
-}
-
-/// Calls `f` for every id of an id entry's runs.
-fn for_each_in_runs(key: &[u8], value: &[u8], mut f: impl FnMut(EventId, IdEntry)) -> Result<(), StoreError> {
-    let body = unseal(key, value)?;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        location: format!("index entry {}", String::from_utf8_lossy(key)),
-        detail: format!("{detail}; delete the index directory and reopen to rebuild it"),
-    };
-    let mut at = 0;
-    while at < body.len() {
-        if body.len() - at < 20 {
-            return Err(corrupt("truncated run".into()));
-        }
-        let (first_version, first_position, n) = (be(body, at), be(body, at + 8), le32(body, at + 16) as usize);
-        at += 20;
-        if (body.len() - at) / 16 < n {
-            return Err(corrupt(format!("a run of {n} ids runs past the entry")));
-        }
-        for i in 0..n {
-            let id = EventId::from_uuid(uuid::Uuid::from_bytes(
-                body[at + 16 * i..at + 16 * (i + 1)].try_into().expect("16 bytes"),
-            ));
-            f(
-                id,
-                IdEntry {
-                    version: first_version + i as u64,
-                    position: first_position + i as u64,
-                },
-            );
-        }
-        at += 16 * n;
-    }
-    Ok(())
-}
-
 /// The sled index.
 pub(crate) struct Index {
     db: sled::Db,
@@ -224,12 +173,17 @@ impl Index {
         let tree = db.open_tree(TREE)?;
         match tree.get(FORMAT_KEY)? {
             Some(f) if f.as_ref() == FORMAT => {}
+            // The index is derived from the log: one in another format
+            // (an older strata's) is emptied, and the open rebuilds it.
             Some(f) => {
-                return Err(StoreError::IncompatibleFormat {
-                    path: path.to_path_buf(),
-                    found: String::from_utf8_lossy(&f).into_owned(),
-                    expected: String::from_utf8_lossy(FORMAT).into_owned(),
-                });
+                warn!(
+                    found = %String::from_utf8_lossy(&f),
+                    expected = %String::from_utf8_lossy(FORMAT),
+                    dir = %path.display(),
+                    "the index is in another format; rebuilding it from the log"
+                );
+                tree.clear()?;
+                tree.insert(FORMAT_KEY, FORMAT)?;
             }
             None => {
                 tree.clear()?;
@@ -493,13 +447,19 @@ impl Index {
                 if let Some(first) = entry.first() {
                     let mut k = prefix.clone();
                     k.extend_from_slice(&first.first_position.to_be_bytes());
-                    let v = seal(&k, encode_runs(entry));
-                    batch.insert(k, v);
+                    let body = encode_runs(first.first_position, entry).expect("runs ascending (checked when added)");
+                    batch.insert(k.clone(), seal(&k, body));
                 }
                 entry.clear();
             };
             for run in runs {
-                if n + run.ids.len() > MAX_IDS_PER_ENTRY && !entry.is_empty() {
+                // Runs of one stream come in log order, so they ascend; an
+                // entry is cut short before one that would not.
+                let ascending = entry.last().is_none_or(|last: &Run| {
+                    run.first_version >= last.first_version + last.ids.len() as u64
+                        && run.first_position >= last.first_position + last.ids.len() as u64
+                });
+                if (n + run.ids.len() > MAX_IDS_PER_ENTRY || !ascending) && !entry.is_empty() {
                     flush(&mut entry);
                     n = 0;
                 }

@@ -12,6 +12,7 @@
 //! ```
 
 mod format;
+mod idruns;
 mod index;
 mod indexer;
 mod layout;
@@ -470,7 +471,6 @@ impl SegmentStore {
 fn open_index(dir: &Path) -> Result<Index, StoreError> {
     match Index::open(dir) {
         Ok(index) => Ok(index),
-        Err(e @ StoreError::IncompatibleFormat { .. }) => Err(e),
         Err(e) => {
             warn!(error = %e, dir = %dir.display(), "the index cannot be opened; deleting it to rebuild it from the log");
             std::fs::remove_dir_all(dir).map_err(|e| StoreError::io(format!("removing {}", dir.display()), e))?;
