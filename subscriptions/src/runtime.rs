@@ -30,9 +30,34 @@ use crate::state::{Claimed, DeliveryToken, GroupState, Millis, now_millis};
 /// Items the feed may have read ahead of the group.
 pub const FEED_CAPACITY: usize = 256;
 
-/// How many times a call tries when other processes keep changing the
-/// group first.
+/// A call that keeps losing to other processes changing the group gives
+/// up after this many conflicts in a row, and no sooner than
+/// [`CONTENTION_BUDGET`] after the first: on a loaded machine a process
+/// can be descheduled between reading the group and writing it for long
+/// enough to lose many times over.
 const MAX_ATTEMPTS: u32 = 64;
+/// See [`MAX_ATTEMPTS`].
+const CONTENTION_BUDGET: Duration = Duration::from_secs(10);
+
+/// Conflicts in a row, and since when.
+#[derive(Default)]
+struct Conflicts {
+    count: u32,
+    since: Option<Instant>,
+}
+
+impl Conflicts {
+    /// Counts a conflict; true when it is time to give up.
+    fn give_up(&mut self) -> bool {
+        self.count += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.count >= MAX_ATTEMPTS && since.elapsed() >= CONTENTION_BUDGET
+    }
+
+    fn reset(&mut self) {
+        *self = Conflicts::default();
+    }
+}
 
 /// One delivery of one event to a consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,15 +150,14 @@ impl Feed {
     }
 }
 
-/// A short pause before trying again after a conflict, different per
-/// caller so that two processes do not keep colliding.
+/// A pause before trying again after a conflict: growing with the
+/// conflicts in a row (200 µs doubling up to 50 ms), and random within the
+/// upper half of that, so that processes that collided do not collide again.
 async fn pause(attempt: u32) {
-    let jitter = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        % 1000) as u64;
-    let micros = (200u64 << attempt.min(5)) + jitter * (attempt.min(5) as u64 + 1);
+    use std::hash::{BuildHasher, Hasher};
+    let cap = (200u64 << attempt.min(8)).min(50_000);
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let micros = cap / 2 + random % (cap / 2 + 1);
     tokio::time::sleep(Duration::from_micros(micros)).await;
 }
 
@@ -283,7 +307,8 @@ impl Runtime {
         wake: bool,
         mut step: impl FnMut(&mut GroupState, Millis) -> R,
     ) -> Result<R, SubscriptionError> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut conflicts = Conflicts::default();
+        loop {
             let mut cache = self.current(ctx).await?;
             let out = step(cache.state_mut(), now_millis());
             match self.commit(&mut cache, ctx).await? {
@@ -298,15 +323,17 @@ impl Runtime {
                 Commit::Gone => return Err(self.not_found()),
                 Commit::Conflict => {
                     drop(cache);
-                    debug!(group = %self.name, attempt, "group changed by another process; retrying");
-                    pause(attempt).await;
+                    if conflicts.give_up() {
+                        return Err(SubscriptionError::Contention {
+                            group: self.name.clone(),
+                            attempts: conflicts.count,
+                        });
+                    }
+                    debug!(group = %self.name, attempt = conflicts.count, "group changed by another process; retrying");
+                    pause(conflicts.count).await;
                 }
             }
         }
-        Err(SubscriptionError::Contention {
-            group: self.name.clone(),
-            attempts: MAX_ATTEMPTS,
-        })
     }
 
     /// Leases up to `max` events to `consumer`, waiting up to `wait` for
@@ -319,7 +346,7 @@ impl Runtime {
         wait: Duration,
     ) -> Result<Vec<Delivery>, SubscriptionError> {
         let deadline = Instant::now() + wait;
-        let mut conflicts = 0;
+        let mut conflicts = Conflicts::default();
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -331,18 +358,17 @@ impl Runtime {
             match self.commit(&mut cache, ctx).await? {
                 // Contention is conflicts in a row: a reader that waits
                 // long while others commit must not run out of attempts.
-                Commit::Done => conflicts = 0,
+                Commit::Done => conflicts.reset(),
                 Commit::Gone => return Err(self.not_found()),
                 Commit::Conflict => {
                     drop(cache);
-                    conflicts += 1;
-                    if conflicts == MAX_ATTEMPTS {
+                    if conflicts.give_up() {
                         return Err(SubscriptionError::Contention {
                             group: self.name.clone(),
-                            attempts: MAX_ATTEMPTS,
+                            attempts: conflicts.count,
                         });
                     }
-                    pause(conflicts).await;
+                    pause(conflicts.count).await;
                     continue;
                 }
             }
