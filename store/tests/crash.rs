@@ -41,6 +41,7 @@ fn segment_options() -> SegmentOptions {
     // Small segments, so the children roll to new ones.
     SegmentOptions {
         segment_bytes: 1 << 20,
+        segment_growth_bytes: 64 * 1024,
         ..SegmentOptions::default()
     }
 }

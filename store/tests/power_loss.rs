@@ -50,6 +50,9 @@ fn options(index_dir: &Path, durability: Durability) -> SegmentOptions {
         // Small segments and a small index lag: rolls, indexer batches and
         // writers waiting for the index all happen within a few appends.
         segment_bytes: 8 * 1024,
+        // Segments grow 2 KiB at a time: growth in the background and by
+        // the writer itself happens within every segment.
+        segment_growth_bytes: 2 * 1024,
         max_index_lag_events: 24,
         index_batch_events: 8,
         max_group_appends: 8,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -27,21 +27,39 @@ pub(crate) struct Segment {
     pub(crate) seq: u64,
     pub(crate) first_position: u64,
     pub(crate) file: Arc<dyn StorageFile>,
+    /// The most bytes the writer fills it to (the segment size it was
+    /// created with); then it rolls to the next segment.
     pub(crate) capacity: u64,
+    /// How much of the file is there to read: zero-filled and synced ahead
+    /// of the writer, which never writes past it (see `grow.rs`).
+    pub(crate) allocated: AtomicU64,
     /// Where its records end, as far as this process wrote or scanned them.
     pub(crate) end: AtomicU64,
 }
 
 impl Segment {
-    /// A segment whose records (as far as this process knows) end right after its header.
-    pub(crate) fn new(seq: u64, first_position: u64, file: Arc<dyn StorageFile>, capacity: u64) -> Segment {
+    /// A segment whose records (as far as this process knows) end right
+    /// after its header, `allocated` bytes long so far.
+    pub(crate) fn new(
+        seq: u64,
+        first_position: u64,
+        file: Arc<dyn StorageFile>,
+        capacity: u64,
+        allocated: u64,
+    ) -> Segment {
         Segment {
             seq,
             first_position,
             file,
             capacity,
+            allocated: AtomicU64::new(allocated),
             end: AtomicU64::new(SEGMENT_HEADER_BYTES),
         }
+    }
+
+    /// How much of the file can be read.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Acquire)
     }
 }
 
@@ -138,21 +156,24 @@ impl Log {
         sparse.range(..=position).next_back().map(|(p, a)| (*p, *a))
     }
 
-    /// Creates segment `seq`, preallocated to `capacity`, its header and its
-    /// directory entry durable before it is returned.
+    /// Creates segment `seq` of `capacity` bytes, its first `allocated`
+    /// preallocated, its header and its directory entry durable before it
+    /// is returned.
     pub(crate) fn create_segment(
         &self,
         seq: u64,
         first_position: u64,
         capacity: u64,
+        allocated: u64,
     ) -> Result<Arc<Segment>, StoreError> {
+        let allocated = allocated.clamp(SEGMENT_HEADER_BYTES, capacity);
         let path = self.path_of(seq);
         let ctx = |what: &str| format!("{what} segment file {}", show_path(&path));
         let file = self
             .storage
             .create(&path)
             .map_err(|e| StoreError::io(ctx("creating"), e))?;
-        file.preallocate(capacity)
+        file.preallocate(allocated)
             .map_err(|e| StoreError::io(ctx("preallocating"), e))?;
         let header = SegmentHeader { seq, first_position };
         file.write_at(&header.encode(), 0)
@@ -161,7 +182,7 @@ impl Log {
         self.storage
             .sync_dir(&self.dir)
             .map_err(|e| StoreError::io(ctx("syncing the directory entry of"), e))?;
-        Ok(Arc::new(Segment::new(seq, first_position, file, capacity)))
+        Ok(Arc::new(Segment::new(seq, first_position, file, capacity, allocated)))
     }
 
     /// Reads and checks the record at `address`; `Corrupt` naming the
@@ -175,7 +196,7 @@ impl Log {
         let segment = self
             .segment(seq)
             .ok_or_else(|| corrupt("the index points into a segment that does not exist".into()))?;
-        let room = segment.capacity.saturating_sub(offset);
+        let room = segment.allocated().saturating_sub(offset);
         if room < RECORD_HEADER_BYTES as u64 {
             return Err(corrupt("the address is past the end of the segment".into()));
         }
@@ -229,7 +250,7 @@ pub(crate) struct SegmentCursor {
 
 /// Why a cursor stopped.
 pub(crate) enum Stop {
-    /// Zeros, or the end of the segment's capacity: no record here.
+    /// Zeros, or the end of what the segment has allocated: no record here.
     End,
     /// Not a valid record at this offset; what is wrong.
     Bad(String),
@@ -263,7 +284,7 @@ impl SegmentCursor {
     fn bytes(&mut self, at: u64, n: usize) -> Result<Bytes, Stop> {
         let have_end = self.buf_at + self.buf.len() as u64;
         if at < self.buf_at || at + n as u64 > have_end {
-            let len = (n.max(self.chunk) as u64).min(self.segment.capacity.saturating_sub(at)) as usize;
+            let len = (n.max(self.chunk) as u64).min(self.segment.allocated().saturating_sub(at)) as usize;
             if len < n {
                 return Err(Stop::End);
             }
@@ -278,7 +299,7 @@ impl SegmentCursor {
 
     /// The next record, checked; the cursor moves past it.
     pub(crate) fn next_record(&mut self) -> Result<RawRecord, Stop> {
-        if self.offset + RECORD_HEADER_BYTES as u64 > self.segment.capacity {
+        if self.offset + RECORD_HEADER_BYTES as u64 > self.segment.allocated() {
             return Err(Stop::End);
         }
         let head = self.bytes(self.offset, RECORD_HEADER_BYTES)?;
@@ -288,7 +309,7 @@ impl SegmentCursor {
             Err(HeaderError::Bad(d)) => return Err(Stop::Bad(d)),
         };
         let body_at = self.offset + RECORD_HEADER_BYTES as u64;
-        if body_at + header.body_len as u64 > self.segment.capacity {
+        if body_at + header.body_len as u64 > self.segment.allocated() {
             return Err(Stop::Bad(format!(
                 "a body of {} bytes runs past the segment",
                 header.body_len

@@ -12,6 +12,7 @@
 //! ```
 
 mod format;
+mod grow;
 mod idruns;
 mod index;
 mod indexer;
@@ -297,6 +298,7 @@ impl SegmentStore {
             &index,
             options.index_batch_events,
             options.segment_bytes,
+            options.segment_growth_bytes,
             progress,
         )?;
         let head = cursor.next_position - 1;
@@ -337,6 +339,7 @@ impl SegmentStore {
             max_group_appends: options.max_group_appends,
             max_index_lag_events: options.max_index_lag_events,
             segment_bytes: options.segment_bytes,
+            growth_bytes: options.segment_growth_bytes,
             prepare_spare: options.prepare_next_segment,
             fsync,
         };
@@ -450,7 +453,7 @@ impl SegmentStore {
                 .iter()
                 .map(|s| s.end.load(Ordering::Acquire).saturating_sub(SEGMENT_HEADER_BYTES))
                 .sum(),
-            log_allocated: segments.iter().map(|s| s.capacity).sum(),
+            log_allocated: segments.iter().map(|s| s.allocated()).sum(),
             index_bytes: shared.index.size_on_disk(),
         }
     }

@@ -14,9 +14,14 @@ pub struct SegmentOptions {
     pub durability: Durability,
     /// Limits on appends.
     pub limits: Limits,
-    /// Size of a segment file, preallocated when it is created (default
-    /// 256 MiB). An append larger than this gets a segment of its own size.
+    /// Size of a segment file (default 256 MiB): the writer rolls to the
+    /// next once this is full. An append larger than this gets a segment
+    /// of its own size.
     pub segment_bytes: u64,
+    /// How much of a segment file is zero-filled at a time, ahead of the
+    /// writer (default 16 MiB): a fresh store takes this much disk, not a
+    /// whole segment, and records still land in blocks already written.
+    pub segment_growth_bytes: u64,
     /// Prepare the next segment file in the background once the current
     /// one is half full, so a roll does not stall appends while a segment
     /// is zero-filled (default true).
@@ -45,6 +50,7 @@ impl Default for SegmentOptions {
             durability: Durability::default(),
             limits: Limits::default(),
             segment_bytes: 256 * 1024 * 1024,
+            segment_growth_bytes: 16 * 1024 * 1024,
             prepare_next_segment: true,
             max_group_appends: 1024,
             queue_capacity: 4096,

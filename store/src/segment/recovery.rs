@@ -39,15 +39,16 @@ pub(super) fn recover(
     index: &Index,
     batch_events: usize,
     segment_bytes: u64,
+    growth_bytes: u64,
     progress: &mut dyn FnMut(IndexProgress),
 ) -> Result<Cursor, StoreError> {
-    let segments = open_segments(log)?;
+    let segments = open_segments(log, segment_bytes)?;
     if segments.is_empty() {
         if index.checkpoint()?.is_some() {
             warn!("the index describes a log that is not there; clearing it");
             index.clear()?;
         }
-        let segment = log.create_segment(1, 1, segment_bytes)?;
+        let segment = log.create_segment(1, 1, segment_bytes, growth_bytes)?;
         log.push_segment(segment.clone());
         return Ok(Cursor {
             segment,
@@ -104,7 +105,7 @@ pub(super) fn recover(
 /// Lists and opens the segment files, checking their headers. A newest
 /// segment whose header never became durable (a crash while creating it)
 /// and that holds no record is removed.
-fn open_segments(log: &Log) -> Result<Vec<Arc<Segment>>, StoreError> {
+fn open_segments(log: &Log, segment_bytes: u64) -> Result<Vec<Arc<Segment>>, StoreError> {
     let storage = &log.storage;
     let mut seqs = Vec::new();
     let names = storage
@@ -133,10 +134,17 @@ fn open_segments(log: &Log) -> Result<Vec<Arc<Segment>>, StoreError> {
         let file = storage
             .open(&path)
             .map_err(|e| StoreError::io(format!("opening {}", show_path(&path)), e))?;
-        let capacity = file
+        let len = file
             .len()
             .map_err(|e| StoreError::io(format!("reading the length of {}", show_path(&path)), e))?;
-        let mut head = vec![0u8; capacity.min(40) as usize];
+        // The newest segment is written on, up to the segment size; the
+        // others are as long as their files.
+        let capacity = if i + 1 == seqs.len() {
+            len.max(segment_bytes)
+        } else {
+            len
+        };
+        let mut head = vec![0u8; len.min(40) as usize];
         file.read_at(&mut head, 0)
             .map_err(|e| StoreError::io(format!("reading {}", show_path(&path)), e))?;
         let header = SegmentHeader::decode(&head).and_then(|h| {
@@ -147,9 +155,9 @@ fn open_segments(log: &Log) -> Result<Vec<Arc<Segment>>, StoreError> {
             }
         });
         match header {
-            Ok(h) => out.push(Arc::new(Segment::new(seq, h.first_position, file, capacity))),
+            Ok(h) => out.push(Arc::new(Segment::new(seq, h.first_position, file, capacity, len))),
             Err(detail) if i + 1 == seqs.len() => {
-                let probe = Arc::new(Segment::new(seq, 0, file, capacity));
+                let probe = Arc::new(Segment::new(seq, 0, file, capacity, len));
                 if find_after(log, &probe, SEGMENT_HEADER_BYTES, u64::MAX)?.records > 0 {
                     return Err(StoreError::Corrupt {
                         location: format!("segment file {}", show_path(&path)),
@@ -194,8 +202,9 @@ fn find_after(log: &Log, segment: &Segment, from: u64, synced: u64) -> Result<Af
     };
     let io = |e| StoreError::io(format!("scanning {}", log.describe(address(segment.seq, from))), e);
     let mut at = from;
-    while at < segment.capacity {
-        let n = (segment.capacity - at).min((SCAN_CHUNK + RECORD_HEADER_BYTES) as u64) as usize;
+    let allocated = segment.allocated();
+    while at < allocated {
+        let n = (allocated - at).min((SCAN_CHUNK + RECORD_HEADER_BYTES) as u64) as usize;
         let mut buf = vec![0u8; n];
         segment.file.read_at(&mut buf, at).map_err(io)?;
         let step = n.min(SCAN_CHUNK);
@@ -207,7 +216,7 @@ fn find_after(log: &Log, segment: &Segment, from: u64, synced: u64) -> Result<Af
                     && let Ok(h) = RecordHeader::decode(&buf[o..o + RECORD_HEADER_BYTES])
                 {
                     let body_at = at + o as u64 + RECORD_HEADER_BYTES as u64;
-                    if body_at + h.body_len as u64 <= segment.capacity {
+                    if body_at + h.body_len as u64 <= allocated {
                         let mut body = vec![0u8; h.body_len as usize];
                         segment.file.read_at(&mut body, body_at).map_err(io)?;
                         if h.check_body(&body).is_ok() {

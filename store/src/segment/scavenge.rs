@@ -288,7 +288,8 @@ fn scavenge_segment(
     let io = |what: &str, e| StoreError::io(format!("{what} {}", show_path(&copy_path)), e);
     let storage = &shared.log.storage;
     let copy = storage.create(&copy_path).map_err(|e| io("creating", e))?;
-    copy.preallocate(segment.capacity).map_err(|e| io("preallocating", e))?;
+    let allocated = segment.allocated();
+    copy.preallocate(allocated).map_err(|e| io("preallocating", e))?;
     let throttle = Throttle::new(options.max_bytes_per_second);
     let mut at = 0u64;
     let mut buf = vec![0u8; COPY_CHUNK];
@@ -319,6 +320,7 @@ fn scavenge_segment(
         first_position: segment.first_position,
         file,
         capacity: segment.capacity,
+        allocated: AtomicU64::new(allocated),
         end: AtomicU64::new(segment.end.load(Ordering::Acquire)),
     }));
     part.rewritten = true;

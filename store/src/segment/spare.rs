@@ -1,14 +1,14 @@
 //! The next segment file, prepared in the background.
 //!
-//! A segment is preallocated by writing zeros (see
-//! [`StorageFile::preallocate`]): 256 MiB by default, a second or more of
-//! disk time. Done when the writer rolls, every append waiting behind the
-//! roll waits for it too. So once the current segment is half full, a
-//! thread prepares the next file under a name that is not a segment's
-//! (`NNNNNNNNNN.seg.spare`), zeroed and synced a slice at a time so the
-//! log's own `fdatasync`s are not stuck behind one huge write-back. The
-//! roll then only writes the header, syncs it, renames the file into place
-//! and syncs the directory.
+//! A segment's first slice is preallocated by writing zeros (see
+//! [`StorageFile::preallocate`] and `grow.rs`): 16 MiB by default, tens of
+//! milliseconds of disk time. Done when the writer rolls, every append
+//! waiting behind the roll waits for it too. So once the current segment
+//! is half full, a thread prepares the next file under a name that is not
+//! a segment's (`NNNNNNNNNN.seg.spare`), zeroed and synced a slice at a
+//! time so the log's own `fdatasync`s are not stuck behind one huge
+//! write-back. The roll then only writes the header, syncs it, renames the
+//! file into place and syncs the directory.
 //!
 //! Crash safety: a spare holds nothing but zeros until it is renamed, and
 //! its header is synced before the rename; a spare left by a crash is
@@ -68,23 +68,28 @@ pub(crate) fn remove_stale(storage: &dyn Storage, dir: &Path, names: &[String]) 
 pub(crate) struct Spare {
     seq: u64,
     capacity: u64,
+    /// How much of it is zero-filled.
+    allocated: u64,
     path: PathBuf,
     job: io::Result<JoinHandle<io::Result<Arc<dyn StorageFile>>>>,
 }
 
 impl Spare {
-    /// Starts preparing the spare for segment `seq`, `capacity` bytes long.
-    pub(crate) fn start(log: &Log, seq: u64, capacity: u64) -> Spare {
+    /// Starts preparing the spare for segment `seq`, `capacity` bytes long,
+    /// its first `allocated` zero-filled.
+    pub(crate) fn start(log: &Log, seq: u64, capacity: u64, allocated: u64) -> Spare {
+        let allocated = allocated.clamp(SEGMENT_HEADER_BYTES, capacity);
         let storage = log.storage.clone();
         let path = spare_path(&log.dir, seq);
         let job_path = path.clone();
         // No thread: a job that has already failed, so the roll does the work.
         let job = std::thread::Builder::new()
             .name("strata-spare".into())
-            .spawn(move || prepare(&*storage, &job_path, capacity));
+            .spawn(move || prepare(&*storage, &job_path, allocated));
         Spare {
             seq,
             capacity,
+            allocated,
             path,
             job,
         }
@@ -93,7 +98,8 @@ impl Spare {
     /// Turns the spare into segment `seq` starting at `first_position`: the
     /// header written and synced, the file renamed into place and the
     /// directory synced. Waits for the preparation if it is still running.
-    /// `Ok(None)` when the spare does not fit (another `seq` or too small)
+    /// `Ok(None)` when the spare does not fit (another `seq`, too small, or
+    /// not enough of it zero-filled for a first record of `record` bytes)
     /// or its preparation failed: the caller creates the segment itself.
     pub(crate) fn install(
         self,
@@ -101,10 +107,12 @@ impl Spare {
         seq: u64,
         first_position: u64,
         capacity: u64,
+        record: u64,
     ) -> Result<Option<Arc<Segment>>, StoreError> {
         let prepared = join(self.job);
+        let fits = self.seq == seq && self.capacity >= capacity && self.allocated >= SEGMENT_HEADER_BYTES + record;
         let file = match prepared {
-            Ok(file) if self.seq == seq && self.capacity >= capacity => file,
+            Ok(file) if fits => file,
             Ok(_) => {
                 discard(log, &self.path);
                 return Ok(None);
@@ -127,7 +135,13 @@ impl Spare {
         log.storage
             .sync_dir(&log.dir)
             .map_err(|e| StoreError::io(ctx("syncing the directory entry of"), e))?;
-        Ok(Some(Arc::new(Segment::new(seq, first_position, file, self.capacity))))
+        Ok(Some(Arc::new(Segment::new(
+            seq,
+            first_position,
+            file,
+            self.capacity,
+            self.allocated,
+        ))))
     }
 }
 
@@ -155,8 +169,8 @@ fn discard(log: &Log, path: &Path) {
     }
 }
 
-/// Creates `path` (replacing a leftover) and zero-fills it to `capacity`,
-/// one synced slice at a time.
+/// Creates `path` (replacing a leftover) and zero-fills it to `capacity`
+/// bytes, one synced slice at a time.
 fn prepare(storage: &dyn Storage, path: &Path, capacity: u64) -> io::Result<Arc<dyn StorageFile>> {
     match storage.remove(path) {
         Ok(()) => {}

@@ -27,6 +27,7 @@ use super::format::{
     KIND_EVENTS, KIND_SEAL, MAX_BODY_BYTES, PartIn, RecordHeader, SEGMENT_HEADER_BYTES, address, encode_body,
     record_len,
 };
+use super::grow::Grower;
 use super::log::{Segment, is_sparse_point};
 use super::spare::Spare;
 use super::syncer::{commit, fail_outcomes};
@@ -98,6 +99,9 @@ struct Writer {
     /// The next segment, prepared in the background (see `spare.rs`).
     spare: Option<Spare>,
     prepare_spare: bool,
+    /// The current segment, grown ahead of the writer (see `grow.rs`).
+    grower: Grower,
+    growth_bytes: u64,
 }
 
 /// What the rules see: the writer's heads, the tail (every record written,
@@ -254,6 +258,7 @@ impl Writer {
     fn roll(&mut self, len: u64) -> Result<(), StoreError> {
         self.flush();
         self.drain()?;
+        self.grower.finish();
         let old = self.cursor.segment.clone();
         old.file
             .sync_data()
@@ -261,15 +266,17 @@ impl Writer {
         let capacity = self.segment_bytes.max(SEGMENT_HEADER_BYTES + len);
         let seq = old.seq + 1;
         let installed = match self.spare.take() {
-            Some(spare) => spare.install(&self.shared.log, seq, self.cursor.next_position, capacity)?,
+            Some(spare) => spare.install(&self.shared.log, seq, self.cursor.next_position, capacity, len)?,
             None => None,
         };
         let segment = match installed {
             Some(segment) => segment,
-            None => self
-                .shared
-                .log
-                .create_segment(seq, self.cursor.next_position, capacity)?,
+            None => self.shared.log.create_segment(
+                seq,
+                self.cursor.next_position,
+                capacity,
+                self.growth_bytes.max(SEGMENT_HEADER_BYTES + len),
+            )?,
         };
         self.shared
             .durable
@@ -358,6 +365,16 @@ impl Writer {
         {
             return Err(unavailable(&self.shared.fail(&e)));
         }
+        if let Err(e) = self.grower.ensure(&self.cursor.segment, self.cursor.offset + len) {
+            let e = StoreError::io(
+                format!(
+                    "growing {}",
+                    self.shared.log.describe(address(self.cursor.segment.seq, 0))
+                ),
+                e,
+            );
+            return Err(unavailable(&self.shared.fail(&e)));
+        }
         let event_count: usize = appends.iter().map(|a| a.events.len()).sum();
         let header = RecordHeader {
             body_len: body.len() as u32,
@@ -410,6 +427,7 @@ impl Writer {
         self.cursor.previous = Some(at);
         self.cursor.offset += len;
         self.cursor.next_position = position;
+        self.grower.ahead(&self.cursor.segment, self.cursor.offset);
         self.maybe_prepare_spare();
         Ok(results)
     }
@@ -418,7 +436,12 @@ impl Writer {
     fn maybe_prepare_spare(&mut self) {
         let segment = &self.cursor.segment;
         if self.prepare_spare && self.spare.is_none() && self.cursor.offset > segment.capacity / 2 {
-            self.spare = Some(Spare::start(&self.shared.log, segment.seq + 1, self.segment_bytes));
+            self.spare = Some(Spare::start(
+                &self.shared.log,
+                segment.seq + 1,
+                self.segment_bytes,
+                self.growth_bytes,
+            ));
         }
     }
 
@@ -449,7 +472,7 @@ impl Writer {
     /// Writes a seal record: everything before it is synced (a clean close).
     fn seal(&mut self) -> Result<(), StoreError> {
         let len = record_len(0);
-        if self.cursor.offset + len > self.cursor.segment.capacity {
+        if self.cursor.offset + len > self.cursor.segment.allocated() {
             return self
                 .cursor
                 .segment
@@ -477,6 +500,7 @@ pub(super) struct WriterConfig {
     pub(super) max_group_appends: usize,
     pub(super) max_index_lag_events: usize,
     pub(super) segment_bytes: u64,
+    pub(super) growth_bytes: u64,
     pub(super) fsync: bool,
     pub(super) prepare_spare: bool,
 }
@@ -508,6 +532,8 @@ pub(super) fn run_writer(
         first_position,
         spare: None,
         prepare_spare: config.prepare_spare,
+        grower: Grower::new(config.growth_bytes),
+        growth_bytes: config.growth_bytes,
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -556,6 +582,7 @@ pub(super) fn run_writer(
         w.finish(rx.is_empty());
     }
     drop(w.to_syncer.take());
+    w.grower.finish();
     if syncer.join().is_err() {
         warn!("the strata syncer thread panicked");
     }

@@ -67,6 +67,7 @@ impl Fixture {
     pub fn segment() -> Fixture {
         Fixture::segment_with(SegmentOptions {
             segment_bytes: 64 * 1024,
+            segment_growth_bytes: 8 * 1024,
             ..SegmentOptions::default()
         })
     }
