@@ -226,8 +226,8 @@ impl Sql {
                  FROM (SELECT 1) one LEFT JOIN {state} s ON s.stream_id = $1",
                 last = last_version("$1")
             ),
-            list_streams: list_streams(&events, &erased, &state, false),
-            list_streams_below: list_streams(&events, &erased, &state, true),
+            list_streams: list_streams(&events, &erased, &state, false, &last_version),
+            list_streams_below: list_streams(&events, &erased, &state, true, &last_version),
             scavenge_total: format!("SELECT count(*) FROM {state} WHERE tombstoned OR truncate_before > 1"),
             scavenge_streams: format!(
                 "SELECT stream_id FROM {state} WHERE (tombstoned OR truncate_before > 1) AND stream_id > $1 \
@@ -269,20 +269,56 @@ impl Sql {
 
 /// The `list_streams` statement: every stream from `$1` on, after `$2`,
 /// that starts with `$1` and is below `$4` when `bounded` (the prefix's
-/// successor: the index range ends there), in order, at most `$3`. A stream
+/// successor, where the index range ends), in order, at most `$3`. A stream
 /// is listed while it reads as present: not a `$$` metadata stream, not
 /// tombstoned, not soft-deleted and unwritten since. Its version is its last
 /// one, wherever it is (`events`, or `erased_events` after a scavenge).
-fn list_streams(events: &str, erased: &str, state: &str, bounded: bool) -> String {
-    let upper = if bounded { "AND stream_id < $4" } else { "" };
+///
+/// The ids are walked as a skip scan: each step of the recursive query is
+/// one probe of the (stream_id, version) index of each table for the next
+/// id, and the query stops as soon as `$3` streams are listed, however many
+/// events each has. The filter is a scalar subquery on the walk itself
+/// (never planned as a join that could reorder it), so the walk's order,
+/// ascending, is the order of the rows the limit keeps.
+fn list_streams(
+    events: &str,
+    erased: &str,
+    state: &str,
+    bounded: bool,
+    last_version: &dyn Fn(&str) -> String,
+) -> String {
+    let upper = |column: &str| {
+        if bounded {
+            format!("AND {column} < $4")
+        } else {
+            String::new()
+        }
+    };
+    let next = |table: &str, after: &str| {
+        format!(
+            "(SELECT n.stream_id FROM {table} n WHERE n.stream_id > {after} {upper} ORDER BY n.stream_id LIMIT 1)",
+            upper = upper("n.stream_id")
+        )
+    };
+    let first = |table: &str| {
+        format!(
+            "(SELECT n.stream_id FROM {table} n WHERE n.stream_id >= $1 AND n.stream_id > $2 {upper} \
+             ORDER BY n.stream_id LIMIT 1)",
+            upper = upper("n.stream_id")
+        )
+    };
+    let last = last_version("i.stream_id");
     format!(
-        "SELECT k.stream_id, k.version FROM (SELECT u.stream_id, max(u.version) AS version FROM \
-         (SELECT stream_id, version FROM {events} WHERE stream_id >= $1 {upper} AND stream_id > $2 \
-         UNION ALL SELECT stream_id, version FROM {erased} WHERE stream_id >= $1 {upper} AND stream_id > $2) u \
-         WHERE starts_with(u.stream_id, $1) AND NOT starts_with(u.stream_id, '$$') GROUP BY u.stream_id) k \
-         LEFT JOIN {state} s ON s.stream_id = k.stream_id \
-         WHERE NOT COALESCE(s.tombstoned OR (s.deleted AND k.version < s.truncate_before), false) \
-         ORDER BY k.stream_id LIMIT $3"
+        "WITH RECURSIVE ids(stream_id) AS (SELECT LEAST({first_e}, {first_x}) \
+         UNION ALL SELECT LEAST({next_e}, {next_x}) FROM ids i WHERE i.stream_id IS NOT NULL) \
+         SELECT i.stream_id, {last} FROM ids i WHERE i.stream_id IS NOT NULL AND starts_with(i.stream_id, $1) \
+         AND NOT starts_with(i.stream_id, '$$') AND NOT COALESCE((SELECT s.tombstoned \
+         OR (s.deleted AND {last} < s.truncate_before) FROM {state} s WHERE s.stream_id = i.stream_id), false) \
+         LIMIT $3",
+        first_e = first(events),
+        first_x = first(erased),
+        next_e = next(events, "i.stream_id"),
+        next_x = next(erased, "i.stream_id"),
     )
 }
 
