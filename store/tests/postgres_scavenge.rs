@@ -40,6 +40,18 @@ postgres_tests!(
     a_scavenge_under_load_skips_and_duplicates_nothing_for_a_subscriber,
 );
 
+/// Measures a PostgreSQL scavenge (docs/retention.md): `STRATA_PG_SCAVENGE_EVENTS`
+/// events of 200 bytes in streams of 100, every tenth stream deleted, then
+/// the scavenge's events/s and MB/s, and the appends per second of 4
+/// writers alone and during a scavenge. Run with
+/// `STRATA_PG_SCAVENGE_EVENTS=200000 scripts/test-postgres.sh cargo test --release -p strata-store --features postgres --test postgres_scavenge -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: set STRATA_PG_SCAVENGE_EVENTS and run with scripts/test-postgres.sh and --ignored"]
+async fn measure_a_postgres_scavenge() {
+    #[cfg(feature = "postgres")]
+    imp::measure().await;
+}
+
 #[cfg(feature = "postgres")]
 mod imp {
     use std::sync::Arc;
@@ -362,6 +374,88 @@ mod imp {
                 .unwrap()
                 .len(),
             150
+        );
+    }
+
+    /// Appends of 10 events by 4 writers until `stop`; returns appends per second.
+    async fn append_rate(store: &PostgresStore, stop: tokio::sync::watch::Receiver<bool>) -> f64 {
+        let started = std::time::Instant::now();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = store.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !*stop.borrow() {
+                        let events = (0..10).map(|i| NewEvent::new("B", payload(KEPT, i))).collect();
+                        let s = sid(&format!("bench-{w}"));
+                        store.append(&s, ExpectedVersion::Any, events).await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for w in writers {
+            total += w.await.unwrap();
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    }
+
+    pub async fn measure() {
+        let Some(events) = std::env::var("STRATA_PG_SCAVENGE_EVENTS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        else {
+            panic!("set STRATA_PG_SCAVENGE_EVENTS to the number of events");
+        };
+        let (_db, store) = store().await;
+        let streams = events.div_ceil(100);
+        for s in 0..streams {
+            let id = sid(&format!("m-{s:07}"));
+            let marker = if s % 10 == 0 { GONE } else { KEPT };
+            let batch = (0..100).map(|i| NewEvent::new("M", payload(marker, i))).collect();
+            store.append(&id, ExpectedVersion::NoStream, batch).await.unwrap();
+            if s % 10 == 0 {
+                store
+                    .delete_stream(&id, ExpectedVersion::Exact(100), DeleteMode::Soft)
+                    .await
+                    .unwrap();
+            }
+        }
+        // Appends alone, for 5 s.
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let alone = {
+            let store = store.clone();
+            tokio::spawn(async move { append_rate(&store, rx).await })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tx.send(true).unwrap();
+        let alone = alone.await.unwrap();
+        // The scavenge, with appends beside it for as long as it runs.
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let beside = {
+            let store = store.clone();
+            tokio::spawn(async move { append_rate(&store, rx).await })
+        };
+        let report = store
+            .scavenge(PostgresScavengeOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
+        tx.send(true).unwrap();
+        let beside = beside.await.unwrap();
+        let secs = report.elapsed.as_secs_f64();
+        eprintln!(
+            "scavenge of {events} events ({} erased, {} batches) in {secs:.2} s: {:.0} events/s erased, {:.2} MB/s of payload erased",
+            report.events_erased,
+            report.batches,
+            report.events_erased as f64 / secs,
+            report.bytes_erased as f64 / secs / 1e6
+        );
+        eprintln!(
+            "appends of 10 events by 4 writers: {alone:.0}/s alone, {beside:.0}/s during the scavenge (ratio {:.2})",
+            beside / alone
         );
     }
 }

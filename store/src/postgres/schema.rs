@@ -237,11 +237,12 @@ impl Sql {
             // state removes for good (tombstoned, or below the truncation)
             // leave `events`, their ids go to `erased_events`, in one
             // statement (one transaction). A row another scavenge deleted
-            // meanwhile is skipped by the DELETE's recheck.
+            // meanwhile is skipped by the DELETE's recheck. No ORDER BY: the
+            // index walk stops after $2 rows instead of sorting them all.
             scavenge_batch: format!(
                 "WITH gone AS (SELECT e.position FROM {state} s JOIN {events} e ON e.stream_id = s.stream_id \
                  WHERE s.stream_id = ANY($1::text[]) AND (s.tombstoned OR e.version < s.truncate_before) \
-                 ORDER BY e.stream_id, e.version LIMIT $2), \
+                 LIMIT $2), \
                  moved AS (DELETE FROM {events} e USING gone g WHERE e.position = g.position \
                  RETURNING e.position, e.stream_id, e.version, e.event_id, \
                  octet_length(e.payload) + octet_length(e.metadata) AS bytes), \
