@@ -120,7 +120,9 @@ impl Server {
         let projections = Projections::open_postgres(&store).await?;
         let subscriptions = Subscriptions::postgres(store.clone()).await?;
         let idempotency = Records::open_postgres(&store, config.idempotency_retention).await?;
+        let postgres = store.clone();
         let mut state = AppState::new(Arc::new(store), projections, subscriptions, idempotency, config);
+        state.postgres = Some(postgres);
         state.access = access;
         Server::serve_state(state, listener, Some(tokens)).await
     }

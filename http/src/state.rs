@@ -38,6 +38,9 @@ pub(crate) struct AppState {
     /// The same store when it is the segment log (what a scavenge needs);
     /// `None` on PostgreSQL.
     pub segments: Option<SegmentStore>,
+    /// The same store when it is PostgreSQL (what a scavenge needs there).
+    #[cfg(feature = "postgres")]
+    pub postgres: Option<strata_store::PostgresStore>,
     pub service: OrderService,
     /// Collections and documents.
     pub documents: Arc<DocumentService>,
@@ -105,6 +108,8 @@ impl AppState {
             closing: Closing::default(),
             access: Access::default(),
             segments: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
             store,
             config: Arc::new(config),
         }

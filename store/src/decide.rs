@@ -135,7 +135,8 @@ impl OpWrite {
 }
 
 /// Judges a stream operation: a delete or a truncation against the
-/// stream's reported version, new metadata against the metadata version;
+/// stream's reported version, new metadata and a truncation for retention
+/// against the metadata version;
 /// a tombstoned stream refuses every one ([`StoreError::StreamDeleted`]).
 pub(crate) fn plan_op(view: &mut impl StreamView, op: &StreamOperation) -> Result<OpWrite, StoreError> {
     let stream = op.stream();
@@ -181,8 +182,17 @@ pub(crate) fn plan_op(view: &mut impl StreamView, op: &StreamOperation) -> Resul
                 }
             }
         }
-        StreamOperation::Truncate { expected, before, .. } => {
-            judge(*expected, stream, reported)?;
+        StreamOperation::Truncate { expected, before, .. }
+        | StreamOperation::TruncateForRetention {
+            metadata_expected: expected,
+            before,
+            ..
+        } => {
+            if matches!(op, StreamOperation::Truncate { .. }) {
+                judge(*expected, stream, reported)?;
+            } else {
+                judge(*expected, &meta, meta_version)?;
+            }
             if *before == 0 || *before > last + 1 {
                 return Err(invalid(format!(
                     "truncate before version {before}: it must be within 1..={} (the version after the last)",

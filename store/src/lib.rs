@@ -80,7 +80,9 @@ pub use kind::{Classify, ErrorKind};
 pub use limits::Limits;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{
+    PostgresOptions, PostgresScavengeOptions, PostgresScavengeProgress, PostgresScavengeReport, PostgresStore,
+};
 pub use retention::{
     DeleteMode, EVENT_METADATA, EVENT_STREAM_DELETED, EVENT_STREAM_TOMBSTONED, EVENT_STREAM_TRUNCATED,
     MAX_RETENTION_AGE_MS, MAX_RETENTION_COUNT, METADATA_STREAM_PREFIX, StreamInfo, StreamMetadata, StreamOperation,

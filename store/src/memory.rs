@@ -11,7 +11,7 @@ use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi, plan_op};
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
 use crate::limits::Limits;
-use crate::retention::{StreamOperation, StreamOperationResult, StreamState};
+use crate::retention::{StreamOperation, StreamOperationResult, StreamState, is_metadata_stream};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
 use crate::types::{
@@ -289,6 +289,8 @@ impl EventStore for MemoryStore {
     }
 
     /// A pass over the streams (a map without order): memory is for tests.
+    /// Lists the streams that read as present: no `$$` metadata stream, no
+    /// deleted stream (see `docs/retention.md`).
     async fn list_streams(
         &self,
         prefix: &str,
@@ -303,6 +305,11 @@ impl EventStore for MemoryStore {
                 !s.positions.is_empty()
                     && id.as_str().starts_with(prefix)
                     && after.is_none_or(|a| id.as_str() > a.as_str())
+                    && !is_metadata_stream(id)
+                    && !state
+                        .states
+                        .get(*id)
+                        .is_some_and(|st| st.is_absent(s.positions.len() as u64))
             })
             .map(|(id, s)| StreamSummary {
                 stream_id: id.clone(),

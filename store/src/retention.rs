@@ -206,6 +206,20 @@ pub enum StreamOperation {
         /// The new retention (it replaces the old one).
         metadata: StreamMetadata,
     },
+    /// Makes a retention permanent (what a scavenge does first): removes
+    /// the events below version `before`, like [`StreamOperation::Truncate`],
+    /// but judged against the *metadata version* the retention was read at,
+    /// so an administrator's metadata change made since wins and the
+    /// truncation is refused ([`StoreError::WrongExpectedVersion`] on
+    /// `$$<stream>`). Appends to the stream meanwhile do not refuse it.
+    TruncateForRetention {
+        /// The stream.
+        stream: StreamId,
+        /// The metadata version the retention was read at.
+        metadata_expected: ExpectedVersion,
+        /// The first version kept: 1..=version + 1.
+        before: u64,
+    },
 }
 
 impl StreamOperation {
@@ -214,7 +228,8 @@ impl StreamOperation {
         match self {
             StreamOperation::Delete { stream, .. }
             | StreamOperation::Truncate { stream, .. }
-            | StreamOperation::SetMetadata { stream, .. } => stream,
+            | StreamOperation::SetMetadata { stream, .. }
+            | StreamOperation::TruncateForRetention { stream, .. } => stream,
         }
     }
 }
@@ -223,7 +238,10 @@ impl fmt::Display for StreamOperation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamOperation::Delete { stream, mode, .. } => write!(f, "{mode:?} delete of {stream}"),
-            StreamOperation::Truncate { stream, before, .. } => write!(f, "truncation of {stream} before {before}"),
+            StreamOperation::Truncate { stream, before, .. }
+            | StreamOperation::TruncateForRetention { stream, before, .. } => {
+                write!(f, "truncation of {stream} before {before}")
+            }
             StreamOperation::SetMetadata { stream, .. } => write!(f, "metadata of {stream}"),
         }
     }

@@ -278,8 +278,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// after `limit` streams: the next one starts `after` the last id.
     /// (A category `c` is the prefix `c-`.)
     ///
+    /// Only streams that read as present are listed: `$$` metadata
+    /// streams, tombstoned streams and soft-deleted streams not written
+    /// since are left out (a page is still `limit` long while more follow);
+    /// a truncated stream is listed with its version. See `docs/retention.md`.
+    ///
     /// The provided implementation reads the whole log (a backend without
-    /// a stream index, such as a test double); every backend of this crate
+    /// a stream index, such as a test double; it also leaves out a stream
+    /// whose every event is truncated); every backend of this crate
     /// answers from its stream index instead.
     ///
     /// ```
@@ -309,7 +315,10 @@ pub trait EventStore: Send + Sync + 'static {
             next = last.position + 1;
             for e in events {
                 let id = e.stream_id.as_str();
-                if id.starts_with(prefix) && after.is_none_or(|a| id > a.as_str()) {
+                if id.starts_with(prefix)
+                    && after.is_none_or(|a| id > a.as_str())
+                    && !crate::retention::is_metadata_stream(&e.stream_id)
+                {
                     versions.insert(id.to_owned(), e.version);
                 }
             }

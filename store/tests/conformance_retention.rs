@@ -11,7 +11,7 @@ mod suite {
     use futures::StreamExt;
     use strata_store::{
         DeleteMode, Direction, EVENT_STREAM_DELETED, EventFilter, EventStore, ExpectedVersion, StoreError,
-        StreamMetadata, StreamOperationResult, SubscriptionItem, metadata_stream,
+        StreamMetadata, StreamOperation, StreamOperationResult, SubscriptionItem, metadata_stream,
     };
 
     use crate::common::{Fixture, evs, sid};
@@ -520,6 +520,120 @@ mod suite {
             .unwrap();
         assert_eq!(read.events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![4]);
     }
+
+    /// A truncation that makes a retention permanent (what a scavenge does
+    /// first) is judged against the metadata version it read: appends to
+    /// the stream meanwhile do not refuse it, an administrator's metadata
+    /// change does, and then nothing is truncated.
+    pub async fn a_truncation_for_retention_is_judged_against_the_metadata_version(fx: Fixture) {
+        let store = &*fx.store;
+        store
+            .append(&sid("a"), ExpectedVersion::NoStream, evs("a", 5))
+            .await
+            .unwrap();
+        let m = |c| StreamMetadata {
+            max_count: Some(c),
+            max_age: None,
+        };
+        store
+            .set_stream_metadata(&sid("a"), ExpectedVersion::NoStream, m(2))
+            .await
+            .unwrap();
+        // The administrator widens the retention after a scavenge read it.
+        store
+            .set_stream_metadata(&sid("a"), ExpectedVersion::Exact(1), m(10))
+            .await
+            .unwrap();
+        let stale = store
+            .modify_stream(StreamOperation::TruncateForRetention {
+                stream: sid("a"),
+                metadata_expected: ExpectedVersion::Exact(1),
+                before: 4,
+            })
+            .await;
+        match stale {
+            Err(StoreError::WrongExpectedVersion { stream, actual: 2, .. }) => {
+                assert_eq!(stream, metadata_stream(&sid("a")));
+            }
+            other => panic!("expected a metadata conflict, got {other:?}"),
+        }
+        assert_eq!(versions(store, "a").await, vec![1, 2, 3, 4, 5], "nothing truncated");
+        // Appends meanwhile do not matter: only the metadata version does.
+        store
+            .append(&sid("a"), ExpectedVersion::Exact(5), evs("b", 1))
+            .await
+            .unwrap();
+        let r = store
+            .modify_stream(StreamOperation::TruncateForRetention {
+                stream: sid("a"),
+                metadata_expected: ExpectedVersion::Exact(2),
+                before: 4,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.metadata_version, 3);
+        assert_eq!(versions(store, "a").await, vec![4, 5, 6]);
+        let info = store.stream_info(&sid("a")).await.unwrap();
+        assert_eq!((info.state.truncate_before, info.state.metadata), (4, m(10)));
+    }
+
+    /// `list_streams` lists the streams that read as present: no `$$`
+    /// metadata stream, no deleted stream (a soft-deleted one again once
+    /// written), a truncated one with its version; pages skip what is left
+    /// out without coming up short; a prefix is a range.
+    pub async fn list_streams_leaves_out_deleted_and_metadata_streams(fx: Fixture) {
+        let store = &*fx.store;
+        for s in ["a-1", "a-2", "a-3", "a-4", "a-5", "a.x", "b-1"] {
+            store
+                .append(&sid(s), ExpectedVersion::NoStream, evs(s, 2))
+                .await
+                .unwrap();
+        }
+        store
+            .delete_stream(&sid("a-2"), ExpectedVersion::Exact(2), DeleteMode::Soft)
+            .await
+            .unwrap();
+        store
+            .delete_stream(&sid("a-3"), ExpectedVersion::Exact(2), DeleteMode::Hard)
+            .await
+            .unwrap();
+        store
+            .truncate_stream(&sid("a-4"), ExpectedVersion::Exact(2), 3)
+            .await
+            .unwrap();
+        store
+            .delete_stream(&sid("a-5"), ExpectedVersion::Exact(2), DeleteMode::Soft)
+            .await
+            .unwrap();
+        store
+            .append(&sid("a-5"), ExpectedVersion::NoStream, evs("again", 1))
+            .await
+            .unwrap();
+        let listed = |page: Vec<strata_store::StreamSummary>| -> Vec<(String, u64)> {
+            page.into_iter().map(|s| (s.stream_id.to_string(), s.version)).collect()
+        };
+        let all = listed(store.list_streams("", None, 100).await.unwrap());
+        let expected: Vec<(String, u64)> = [("a-1", 2), ("a-4", 2), ("a-5", 3), ("a.x", 2), ("b-1", 2)]
+            .iter()
+            .map(|(s, v)| (s.to_string(), *v))
+            .collect();
+        assert_eq!(all, expected);
+        let prefixed = listed(store.list_streams("a-", None, 100).await.unwrap());
+        assert_eq!(prefixed, expected[..3].to_vec());
+        // Pages of one: each is full until the end, whatever is left out.
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_streams("", after.as_ref(), 1).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.stream_id.clone());
+            paged.extend(listed(page));
+        }
+        assert_eq!(paged, expected);
+        let from_a2 = listed(store.list_streams("a-", Some(&sid("a-2")), 1).await.unwrap());
+        assert_eq!(from_a2, expected[1..2].to_vec());
+        assert!(store.list_streams("$$", None, 10).await.unwrap().is_empty());
+    }
 }
 
 macro_rules! conformance {
@@ -537,6 +651,8 @@ macro_rules! conformance {
                 max_age_removes_old_events,
                 subscriptions_skip_removed_events_without_gap_or_stall,
                 a_filtered_subscription_checkpoints_past_removed_events,
+                a_truncation_for_retention_is_judged_against_the_metadata_version,
+                list_streams_leaves_out_deleted_and_metadata_streams,
             );
         }
     };
@@ -562,3 +678,10 @@ macro_rules! conformance {
 conformance!(memory, crate::common::Fixture::memory());
 conformance!(segment, crate::common::Fixture::segment());
 conformance!(postgres, crate::common::Fixture::postgres().await, needs_postgres);
+// Every rule again with a scavenge after every write: the removed rows are
+// physically deleted, and nothing a reader or a writer sees changes.
+conformance!(
+    postgres_scavenged,
+    crate::common::Fixture::postgres_scavenged().await,
+    needs_postgres
+);

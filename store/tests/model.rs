@@ -237,6 +237,7 @@ impl Model {
                     DeleteMode::Hard => life.tombstoned = true,
                 }
             }
+            StreamOperation::TruncateForRetention { .. } => unreachable!("the model does not generate it"),
             StreamOperation::Truncate { expected, before, .. } => {
                 if !accepts(*expected, current) {
                     return conflict(name, current);

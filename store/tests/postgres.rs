@@ -555,8 +555,8 @@ mod imp {
             .unwrap()
             .get(0);
         assert_eq!(
-            migrations, 2,
-            "each of the log's two migrations (the log, stream states) once"
+            migrations, 3,
+            "each of the log's three migrations (the log, stream states, erased ids) once"
         );
         let s = sid("shared");
         for (i, store) in stores.iter().enumerate() {

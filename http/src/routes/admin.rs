@@ -1,6 +1,7 @@
 //! The operator's routes: `POST /admin/scavenge` starts a scavenge of the
-//! segment log in the background while the service goes on serving, its
-//! progress in `/metrics` (`strata_scavenge_*`). See `docs/retention.md`.
+//! log (the segment files, or the PostgreSQL tables) in the background
+//! while the service goes on serving, its progress in `/metrics`
+//! (`strata_scavenge_*`). See `docs/retention.md`.
 
 use std::sync::Arc;
 
@@ -21,11 +22,13 @@ use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::state::Shared;
 
-/// What the admin routes use: the segment log (`None` on PostgreSQL), the
-/// metrics that hold the scavenge's claim and progress, and the tracker
-/// shutdown waits on.
+/// What the admin routes use: the segment log (`None` on PostgreSQL) or
+/// the PostgreSQL store, the metrics that hold the scavenge's claim and
+/// progress, and the tracker shutdown waits on.
 pub(crate) struct Admin {
     segments: Option<SegmentStore>,
+    #[cfg(feature = "postgres")]
+    postgres: Option<strata_store::PostgresStore>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
 }
@@ -34,6 +37,8 @@ impl FromRef<Shared> for Admin {
     fn from_ref(s: &Shared) -> Admin {
         Admin {
             segments: s.segments.clone(),
+            #[cfg(feature = "postgres")]
+            postgres: s.postgres.clone(),
             metrics: s.metrics.clone(),
             tasks: s.tasks.clone(),
         }
@@ -55,7 +60,8 @@ pub(crate) struct ScavengeQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ScavengeStarted {
     /// Where its progress shows: `strata_scavenge_running` (1 until it
-    /// ends), `strata_scavenge_segments_total`/`_done`,
+    /// ends), `strata_scavenge_segments_total`/`_done` (streams on
+    /// PostgreSQL),
     /// `strata_scavenge_events_erased`, `strata_scavenge_bytes_erased` and
     /// `strata_scavenges_finished{outcome}`.
     metrics: &'static str,
@@ -63,9 +69,10 @@ pub(crate) struct ScavengeStarted {
     max_mib_per_second: Option<u64>,
 }
 
-/// Starts a scavenge of the segment log in the background: the payloads
-/// and metadata of deleted, truncated and expired events are erased from
-/// the segment files while the service goes on serving.
+/// Starts a scavenge of the log in the background: the payloads and
+/// metadata of deleted, truncated and expired events are erased from the
+/// segment files (on PostgreSQL: their rows are deleted, in batches) while
+/// the service goes on serving.
 #[utoipa::path(
     post,
     path = "/admin/scavenge",
@@ -76,7 +83,7 @@ pub(crate) struct ScavengeStarted {
             headers(("Location" = String, description = "`/metrics`, where its progress shows"))),
         (status = 400, description = "`invalid-parameter`: an unknown parameter or a rate of 0", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`scavenge-running`: one runs already", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`: this store cannot scavenge (PostgreSQL)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service-unavailable`: this store cannot scavenge", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn scavenge(
@@ -88,14 +95,41 @@ pub(crate) async fn scavenge(
             reason: "max_mib_per_second must be 1..=2^63-1".into(),
         });
     }
+    let rate = q.max_mib_per_second.map(|m| m.saturating_mul(1024 * 1024));
+    #[cfg(feature = "postgres")]
+    if let Some(store) = admin.postgres {
+        let run = admin.metrics.start_scavenge().ok_or(HttpError::ScavengeRunning)?;
+        let options = strata_store::PostgresScavengeOptions {
+            max_bytes_per_second: rate,
+            ..strata_store::PostgresScavengeOptions::default()
+        };
+        info!(max_mib_per_second = ?q.max_mib_per_second, "scavenge of the PostgreSQL log started");
+        // Tracked: shutdown waits for it. Each batch commits on its own, so
+        // a crash meanwhile is safe (the next scavenge goes on).
+        admin.tasks.spawn(async move {
+            let result = store
+                .scavenge(options, &mut |p| {
+                    run.progress(p.streams_done, p.streams_total, p.events_erased)
+                })
+                .await;
+            match result {
+                Ok(report) => run.finished(Some(report.bytes_erased)),
+                Err(e) => {
+                    warn!(error = %e, "scavenge failed");
+                    run.finished(None);
+                }
+            }
+        });
+        return Ok(started(q.max_mib_per_second));
+    }
     let Some(store) = admin.segments else {
         return Err(HttpError::Unavailable {
-            reason: "scavenging is built for the segment log only; this service runs on PostgreSQL".into(),
+            reason: "this store cannot scavenge".into(),
         });
     };
     let run = admin.metrics.start_scavenge().ok_or(HttpError::ScavengeRunning)?;
     let options = ScavengeOptions {
-        max_bytes_per_second: q.max_mib_per_second.map(|m| m.saturating_mul(1024 * 1024)),
+        max_bytes_per_second: rate,
     };
     info!(max_mib_per_second = ?q.max_mib_per_second, "scavenge started");
     // Tracked: shutdown waits for it (it holds the store), and a crash
@@ -114,13 +148,18 @@ pub(crate) async fn scavenge(
             }
         }
     });
-    Ok((
+    Ok(started(q.max_mib_per_second))
+}
+
+/// The answer to a scavenge started: 202, its progress at `/metrics`.
+fn started(max_mib_per_second: Option<u64>) -> Response {
+    (
         StatusCode::ACCEPTED,
         [(header::LOCATION, "/metrics")],
         Json(ScavengeStarted {
             metrics: "/metrics",
-            max_mib_per_second: q.max_mib_per_second,
+            max_mib_per_second,
         }),
     )
-        .into_response())
+        .into_response()
 }

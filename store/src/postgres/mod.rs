@@ -2,6 +2,7 @@
 //! processes. See `docs/postgres.md` for why it is built this way.
 
 mod listener;
+mod scavenge;
 mod schema;
 mod writer;
 
@@ -17,6 +18,7 @@ use tokio_postgres::{NoTls, Row};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+pub use self::scavenge::{PostgresScavengeOptions, PostgresScavengeProgress, PostgresScavengeReport};
 use self::schema::Sql;
 use crate::codec::from_bincode;
 use crate::commit_stats::{CommitCounters, CommitStats};
@@ -135,6 +137,8 @@ struct Inner {
     config: tokio_postgres::Config,
     /// Dropped with the store: stops the listener.
     _stop_listener: oneshot::Sender<()>,
+    /// Held by a running scavenge: the store's scavenges run one at a time.
+    scavenging: tokio::sync::Mutex<()>,
 }
 
 /// What the store's handles, its writer and its listener share.
@@ -323,6 +327,7 @@ impl PostgresStore {
                 options,
                 config: store_config,
                 _stop_listener: stop_listener,
+                scavenging: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -547,14 +552,23 @@ impl EventStore for PostgresStore {
         }
         let after = after.map_or("", StreamId::as_str);
         let limit = to_db_saturating(limit as u64);
-        let rows = self
-            .shared()
-            .query(
-                "listing streams",
-                &self.shared().sql.list_streams,
-                &[&prefix, &after, &limit],
-            )
-            .await?;
+        let sql = &self.shared().sql;
+        let rows = match schema::successor(prefix) {
+            Some(below) => {
+                self.shared()
+                    .query(
+                        "listing streams",
+                        &sql.list_streams_below,
+                        &[&prefix, &after, &limit, &below],
+                    )
+                    .await?
+            }
+            None => {
+                self.shared()
+                    .query("listing streams", &sql.list_streams, &[&prefix, &after, &limit])
+                    .await?
+            }
+        };
         rows.iter()
             .map(|row| {
                 let id: String = row.get(0);

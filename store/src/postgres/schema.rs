@@ -57,6 +57,23 @@ COMMENT ON TABLE {schema}.stream_state IS
     'strata: the state of each stream that was deleted, truncated or given a retention; the newest event of its $$ metadata stream, kept in the same transaction. Reads skip the events it removes.';
 "#,
     ),
+    (
+        3,
+        "scavenging: the ids of erased events, without their payloads",
+        r#"
+CREATE TABLE {schema}.erased_events (
+    position  bigint NOT NULL CHECK (position > 0),
+    stream_id text   COLLATE "C" NOT NULL,
+    version   bigint NOT NULL CHECK (version > 0),
+    event_id  uuid   NOT NULL,
+    CONSTRAINT erased_events_pkey PRIMARY KEY (position),
+    CONSTRAINT erased_events_stream_version UNIQUE (stream_id, version),
+    CONSTRAINT erased_events_stream_event_id UNIQUE (stream_id, event_id)
+);
+COMMENT ON TABLE {schema}.erased_events IS
+    'strata: what a scavenge keeps of each event it deleted from events (no payload, no metadata, no type): its id answers a late retry of its append, its version keeps the stream''s version counting.';
+"#,
+    ),
 ];
 
 /// The first half of the advisory lock key that serialises migrations ("STRA").
@@ -105,6 +122,16 @@ pub(super) struct Sql {
     pub(super) stream_head: String,
     /// `list_streams`: $1 the prefix, $2 after (`''`: from the first), $3 limit.
     pub(super) list_streams: String,
+    /// `list_streams` with a bound above: $4 the prefix's successor.
+    pub(super) list_streams_below: String,
+    /// How many streams a scavenge examines.
+    pub(super) scavenge_total: String,
+    /// A page of the streams a scavenge examines: $1 after, $2 limit.
+    pub(super) scavenge_streams: String,
+    /// Erases one batch of removed events: $1 streams, $2 at most.
+    pub(super) scavenge_batch: String,
+    /// A page of the streams whose retention a scavenge makes permanent.
+    pub(super) retention_streams: String,
     /// The NOTIFY channel that carries the head position after each commit.
     pub(super) channel: String,
 }
@@ -113,6 +140,17 @@ impl Sql {
     pub(super) fn new(schema: &Schema) -> Result<Sql, StoreError> {
         let (events, head) = (schema.table("events"), schema.table("head"));
         let state = schema.table("stream_state");
+        let erased = schema.table("erased_events");
+        // The last version ever written to the stream `$stream`: in
+        // `events`, or (once a scavenge erased every event of it) in
+        // `erased_events`. Each lookup is one step down a (stream_id, version) index.
+        let last_version = |stream: &str| {
+            format!(
+                "GREATEST(COALESCE((SELECT l.version FROM {events} l WHERE l.stream_id = {stream} \
+                 ORDER BY l.version DESC LIMIT 1), 0), COALESCE((SELECT l.version FROM {erased} l \
+                 WHERE l.stream_id = {stream} ORDER BY l.version DESC LIMIT 1), 0))"
+            )
+        };
         // An event `e` that its stream's state removes (see
         // `StreamState::removes`; `now()` is the transaction's time).
         let kept = format!(
@@ -125,13 +163,18 @@ impl Sql {
         Ok(Sql {
             lock_head: format!("SELECT position FROM {head} FOR UPDATE"),
             versions: format!(
-                "SELECT k.stream_id, COALESCE((SELECT e.version FROM {events} e WHERE e.stream_id = k.stream_id \
-                 ORDER BY e.version DESC LIMIT 1), 0) FROM unnest($1::text[]) AS k(stream_id)"
+                "SELECT k.stream_id, {last} FROM unnest($1::text[]) AS k(stream_id)",
+                last = last_version("k.stream_id")
             ),
+            // An id is known while its event is in `events`, and after a
+            // scavenge erased it, in `erased_events`.
             find_ids: format!(
                 "SELECT e.stream_id, e.event_id, e.version, e.position \
                  FROM unnest($1::text[], $2::uuid[]) AS k(stream_id, event_id) \
-                 JOIN {events} e ON e.stream_id = k.stream_id AND e.event_id = k.event_id"
+                 JOIN {events} e ON e.stream_id = k.stream_id AND e.event_id = k.event_id \
+                 UNION ALL SELECT x.stream_id, x.event_id, x.version, x.position \
+                 FROM unnest($1::text[], $2::uuid[]) AS k(stream_id, event_id) \
+                 JOIN {erased} x ON x.stream_id = k.stream_id AND x.event_id = k.event_id"
             ),
             insert: format!(
                 "INSERT INTO {events} ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
@@ -179,18 +222,122 @@ impl Sql {
                  max_age_ms = EXCLUDED.max_age_ms"
             ),
             stream_head: format!(
-                "SELECT COALESCE((SELECT version FROM {events} WHERE stream_id = $1 ORDER BY version DESC LIMIT 1), 0), \
-                 s.truncate_before, s.deleted, s.tombstoned, s.max_count, s.max_age_ms \
-                 FROM (SELECT 1) one LEFT JOIN {state} s ON s.stream_id = $1"
+                "SELECT {last}, s.truncate_before, s.deleted, s.tombstoned, s.max_count, s.max_age_ms \
+                 FROM (SELECT 1) one LEFT JOIN {state} s ON s.stream_id = $1",
+                last = last_version("$1")
             ),
-            // Walks the (stream_id, version) index from the prefix on.
-            list_streams: format!(
-                "SELECT stream_id, max(version) FROM {events} WHERE stream_id >= $1 AND stream_id > $2 \
-                 AND starts_with(stream_id, $1) GROUP BY stream_id ORDER BY stream_id LIMIT $3"
+            list_streams: list_streams(&events, &erased, &state, false, &last_version),
+            list_streams_below: list_streams(&events, &erased, &state, true, &last_version),
+            scavenge_total: format!("SELECT count(*) FROM {state} WHERE tombstoned OR truncate_before > 1"),
+            scavenge_streams: format!(
+                "SELECT stream_id FROM {state} WHERE (tombstoned OR truncate_before > 1) AND stream_id > $1 \
+                 ORDER BY stream_id LIMIT $2"
+            ),
+            // One batch: at most $2 events of the streams $1 that their
+            // state removes for good (tombstoned, or below the truncation)
+            // leave `events`, their ids go to `erased_events`, in one
+            // statement (one transaction). A row another scavenge deleted
+            // meanwhile is skipped by the DELETE's recheck. No ORDER BY: the
+            // index walk stops after $2 rows instead of sorting them all.
+            scavenge_batch: format!(
+                "WITH gone AS (SELECT e.position FROM {state} s JOIN {events} e ON e.stream_id = s.stream_id \
+                 WHERE s.stream_id = ANY($1::text[]) AND (s.tombstoned OR e.version < s.truncate_before) \
+                 LIMIT $2), \
+                 moved AS (DELETE FROM {events} e USING gone g WHERE e.position = g.position \
+                 RETURNING e.position, e.stream_id, e.version, e.event_id, \
+                 octet_length(e.payload) + octet_length(e.metadata) AS bytes), \
+                 kept AS (INSERT INTO {erased} (position, stream_id, version, event_id) \
+                 SELECT position, stream_id, version, event_id FROM moved) \
+                 SELECT count(*), COALESCE(sum(bytes), 0)::bigint FROM moved"
+            ),
+            // The streams whose retention removes events ($1: after this
+            // stream id, $2 at most): their state, their metadata version
+            // and last version, and the first version their retention keeps
+            // (after the last when it keeps none).
+            retention_streams: format!(
+                "SELECT s.stream_id, s.truncate_before, {meta} AS meta_version, {last} AS last, \
+                 COALESCE((SELECT min(e.version) FROM {events} e WHERE e.stream_id = s.stream_id AND {kept}), \
+                 {last} + 1) AS first_kept \
+                 FROM {state} s WHERE NOT s.tombstoned AND (s.max_count IS NOT NULL OR s.max_age_ms IS NOT NULL) \
+                 AND s.stream_id > $1 ORDER BY s.stream_id LIMIT $2",
+                meta = last_version("'$$' || s.stream_id"),
+                last = last_version("s.stream_id")
             ),
             channel: schema.channel("head")?,
         })
     }
+}
+
+/// The `list_streams` statement: every stream from `$1` on, after `$2`,
+/// that starts with `$1` and is below `$4` when `bounded` (the prefix's
+/// successor, where the index range ends), in order, at most `$3`. A stream
+/// is listed while it reads as present: not a `$$` metadata stream, not
+/// tombstoned, not soft-deleted and unwritten since. Its version is its last
+/// one, wherever it is (`events`, or `erased_events` after a scavenge).
+///
+/// The ids are walked as a skip scan: each step of the recursive query is
+/// one probe of the (stream_id, version) index of each table for the next
+/// id, and the query stops as soon as `$3` streams are listed, however many
+/// events each has. The filter is a scalar subquery on the walk itself
+/// (never planned as a join that could reorder it), so the walk's order,
+/// ascending, is the order of the rows the limit keeps.
+fn list_streams(
+    events: &str,
+    erased: &str,
+    state: &str,
+    bounded: bool,
+    last_version: &dyn Fn(&str) -> String,
+) -> String {
+    let upper = |column: &str| {
+        if bounded {
+            format!("AND {column} < $4")
+        } else {
+            String::new()
+        }
+    };
+    let next = |table: &str, after: &str| {
+        format!(
+            "(SELECT n.stream_id FROM {table} n WHERE n.stream_id > {after} {upper} ORDER BY n.stream_id LIMIT 1)",
+            upper = upper("n.stream_id")
+        )
+    };
+    let first = |table: &str| {
+        format!(
+            "(SELECT n.stream_id FROM {table} n WHERE n.stream_id >= $1 AND n.stream_id > $2 {upper} \
+             ORDER BY n.stream_id LIMIT 1)",
+            upper = upper("n.stream_id")
+        )
+    };
+    let last = last_version("i.stream_id");
+    format!(
+        "WITH RECURSIVE ids(stream_id) AS (SELECT LEAST({first_e}, {first_x}) \
+         UNION ALL SELECT LEAST({next_e}, {next_x}) FROM ids i WHERE i.stream_id IS NOT NULL) \
+         SELECT i.stream_id, {last} FROM ids i WHERE i.stream_id IS NOT NULL AND starts_with(i.stream_id, $1) \
+         AND NOT starts_with(i.stream_id, '$$') AND NOT COALESCE((SELECT s.tombstoned \
+         OR (s.deleted AND {last} < s.truncate_before) FROM {state} s WHERE s.stream_id = i.stream_id), false) \
+         LIMIT $3",
+        first_e = first(events),
+        first_x = first(erased),
+        next_e = next(events, "i.stream_id"),
+        next_x = next(erased, "i.stream_id"),
+    )
+}
+
+/// The least string above every string that starts with `prefix` (in the
+/// byte order of `COLLATE "C"`, which for UTF-8 is code point order):
+/// the prefix with its last character that can grow grown by one, and
+/// what follows it dropped. `None` when there is none (empty, or only
+/// `char::MAX`).
+pub(super) fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -201,6 +348,18 @@ mod tests {
     fn migrations_are_numbered_in_order_from_one() {
         for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*version, i as i32 + 1);
+        }
+    }
+
+    #[test]
+    fn the_successor_of_a_prefix_bounds_every_string_that_starts_with_it() {
+        assert_eq!(successor("order-").as_deref(), Some("order."));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(successor(""), None);
+        assert_eq!(successor("\u{10FFFF}"), None);
+        for s in ["order-", "order-\u{10FFFF}zz", "order-~"] {
+            assert!(s.starts_with("order-") && s < successor("order-").unwrap().as_str());
         }
     }
 }

@@ -10,6 +10,7 @@ use super::log::{RawRecord, SPARSE_BLOCK, SegmentCursor, Stop};
 use super::retention::Removal;
 use super::tail::Chunk;
 use crate::error::StoreError;
+use crate::retention::is_metadata_stream;
 use crate::types::{Direction, RecordedEvent, StreamId, StreamSummary};
 
 impl Shared {
@@ -44,8 +45,10 @@ impl Shared {
     }
 
     /// Up to `limit` streams that start with `prefix`, after `after`, with
-    /// their visible versions. The tail is read before the index: a record
-    /// that leaves the tail meanwhile is in the index by then.
+    /// their visible versions: those that read as present (no `$$`
+    /// metadata stream, no deleted stream; see `docs/retention.md`). The
+    /// tail is read before the index: a record that leaves the tail
+    /// meanwhile is in the index by then.
     pub(super) fn list_streams(
         &self,
         prefix: &str,
@@ -53,16 +56,29 @@ impl Shared {
         limit: usize,
     ) -> Result<Vec<StreamSummary>, StoreError> {
         let visible = self.visible();
-        let mut ids: BTreeSet<StreamId> = self.tail().stream_ids(prefix, after).cloned().collect();
-        ids.extend(self.index.stream_ids(prefix, after, limit)?);
         let mut out = Vec::new();
-        for stream_id in ids {
-            if out.len() == limit {
+        let mut cursor = after.cloned();
+        // Pages of ids until `limit` streams are listed: the streams left
+        // out do not count against it.
+        while out.len() < limit {
+            let want = limit - out.len();
+            let mut ids: BTreeSet<StreamId> = self.tail().stream_ids(prefix, cursor.as_ref()).cloned().collect();
+            ids.extend(self.index.stream_ids(prefix, cursor.as_ref(), want)?);
+            if ids.is_empty() {
                 break;
             }
-            let version = self.visible_version(&stream_id, visible)?;
-            if version > 0 {
-                out.push(StreamSummary { stream_id, version });
+            // The first `want` of the union are the next ids in order (the
+            // index gave at least that many, or all it has).
+            for stream_id in ids.into_iter().take(want) {
+                cursor = Some(stream_id.clone());
+                if is_metadata_stream(&stream_id) {
+                    continue;
+                }
+                let version = self.visible_version(&stream_id, visible)?;
+                let absent = self.state_at(&stream_id, visible).is_some_and(|s| s.is_absent(version));
+                if version > 0 && !absent {
+                    out.push(StreamSummary { stream_id, version });
+                }
             }
         }
         Ok(out)

@@ -2,8 +2,10 @@
 //! erased from the segment files, crash-safely, while the store serves.
 //!
 //! 1. **Retention made permanent.** A stream whose `max_count` or `max_age`
-//!    removes events is truncated before its first kept event (an ordinary
-//!    stream operation), so what is erased can never read as present again.
+//!    removes events is truncated before its first kept event (a
+//!    [`StreamOperation::TruncateForRetention`] judged against the metadata
+//!    version the scavenge read, so an administrator's change made since
+//!    wins), so what is erased can never read as present again.
 //! 2. **The current segment closed.** The writer starts a new segment, so
 //!    every event written before the scavenge is in a segment nobody
 //!    writes any more.
@@ -35,7 +37,7 @@ use super::retention::Removal;
 use super::writer::Request;
 use super::{SegmentStore, Shared, blocking};
 use crate::error::StoreError;
-use crate::retention::StreamState;
+use crate::retention::{StreamOperation, StreamState, metadata_stream};
 use crate::store::EventStore;
 use crate::types::{Direction, ExpectedVersion, StreamId, now_micros, to_micros};
 
@@ -153,6 +155,7 @@ impl SegmentStore {
         let mut truncated = 0;
         for (stream, state) in streams {
             let last = shared.visible_version(&stream, visible)?;
+            let meta_version = shared.visible_version(&metadata_stream(&stream), visible)?;
             let mut first = Removal::first_kept(&state, last);
             if let Some(age) = state.metadata.max_age {
                 let age = u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
@@ -177,10 +180,18 @@ impl SegmentStore {
                 }
             }
             if first > state.truncate_before.max(1) && first <= last + 1 {
-                match self.truncate_stream(&stream, ExpectedVersion::Any, first).await {
+                // Judged against the metadata version the retention was
+                // read at: an administrator's change made since wins.
+                let op = StreamOperation::TruncateForRetention {
+                    metadata_expected: ExpectedVersion::Exact(meta_version),
+                    stream,
+                    before: first,
+                };
+                match self.modify_stream(op).await {
                     Ok(_) => truncated += 1,
-                    // Deleted for good meanwhile: its events go anyway.
-                    Err(StoreError::StreamDeleted { .. }) => {}
+                    // Deleted for good meanwhile: its events go anyway. Its
+                    // retention changed: the next scavenge judges it again.
+                    Err(StoreError::StreamDeleted { .. } | StoreError::WrongExpectedVersion { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -90,6 +90,28 @@ impl Fixture {
         Fixture::postgres_with(db, options).await
     }
 
+    /// A PostgresStore that scavenges after every write (batches of 2 rows,
+    /// retention not made permanent, so positions and metadata versions
+    /// stay those of the other backends): every rule checked on it holds
+    /// with the removed rows physically gone.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_scavenged() -> Fixture {
+        let db = Arc::new(TestDatabase::new());
+        let options = db.options("main");
+        let store: PostgresStore = db.connect(options.clone()).await;
+        Fixture {
+            store: Arc::new(scavenged::ScavengedStore(store)),
+            kind: Kind::Postgres { db, options },
+        }
+    }
+
+    /// Without the `postgres` feature a PostgreSQL test is always ignored;
+    /// run anyway (`--include-ignored`), it fails here.
+    #[cfg(not(feature = "postgres"))]
+    pub async fn postgres_scavenged() -> Fixture {
+        Fixture::postgres().await
+    }
+
     /// Without the `postgres` feature a PostgreSQL test is always ignored;
     /// run anyway (`--include-ignored`), it fails here.
     #[cfg(not(feature = "postgres"))]
@@ -151,4 +173,87 @@ pub fn evs(prefix: &str, n: usize) -> Vec<NewEvent> {
 
 pub fn ids(events: &[NewEvent]) -> Vec<EventId> {
     events.iter().map(|e| e.id).collect()
+}
+
+/// A PostgreSQL store that scavenges after every write.
+#[cfg(feature = "postgres")]
+pub mod scavenged {
+    use async_trait::async_trait;
+    use strata_store::{
+        AppendResult, Direction, EventFilter, EventStore, EventSubscription, FilteredRead, FilteredSubscription,
+        PostgresScavengeOptions, PostgresStore, RecordedEvent, StoreError, StreamAppend, StreamId, StreamInfo,
+        StreamOperation, StreamOperationResult, StreamSummary,
+    };
+
+    /// Every append and stream operation is followed by a scavenge (batches
+    /// of 2 rows, retention not made permanent); reads go to the store.
+    pub struct ScavengedStore(pub PostgresStore);
+
+    impl ScavengedStore {
+        async fn scavenge(&self) {
+            let options = PostgresScavengeOptions {
+                batch_events: 2,
+                make_retention_permanent: false,
+                ..PostgresScavengeOptions::default()
+            };
+            self.0.scavenge(options, &mut |_| {}).await.expect("scavenge");
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for ScavengedStore {
+        async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+            let r = self.0.append_multi(appends).await;
+            self.scavenge().await;
+            r
+        }
+        async fn modify_stream(&self, op: StreamOperation) -> Result<StreamOperationResult, StoreError> {
+            let r = self.0.modify_stream(op).await;
+            self.scavenge().await;
+            r
+        }
+        async fn read_stream(
+            &self,
+            stream: &StreamId,
+            from_version: u64,
+            direction: Direction,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.read_stream(stream, from_version, direction, limit).await
+        }
+        async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.read_all(from_position, limit).await
+        }
+        async fn read_filtered(
+            &self,
+            from_position: u64,
+            limit: usize,
+            filter: &EventFilter,
+        ) -> Result<FilteredRead, StoreError> {
+            self.0.read_filtered(from_position, limit, filter).await
+        }
+        async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+            self.0.stream_version(stream).await
+        }
+        async fn head_position(&self) -> Result<u64, StoreError> {
+            self.0.head_position().await
+        }
+        async fn list_streams(
+            &self,
+            prefix: &str,
+            after: Option<&StreamId>,
+            limit: usize,
+        ) -> Result<Vec<StreamSummary>, StoreError> {
+            self.0.list_streams(prefix, after, limit).await
+        }
+        async fn stream_info(&self, stream: &StreamId) -> Result<StreamInfo, StoreError> {
+            self.0.stream_info(stream).await
+        }
+        fn subscribe_all(&self, after: u64) -> EventSubscription {
+            self.0.subscribe_all(after)
+        }
+        fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
+            self.0.subscribe_filtered(after, filter)
+        }
+    }
 }

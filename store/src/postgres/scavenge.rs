@@ -1,0 +1,246 @@
+//! Scavenging a `PostgresStore`: the rows of removed events deleted from
+//! the `events` table, in small transactions, while the store serves.
+//!
+//! 1. **Retention made permanent.** A stream whose `max_count` or `max_age`
+//!    removes events is truncated before its first kept event, as on the
+//!    segment log; the truncation is judged against the metadata version
+//!    the scavenge read, so an administrator's change of the retention made
+//!    meanwhile wins (that stream is left for the next scavenge).
+//! 2. **Rows deleted in batches.** For each stream whose state removes
+//!    events for good (tombstoned, or below its truncation, which includes
+//!    soft deletes), at most [`PostgresScavengeOptions::batch_events`] rows
+//!    at a time leave `events` in one statement, and what is kept of them
+//!    (position, stream id, version, event id: no type, payload or metadata)
+//!    enters `erased_events` in the same transaction. The erased ids answer
+//!    a late retry of their append; the erased versions keep the stream's
+//!    version counting when none of its rows is left.
+//! 3. **Resumable:** each batch commits on its own and a scavenge deletes
+//!    only what is still there, so one interrupted at any point (a crash, a
+//!    lost connection) is finished by running it again.
+//!
+//! A batch takes no lock an append or a read waits for (appends lock the
+//! head row and insert new rows; reads see the rows before or after a
+//! batch commits, and skip them either way), so the store serves on.
+
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::PostgresStore;
+use crate::error::StoreError;
+use crate::pg::{from_db, to_db_saturating};
+use crate::retention::StreamOperation;
+use crate::store::EventStore;
+use crate::types::{ExpectedVersion, StreamId};
+
+/// How many streams a scavenge reads per page.
+const STREAM_PAGE: i64 = 256;
+
+/// How a scavenge of a [`PostgresStore`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct PostgresScavengeOptions {
+    /// Bytes of payload and metadata erased per second at most (`None`: as
+    /// fast as the server goes), so a scavenge leaves the server to appends.
+    pub max_bytes_per_second: Option<u64>,
+    /// Rows deleted per transaction (default 1,000; at least 1): bounds how
+    /// long each one runs and how much WAL it writes at once.
+    pub batch_events: usize,
+    /// Truncate the streams whose `max_count`/`max_age` removes events
+    /// first, so those events are erased too (default `true`).
+    pub make_retention_permanent: bool,
+}
+
+impl Default for PostgresScavengeOptions {
+    fn default() -> Self {
+        PostgresScavengeOptions {
+            max_bytes_per_second: None,
+            batch_events: 1000,
+            make_retention_permanent: true,
+        }
+    }
+}
+
+/// How far a scavenge of a [`PostgresStore`] has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PostgresScavengeProgress {
+    /// Streams examined (those with something removed for good).
+    pub streams_done: u64,
+    /// Streams to examine.
+    pub streams_total: u64,
+    /// Events erased so far.
+    pub events_erased: u64,
+}
+
+/// What a scavenge of a [`PostgresStore`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostgresScavengeReport {
+    /// Streams truncated to make `max_count`/`max_age` removals permanent.
+    pub streams_truncated: u64,
+    /// Streams whose retention changed after the scavenge read it, left as
+    /// they are (the next scavenge looks again).
+    pub streams_skipped: u64,
+    /// Streams examined.
+    pub streams_examined: u64,
+    /// Transactions that deleted rows.
+    pub batches: u64,
+    /// Event rows deleted.
+    pub events_erased: u64,
+    /// Payload and metadata bytes of the deleted rows.
+    pub bytes_erased: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl PostgresStore {
+    /// Deletes the rows of removed events: see the module documentation of
+    /// `postgres/scavenge.rs` and `docs/retention.md`. Runs while the store
+    /// serves; `progress` is called after each page of streams. Scavenges
+    /// of one store handle run one at a time; scavenges of several
+    /// processes at once are safe (each row is deleted once) but waste work.
+    ///
+    /// Errors: [`StoreError::InvalidLimits`] for a batch of 0,
+    /// [`StoreError::Unavailable`]/[`StoreError::Postgres`] when the
+    /// database fails (what was committed stays erased; run it again), and
+    /// what a truncation returns.
+    pub async fn scavenge(
+        &self,
+        options: PostgresScavengeOptions,
+        progress: &mut (dyn FnMut(PostgresScavengeProgress) + Send),
+    ) -> Result<PostgresScavengeReport, StoreError> {
+        if options.batch_events == 0 {
+            return Err(StoreError::InvalidLimits {
+                reason: "a scavenge's batch_events must be at least 1".into(),
+            });
+        }
+        let _one_at_a_time = self.inner.scavenging.lock().await;
+        let started = Instant::now();
+        let mut report = PostgresScavengeReport::default();
+        if options.make_retention_permanent {
+            self.make_retention_permanent(&mut report).await?;
+        }
+        let sql = &self.shared().sql;
+        let total = self
+            .shared()
+            .query("counting the streams to scavenge", &sql.scavenge_total, &[])
+            .await?;
+        let total = total
+            .first()
+            .map_or(Ok(0), |r| from_db(r.get::<_, i64>(0), "stream count"))?;
+        let mut done = PostgresScavengeProgress {
+            streams_done: 0,
+            streams_total: total,
+            events_erased: 0,
+        };
+        progress(done);
+        let batch = to_db_saturating(options.batch_events as u64);
+        let mut after = String::new();
+        loop {
+            let rows = self
+                .shared()
+                .query(
+                    "listing the streams to scavenge",
+                    &sql.scavenge_streams,
+                    &[&after, &STREAM_PAGE],
+                )
+                .await?;
+            let page: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let Some(last) = page.last() else { break };
+            after = last.clone();
+            loop {
+                let rows = self
+                    .shared()
+                    .query("erasing removed events", &sql.scavenge_batch, &[&page, &batch])
+                    .await?;
+                let (erased, bytes) = rows
+                    .first()
+                    .map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+                let (erased, bytes) = (erased.max(0) as u64, bytes.max(0) as u64);
+                if erased > 0 {
+                    report.batches += 1;
+                    report.events_erased += erased;
+                    report.bytes_erased += bytes;
+                    pace(options.max_bytes_per_second, report.bytes_erased, started).await;
+                }
+                if erased < options.batch_events as u64 {
+                    break;
+                }
+            }
+            report.streams_examined += page.len() as u64;
+            // Streams deleted or truncated since the count add to it.
+            done.streams_done = report.streams_examined;
+            done.streams_total = done.streams_total.max(done.streams_done);
+            done.events_erased = report.events_erased;
+            progress(done);
+            if (page.len() as i64) < STREAM_PAGE {
+                break;
+            }
+        }
+        report.elapsed = started.elapsed();
+        info!(
+            streams = report.streams_examined,
+            batches = report.batches,
+            erased = report.events_erased,
+            bytes = report.bytes_erased,
+            "PostgreSQL scavenge finished"
+        );
+        Ok(report)
+    }
+
+    /// Truncates every stream whose `max_count`/`max_age` removes events
+    /// before its first kept one, judged against the metadata version read
+    /// with its retention (a stream whose metadata moved on is skipped).
+    async fn make_retention_permanent(&self, report: &mut PostgresScavengeReport) -> Result<(), StoreError> {
+        let mut after = String::new();
+        loop {
+            let rows = self
+                .shared()
+                .query(
+                    "reading the streams with a retention",
+                    &self.shared().sql.retention_streams,
+                    &[&after, &STREAM_PAGE],
+                )
+                .await?;
+            for row in &rows {
+                let id: String = row.get(0);
+                let truncate_before = from_db(row.get::<_, i64>(1), "truncate_before")?;
+                let meta_version = from_db(row.get::<_, i64>(2), "metadata version")?;
+                let last = from_db(row.get::<_, i64>(3), "stream version")?;
+                let first_kept = from_db(row.get::<_, i64>(4), "first kept version")?;
+                if first_kept > truncate_before.max(1) && first_kept <= last + 1 {
+                    let stream = StreamId::new(id.as_str()).map_err(|e| StoreError::Corrupt {
+                        location: "the stream_state table".into(),
+                        detail: format!("a stream id that is not valid: {e}"),
+                    })?;
+                    let op = StreamOperation::TruncateForRetention {
+                        stream,
+                        metadata_expected: ExpectedVersion::Exact(meta_version),
+                        before: first_kept,
+                    };
+                    match self.modify_stream(op).await {
+                        Ok(_) => report.streams_truncated += 1,
+                        // The retention changed, or the stream was deleted
+                        // for good, after it was read: its events are
+                        // judged again by the next scavenge (or go anyway).
+                        Err(StoreError::WrongExpectedVersion { .. } | StoreError::StreamDeleted { .. }) => {
+                            report.streams_skipped += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                after = id;
+            }
+            if (rows.len() as i64) < STREAM_PAGE {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Sleeps while `bytes` erased since `started` run ahead of `rate` per second.
+async fn pace(rate: Option<u64>, bytes: u64, started: Instant) {
+    let Some(rate) = rate.filter(|r| *r > 0) else { return };
+    let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+}
