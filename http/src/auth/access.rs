@@ -1,20 +1,24 @@
 //! The service's side of the tokens: what it decides at start, the keyring
 //! it checks requests against (reloaded while it runs), and the
-//! middleware.
+//! middleware, which also ends a streamed response (a live SSE stream)
+//! once the token it was let in with is revoked.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::scopes::{self, Need};
-use super::secret::{find, hash_presented};
+use super::secret::{Hash, find, hash_presented};
 use super::store::TokenSource;
 use super::{Scope, StoredToken};
 use crate::error::{HttpError, TokenRefusal};
@@ -22,9 +26,17 @@ use crate::error::{HttpError, TokenRefusal};
 /// Who may do what: nobody is asked (open, `None`), or every request is
 /// checked against the keyring. An open service becomes guarded when a
 /// reload finds a token (one way: a revocation never opens it). Cheap to
-/// clone.
-#[derive(Clone, Default)]
-pub(crate) struct Access(Arc<RwLock<Option<Arc<[StoredToken]>>>>);
+/// clone. The keyring is a watch channel, so a streamed response learns of
+/// a reload as it happens.
+#[derive(Clone)]
+pub(crate) struct Access(Arc<watch::Sender<Option<Arc<[StoredToken]>>>>);
+
+impl Default for Access {
+    /// Open.
+    fn default() -> Access {
+        Access::with(None)
+    }
+}
 
 impl Access {
     /// Decides at start, from the tokens `source` holds and the address
@@ -46,7 +58,7 @@ impl Access {
         };
         if !tokens.is_empty() {
             info!(tokens = tokens.len(), "bearer tokens required");
-            return Ok(Access(Arc::new(RwLock::new(Some(tokens.into())))));
+            return Ok(Access::with(Some(tokens.into())));
         }
         if addr.ip().is_loopback() {
             return Ok(Access::default());
@@ -58,6 +70,10 @@ impl Access {
         Err(HttpError::InsecureBind { addr })
     }
 
+    fn with(ring: Option<Arc<[StoredToken]>>) -> Access {
+        Access(Arc::new(watch::Sender::new(ring)))
+    }
+
     /// Whether requests are checked.
     pub(crate) fn required(&self) -> bool {
         self.ring().is_some()
@@ -65,36 +81,41 @@ impl Access {
 
     /// The keyring now: `None` while the service is open.
     fn ring(&self) -> Option<Arc<[StoredToken]>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.borrow().clone()
     }
 
     /// Replaces the keyring with what `source` holds now.
     async fn reload(&self, source: &TokenSource) -> Result<(), HttpError> {
         let tokens = source.load().await?;
-        let mut ring = self.0.write().unwrap_or_else(|e| e.into_inner());
-        match &*ring {
-            None if tokens.is_empty() => {}
+        // Watchers (streamed responses) are woken only by a change.
+        self.0.send_if_modified(|ring| match ring {
+            None if tokens.is_empty() => false,
             None => {
                 warn!(
                     tokens = tokens.len(),
                     "a bearer token was created while serving open: every request needs one from now on"
                 );
                 *ring = Some(tokens.into());
+                true
             }
             Some(old) => {
                 if old.len() != tokens.len() || old.iter().zip(&tokens).any(|(a, b)| a != b) {
                     info!(tokens = tokens.len(), "bearer tokens reloaded");
                     *ring = Some(tokens.into());
+                    true
+                } else {
+                    false
                 }
             }
-        }
+        });
         Ok(())
     }
 
-    /// The name of the request's token, if it has one of at least `needed`.
-    fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<TokenName, HttpError> {
+    /// The request's token, if it has one of at least `needed` (`None`
+    /// while the service is open).
+    fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<Option<Admitted>, HttpError> {
         let Some(ring) = self.ring() else {
-            return Ok(TokenName("-".into()));
+            return Ok(None);
         };
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
@@ -121,7 +142,11 @@ impl Access {
         let hash = hash_presented(presented).ok_or_else(unknown)?;
         let token = find(&ring, &hash).ok_or_else(unknown)?;
         if token.info.scope.allows(needed) {
-            Ok(TokenName(token.info.name.clone()))
+            Ok(Some(Admitted {
+                name: TokenName(token.info.name.clone()),
+                hash,
+                needed,
+            }))
         } else {
             Err(HttpError::InsufficientScope {
                 token: token.info.name.clone(),
@@ -136,6 +161,47 @@ impl Access {
 /// with, for the access log (never the secret).
 #[derive(Clone, Debug)]
 pub(crate) struct TokenName(pub String);
+
+/// The token a request was let in with: its name, the hash it is found
+/// by, and the scope the route needed.
+struct Admitted {
+    name: TokenName,
+    hash: Hash,
+    needed: Scope,
+}
+
+/// Whether `ring` lets the token of `hash` in for what needs `needed`
+/// (false once it is revoked, or re-created with a lower scope).
+fn allowed(ring: Option<&Arc<[StoredToken]>>, hash: &Hash, needed: Scope) -> bool {
+    ring.and_then(|ring| find(ring, hash))
+        .is_some_and(|token| token.info.scope.allows(needed))
+}
+
+/// A streamed response (a body of no known length: the live SSE streams,
+/// the web console's live tail) ends at the first reload of the keyring
+/// that no longer lets its token in; nothing is sent after it. A body of
+/// known length is left as it is: it ends on its own.
+fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) -> Response {
+    if response.body().size_hint().exact().is_some() {
+        return response;
+    }
+    let mut keyring = access.0.subscribe();
+    let (hash, needed) = (admitted.hash, admitted.needed);
+    let revoked = async move {
+        loop {
+            if !allowed(keyring.borrow_and_update().as_ref(), &hash, needed) {
+                return;
+            }
+            if keyring.changed().await.is_err() {
+                // The service is stopping: its shutdown ends the stream.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(revoked)));
+    Response::from_parts(parts, body)
+}
 
 /// Reloads the keyring every `every` (at least 100 ms) until `stop`, so
 /// tokens created or revoked while the service runs take effect (the
@@ -165,9 +231,11 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
     match scopes::need(req.method(), route) {
         Need::Open => next.run(req).await,
         Need::Scope(needed) => match access.check(req.headers(), needed) {
-            Ok(token) => {
-                let mut response = next.run(req).await;
-                response.extensions_mut().insert(token);
+            Ok(None) => next.run(req).await,
+            Ok(Some(admitted)) => {
+                let response = next.run(req).await;
+                let mut response = end_when_revoked(response, &access, &admitted);
+                response.extensions_mut().insert(admitted.name);
                 response
             }
             Err(refused) => refused.into_response(),
