@@ -29,10 +29,15 @@ use crate::error::{HttpError, TokenRefusal};
 /// clone. The keyring is a watch channel, so a streamed response learns of
 /// a reload as it happens.
 #[derive(Clone)]
-pub(crate) struct Access(Arc<watch::Sender<Option<Arc<[StoredToken]>>>>);
+pub(crate) struct Access {
+    ring: Arc<watch::Sender<Option<Arc<[StoredToken]>>>>,
+    /// Open because it serves a loopback address: while it stays open, a
+    /// request must name a loopback host (against DNS rebinding).
+    loopback_open: bool,
+}
 
 impl Default for Access {
-    /// Open.
+    /// Open, with no Host check (a router served by its embedder).
     fn default() -> Access {
         Access::with(None)
     }
@@ -61,7 +66,10 @@ impl Access {
             return Ok(Access::with(Some(tokens.into())));
         }
         if addr.ip().is_loopback() {
-            return Ok(Access::default());
+            return Ok(Access {
+                loopback_open: true,
+                ..Access::default()
+            });
         }
         if insecure {
             warn!(%addr, "serving without tokens on a non-loopback address (--insecure): anyone who reaches it may write");
@@ -71,7 +79,10 @@ impl Access {
     }
 
     fn with(ring: Option<Arc<[StoredToken]>>) -> Access {
-        Access(Arc::new(watch::Sender::new(ring)))
+        Access {
+            ring: Arc::new(watch::Sender::new(ring)),
+            loopback_open: false,
+        }
     }
 
     /// Whether requests are checked.
@@ -81,14 +92,14 @@ impl Access {
 
     /// The keyring now: `None` while the service is open.
     fn ring(&self) -> Option<Arc<[StoredToken]>> {
-        self.0.borrow().clone()
+        self.ring.borrow().clone()
     }
 
     /// Replaces the keyring with what `source` holds now.
     async fn reload(&self, source: &TokenSource) -> Result<(), HttpError> {
         let tokens = source.load().await?;
         // Watchers (streamed responses) are woken only by a change.
-        self.0.send_if_modified(|ring| match ring {
+        self.ring.send_if_modified(|ring| match ring {
             None if tokens.is_empty() => false,
             None => {
                 warn!(
@@ -185,7 +196,7 @@ fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) ->
     if response.body().size_hint().exact().is_some() {
         return response;
     }
-    let mut keyring = access.0.subscribe();
+    let mut keyring = access.ring.subscribe();
     let (hash, needed) = (admitted.hash, admitted.needed);
     let revoked = async move {
         loop {
@@ -220,11 +231,64 @@ pub(crate) async fn refresh_loop(access: Access, source: TokenSource, every: Dur
     }
 }
 
-/// The middleware: answers 401 or 403 (before anything else runs, so a
+/// Checks that a request to a service open on loopback names a loopback
+/// host: `localhost`, an address of `127.0.0.0/8` or `[::1]`, with any port
+/// (a request without a Host, which no browser sends, is let through). A
+/// page of another site that its DNS points at 127.0.0.1 (DNS rebinding)
+/// sends its own name, and is refused.
+fn loopback_host(req: &Request) -> Result<(), HttpError> {
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let host = match (values.next(), values.next()) {
+        (None, _) => match req.uri().authority() {
+            Some(authority) => authority.as_str().to_string(),
+            None => return Ok(()),
+        },
+        (Some(value), None) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        (Some(_), Some(_)) => {
+            return Err(HttpError::ForeignHost {
+                host: "(more than one Host header)".into(),
+            });
+        }
+    };
+    if is_loopback_host(&host) {
+        Ok(())
+    } else {
+        Err(HttpError::ForeignHost {
+            host: host.escape_debug().to_string(),
+        })
+    }
+}
+
+/// Whether `host` (a Host header's value: a name or address and an
+/// optional port) names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(port);
+        return port_ok && inner.parse::<std::net::Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if port(p) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The middleware: answers 421 to a request for another host while the
+/// service is open on loopback (see [`loopback_host`]), and 401 or 403 (before anything else runs, so a
 /// refused request writes nothing and records no Idempotency-Key) unless
 /// the route is open or the request's token has the scope it needs.
 pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: Next) -> Response {
     if !access.required() {
+        if access.loopback_open
+            && let Err(refused) = loopback_host(&req)
+        {
+            return refused.into_response();
+        }
         return next.run(req).await;
     }
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
@@ -240,5 +304,44 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
             }
             Err(refused) => refused.into_response(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_are_told_from_the_others() {
+        for ok in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1",
+            "127.0.0.1:9",
+            "127.1.2.3:65535",
+            "[::1]",
+            "[::1]:8080",
+            "[0:0:0:0:0:0:0:1]:1",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1",
+            "0.0.0.0:80",
+            "[::2]:80",
+            "[::ffff:127.0.0.1]",
+            "[::1",
+            "::1",
+            "localhost:",
+            "localhost:80:80",
+            "localhost:port",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 }
