@@ -297,6 +297,9 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
         Need::Scope(needed) => match access.check(req.headers(), needed) {
             Ok(None) => next.run(req).await,
             Ok(Some(admitted)) => {
+                // For the Idempotency-Key middleware, which binds keys to it.
+                let mut req = req;
+                req.extensions_mut().insert(admitted.name.clone());
                 let response = next.run(req).await;
                 let mut response = end_when_revoked(response, &access, &admitted);
                 response.extensions_mut().insert(admitted.name);
