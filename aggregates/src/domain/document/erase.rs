@@ -26,9 +26,9 @@ use std::collections::BTreeSet;
 
 use strata_store::{DeleteMode, Direction, ExpectedVersion, Metadata, StoreError, StreamId};
 
+use crate::domain::document::collection::CollectionSpec;
 use crate::domain::document::doc::DocumentStatus;
-use crate::domain::document::error::ConflictReason;
-use crate::domain::document::error::{DocumentError, Expected};
+use crate::domain::document::error::{ConflictReason, DocumentError, Expected};
 use crate::domain::document::fields::get;
 use crate::domain::document::request::{Change, IfMatch, Preconditions, WriteRequest};
 use crate::domain::document::service::{DocumentService, decode_doc};
@@ -171,7 +171,7 @@ impl DocumentService {
     async fn values_held(
         &self,
         collection: &str,
-        spec: &crate::domain::document::collection::CollectionSpec,
+        spec: &CollectionSpec,
         stream: &StreamId,
         last: u64,
     ) -> Result<BTreeSet<StreamId>, DocumentError> {
