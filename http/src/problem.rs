@@ -179,6 +179,8 @@ problem_types! {
         "This service requires `Authorization: Bearer <secret>` with a token it issued (`strata token create`), and the request had none, a malformed one, or one it does not know (revoked, or never issued). The `WWW-Authenticate` header says which. Nothing was done.";
     InsufficientScope => "insufficient-scope", 403, "The token's scope does not allow this",
         "The request's token is valid but its scope is below what the route needs (`read` < `write` < `admin`): `scope` is the token's, `needed_scope` the route's, `id` the token's name. Nothing was done. Use a token with that scope; the scopes table is in docs/security.md.";
+    MisdirectedRequest => "misdirected-request", 421, "This service does not answer to that Host",
+        "The service is open (no token configured) on a loopback address, and answers only requests that name a loopback host: `localhost`, `127.0.0.1` (any of 127.0.0.0/8) or `[::1]`, with any port. A page of another site whose name was pointed at 127.0.0.1 (DNS rebinding) is refused this way. Nothing was done. Use one of those names, or create a token (then any Host is accepted, and the token is checked).";
     NotFound => "not-found", 404, "No such resource",
         "The order, stock item, collection, document (or version of it) or route does not exist.";
     StreamDeleted => "stream-deleted", 410, "The stream was deleted for good",

@@ -66,6 +66,7 @@ pub(crate) fn api_router() -> OpenApiRouter<Shared> {
             documents::delete_document
         ))
         .routes(routes!(documents::document_history))
+        .routes(routes!(documents::erase::erase_document))
         .routes(routes!(documents::listing::list_documents))
         .routes(routes!(browse::list_streams))
         .routes(routes!(browse::read_log_page))

@@ -201,7 +201,7 @@ async fn a_stalled_client_costs_a_batch_not_the_log() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(addr).await.unwrap();
-    slow.write_all(b"GET /subscriptions/all HTTP/1.1\r\nhost: strata\r\naccept: text/event-stream\r\n\r\n")
+    slow.write_all(b"GET /subscriptions/all HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\n\r\n")
         .await
         .unwrap();
     let mut head = vec![0u8; 512];

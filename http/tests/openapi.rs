@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/docs/{collection}/{id}"),
     ("DELETE", "/docs/{collection}/{id}"),
     ("GET", "/docs/{collection}/{id}/history"),
+    ("POST", "/docs/{collection}/{id}/erase"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),

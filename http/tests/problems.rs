@@ -263,6 +263,16 @@ async fn every_problem_type_is_answered_with_its_status_and_body(backend: Backen
     );
     strict.finish().await;
 
+    // An open loopback server asked for another site's Host (DNS rebinding).
+    let open_data = Data::new(backend);
+    let open = TestServer::on(&open_data, Config::default()).await;
+    let foreign = open
+        .http
+        .get(format!("{}/healthz", open.url))
+        .header("host", "evil.example");
+    seen.expect(open.send(foreign).await, 421, "misdirected-request");
+    open.finish().await;
+
     // A server with tokens: none sent, and one of too low a scope.
     let guarded = Data::new(backend);
     let reader = guarded.create_token("reader", strata_http::Scope::Read).await;

@@ -41,6 +41,11 @@ pub(crate) fn add_security(api: &mut OpenApi) {
 }
 
 fn secure(op: &mut Operation, need: Need) {
+    crate::openapi::add_response(
+        op,
+        421,
+        "`misdirected-request`: the service is open on a loopback address and the request's Host is not a loopback name",
+    );
     match need {
         // An empty requirement: no credentials.
         Need::Open => op.security = Some(vec![SecurityRequirement::default()]),

@@ -58,6 +58,9 @@ pub(crate) const ROUTES: &[(&str, &str, Need)] = &[
     // A document delete is a tombstone event: its history stays readable.
     ("DELETE", "/docs/{collection}/{id}", At(Write)),
     ("GET", "/docs/{collection}/{id}/history", At(Read)),
+    // A document's erasure (its stream hard-deleted, its unique values
+    // cleared): an operator's, as an order's erasure is.
+    ("POST", "/docs/{collection}/{id}/erase", At(Admin)),
     // The web console's own files hold no data (what they show comes from
     // the API, with the token typed into the page): open, so the page can
     // load and ask for it.

@@ -304,6 +304,18 @@ pub enum HttpError {
         needed: Scope,
     },
 
+    /// A request to a service open on a loopback address (no tokens) whose
+    /// `Host` is not a loopback name (421): what a page of another site
+    /// sends when its DNS name was pointed at 127.0.0.1 (DNS rebinding).
+    /// Use `localhost`, `127.0.0.1` or `[::1]`, or create a token.
+    #[error(
+        "Host {host} is not a loopback name: a service open on a loopback address answers only to localhost, 127.0.0.0/8 and [::1]"
+    )]
+    ForeignHost {
+        /// The Host the request named (escaped).
+        host: String,
+    },
+
     /// The service would listen on a non-loopback address with no token
     /// configured, so anyone who reaches it could write: refused at start.
     /// Create a token (`strata token create`), listen on a loopback
@@ -535,6 +547,7 @@ impl HttpError {
             HttpError::PreconditionRequired => ProblemType::PreconditionRequired,
             HttpError::Unauthorized { .. } => ProblemType::Unauthorized,
             HttpError::InsufficientScope { .. } => ProblemType::InsufficientScope,
+            HttpError::ForeignHost { .. } => ProblemType::MisdirectedRequest,
             HttpError::InsecureBind { .. } | HttpError::TokensDamaged { .. } => ProblemType::Internal,
             HttpError::GroupExists { .. } => ProblemType::SubscriptionGroupExists,
             HttpError::StockContention { .. } => ProblemType::StockContention,

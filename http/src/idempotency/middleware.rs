@@ -14,6 +14,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, warn};
 
 use super::backend::Records;
+use crate::auth::access::TokenName;
+
 use super::rules::{Begin, Fingerprint, IDEMPOTENCY_REPLAYED, Key, StoredResponse, kept_header, parse_key, remembered};
 use crate::error::{HttpError, REQUEST_PATH};
 use crate::metrics::Replayed;
@@ -78,7 +80,8 @@ pub(crate) async fn middleware(State(keyed_requests): State<KeyedRequests>, mut 
         }
     };
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let fp = Fingerprint::of(&parts.method, target, &parts.headers, &bytes);
+    let token = parts.extensions.get::<TokenName>().map(|t| t.0.as_str());
+    let fp = Fingerprint::of(&parts.method, target, &parts.headers, &bytes).with_token(token);
     match s.records.begin(&key, fp).await {
         Err(e) => HttpError::from(e).into_response(),
         Ok(Begin::Replay(stored)) => replay(stored),

@@ -122,6 +122,22 @@ impl Fingerprint {
         Fingerprint(h.finalize().into())
     }
 
+    /// The fingerprint of the same request made with the token named
+    /// `token`: a key is then bound to the token that first sent it (another
+    /// token sending it is answered `idempotency-key-reused`, never the
+    /// first one's response). Without a token (an open service) the
+    /// fingerprint is left as it is.
+    pub(crate) fn with_token(self, token: Option<&str>) -> Fingerprint {
+        let Some(token) = token else { return self };
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update([3]);
+        h.update(b"token");
+        h.update([0]);
+        h.update(token.as_bytes());
+        Fingerprint(h.finalize().into())
+    }
+
     /// Lower-case hex, as recorded in the metadata of the request's events.
     pub(crate) fn to_hex(self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

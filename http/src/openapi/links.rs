@@ -144,6 +144,8 @@ fn links() -> Vec<Link> {
             DOCUMENT_VERSION,
         ),
         link("put_document", "201", "DocumentHistory", "document_history", DOCUMENT),
+        link("put_document", "201", "EraseDocument", "erase_document", DOCUMENT),
+        link("delete_document", "200", "EraseDocument", "erase_document", DOCUMENT),
         link(
             "put_document",
             "201",

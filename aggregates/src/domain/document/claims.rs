@@ -98,10 +98,14 @@ impl DocumentService {
 
     async fn load_unique(&self, id: &str) -> Result<(StreamId, UniqueValue, u64), DocumentError> {
         let stream = Repository::<UniqueValue>::stream_id(id)?;
-        let last = self
-            .store
-            .read_stream(&stream, u64::MAX, Direction::Backward, 1)
-            .await?;
+        let (value, version) = self.unique_at(&stream).await?;
+        Ok((stream, value, version))
+    }
+
+    /// A unique value as its stream's last event leaves it, and that
+    /// event's version (0 when the stream reads as empty).
+    pub(super) async fn unique_at(&self, stream: &StreamId) -> Result<(UniqueValue, u64), DocumentError> {
+        let last = self.store.read_stream(stream, u64::MAX, Direction::Backward, 1).await?;
         let mut value = UniqueValue::default();
         let mut version = 0;
         if let Some(r) = last.first() {
@@ -113,6 +117,6 @@ impl DocumentService {
             value.apply(&event);
             version = r.version;
         }
-        Ok((stream, value, version))
+        Ok((value, version))
     }
 }

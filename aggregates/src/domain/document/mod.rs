@@ -17,6 +17,7 @@ mod catalog;
 mod claims;
 mod collection;
 mod doc;
+mod erase;
 mod error;
 pub mod fields;
 mod json;
@@ -31,6 +32,7 @@ pub use collection::{
     MAX_UNIQUE_FIELDS, UniqueField, validate_collection_name,
 };
 pub use doc::{ChangeKind, Document, DocumentCommand, DocumentEvent, DocumentRefusal, DocumentStatus, MAX_DOCUMENT_ID};
+pub use erase::{DocumentErasure, EraseRequest};
 pub use error::{ChangeRecord, ConflictReason, DocumentConflict, DocumentError, Expected};
 pub use json::{JsonObject, JsonValue};
 pub use patch::{JsonPatch, PatchFailure, json_equal, merge_patch};

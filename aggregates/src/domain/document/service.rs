@@ -70,7 +70,7 @@ pub(super) struct LoadedDoc {
 pub struct DocumentService {
     pub(super) store: Arc<dyn EventStore>,
     pub(super) collections: Repository<Collection>,
-    retry: RetryPolicy,
+    pub(super) retry: RetryPolicy,
     pub(super) conflict_event_limit: usize,
     pub(super) cache: Mutex<HashMap<String, CollectionInfo>>,
 }
@@ -397,7 +397,7 @@ impl DocumentService {
 
     /// The document as its last event leaves it (every event carries the
     /// whole document).
-    async fn load(&self, stream: &StreamId) -> Result<LoadedDoc, DocumentError> {
+    pub(super) async fn load(&self, stream: &StreamId) -> Result<LoadedDoc, DocumentError> {
         let last = self.store.read_stream(stream, u64::MAX, Direction::Backward, 1).await?;
         let mut state = Document::default();
         let mut version = 0;

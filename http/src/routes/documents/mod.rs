@@ -5,6 +5,7 @@
 //! declarations. Decisions: `docs/documents.md`.
 
 pub(crate) mod collections;
+pub(crate) mod erase;
 mod input;
 pub(crate) mod listing;
 mod model;

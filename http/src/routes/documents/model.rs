@@ -277,3 +277,25 @@ pub struct DocumentListView {
     #[schema(nullable = false, min_length = 1, max_length = 128)]
     pub next: Option<String>,
 }
+
+/// What `POST /docs/{collection}/{id}/erase` answers.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasedView {
+    /// The collection.
+    pub collection: String,
+    /// The document's id.
+    pub id: String,
+    /// Always true.
+    pub erased: bool,
+    /// The document's stream, hard-deleted: it can never be written again.
+    pub stream: String,
+    /// The document's last version (erased with the rest).
+    #[serde(rename = "_version")]
+    pub version: u64,
+    /// The position of the hard delete's record: wait for a read model to
+    /// reach it with `min_position`.
+    pub position: u64,
+    /// How many unique values' streams were cleared of the document's
+    /// values (each value is free for another document).
+    pub unique_values_cleared: usize,
+}
