@@ -1,7 +1,7 @@
 //! `strata bench`: append throughput side by side with the disk's ceiling
 //! and the naive embedded append, in one run (with `--postgres`, also
 //! strata on PostgreSQL and plain `INSERT`s into the same database); then
-//! the read side.
+//! the read side (see `read`), on PostgreSQL too with `--postgres`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,9 @@ pub struct BenchArgs {
     contenders: Vec<Contender>,
     /// A PostgreSQL database to add strata on PostgreSQL and plain INSERTs
     /// as contenders (each strata run in a schema of its own, the INSERTs in
-    /// a table of their own, all dropped afterwards). A libpq URL.
+    /// a table of their own, all dropped afterwards), and the read side on
+    /// PostgreSQL (the log, `read_all`, the plain fold and a rebuild of the
+    /// read models, in a schema dropped afterwards). A libpq URL.
     #[arg(long, env = "STRATA_BENCH_POSTGRES", value_name = "URL")]
     postgres: Option<String>,
     /// Records per `fdatasync` for the disk's ceiling.
