@@ -117,7 +117,7 @@ async fn fold_and_rebuild(
     }
     let mut rebuilt = read_row(
         backend,
-        "rebuild of the read models, one pass, swapped in",
+        "projection rebuild, every read model in one pass, swapped in",
         events,
         elapsed,
     );
