@@ -368,6 +368,11 @@ impl Runtime {
                             attempts: conflicts.count,
                         });
                     }
+                    // A read past its wait answers "nothing yet" rather
+                    // than go on contending.
+                    if Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
                     pause(conflicts.count).await;
                     continue;
                 }

@@ -25,15 +25,27 @@ use tracing::warn;
 
 use super::log::Segment;
 
+/// Zeros written at a time.
+const ZERO_CHUNK: usize = 1 << 20;
+
 /// The growth of the current segment: one slice in flight at most.
 pub(crate) struct Grower {
     step: u64,
     job: Option<(Arc<Segment>, JoinHandle<io::Result<()>>)>,
 }
 
-/// Zero-fills `segment` up to `target`, syncs, then publishes the length.
+/// Zero-fills `segment` from what was published up to `target`, syncs,
+/// then publishes the length. The zeros are written again even where an
+/// earlier, failed attempt wrote them: after a failed sync their state is
+/// unknown.
 fn extend(segment: &Segment, target: u64) -> io::Result<()> {
-    segment.file.preallocate(target)?;
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut at = segment.allocated();
+    while at < target {
+        let n = (target - at).min(ZERO_CHUNK as u64) as usize;
+        segment.file.write_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
     segment.file.sync_data()?;
     segment.allocated.fetch_max(target, Ordering::AcqRel);
     Ok(())

@@ -54,6 +54,9 @@ use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
 use crate::retention::{StreamOperation, StreamOperationResult};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
+
+/// The smallest `SegmentOptions::segment_growth_bytes`: a sector.
+const MIN_GROWTH_BYTES: u64 = 512;
 use crate::tables::LocalTables;
 use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId, StreamSummary};
 
@@ -265,6 +268,14 @@ impl SegmentStore {
                 reason:
                     "max_group_appends, queue_capacity, max_index_lag_events and index_batch_events must be positive"
                         .into(),
+            });
+        }
+        if options.segment_growth_bytes < MIN_GROWTH_BYTES {
+            return Err(StoreError::InvalidLimits {
+                reason: format!(
+                    "segment_growth_bytes is {}, less than {MIN_GROWTH_BYTES}",
+                    options.segment_growth_bytes
+                ),
             });
         }
         if options.segment_bytes < 2 * SEGMENT_HEADER_BYTES || options.segment_bytes >= MAX_SEGMENT_BYTES {

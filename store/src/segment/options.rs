@@ -19,8 +19,9 @@ pub struct SegmentOptions {
     /// of its own size.
     pub segment_bytes: u64,
     /// How much of a segment file is zero-filled at a time, ahead of the
-    /// writer (default 16 MiB): a fresh store takes this much disk, not a
-    /// whole segment, and records still land in blocks already written.
+    /// writer (default 16 MiB, at least 512 bytes): a fresh store takes
+    /// this much disk, not a whole segment, and records still land in
+    /// blocks already written.
     pub segment_growth_bytes: u64,
     /// Prepare the next segment file in the background once the current
     /// one is half full, so a roll does not stall appends while a segment
