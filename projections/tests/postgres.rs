@@ -314,7 +314,6 @@ mod imp {
         let options = RebuildOptions {
             batch_size: 50,
             flush_keys: 20,
-            ..RebuildOptions::default()
         };
         rebuild(store, &orders, &OrderSummaryProjection, options, |_| {})
             .await
