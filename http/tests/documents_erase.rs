@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+use strata_testkit::files_holding;
 
 use common::{Backend, Data, TestServer, assert_documented};
 use serde_json::json;
@@ -176,24 +176,6 @@ on_both_backends!(
     an_erased_document_is_gone_and_frees_its_unique_values,
     an_erasure_needs_an_admin_token,
 );
-
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
 
 /// Polls `/metrics` until a scavenge finished (a guard of a minute against
 /// a hang, not a timing assertion).

@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+use strata_testkit::files_holding;
 
 use common::TestServer;
 use serde_json::{Value, json};
@@ -14,24 +14,6 @@ use strata_http::{Config, Scope, TokenFile};
 
 /// Written in the payloads of the stream that is deleted.
 const MARKER: &str = "ERASE-ME-7f3a91c2-personal-data";
-
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
 
 async fn append(s: &TestServer, stream: &str, data: Value) {
     let r = s

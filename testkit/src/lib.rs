@@ -36,3 +36,23 @@ mod wait;
 
 pub use pg::{TestDatabase, postgres_url};
 pub use wait::{STALL, until, until_async, until_blocking};
+
+/// The files under `dir` (recursively) whose bytes contain `needle`: what
+/// an erasure test checks is empty after a scavenge.
+pub fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
