@@ -19,6 +19,7 @@ const INDEX_INTERVAL: Duration = Duration::from_millis(200);
 pub(super) fn run_indexer(shared: Arc<Shared>, batch_events: usize) {
     let mut last_pass = Instant::now();
     loop {
+        let wakes = shared.indexer_wakes();
         let stopping = shared.stopping.load(Ordering::Acquire);
         if shared.failure().is_some() {
             return;
@@ -52,6 +53,6 @@ pub(super) fn run_indexer(shared: Arc<Shared>, batch_events: usize) {
                 return;
             }
         }
-        shared.sleep();
+        shared.indexer_sleep(wakes);
     }
 }

@@ -34,7 +34,7 @@ mod writer;
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -91,7 +91,15 @@ struct Shared {
     stopping: AtomicBool,
     /// Set when a write, sync or index batch failed: no more appends.
     failure: Mutex<Option<String>>,
+    /// Bumped and signalled when the state changes for a thread in [`Shared::wait`].
     signal: (Mutex<u64>, Condvar),
+    /// Threads in [`Shared::wait`]: with none, [`Shared::notify`] is free.
+    waiters: AtomicUsize,
+    /// The indexer's own signal, so that a commit does not wake it for
+    /// every append (a context switch each on a small machine).
+    index_signal: (Mutex<u64>, Condvar),
+    /// The indexer is woken early once this many events wait for it.
+    index_batch_events: u64,
     stats: Stats,
     /// The states of streams with a metadata stream (`retention.rs`).
     states: Mutex<retention::States>,
@@ -116,6 +124,7 @@ impl Shared {
             .get_or_insert(reason)
             .clone();
         self.notify();
+        self.wake_indexer();
         reason
     }
 
@@ -131,37 +140,72 @@ impl Shared {
         self.visible.fetch_max(position, Ordering::AcqRel);
         self.head.send_replace(self.visible());
         self.notify();
+        self.nudge_indexer();
     }
 
-    /// Wakes every thread waiting in [`Shared::wait`] or [`Shared::sleep`].
+    /// Wakes every thread waiting in [`Shared::wait`], if there is one.
     fn notify(&self) {
+        // Pairs with the fence in `wait`: either the waiter is counted
+        // here, or it sees the new state before it sleeps.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let (lock, cv) = &self.signal;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         cv.notify_all();
     }
 
-    /// Waits for a change of state (or [`WAKE`] at most).
-    fn sleep(&self) {
-        let (lock, cv) = &self.signal;
+    /// Wakes the indexer when a full batch waits for it.
+    fn nudge_indexer(&self) {
+        let lag = self.visible().saturating_sub(self.indexed.load(Ordering::Acquire));
+        if lag >= self.index_batch_events {
+            self.wake_indexer();
+        }
+    }
+
+    /// Wakes the indexer (a failure, the close, a writer or caller waiting
+    /// for the index, a full batch).
+    fn wake_indexer(&self) {
+        let (lock, cv) = &self.index_signal;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_one();
+    }
+
+    /// What the indexer reads before it looks at the state; its
+    /// [`Shared::indexer_sleep`] returns at once if a wake came since.
+    fn indexer_wakes(&self) -> u64 {
+        *self.index_signal.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The indexer waits for a wake (or [`WAKE`] at most).
+    fn indexer_sleep(&self, seen: u64) {
+        let (lock, cv) = &self.index_signal;
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = cv.wait_timeout(guard, WAKE);
+        if *guard == seen {
+            let _ = cv.wait_timeout(guard, WAKE);
+        }
     }
 
     /// Waits until `ready` returns something.
     fn wait<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
         let (lock, cv) = &self.signal;
-        loop {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let result = loop {
             let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
             let seen = *guard;
             drop(guard);
             if let Some(t) = ready() {
-                return t;
+                break t;
             }
             let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
             if *guard == seen {
                 let _ = cv.wait_timeout(guard, WAKE);
             }
-        }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 }
 
@@ -216,6 +260,7 @@ impl Drop for Inner {
         }
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.notify();
+        self.shared.wake_indexer();
         if let Some(i) = self.indexer.take()
             && i.join().is_err()
         {
@@ -328,6 +373,9 @@ impl SegmentStore {
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
             signal: (Mutex::new(0), Condvar::new()),
+            waiters: AtomicUsize::new(0),
+            index_signal: (Mutex::new(0), Condvar::new()),
+            index_batch_events: options.index_batch_events as u64,
             stats: Stats::default(),
             states: Mutex::new(retention::States::default()),
             any_states: AtomicBool::new(false),
@@ -444,7 +492,7 @@ impl SegmentStore {
         let shared = &self.inner.shared;
         let target = shared.visible();
         shared.lagging.store(true, Ordering::Release);
-        shared.notify();
+        shared.wake_indexer();
         let r = shared.wait(|| {
             if let Some(reason) = shared.failure() {
                 return Some(Err(StoreError::Unavailable { reason }));

@@ -123,6 +123,7 @@ fn background_sync(shared: &Shared, segment: &Segment, end: u64, last: u64) {
             shared.durable.fetch_max(end, Ordering::AcqRel);
             shared.durable_position.fetch_max(last, Ordering::AcqRel);
             shared.notify();
+            shared.nudge_indexer();
         }
         Err(e) => {
             shared.fail(&StoreError::io("syncing the log in the background", e));

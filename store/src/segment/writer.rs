@@ -458,7 +458,7 @@ impl Writer {
             return Ok(());
         }
         self.shared.lagging.store(true, Ordering::Release);
-        self.shared.notify();
+        self.shared.wake_indexer();
         let r = self.shared.wait(|| {
             if let Some(reason) = self.shared.failure() {
                 return Some(Err(unavailable(&reason)));
