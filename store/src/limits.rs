@@ -51,6 +51,15 @@ impl Limits {
                 reason: format!("{name} must be positive"),
             });
         }
+        if self.max_event_type_bytes > crate::segment::MAX_EVENT_TYPE_BYTES {
+            return Err(StoreError::InvalidLimits {
+                reason: format!(
+                    "max_event_type_bytes is {}; the log's record format holds event types of at most {} bytes",
+                    self.max_event_type_bytes,
+                    crate::segment::MAX_EVENT_TYPE_BYTES
+                ),
+            });
+        }
         // stream id + type + metadata + payload + framing must decode.
         let record = self.max_payload_bytes + self.max_metadata_bytes + self.max_event_type_bytes + 4096;
         if record > MAX_RECORD_BYTES {
@@ -143,5 +152,25 @@ impl Limits {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_longer_than_the_record_format_holds_are_refused() {
+        let at_most = Limits {
+            max_event_type_bytes: crate::segment::MAX_EVENT_TYPE_BYTES,
+            ..Limits::default()
+        };
+        assert!(at_most.validate().is_ok());
+        let over = Limits {
+            max_event_type_bytes: crate::segment::MAX_EVENT_TYPE_BYTES + 1,
+            ..Limits::default()
+        };
+        let err = over.validate().unwrap_err().to_string();
+        assert!(err.contains("event types of at most 65534 bytes"), "{err}");
     }
 }

@@ -192,6 +192,74 @@ async fn a_scavenge_erases_removed_payloads_from_every_file() {
     assert_eq!(reopened, before);
 }
 
+/// The events of one append share their type and metadata in the record
+/// (format 2 writes them once): a truncation inside the append erases the
+/// payloads it removes and keeps the metadata the kept events still
+/// share; metadata that only removed events held is erased too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_inside_one_append_keeps_the_metadata_kept_events_share() {
+    const SHARED: &str = "corr-shared-5d1e";
+    const GONE_META: &str = "corr-erase-me-9b0c";
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
+    let with = |marker: &[u8], i: usize, corr: &str| {
+        let meta = strata_store::Metadata {
+            correlation_id: Some(corr.to_string()),
+            ..Default::default()
+        };
+        NewEvent::new("Noted", payload(marker, i)).with_metadata(meta)
+    };
+    let mixed: Vec<_> = (0..6)
+        .map(|i| with(if i < 4 { GONE } else { KEPT }, i, SHARED))
+        .collect();
+    store
+        .append(&sid("mixed"), ExpectedVersion::NoStream, mixed)
+        .await
+        .unwrap();
+    let all_gone: Vec<_> = (0..3).map(|i| with(GONE, i, GONE_META)).collect();
+    store
+        .append(&sid("all-gone"), ExpectedVersion::NoStream, all_gone)
+        .await
+        .unwrap();
+    store
+        .truncate_stream(&sid("mixed"), ExpectedVersion::Exact(6), 5)
+        .await
+        .unwrap();
+    store
+        .delete_stream(&sid("all-gone"), ExpectedVersion::Exact(3), DeleteMode::Hard)
+        .await
+        .unwrap();
+    let report = store.scavenge(ScavengeOptions::default(), &mut |_| {}).await.unwrap();
+    assert_eq!(report.events_erased, 4 + 3, "{report:?}");
+    let kept = store
+        .read_stream(&sid("mixed"), 1, Direction::Forward, 10)
+        .await
+        .unwrap();
+    let got: Vec<_> = kept
+        .iter()
+        .map(|e| (e.version, e.event_type.as_str(), e.metadata.correlation_id.as_deref()))
+        .collect();
+    assert_eq!(got, vec![(5, "Noted", Some(SHARED)), (6, "Noted", Some(SHARED))]);
+    assert_eq!(&kept[0].payload[..], &payload(KEPT, 4)[..]);
+    drop(store);
+    let all = files(dir.path());
+    for (path, bytes) in &all {
+        assert!(
+            !contains(bytes, GONE),
+            "{} still holds an erased payload",
+            path.display()
+        );
+        assert!(
+            !contains(bytes, GONE_META.as_bytes()),
+            "{} still holds metadata only erased events had",
+            path.display()
+        );
+    }
+    assert!(all.iter().any(|(_, b)| contains(b, SHARED.as_bytes())));
+    let store = SegmentStore::open(dir.path()).unwrap();
+    assert!(store.verify().unwrap().is_ok());
+}
+
 /// Two scavenges of one store at once run one after the other: together
 /// they erase what one would, and every segment stays whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `STRATAsl` |
-//! | 8 | 4 | format version (1), little endian like every number here |
+//! | 8 | 4 | format version (2; 1 is read too), little endian like every number here |
 //! | 12 | 4 | header size (4096) |
 //! | 16 | 8 | segment sequence number (the file name's number) |
 //! | 24 | 8 | position of the segment's first event |
@@ -38,6 +38,15 @@
 //! extra pairs u32 and each pair as two strings; a string is a u32 length
 //! and UTF-8, an optional string a flag byte before it).
 //!
+//! Format 2 adds two shorthands for what an append's events usually share
+//! (one event type, the request's correlation id): an event type length of
+//! `0xFFFF` means "the previous event's type" and a metadata flag of 2
+//! "the previous event's metadata", the previous event of the same record.
+//! They are written only into segments whose header says format 2, so a
+//! build that reads only format 1 refuses a new segment by its version
+//! rather than calling its records damaged. Event types are at most
+//! [`MAX_EVENT_TYPE_BYTES`] long.
+//!
 //! A log address is `segment sequence << 40 | byte offset`. Every length is
 //! checked against the bytes that remain before anything is allocated.
 
@@ -48,7 +57,17 @@ use crate::types::{EventId, Metadata, NewEvent, RecordedEvent, StreamId, from_mi
 /// The size reserved for a segment's header; records start here.
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 4096;
 const SEGMENT_MAGIC: [u8; 8] = *b"STRATAsl";
-const SEGMENT_VERSION: u32 = 1;
+/// The format new segments are written in.
+pub(crate) const SEGMENT_VERSION: u32 = 2;
+/// The oldest format still read.
+const OLDEST_SEGMENT_VERSION: u32 = 1;
+/// The longest event type the record format holds (`0xFFFF` is the
+/// "same type" shorthand).
+pub(crate) const MAX_EVENT_TYPE_BYTES: usize = 0xFFFE;
+/// An event type length meaning "the previous event's type" (format 2).
+pub(crate) const SAME_TYPE: u16 = 0xFFFF;
+/// A metadata flag meaning "the previous event's metadata" (format 2).
+pub(crate) const SAME_METADATA: u8 = 2;
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER_BYTES: usize = 40;
 const RECORD_MAGIC: [u8; 4] = *b"SREC";
@@ -103,13 +122,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub(crate) struct SegmentHeader {
     pub(crate) seq: u64,
     pub(crate) first_position: u64,
+    /// The record format of the segment (see the module documentation).
+    pub(crate) version: u32,
 }
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; SEGMENT_HEADER_BYTES as usize];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_position.to_le_bytes());
@@ -134,14 +155,17 @@ impl SegmentHeader {
             ));
         }
         let version = u32_at(b, 8);
-        if version != SEGMENT_VERSION || u32_at(b, 12) as u64 != SEGMENT_HEADER_BYTES {
+        if !(OLDEST_SEGMENT_VERSION..=SEGMENT_VERSION).contains(&version)
+            || u32_at(b, 12) as u64 != SEGMENT_HEADER_BYTES
+        {
             return Err(format!(
-                "segment format version {version}, this build reads {SEGMENT_VERSION}"
+                "segment format version {version}, this build reads {OLDEST_SEGMENT_VERSION} to {SEGMENT_VERSION}"
             ));
         }
         Ok(SegmentHeader {
             seq: u64_at(b, 16),
             first_position: u64_at(b, 24),
+            version,
         })
     }
 }
@@ -268,8 +292,11 @@ fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
     }
 }
 
-/// Appends the body of an events record to `out`.
-pub(crate) fn encode_body(out: &mut Vec<u8>, recorded_at: u64, parts: &[PartIn<'_>]) {
+/// Appends the body of an events record to `out`, in the record format of
+/// segment format `version` (the shorthands from 2 on).
+pub(crate) fn encode_body(out: &mut Vec<u8>, recorded_at: u64, parts: &[PartIn<'_>], version: u32) {
+    let shorthands = version >= 2;
+    let mut previous: Option<&NewEvent> = None;
     out.extend_from_slice(&recorded_at.to_le_bytes());
     out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
     for p in parts {
@@ -282,13 +309,22 @@ pub(crate) fn encode_body(out: &mut Vec<u8>, recorded_at: u64, parts: &[PartIn<'
     for p in parts {
         for e in p.events {
             out.extend_from_slice(e.id.as_bytes());
-            out.extend_from_slice(&(e.event_type.len() as u16).to_le_bytes());
-            out.extend_from_slice(e.event_type.as_bytes());
+            let same = previous.filter(|_| shorthands);
+            if same.is_some_and(|prev| prev.event_type == e.event_type) {
+                out.extend_from_slice(&SAME_TYPE.to_le_bytes());
+            } else {
+                debug_assert!(e.event_type.len() <= MAX_EVENT_TYPE_BYTES, "checked by Limits");
+                out.extend_from_slice(&(e.event_type.len() as u16).to_le_bytes());
+                out.extend_from_slice(e.event_type.as_bytes());
+            }
             out.extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&e.payload);
             let m = &e.metadata;
+            previous = Some(e);
             if m.is_empty() {
                 out.push(0);
+            } else if same.is_some_and(|prev| prev.metadata == *m) {
+                out.push(SAME_METADATA);
             } else {
                 out.push(1);
                 put_opt(out, &m.correlation_id);
@@ -392,18 +428,27 @@ pub(crate) fn decode_events(header: &RecordHeader, body: &Bytes) -> Decode<(Vec<
             header.event_count
         ));
     }
-    let mut events = Vec::with_capacity(total as usize);
+    let mut events: Vec<RecordedEvent> = Vec::with_capacity(total as usize);
     let mut position = header.first_position;
     for part in &parts {
         for i in 0..part.count as u64 {
             let id = c.take(16)?;
             let id = EventId::from_uuid(uuid::Uuid::from_bytes(body[id].try_into().expect("16 bytes")));
-            let n = c.u16()? as usize;
-            let event_type = c.str_of(n)?;
+            let event_type = match c.u16()? {
+                SAME_TYPE => match events.last() {
+                    Some(prev) => prev.event_type.clone(),
+                    None => return Err("the first event of a record names a previous event's type".into()),
+                },
+                n => c.str_of(n as usize)?,
+            };
             let n = c.u32()? as usize;
             let payload = body.slice(c.take(n)?);
             let metadata = match c.u8()? {
                 0 => Metadata::default(),
+                SAME_METADATA => match events.last() {
+                    Some(prev) => prev.metadata.clone(),
+                    None => return Err("the first event of a record names a previous event's metadata".into()),
+                },
                 1 => {
                     let correlation_id = c.opt()?;
                     let causation_id = c.opt()?;
@@ -450,6 +495,10 @@ mod tests {
     use super::*;
 
     fn sample() -> (RecordHeader, Bytes) {
+        sample_in(SEGMENT_VERSION)
+    }
+
+    fn sample_in(version: u32) -> (RecordHeader, Bytes) {
         let a = StreamId::new("a").unwrap();
         let b = StreamId::new("b-1").unwrap();
         let mut meta = Metadata {
@@ -457,8 +506,15 @@ mod tests {
             ..Metadata::default()
         };
         meta.extra.insert("k".into(), "v".into());
-        let ea = vec![NewEvent::new("A", "one"), NewEvent::new("A", "two").with_metadata(meta)];
-        let eb = vec![NewEvent::new("B", vec![0u8, 1, 2])];
+        let ea = vec![
+            NewEvent::new("A", "one"),
+            NewEvent::new("A", "two").with_metadata(meta.clone()),
+            NewEvent::new("A", "three").with_metadata(meta.clone()),
+        ];
+        let eb = vec![
+            NewEvent::new("A", vec![0u8, 1, 2]).with_metadata(meta),
+            NewEvent::new("B", vec![3u8]),
+        ];
         let mut body = Vec::new();
         encode_body(
             &mut body,
@@ -475,12 +531,13 @@ mod tests {
                     events: &eb,
                 },
             ],
+            version,
         );
         let header = RecordHeader {
             body_len: body.len() as u32,
             first_position: 10,
             synced_to: 0,
-            event_count: 3,
+            event_count: 5,
             body_crc: crc32c::crc32c(&body),
             kind: KIND_EVENTS,
         };
@@ -488,20 +545,74 @@ mod tests {
     }
 
     #[test]
-    fn a_record_round_trips() {
-        let (header, body) = sample();
-        let decoded = RecordHeader::decode(&header.encode()).unwrap();
-        assert_eq!(decoded, header);
-        decoded.check_body(&body).unwrap();
-        let (parts, events) = decode_events(&decoded, &body).unwrap();
-        assert_eq!(parts.len(), 2);
-        let got: Vec<_> = events
-            .iter()
-            .map(|e| (e.stream_id.as_str(), e.version, e.position))
-            .collect();
-        assert_eq!(got, vec![("a", 4, 10), ("a", 5, 11), ("b-1", 1, 12)]);
-        assert_eq!(events[1].metadata.extra["k"], "v");
-        assert_eq!(&events[2].payload[..], &[0, 1, 2]);
+    fn a_record_round_trips_in_both_formats() {
+        let mut lens = Vec::new();
+        for version in [1, 2] {
+            let (header, body) = sample_in(version);
+            lens.push(body.len());
+            let decoded = RecordHeader::decode(&header.encode()).unwrap();
+            assert_eq!(decoded, header);
+            decoded.check_body(&body).unwrap();
+            let (parts, events) = decode_events(&decoded, &body).unwrap();
+            assert_eq!(parts.len(), 2);
+            let got: Vec<_> = events
+                .iter()
+                .map(|e| (e.stream_id.as_str(), e.version, e.position, e.event_type.as_str()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("a", 4, 10, "A"),
+                    ("a", 5, 11, "A"),
+                    ("a", 6, 12, "A"),
+                    ("b-1", 1, 13, "A"),
+                    ("b-1", 2, 14, "B")
+                ]
+            );
+            assert!(events[0].metadata.is_empty());
+            for e in &events[1..4] {
+                assert_eq!(e.metadata.extra["k"], "v", "{version}");
+                assert_eq!(e.metadata.correlation_id.as_deref(), Some("c"));
+            }
+            assert!(events[4].metadata.is_empty());
+            assert_eq!(&events[3].payload[..], &[0, 1, 2]);
+        }
+        // Format 2 writes each repeated type (3 of them) and metadata (2) once:
+        // "A" is 1 byte, the metadata 1 + 1 + 4 + 1 + 1 + 4 + 4 + 1 + 4 + 1 bytes.
+        assert_eq!(lens[0] - lens[1], 3 * 1 + 2 * 21);
+    }
+
+    #[test]
+    fn a_shorthand_with_nothing_before_it_is_an_error() {
+        let stream = StreamId::new("a").unwrap();
+        for shorthand in ["type", "metadata"] {
+            let mut body = Vec::new();
+            body.extend_from_slice(&1u64.to_le_bytes());
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(&1u16.to_le_bytes());
+            body.extend_from_slice(stream.as_str().as_bytes());
+            body.extend_from_slice(&1u64.to_le_bytes());
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(&[7u8; 16]);
+            if shorthand == "type" {
+                body.extend_from_slice(&SAME_TYPE.to_le_bytes());
+            } else {
+                body.extend_from_slice(&1u16.to_le_bytes());
+                body.push(b'A');
+            }
+            body.extend_from_slice(&0u32.to_le_bytes());
+            body.push(if shorthand == "type" { 0 } else { SAME_METADATA });
+            let header = RecordHeader {
+                body_len: body.len() as u32,
+                first_position: 1,
+                synced_to: 0,
+                event_count: 1,
+                body_crc: crc32c::crc32c(&body),
+                kind: KIND_EVENTS,
+            };
+            let err = decode_events(&header, &Bytes::from(body)).unwrap_err();
+            assert!(err.contains("previous"), "{shorthand}: {err}");
+        }
     }
 
     #[test]
@@ -526,11 +637,26 @@ mod tests {
 
     #[test]
     fn segment_header_and_names() {
+        for version in [1, SEGMENT_VERSION] {
+            let h = SegmentHeader {
+                seq: 7,
+                first_position: 99,
+                version,
+            };
+            assert_eq!(SegmentHeader::decode(&h.encode()).unwrap(), h);
+        }
+        let newer = SegmentHeader {
+            seq: 7,
+            first_position: 99,
+            version: SEGMENT_VERSION + 1,
+        };
+        let err = SegmentHeader::decode(&newer.encode()).unwrap_err();
+        assert!(err.contains("format version 3, this build reads 1 to 2"), "{err}");
         let h = SegmentHeader {
             seq: 7,
             first_position: 99,
+            version: SEGMENT_VERSION,
         };
-        assert_eq!(SegmentHeader::decode(&h.encode()).unwrap(), h);
         let mut bad = h.encode();
         bad[20] ^= 1;
         assert!(SegmentHeader::decode(&bad).is_err());

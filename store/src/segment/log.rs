@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use super::format::{
-    HeaderError, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES, SegmentHeader, address, record_len,
-    segment_name, split_address,
+    HeaderError, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES, SEGMENT_VERSION, SegmentHeader, address,
+    record_len, segment_name, split_address,
 };
 use super::storage::{Storage, StorageFile};
 use crate::error::StoreError;
@@ -35,6 +35,9 @@ pub(crate) struct Segment {
     pub(crate) allocated: AtomicU64,
     /// Where its records end, as far as this process wrote or scanned them.
     pub(crate) end: AtomicU64,
+    /// The record format its header names (records appended to it are
+    /// written in that format).
+    pub(crate) version: u32,
 }
 
 impl Segment {
@@ -54,7 +57,14 @@ impl Segment {
             capacity,
             allocated: AtomicU64::new(allocated),
             end: AtomicU64::new(SEGMENT_HEADER_BYTES),
+            version: SEGMENT_VERSION,
         }
+    }
+
+    /// The segment, found on disk in record format `version`.
+    pub(crate) fn with_version(mut self, version: u32) -> Segment {
+        self.version = version;
+        self
     }
 
     /// How much of the file can be read.
@@ -175,7 +185,11 @@ impl Log {
             .map_err(|e| StoreError::io(ctx("creating"), e))?;
         file.preallocate(allocated)
             .map_err(|e| StoreError::io(ctx("preallocating"), e))?;
-        let header = SegmentHeader { seq, first_position };
+        let header = SegmentHeader {
+            seq,
+            first_position,
+            version: SEGMENT_VERSION,
+        };
         file.write_at(&header.encode(), 0)
             .map_err(|e| StoreError::io(ctx("writing the header of"), e))?;
         file.sync_data().map_err(|e| StoreError::io(ctx("syncing"), e))?;

@@ -43,6 +43,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+pub(crate) use self::format::MAX_EVENT_TYPE_BYTES;
 use self::format::{MAX_SEGMENT_BYTES, SEGMENT_HEADER_BYTES, address};
 use self::index::Index;
 use self::log::Log;

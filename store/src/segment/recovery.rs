@@ -155,7 +155,9 @@ fn open_segments(log: &Log, segment_bytes: u64) -> Result<Vec<Arc<Segment>>, Sto
             }
         });
         match header {
-            Ok(h) => out.push(Arc::new(Segment::new(seq, h.first_position, file, capacity, len))),
+            Ok(h) => out.push(Arc::new(
+                Segment::new(seq, h.first_position, file, capacity, len).with_version(h.version),
+            )),
             Err(detail) if i + 1 == seqs.len() => {
                 let probe = Arc::new(Segment::new(seq, 0, file, capacity, len));
                 if find_after(log, &probe, SEGMENT_HEADER_BYTES, u64::MAX)?.records > 0 {

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::format::{KIND_EVENTS, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decode_events, segment_name};
+use super::format::{
+    KIND_EVENTS, RECORD_HEADER_BYTES, SAME_METADATA, SAME_TYPE, SEGMENT_HEADER_BYTES, decode_events, segment_name,
+};
 use super::log::{RawRecord, Segment, SegmentCursor, Stop, show_path};
 use super::retention::Removal;
 use super::writer::Request;
@@ -333,6 +335,7 @@ fn scavenge_segment(
         capacity: segment.capacity,
         allocated: AtomicU64::new(allocated),
         end: AtomicU64::new(segment.end.load(Ordering::Acquire)),
+        version: segment.version,
     }));
     part.rewritten = true;
     info!(segment = %show_path(&path), erased = part.events_erased, "scavenged a segment");
@@ -361,16 +364,37 @@ fn erase_in_record(
         )));
     }
     part.events_examined += events.len() as u64;
+    // Whether each event goes; the metadata an event shares with later
+    // ones (format 2's shorthand) is erased only when every event sharing
+    // it goes, since those bytes are theirs too.
+    let gone: Vec<bool> = events
+        .iter()
+        .map(|event| {
+            shared
+                .state_at(&event.stream_id, visible)
+                .is_some_and(|s| s.tombstoned || event.version < s.truncate_before)
+        })
+        .collect();
+    let mut metadata_kept = vec![false; events.len()];
+    for (i, r) in ranges.iter().enumerate() {
+        if !gone[i] {
+            metadata_kept[r.metadata_from] = true;
+        }
+    }
     let mut body = None::<Vec<u8>>;
-    for (event, ranges) in events.iter().zip(ranges) {
-        let gone = shared
-            .state_at(&event.stream_id, visible)
-            .is_some_and(|s| s.tombstoned || event.version < s.truncate_before);
-        if !gone || ranges.iter().all(|r| record.body[r.clone()].iter().all(|b| *b == 0)) {
+    for (i, r) in ranges.into_iter().enumerate() {
+        if !gone[i] {
+            continue;
+        }
+        let mut erase = vec![r.payload];
+        if !metadata_kept[i] {
+            erase.extend(r.metadata);
+        }
+        if erase.iter().all(|r| record.body[r.clone()].iter().all(|b| *b == 0)) {
             continue;
         }
         let b = body.get_or_insert_with(|| record.body.to_vec());
-        for r in ranges {
+        for r in erase {
             part.bytes_erased += r.len() as u64;
             b[r].fill(0);
         }
@@ -388,10 +412,20 @@ fn erase_in_record(
     Ok(Some(Patch { offset, bytes }))
 }
 
+/// Where an event's erasable bytes are in an events record's body.
+struct EventRanges {
+    payload: Range<usize>,
+    /// Its metadata strings' contents (empty when it shares another's).
+    metadata: Vec<Range<usize>>,
+    /// The event (index in the record) whose bytes hold its metadata:
+    /// itself, or an earlier one for format 2's "same metadata".
+    metadata_from: usize,
+}
+
 /// For each event of an events record's body, in order, the byte ranges
 /// of its payload and of its metadata strings' contents (what a scavenge
 /// zeroes). Lengths are checked against the body, as `decode_events` does.
-fn event_ranges(body: &[u8]) -> Result<Vec<Vec<Range<usize>>>, String> {
+fn event_ranges(body: &[u8]) -> Result<Vec<EventRanges>, String> {
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<Range<usize>, String> {
         if body.len() - *at < n {
@@ -400,44 +434,61 @@ fn event_ranges(body: &[u8]) -> Result<Vec<Vec<Range<usize>>>, String> {
         *at += n;
         Ok(*at - n..*at)
     };
-    let u16_at = |r: Range<usize>| u16::from_le_bytes(body[r].try_into().expect("2 bytes")) as usize;
+    let u16_at = |r: Range<usize>| u16::from_le_bytes(body[r].try_into().expect("2 bytes"));
     let u32_at = |r: Range<usize>| u32::from_le_bytes(body[r].try_into().expect("4 bytes")) as usize;
     take(&mut at, 8)?;
     let parts = u32_at(take(&mut at, 4)?);
     let mut total = 0usize;
     for _ in 0..parts {
-        let n = u16_at(take(&mut at, 2)?);
+        let n = u16_at(take(&mut at, 2)?) as usize;
         take(&mut at, n + 8)?;
         total = total.saturating_add(u32_at(take(&mut at, 4)?));
     }
     if total > body.len() / 23 {
         return Err(format!("{total} events cannot fit a body of {}", body.len()));
     }
-    let mut out = Vec::with_capacity(total);
-    for _ in 0..total {
-        let mut ranges = Vec::new();
+    let mut out: Vec<EventRanges> = Vec::with_capacity(total);
+    for i in 0..total {
         take(&mut at, 16)?;
-        let n = u16_at(take(&mut at, 2)?);
-        take(&mut at, n)?;
-        let n = u32_at(take(&mut at, 4)?);
-        ranges.push(take(&mut at, n)?);
-        let flag = body[take(&mut at, 1)?][0];
-        if flag == 1 {
-            for _ in 0..2 {
-                if body[take(&mut at, 1)?][0] == 1 {
-                    let n = u32_at(take(&mut at, 4)?);
-                    ranges.push(take(&mut at, n)?);
-                }
-            }
-            let pairs = u32_at(take(&mut at, 4)?);
-            for _ in 0..pairs.min(body.len()) {
-                for _ in 0..2 {
-                    let n = u32_at(take(&mut at, 4)?);
-                    ranges.push(take(&mut at, n)?);
-                }
+        match u16_at(take(&mut at, 2)?) {
+            SAME_TYPE => {}
+            n => {
+                take(&mut at, n as usize)?;
             }
         }
-        out.push(ranges);
+        let n = u32_at(take(&mut at, 4)?);
+        let payload = take(&mut at, n)?;
+        let mut metadata = Vec::new();
+        let mut metadata_from = i;
+        match body[take(&mut at, 1)?][0] {
+            1 => {
+                for _ in 0..2 {
+                    if body[take(&mut at, 1)?][0] == 1 {
+                        let n = u32_at(take(&mut at, 4)?);
+                        metadata.push(take(&mut at, n)?);
+                    }
+                }
+                let pairs = u32_at(take(&mut at, 4)?);
+                for _ in 0..pairs.min(body.len()) {
+                    for _ in 0..2 {
+                        let n = u32_at(take(&mut at, 4)?);
+                        metadata.push(take(&mut at, n)?);
+                    }
+                }
+            }
+            SAME_METADATA => {
+                metadata_from = out
+                    .last()
+                    .map(|prev| prev.metadata_from)
+                    .ok_or("the first event of a record names a previous event's metadata")?;
+            }
+            _ => {}
+        }
+        out.push(EventRanges {
+            payload,
+            metadata,
+            metadata_from,
+        });
     }
     Ok(out)
 }

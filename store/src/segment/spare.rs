@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use tracing::{debug, warn};
 
-use super::format::{SEGMENT_HEADER_BYTES, SegmentHeader, segment_name};
+use super::format::{SEGMENT_HEADER_BYTES, SEGMENT_VERSION, SegmentHeader, segment_name};
 use super::log::{Log, Segment, show_path};
 use super::storage::{Storage, StorageFile};
 use crate::error::StoreError;
@@ -125,7 +125,11 @@ impl Spare {
         };
         let target = log.path_of(seq);
         let ctx = |what: &str| format!("{what} segment file {}", show_path(&target));
-        let header = SegmentHeader { seq, first_position };
+        let header = SegmentHeader {
+            seq,
+            first_position,
+            version: SEGMENT_VERSION,
+        };
         file.write_at(&header.encode(), 0)
             .and_then(|()| file.sync_data())
             .map_err(|e| StoreError::io(ctx("writing the header of"), e))?;

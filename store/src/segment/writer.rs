@@ -352,7 +352,7 @@ impl Writer {
             });
         }
         let mut body = Vec::new();
-        encode_body(&mut body, now_micros(), &parts);
+        encode_body(&mut body, now_micros(), &parts, self.cursor.segment.version);
         if body.len() > MAX_BODY_BYTES {
             return Err(StoreError::AppendTooLarge {
                 size: body.len(),
