@@ -579,7 +579,7 @@ mod tests {
         }
         // Format 2 writes each repeated type (3 of them) and metadata (2) once:
         // "A" is 1 byte, the metadata 1 + 1 + 4 + 1 + 1 + 4 + 4 + 1 + 4 + 1 bytes.
-        assert_eq!(lens[0] - lens[1], 3 * 1 + 2 * 21);
+        assert_eq!(lens[0] - lens[1], 3 + 2 * 21);
     }
 
     #[test]
