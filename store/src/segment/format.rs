@@ -577,8 +577,9 @@ mod tests {
             assert!(events[4].metadata.is_empty());
             assert_eq!(&events[3].payload[..], &[0, 1, 2]);
         }
-        // Format 2 writes each repeated type (3 of them) and metadata (2) once:
-        // "A" is 1 byte, the metadata 1 + 1 + 4 + 1 + 1 + 4 + 4 + 1 + 4 + 1 bytes.
+        // Format 2 leaves out each repeated type (3 times "A", 1 byte) and
+        // metadata (2 times the 21 bytes after its flag: correlation id
+        // 1 + 4 + 1, no causation id 1, one pair 4 + (4 + 1) + (4 + 1)).
         assert_eq!(lens[0] - lens[1], 3 + 2 * 21);
     }
 
