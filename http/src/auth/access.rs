@@ -1,7 +1,8 @@
 //! The service's side of the tokens: what it decides at start, the keyring
 //! it checks requests against (reloaded while it runs), and the
 //! middleware, which also ends a streamed response (a live SSE stream)
-//! once the token it was let in with is revoked.
+//! once the token it was let in with is revoked, or, for one let in while
+//! the service was open, once the first token is created.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,14 +194,34 @@ fn allowed(ring: Option<&Arc<[StoredToken]>>, hash: &Hash, needed: Scope) -> boo
 /// that no longer lets its token in; nothing is sent after it. A body of
 /// known length is left as it is: it ends on its own.
 fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) -> Response {
+    let (hash, needed) = (admitted.hash, admitted.needed);
+    end_when(response, access, move |ring| allowed(ring, &hash, needed))
+}
+
+/// A streamed response let in while the service was open (no token asked)
+/// ends when the first token is created: from then on the service is
+/// guarded, and an anonymous stream would go on reading what only a token
+/// may read. As [`end_when_revoked`], a body of known length is left as it
+/// is.
+fn end_when_guarded(response: Response, access: &Access) -> Response {
+    end_when(response, access, |ring| ring.is_none())
+}
+
+/// Ends a streamed `response` at the first state of the keyring (the one
+/// now included) for which `admits` is false; a body of known length is
+/// left as it is.
+fn end_when(
+    response: Response,
+    access: &Access,
+    admits: impl Fn(Option<&Arc<[StoredToken]>>) -> bool + Send + 'static,
+) -> Response {
     if response.body().size_hint().exact().is_some() {
         return response;
     }
     let mut keyring = access.ring.subscribe();
-    let (hash, needed) = (admitted.hash, admitted.needed);
-    let revoked = async move {
+    let refused = async move {
         loop {
-            if !allowed(keyring.borrow_and_update().as_ref(), &hash, needed) {
+            if !admits(keyring.borrow_and_update().as_ref()) {
                 return;
             }
             if keyring.changed().await.is_err() {
@@ -210,7 +231,7 @@ fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) ->
         }
     };
     let (parts, body) = response.into_parts();
-    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(revoked)));
+    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(refused)));
     Response::from_parts(parts, body)
 }
 
@@ -289,7 +310,8 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
         {
             return refused.into_response();
         }
-        return next.run(req).await;
+        let response = next.run(req).await;
+        return end_when_guarded(response, &access);
     }
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     match scopes::need(req.method(), route) {
