@@ -257,18 +257,27 @@ pub(crate) async fn refresh_loop(access: Access, source: TokenSource, every: Dur
 /// (a request without a Host, which no browser sends, is let through). A
 /// page of another site that its DNS points at 127.0.0.1 (DNS rebinding)
 /// sends its own name, and is refused.
+///
+/// The host named is the request target's authority when it has one, and
+/// the Host header only otherwise: an absolute-form target
+/// (`GET http://host/path`) replaces the Host header, which the server
+/// must then ignore (RFC 9112 §3.2.2), and an HTTP/2 request names its
+/// host in `:authority`. hyper keeps either in the request's URI.
 fn loopback_host(req: &Request) -> Result<(), HttpError> {
-    let mut values = req.headers().get_all(header::HOST).iter();
-    let host = match (values.next(), values.next()) {
-        (None, _) => match req.uri().authority() {
-            Some(authority) => authority.as_str().to_string(),
-            None => return Ok(()),
-        },
-        (Some(value), None) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        (Some(_), Some(_)) => {
-            return Err(HttpError::ForeignHost {
-                host: "(more than one Host header)".into(),
-            });
+    let host = match req.uri().authority() {
+        // Any userinfo (`user@`) is not part of the host.
+        Some(authority) => authority.as_str().rsplit('@').next().unwrap_or_default().to_string(),
+        None => {
+            let mut values = req.headers().get_all(header::HOST).iter();
+            match (values.next(), values.next()) {
+                (None, _) => return Ok(()),
+                (Some(value), None) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                (Some(_), Some(_)) => {
+                    return Err(HttpError::ForeignHost {
+                        host: "(more than one Host header)".into(),
+                    });
+                }
+            }
         }
     };
     if is_loopback_host(&host) {
