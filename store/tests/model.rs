@@ -256,6 +256,8 @@ impl Model {
                 }
                 life.max_count = metadata.max_count;
             }
+            // The enum is non-exhaustive: an operation added later.
+            _ => unreachable!("the model does not know it"),
         }
         self.log.push((format!("$${name}"), None, Vec::new()));
         self.life.insert(name, (life, meta_version + 1));
