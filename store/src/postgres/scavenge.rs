@@ -77,7 +77,9 @@ pub struct PostgresScavengeReport {
     /// Streams truncated to make `max_count`/`max_age` removals permanent.
     pub streams_truncated: u64,
     /// Streams whose retention changed after the scavenge read it, left as
-    /// they are (the next scavenge looks again).
+    /// they are (the next scavenge looks again). A stream deleted for good
+    /// meanwhile is not counted: its events are erased by this scavenge
+    /// anyway.
     pub streams_skipped: u64,
     /// Streams examined.
     pub streams_examined: u64,
@@ -216,16 +218,7 @@ impl PostgresStore {
                         metadata_expected: ExpectedVersion::Exact(meta_version),
                         before: first_kept,
                     };
-                    match self.modify_stream(op).await {
-                        Ok(_) => report.streams_truncated += 1,
-                        // The retention changed, or the stream was deleted
-                        // for good, after it was read: its events are
-                        // judged again by the next scavenge (or go anyway).
-                        Err(StoreError::WrongExpectedVersion { .. } | StoreError::StreamDeleted { .. }) => {
-                            report.streams_skipped += 1;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    count_truncation(report, self.modify_stream(op).await)?;
                 }
                 after = id;
             }
@@ -236,11 +229,51 @@ impl PostgresStore {
     }
 }
 
+/// Counts in `report` what a truncation for retention did: truncated, or
+/// skipped (its retention changed after the scavenge read it: the next
+/// scavenge judges it again). A stream deleted for good meanwhile is
+/// neither: its events are erased by this scavenge anyway. Any other error
+/// is returned.
+fn count_truncation<T>(report: &mut PostgresScavengeReport, result: Result<T, StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => report.streams_truncated += 1,
+        Err(StoreError::WrongExpectedVersion { .. }) => report.streams_skipped += 1,
+        Err(StoreError::StreamDeleted { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
 /// Sleeps while `bytes` erased since `started` run ahead of `rate` per second.
 async fn pace(rate: Option<u64>, bytes: u64, started: Instant) {
     let Some(rate) = rate.filter(|r| *r > 0) else { return };
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
     if let Some(wait) = due.checked_sub(started.elapsed()) {
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_deleted_meanwhile_is_not_counted_as_skipped() {
+        let mut report = PostgresScavengeReport::default();
+        let stream = StreamId::new("s").unwrap();
+        count_truncation(&mut report, Ok(())).unwrap();
+        count_truncation::<()>(
+            &mut report,
+            Err(StoreError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(1),
+                actual: 2,
+            }),
+        )
+        .unwrap();
+        count_truncation::<()>(&mut report, Err(StoreError::StreamDeleted { stream })).unwrap();
+        assert_eq!((report.streams_truncated, report.streams_skipped), (1, 1), "{report:?}");
+        let other = count_truncation::<()>(&mut report, Err(StoreError::Unavailable { reason: "down".into() }));
+        assert!(matches!(other, Err(StoreError::Unavailable { .. })), "{other:?}");
     }
 }
