@@ -92,7 +92,7 @@ pub(super) async fn migrate(client: &mut ClientWrapper, schema: &str) -> Result<
     LOG.apply(client, schema).await
 }
 
-/// The columns every read selects, in the order [`super::decode_event`] reads them.
+/// The columns every read selects, in the order [`super::rows::decode_event`] reads them.
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, crc";
 
 /// [`COLUMNS`] of the lateral subquery `e` of `read_filtered`.
