@@ -240,6 +240,14 @@ impl ScavengeRun {
         };
         g.finished.get_or_create(&OutcomeLabels { outcome }).inc();
     }
+
+    /// Records an end before the end: stopped by the shutdown (only a
+    /// PostgreSQL scavenge stops), what it erased stays erased.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn stopped(&self) {
+        let g = &self.0.scavenge;
+        g.finished.get_or_create(&OutcomeLabels { outcome: "stopped" }).inc();
+    }
 }
 
 impl Drop for ScavengeRun {

@@ -2,7 +2,9 @@
 //! answers only requests naming a loopback host (`localhost`, 127.0.0.0/8,
 //! `[::1]`, any port); a page of another site pointed at 127.0.0.1 names
 //! its own and is refused with 421 before anything runs. A guarded service
-//! (tokens) checks the token instead, whatever the Host.
+//! (tokens) checks the token instead, whatever the Host. A request with an
+//! absolute-form target (`GET http://host/path`) is judged by the host of
+//! its target, which replaces the Host header (RFC 9112 §3.2.2).
 
 mod common;
 
@@ -70,6 +72,73 @@ async fn an_open_loopback_service_answers_only_loopback_hosts(backend: Backend) 
     s.finish().await;
 }
 
+/// Sends `GET {target}` with `Host: {host}` on a connection of its own
+/// (reqwest sends only origin-form to a server); the status code.
+async fn raw_get(s: &TestServer, target: &str, host: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.strip_prefix("HTTP/1.1 ").and_then(|rest| rest.get(..3));
+    status
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+async fn an_absolute_form_target_names_the_host(backend: Backend) {
+    let data = Data::new(backend);
+    let s = TestServer::on(&data, Config::default()).await;
+    let port = s.url.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    // The target's authority is judged, the Host header ignored.
+    for (target, host, status) in [
+        (
+            format!("http://evil.example:{port}/healthz"),
+            format!("localhost:{port}"),
+            421,
+        ),
+        (
+            "http://evil.example/healthz".to_string(),
+            format!("127.0.0.1:{port}"),
+            421,
+        ),
+        (
+            "http://localhost@evil.example/healthz".to_string(),
+            format!("localhost:{port}"),
+            421,
+        ),
+        (
+            format!("http://localhost:{port}/healthz"),
+            "evil.example".to_string(),
+            200,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/healthz"),
+            "evil.example".to_string(),
+            200,
+        ),
+        (format!("http://[::1]:{port}/healthz"), "evil.example".to_string(), 200),
+        (
+            format!("http://user@localhost:{port}/healthz"),
+            "evil.example".to_string(),
+            200,
+        ),
+        // Origin-form: the Host header.
+        ("/healthz".to_string(), format!("localhost:{port}"), 200),
+        ("/healthz".to_string(), "evil.example".to_string(), 421),
+    ] {
+        assert_eq!(
+            raw_get(&s, &target, &host).await,
+            status,
+            "GET {target} with Host: {host}"
+        );
+    }
+    s.finish().await;
+}
+
 async fn a_guarded_service_checks_the_token_not_the_host(backend: Backend) {
     let data = Data::new(backend);
     let auth = format!("Bearer {}", data.create_token("app", Scope::Write).await);
@@ -92,4 +161,5 @@ async fn a_guarded_service_checks_the_token_not_the_host(backend: Backend) {
 on_both_backends!(
     an_open_loopback_service_answers_only_loopback_hosts,
     a_guarded_service_checks_the_token_not_the_host,
+    an_absolute_form_target_names_the_host,
 );

@@ -1,7 +1,8 @@
 //! `POST /admin/scavenge` on the segment log (and on PostgreSQL): it erases a deleted
 //! stream's payloads from every file of the data directory while the
 //! service serves, its progress in `/metrics`; one at a time
-//! (`scavenge-running`); admin only when tokens are configured.
+//! (`scavenge-running`); admin only when tokens are configured; a
+//! shutdown stops a PostgreSQL scavenge between batches.
 
 mod common;
 
@@ -182,6 +183,45 @@ async fn a_scavenge_on_postgres_deletes_a_deleted_streams_rows() {
         (&gone["version"], gone["events"].as_array().unwrap().len()),
         (&json!(0), 0),
         "{gone}"
+    );
+    s.finish().await;
+}
+
+/// A server shutting down stops its PostgreSQL scavenge between two
+/// batches instead of waiting for it to finish (here it is paced to
+/// 1 MiB/s over 12 MiB in batches of 1,000 rows): the next scavenge, on
+/// the next server, finds what the first left and erases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
+async fn shutdown_stops_a_postgres_scavenge_between_batches() {
+    use strata_store::{DeleteMode, ExpectedVersion, NewEvent, StreamId};
+
+    let data = common::Data::new(common::Backend::Postgres);
+    let log = data.open_log().await;
+    let bulk = StreamId::new("bulk-1").unwrap();
+    let body = vec![b'x'; 4096];
+    for _ in 0..3 {
+        let events = (0..1000).map(|_| NewEvent::new("Bulk", body.clone())).collect();
+        log.append(&bulk, ExpectedVersion::Any, events).await.unwrap();
+    }
+    log.delete_stream(&bulk, ExpectedVersion::Exact(3000), DeleteMode::Hard)
+        .await
+        .unwrap();
+    drop(log);
+
+    let s = TestServer::on(&data, Config::default()).await;
+    let started = s.post("/admin/scavenge?max_mib_per_second=1", json!(null)).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    // Stopped wherever it is: before its first batch or in a pause after one.
+    s.server.shutdown().await.expect("shutdown");
+
+    let s = TestServer::on(&data, Config::default()).await;
+    assert_eq!(s.post("/admin/scavenge", json!(null)).await.status, 202);
+    let text = finished(&s, 1).await;
+    let left = metric(&text, "strata_scavenge_events_erased").unwrap();
+    assert!(
+        left >= 1000,
+        "the stopped scavenge left at least two batches to the next one: {left} erased\n{text}"
     );
     s.finish().await;
 }

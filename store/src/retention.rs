@@ -175,7 +175,37 @@ pub enum DeleteMode {
 
 /// A change to a stream's life, judged like an append: against an
 /// expected version, all or nothing, recorded in the log.
+///
+/// Non-exhaustive: operations may be added, so a `match` outside this
+/// crate needs an arm for the others (a wrapper store passes an operation
+/// on whole, to [`crate::EventStore::modify_stream`]):
+///
+/// ```
+/// use strata_store::StreamOperation;
+/// fn what(op: &StreamOperation) -> &'static str {
+///     match op {
+///         StreamOperation::Delete { .. } => "delete",
+///         StreamOperation::Truncate { .. } | StreamOperation::TruncateForRetention { .. } => "truncate",
+///         StreamOperation::SetMetadata { .. } => "retention",
+///         _ => "another",
+///     }
+/// }
+/// ```
+///
+/// Without that arm it does not compile:
+///
+/// ```compile_fail,E0004
+/// use strata_store::StreamOperation;
+/// fn what(op: &StreamOperation) -> &'static str {
+///     match op {
+///         StreamOperation::Delete { .. } => "delete",
+///         StreamOperation::Truncate { .. } | StreamOperation::TruncateForRetention { .. } => "truncate",
+///         StreamOperation::SetMetadata { .. } => "retention",
+///     }
+/// }
+/// ```
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum StreamOperation {
     /// Deletes the stream; `expected` is judged against its version.
     Delete {

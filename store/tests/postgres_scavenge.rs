@@ -9,6 +9,8 @@
 //! - a scavenge that dies halfway (its task panics after the first page of
 //!   streams) leaves every batch it committed erased and nothing else
 //!   changed, and running it again finishes the work;
+//! - a scavenge asked to stop (`scavenge_until`, as a server's shutdown
+//!   does) ends between two batches, says so, and the next one finishes;
 //! - a scavenge under concurrent appends, reads and a live subscription
 //!   skips and duplicates nothing for the subscriber.
 //!
@@ -37,6 +39,7 @@ macro_rules! postgres_tests {
 postgres_tests!(
     a_scavenge_deletes_removed_rows_and_keeps_only_their_ids,
     a_scavenge_that_dies_halfway_is_finished_by_the_next,
+    a_scavenge_asked_to_stop_ends_between_batches_and_the_next_finishes,
     a_scavenge_under_load_skips_and_duplicates_nothing_for_a_subscriber,
 );
 
@@ -259,9 +262,9 @@ mod imp {
         assert_eq!(other.stream_version(&sid("del-hard")).await.unwrap(), 0);
     }
 
-    pub async fn a_scavenge_that_dies_halfway_is_finished_by_the_next() {
-        let (db, store) = store().await;
-        // 300 deleted streams: more than one page (256) of them.
+    /// 300 soft-deleted streams of 3 events each (more than one page of
+    /// 256 streams), and one kept.
+    async fn three_hundred_deleted_streams(store: &PostgresStore) {
         for i in 0..300 {
             let s = sid(&format!("gone-{i:03}"));
             let events = (0..3).map(|j| NewEvent::new("Gone", payload(GONE, j))).collect();
@@ -279,6 +282,11 @@ mod imp {
             )
             .await
             .unwrap();
+    }
+
+    pub async fn a_scavenge_that_dies_halfway_is_finished_by_the_next() {
+        let (db, store) = store().await;
+        three_hundred_deleted_streams(&store).await;
         let before = visible(&store).await;
         let admin = db.admin().await;
         let schema = db.schema().to_string();
@@ -315,6 +323,57 @@ mod imp {
                 .unwrap();
             assert_eq!(r.stream_version, 4, "{s}: the version goes on");
         }
+    }
+
+    pub async fn a_scavenge_asked_to_stop_ends_between_batches_and_the_next_finishes() {
+        let (db, store) = store().await;
+        three_hundred_deleted_streams(&store).await;
+        let before = visible(&store).await;
+        let admin = db.admin().await;
+        let schema = db.schema().to_string();
+        // Stopped before it starts: nothing erased.
+        let report = store
+            .scavenge_until(batches_of(50), &mut |_| {}, std::future::ready(()))
+            .await
+            .unwrap();
+        assert!(report.stopped, "{report:?}");
+        assert_eq!((report.events_erased, report.batches), (0, 0), "{report:?}");
+        assert_eq!(count(&admin, &schema, "erased_events").await, 0);
+        // Stopped once its first page of streams is done (as a shutdown
+        // would, at any moment): it ends before the next batch.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut stop = Some(stop);
+        let report = store
+            .scavenge_until(
+                batches_of(50),
+                &mut |p| {
+                    if p.streams_done > 0
+                        && let Some(stop) = stop.take()
+                    {
+                        let _ = stop.send(());
+                    }
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .unwrap();
+        assert!(report.stopped, "{report:?}");
+        assert_eq!(report.events_erased, 256 * 3, "the first page only: {report:?}");
+        assert_eq!(count(&admin, &schema, "erased_events").await, 256 * 3);
+        assert_eq!(
+            rows_holding(&admin, &schema, GONE).await,
+            900 - 256 * 3,
+            "the rest untouched"
+        );
+        assert_eq!(visible(&store).await, before, "readers see the same");
+        // The next one finishes, and is not stopped.
+        let report = store.scavenge(batches_of(50), &mut |_| {}).await.unwrap();
+        assert!(!report.stopped, "{report:?}");
+        assert_eq!(report.events_erased, 900 - 256 * 3, "{report:?}");
+        assert_eq!(rows_holding(&admin, &schema, GONE).await, 0);
+        assert_eq!(visible(&store).await, before);
     }
 
     pub async fn a_scavenge_under_load_skips_and_duplicates_nothing_for_a_subscriber() {

@@ -1,7 +1,8 @@
 //! The service's side of the tokens: what it decides at start, the keyring
 //! it checks requests against (reloaded while it runs), and the
 //! middleware, which also ends a streamed response (a live SSE stream)
-//! once the token it was let in with is revoked.
+//! once the token it was let in with is revoked, or, for one let in while
+//! the service was open, once the first token is created.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,14 +194,34 @@ fn allowed(ring: Option<&Arc<[StoredToken]>>, hash: &Hash, needed: Scope) -> boo
 /// that no longer lets its token in; nothing is sent after it. A body of
 /// known length is left as it is: it ends on its own.
 fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) -> Response {
+    let (hash, needed) = (admitted.hash, admitted.needed);
+    end_when(response, access, move |ring| allowed(ring, &hash, needed))
+}
+
+/// A streamed response let in while the service was open (no token asked)
+/// ends when the first token is created: from then on the service is
+/// guarded, and an anonymous stream would go on reading what only a token
+/// may read. As [`end_when_revoked`], a body of known length is left as it
+/// is.
+fn end_when_guarded(response: Response, access: &Access) -> Response {
+    end_when(response, access, |ring| ring.is_none())
+}
+
+/// Ends a streamed `response` at the first state of the keyring (the one
+/// now included) for which `admits` is false; a body of known length is
+/// left as it is.
+fn end_when(
+    response: Response,
+    access: &Access,
+    admits: impl Fn(Option<&Arc<[StoredToken]>>) -> bool + Send + 'static,
+) -> Response {
     if response.body().size_hint().exact().is_some() {
         return response;
     }
     let mut keyring = access.ring.subscribe();
-    let (hash, needed) = (admitted.hash, admitted.needed);
-    let revoked = async move {
+    let refused = async move {
         loop {
-            if !allowed(keyring.borrow_and_update().as_ref(), &hash, needed) {
+            if !admits(keyring.borrow_and_update().as_ref()) {
                 return;
             }
             if keyring.changed().await.is_err() {
@@ -210,7 +231,7 @@ fn end_when_revoked(response: Response, access: &Access, admitted: &Admitted) ->
         }
     };
     let (parts, body) = response.into_parts();
-    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(revoked)));
+    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(refused)));
     Response::from_parts(parts, body)
 }
 
@@ -236,18 +257,27 @@ pub(crate) async fn refresh_loop(access: Access, source: TokenSource, every: Dur
 /// (a request without a Host, which no browser sends, is let through). A
 /// page of another site that its DNS points at 127.0.0.1 (DNS rebinding)
 /// sends its own name, and is refused.
+///
+/// The host named is the request target's authority when it has one, and
+/// the Host header only otherwise: an absolute-form target
+/// (`GET http://host/path`) replaces the Host header, which the server
+/// must then ignore (RFC 9112 §3.2.2), and an HTTP/2 request names its
+/// host in `:authority`. hyper keeps either in the request's URI.
 fn loopback_host(req: &Request) -> Result<(), HttpError> {
-    let mut values = req.headers().get_all(header::HOST).iter();
-    let host = match (values.next(), values.next()) {
-        (None, _) => match req.uri().authority() {
-            Some(authority) => authority.as_str().to_string(),
-            None => return Ok(()),
-        },
-        (Some(value), None) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        (Some(_), Some(_)) => {
-            return Err(HttpError::ForeignHost {
-                host: "(more than one Host header)".into(),
-            });
+    let host = match req.uri().authority() {
+        // Any userinfo (`user@`) is not part of the host.
+        Some(authority) => authority.as_str().rsplit('@').next().unwrap_or_default().to_string(),
+        None => {
+            let mut values = req.headers().get_all(header::HOST).iter();
+            match (values.next(), values.next()) {
+                (None, _) => return Ok(()),
+                (Some(value), None) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                (Some(_), Some(_)) => {
+                    return Err(HttpError::ForeignHost {
+                        host: "(more than one Host header)".into(),
+                    });
+                }
+            }
         }
     };
     if is_loopback_host(&host) {
@@ -289,7 +319,8 @@ pub(crate) async fn authorize(State(access): State<Access>, req: Request, next: 
         {
             return refused.into_response();
         }
-        return next.run(req).await;
+        let response = next.run(req).await;
+        return end_when_guarded(response, &access);
     }
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     match scopes::need(req.method(), route) {

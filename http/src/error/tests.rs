@@ -15,9 +15,9 @@ use strata_projections::ProjectionError;
 use strata_store::{ErrorKind, Example, StoreError};
 use strata_subscriptions::SubscriptionError;
 
+use super::HttpError;
 use super::answer::{Source, by_kind, generic};
-use super::{HttpError, PROBLEM_JSON};
-use crate::problem::ProblemType;
+use crate::problem::{PROBLEM_JSON, ProblemType};
 
 /// The variants of `StoreError` that exist with the `postgres` feature only.
 const POSTGRES_ONLY: [&str; 2] = ["Postgres", "IncompatibleSchema"];

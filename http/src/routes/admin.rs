@@ -24,13 +24,16 @@ use crate::state::Shared;
 
 /// What the admin routes use: the segment log (`None` on PostgreSQL) or
 /// the PostgreSQL store, the metrics that hold the scavenge's claim and
-/// progress, and the tracker shutdown waits on.
+/// progress, the tracker shutdown waits on, and the token shutdown cancels
+/// first (a PostgreSQL scavenge stops at it).
 pub(crate) struct Admin {
     segments: Option<SegmentStore>,
     #[cfg(feature = "postgres")]
     postgres: Option<strata_store::PostgresStore>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
+    #[cfg(feature = "postgres")]
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl FromRef<Shared> for Admin {
@@ -41,6 +44,8 @@ impl FromRef<Shared> for Admin {
             postgres: s.postgres.clone(),
             metrics: s.metrics.clone(),
             tasks: s.tasks.clone(),
+            #[cfg(feature = "postgres")]
+            stopping: s.stopping.clone(),
         }
     }
 }
@@ -104,15 +109,26 @@ pub(crate) async fn scavenge(
             ..strata_store::PostgresScavengeOptions::default()
         };
         info!(max_mib_per_second = ?q.max_mib_per_second, "scavenge of the PostgreSQL log started");
-        // Tracked: shutdown waits for it. Each batch commits on its own, so
-        // a crash meanwhile is safe (the next scavenge goes on).
+        // Tracked: shutdown waits for it, and stops it first (between two
+        // batches). Each batch commits on its own, so a stop or a crash
+        // meanwhile is safe (the next scavenge goes on).
+        let stop = admin.stopping.clone().cancelled_owned();
         admin.tasks.spawn(async move {
             let result = store
-                .scavenge(options, &mut |p| {
-                    run.progress(p.streams_done, p.streams_total, p.events_erased)
-                })
+                .scavenge_until(
+                    options,
+                    &mut |p| run.progress(p.streams_done, p.streams_total, p.events_erased),
+                    stop,
+                )
                 .await;
             match result {
+                Ok(report) if report.stopped => {
+                    info!(
+                        erased = report.events_erased,
+                        "scavenge stopped by the shutdown: the next one goes on"
+                    );
+                    run.stopped();
+                }
                 Ok(report) => run.finished(Some(report.bytes_erased)),
                 Err(e) => {
                     warn!(error = %e, "scavenge failed");

@@ -2,83 +2,34 @@
 //! processes. See `docs/postgres.md` for why it is built this way.
 
 mod listener;
+mod options;
+mod rows;
 mod scavenge;
 mod schema;
 mod writer;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tracing::{debug, info, warn};
-use uuid::Uuid;
 
+pub use self::options::PostgresOptions;
+use self::rows::{corrupt_row, decode_event, decode_event_at, state_at};
 pub use self::scavenge::{PostgresScavengeOptions, PostgresScavengeProgress, PostgresScavengeReport};
 use self::schema::Sql;
-use crate::codec::from_bincode;
 use crate::commit_stats::{CommitCounters, CommitStats};
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead};
-use crate::limits::Limits;
 use crate::pg::{self, Schema, describe, from_db, is_connection_error, to_db_saturating};
-use crate::retention::{StreamMetadata, StreamOperation, StreamOperationResult, StreamState};
+use crate::retention::{StreamOperation, StreamOperationResult};
 use crate::store::EventStore;
 use crate::subscription::{EventSubscription, FilteredSubscription};
-use crate::types::{
-    AppendResult, Direction, EventId, Metadata, RecordedEvent, StreamAppend, StreamId, StreamSummary, to_micros,
-};
-
-/// How a [`PostgresStore`] connects and behaves.
-#[derive(Clone, Debug)]
-pub struct PostgresOptions {
-    /// The schema that holds the log's tables (default `strata`). It is
-    /// created, and migrated, when the store connects. Lower-case letters,
-    /// digits and `_`, starting with a letter or `_`, at most 40 bytes.
-    /// Stores on different schemas of one database are independent logs.
-    pub schema: String,
-    /// Limits on appends.
-    pub limits: Limits,
-    /// Connections in the pool (default 16, at least 2): one is held by the
-    /// writer, the rest serve reads. The listener for live subscriptions has one more
-    /// of its own.
-    pub pool_size: usize,
-    /// The most appends one group commit (one transaction) takes (default 1,024).
-    pub max_group_appends: usize,
-    /// How many appends may wait for the writer before `append` waits for room (default 4,096).
-    pub queue_capacity: usize,
-    /// The `application_name` of the store's connections, as
-    /// `pg_stat_activity` shows it; the listener's is this plus `-listen`.
-    /// `None` keeps the one in the URL, or else uses `strata`.
-    pub application_name: Option<String>,
-    /// How often live subscriptions check the head position in case a
-    /// notification was lost (default 1 s). Notifications normally wake
-    /// them at once.
-    pub poll_interval: Duration,
-    /// How long opening a connection, or waiting for a free one in the
-    /// pool, may take before the call fails with
-    /// [`StoreError::Unavailable`] (default 10 s).
-    pub connect_timeout: Duration,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        PostgresOptions {
-            schema: "strata".into(),
-            limits: Limits::default(),
-            pool_size: 16,
-            max_group_appends: 1024,
-            queue_capacity: 4096,
-            application_name: None,
-            poll_interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
+use crate::types::{AppendResult, Direction, RecordedEvent, StreamAppend, StreamId, StreamSummary};
 
 /// The log in a PostgreSQL database: the backend for services that run
 /// several processes on one log, or keep it where their operations team
@@ -624,112 +575,5 @@ async fn warn_if_not_durable(shared: &Shared) {
             }
         }
         Err(e) => debug!(error = %e, "cannot read the durability settings"),
-    }
-}
-
-/// The CRC-32 of one event row: every column, each variable-length one with
-/// its length, so a value moved between columns or rows fails too.
-#[allow(clippy::too_many_arguments)]
-fn row_checksum(
-    position: i64,
-    stream: &str,
-    version: i64,
-    id: &Uuid,
-    event_type: &str,
-    payload: &[u8],
-    metadata: &[u8],
-    recorded_micros: u64,
-) -> i32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&position.to_be_bytes());
-    for field in [stream.as_bytes(), event_type.as_bytes(), payload, metadata] {
-        h.update(&(field.len() as u64).to_be_bytes());
-        h.update(field);
-    }
-    h.update(&version.to_be_bytes());
-    h.update(id.as_bytes());
-    h.update(&recorded_micros.to_be_bytes());
-    h.finalize() as i32
-}
-
-/// Decodes and checks one event row (columns in the order of `schema::COLUMNS`).
-/// The stream state in columns `base..base + 5` of `row` (truncate_before,
-/// deleted, tombstoned, max_count, max_age_ms); `None` when the row has
-/// none (a left join that found nothing).
-pub(super) fn state_at(row: &Row, base: usize) -> Result<Option<StreamState>, tokio_postgres::Error> {
-    let Some(truncate_before) = row.try_get::<_, Option<i64>>(base)? else {
-        return Ok(None);
-    };
-    let count: Option<i64> = row.try_get(base + 3)?;
-    let age: Option<i64> = row.try_get(base + 4)?;
-    Ok(Some(StreamState {
-        truncate_before: truncate_before.max(0) as u64,
-        deleted: row.try_get::<_, Option<bool>>(base + 1)?.unwrap_or(false),
-        tombstoned: row.try_get::<_, Option<bool>>(base + 2)?.unwrap_or(false),
-        metadata: StreamMetadata {
-            max_count: count.map(|c| c.max(1) as u64),
-            max_age: age.map(|a| std::time::Duration::from_millis(a.max(1) as u64)),
-        },
-    }))
-}
-
-fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    decode_event_at(row, 0)
-}
-
-/// Decodes and checks the event in the columns of `row` from `base` on
-/// (in the order of `schema::COLUMNS`).
-fn decode_event_at(row: &Row, base: usize) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(base).map_err(|e| corrupt_row(None, e))?;
-    let location = || format!("event at position {position}");
-    let decode = |e: tokio_postgres::Error| corrupt_row(Some(position), e);
-    let stream: &str = row.try_get(base + 1).map_err(decode)?;
-    let version: i64 = row.try_get(base + 2).map_err(decode)?;
-    let id: Uuid = row.try_get(base + 3).map_err(decode)?;
-    let event_type: &str = row.try_get(base + 4).map_err(decode)?;
-    let payload: &[u8] = row.try_get(base + 5).map_err(decode)?;
-    let metadata: &[u8] = row.try_get(base + 6).map_err(decode)?;
-    let recorded_at: SystemTime = row.try_get(base + 7).map_err(decode)?;
-    let crc: i32 = row.try_get(base + 8).map_err(decode)?;
-    let computed = row_checksum(
-        position,
-        stream,
-        version,
-        &id,
-        event_type,
-        payload,
-        metadata,
-        to_micros(recorded_at),
-    );
-    if computed != crc {
-        return Err(StoreError::Corrupt {
-            location: location(),
-            detail: format!("checksum mismatch: stored {crc:08x}, computed {computed:08x}"),
-        });
-    }
-    let metadata: Metadata = from_bincode(metadata, location)?;
-    let stream_id = StreamId::new(stream).map_err(|e| StoreError::Corrupt {
-        location: location(),
-        detail: e.to_string(),
-    })?;
-    Ok(RecordedEvent {
-        stream_id,
-        version: from_db(version, "event version")?,
-        position: from_db(position, "event position")?,
-        id: EventId::from_uuid(id),
-        event_type: event_type.to_string(),
-        payload: Bytes::copy_from_slice(payload),
-        metadata,
-        recorded_at,
-    })
-}
-
-fn corrupt_row(position: Option<i64>, e: tokio_postgres::Error) -> StoreError {
-    StoreError::Corrupt {
-        location: match position {
-            Some(p) => format!("event at position {p}"),
-            None => "event row".into(),
-        },
-        detail: describe(&e),
     }
 }

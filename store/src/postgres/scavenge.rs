@@ -17,13 +17,20 @@
 //! 3. **Resumable:** each batch commits on its own and a scavenge deletes
 //!    only what is still there, so one interrupted at any point (a crash, a
 //!    lost connection) is finished by running it again.
+//! 4. **Stoppable:** [`PostgresStore::scavenge_until`] stops between two
+//!    statements (and in its pauses) once its `stop` future completes, so a
+//!    service shutting down does not wait for a long scavenge to finish.
 //!
 //! A batch takes no lock an append or a read waits for (appends lock the
 //! head row and insert new rows; reads see the rows before or after a
 //! batch commits, and skip them either way), so the store serves on.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::FusedFuture;
 use tracing::info;
 
 use super::PostgresStore;
@@ -35,6 +42,14 @@ use crate::types::{ExpectedVersion, StreamId};
 
 /// How many streams a scavenge reads per page.
 const STREAM_PAGE: i64 = 256;
+
+/// What stops a scavenge: a future that completes when it should.
+type Stop<'a> = Pin<Box<dyn FusedFuture<Output = ()> + Send + 'a>>;
+
+/// Whether `stop` has completed (polled once, without waiting).
+fn stopped(stop: &mut Stop<'_>) -> bool {
+    stop.is_terminated() || stop.as_mut().now_or_never().is_some()
+}
 
 /// How a scavenge of a [`PostgresStore`] runs.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +92,9 @@ pub struct PostgresScavengeReport {
     /// Streams truncated to make `max_count`/`max_age` removals permanent.
     pub streams_truncated: u64,
     /// Streams whose retention changed after the scavenge read it, left as
-    /// they are (the next scavenge looks again).
+    /// they are (the next scavenge looks again). A stream deleted for good
+    /// meanwhile is not counted: its events are erased by this scavenge
+    /// anyway.
     pub streams_skipped: u64,
     /// Streams examined.
     pub streams_examined: u64,
@@ -89,6 +106,10 @@ pub struct PostgresScavengeReport {
     pub bytes_erased: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// Stopped before the end, because the `stop` of
+    /// [`PostgresStore::scavenge_until`] completed: what it erased stays
+    /// erased, and the next scavenge goes on from there.
+    pub stopped: bool,
 }
 
 impl PostgresStore {
@@ -107,6 +128,23 @@ impl PostgresStore {
         options: PostgresScavengeOptions,
         progress: &mut (dyn FnMut(PostgresScavengeProgress) + Send),
     ) -> Result<PostgresScavengeReport, StoreError> {
+        self.scavenge_until(options, progress, std::future::pending()).await
+    }
+
+    /// [`PostgresStore::scavenge`], stopped early once `stop` completes (a
+    /// service's shutdown, say): it is looked at before each statement and
+    /// during each pause of `max_bytes_per_second`, so the scavenge ends
+    /// within one batch's transaction of it, with
+    /// [`PostgresScavengeReport::stopped`] set. Every batch committed
+    /// before stays committed (each is a transaction of its own), and the
+    /// next scavenge goes on from there.
+    pub async fn scavenge_until(
+        &self,
+        options: PostgresScavengeOptions,
+        progress: &mut (dyn FnMut(PostgresScavengeProgress) + Send),
+        stop: impl Future<Output = ()> + Send,
+    ) -> Result<PostgresScavengeReport, StoreError> {
+        let mut stop: Stop<'_> = Box::pin(stop.fuse());
         if options.batch_events == 0 {
             return Err(StoreError::InvalidLimits {
                 reason: "a scavenge's batch_events must be at least 1".into(),
@@ -116,7 +154,7 @@ impl PostgresStore {
         let started = Instant::now();
         let mut report = PostgresScavengeReport::default();
         if options.make_retention_permanent {
-            self.make_retention_permanent(&mut report).await?;
+            self.make_retention_permanent(&mut report, &mut stop).await?;
         }
         let sql = &self.shared().sql;
         let total = self
@@ -134,7 +172,11 @@ impl PostgresStore {
         progress(done);
         let batch = to_db_saturating(options.batch_events as u64);
         let mut after = String::new();
-        loop {
+        'pages: loop {
+            if report.stopped || stopped(&mut stop) {
+                report.stopped = true;
+                break;
+            }
             let rows = self
                 .shared()
                 .query(
@@ -147,6 +189,10 @@ impl PostgresStore {
             let Some(last) = page.last() else { break };
             after = last.clone();
             loop {
+                if stopped(&mut stop) {
+                    report.stopped = true;
+                    break 'pages;
+                }
                 let rows = self
                     .shared()
                     .query("erasing removed events", &sql.scavenge_batch, &[&page, &batch])
@@ -159,7 +205,7 @@ impl PostgresStore {
                     report.batches += 1;
                     report.events_erased += erased;
                     report.bytes_erased += bytes;
-                    pace(options.max_bytes_per_second, report.bytes_erased, started).await;
+                    pace(options.max_bytes_per_second, report.bytes_erased, started, &mut stop).await;
                 }
                 if erased < options.batch_events as u64 {
                     break;
@@ -176,22 +222,41 @@ impl PostgresStore {
             }
         }
         report.elapsed = started.elapsed();
-        info!(
-            streams = report.streams_examined,
-            batches = report.batches,
-            erased = report.events_erased,
-            bytes = report.bytes_erased,
-            "PostgreSQL scavenge finished"
-        );
+        if report.stopped {
+            info!(
+                streams = report.streams_examined,
+                batches = report.batches,
+                erased = report.events_erased,
+                bytes = report.bytes_erased,
+                "PostgreSQL scavenge stopped before the end: the next one goes on"
+            );
+        } else {
+            info!(
+                streams = report.streams_examined,
+                batches = report.batches,
+                erased = report.events_erased,
+                bytes = report.bytes_erased,
+                "PostgreSQL scavenge finished"
+            );
+        }
         Ok(report)
     }
 
     /// Truncates every stream whose `max_count`/`max_age` removes events
     /// before its first kept one, judged against the metadata version read
     /// with its retention (a stream whose metadata moved on is skipped).
-    async fn make_retention_permanent(&self, report: &mut PostgresScavengeReport) -> Result<(), StoreError> {
+    /// Sets `report.stopped` and returns when `stop` completes.
+    async fn make_retention_permanent(
+        &self,
+        report: &mut PostgresScavengeReport,
+        stop: &mut Stop<'_>,
+    ) -> Result<(), StoreError> {
         let mut after = String::new();
         loop {
+            if stopped(stop) {
+                report.stopped = true;
+                return Ok(());
+            }
             let rows = self
                 .shared()
                 .query(
@@ -201,6 +266,10 @@ impl PostgresStore {
                 )
                 .await?;
             for row in &rows {
+                if stopped(stop) {
+                    report.stopped = true;
+                    return Ok(());
+                }
                 let id: String = row.get(0);
                 let truncate_before = from_db(row.get::<_, i64>(1), "truncate_before")?;
                 let meta_version = from_db(row.get::<_, i64>(2), "metadata version")?;
@@ -216,16 +285,7 @@ impl PostgresStore {
                         metadata_expected: ExpectedVersion::Exact(meta_version),
                         before: first_kept,
                     };
-                    match self.modify_stream(op).await {
-                        Ok(_) => report.streams_truncated += 1,
-                        // The retention changed, or the stream was deleted
-                        // for good, after it was read: its events are
-                        // judged again by the next scavenge (or go anyway).
-                        Err(StoreError::WrongExpectedVersion { .. } | StoreError::StreamDeleted { .. }) => {
-                            report.streams_skipped += 1;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    count_truncation(report, self.modify_stream(op).await)?;
                 }
                 after = id;
             }
@@ -236,11 +296,55 @@ impl PostgresStore {
     }
 }
 
-/// Sleeps while `bytes` erased since `started` run ahead of `rate` per second.
-async fn pace(rate: Option<u64>, bytes: u64, started: Instant) {
+/// Counts in `report` what a truncation for retention did: truncated, or
+/// skipped (its retention changed after the scavenge read it: the next
+/// scavenge judges it again). A stream deleted for good meanwhile is
+/// neither: its events are erased by this scavenge anyway. Any other error
+/// is returned.
+fn count_truncation<T>(report: &mut PostgresScavengeReport, result: Result<T, StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => report.streams_truncated += 1,
+        Err(StoreError::WrongExpectedVersion { .. }) => report.streams_skipped += 1,
+        Err(StoreError::StreamDeleted { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Sleeps while `bytes` erased since `started` run ahead of `rate` per
+/// second, or until `stop` completes.
+async fn pace(rate: Option<u64>, bytes: u64, started: Instant, stop: &mut Stop<'_>) {
     let Some(rate) = rate.filter(|r| *r > 0) else { return };
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
     if let Some(wait) = due.checked_sub(started.elapsed()) {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.as_mut() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_deleted_meanwhile_is_not_counted_as_skipped() {
+        let mut report = PostgresScavengeReport::default();
+        let stream = StreamId::new("s").unwrap();
+        count_truncation(&mut report, Ok(())).unwrap();
+        count_truncation::<()>(
+            &mut report,
+            Err(StoreError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(1),
+                actual: 2,
+            }),
+        )
+        .unwrap();
+        count_truncation::<()>(&mut report, Err(StoreError::StreamDeleted { stream })).unwrap();
+        assert_eq!((report.streams_truncated, report.streams_skipped), (1, 1), "{report:?}");
+        let other = count_truncation::<()>(&mut report, Err(StoreError::Unavailable { reason: "down".into() }));
+        assert!(matches!(other, Err(StoreError::Unavailable { .. })), "{other:?}");
     }
 }

@@ -92,7 +92,7 @@ pub(super) async fn migrate(client: &mut ClientWrapper, schema: &str) -> Result<
     LOG.apply(client, schema).await
 }
 
-/// The columns every read selects, in the order [`super::decode_event`] reads them.
+/// The columns every read selects, in the order [`super::rows::decode_event`] reads them.
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, crc";
 
 /// [`COLUMNS`] of the lateral subquery `e` of `read_filtered`.
@@ -277,10 +277,14 @@ impl Sql {
 ///
 /// The ids are walked as a skip scan: each step of the recursive query is
 /// one probe of the (stream_id, version) index of each table for the next
-/// id, and the query stops as soon as `$3` streams are listed, however many
-/// events each has. The filter is a scalar subquery on the walk itself
-/// (never planned as a join that could reorder it), so the walk's order,
-/// ascending, is the order of the rows the limit keeps.
+/// id above the one before, so the walk is ascending. Each row of the walk
+/// says whether its stream is listed and how many are listed so far, and
+/// the walk stops at the step that lists the `$3`th, however many events
+/// each stream has: the walk is bounded by the query itself, not by how
+/// PostgreSQL happens to evaluate a `LIMIT` over a recursive query. The
+/// rows kept are then ordered explicitly (`ORDER BY stream_id`, a sort of
+/// the few rows walked), so a page is the first `$3` listed streams after
+/// `$2` and the next page, after its last, goes on where it ended.
 fn list_streams(
     events: &str,
     erased: &str,
@@ -308,18 +312,40 @@ fn list_streams(
             upper = upper("n.stream_id")
         )
     };
-    let last = last_version("i.stream_id");
+    // One step of the walk, from the id `w.stream_id` (NULL: past the
+    // end): the id, its last version, whether it is listed, and `listed`,
+    // how many are listed up to it.
+    let step = |from: &str, listed_before: &str| {
+        format!(
+            "SELECT w.stream_id, l.last, v.shown, {listed_before} + CASE WHEN v.shown THEN 1 ELSE 0 END::bigint \
+             FROM {from}, LATERAL (SELECT {last} AS last) l, \
+             LATERAL (SELECT w.stream_id IS NOT NULL AND starts_with(w.stream_id, $1) \
+             AND NOT starts_with(w.stream_id, '$$') AND NOT COALESCE((SELECT s.tombstoned \
+             OR (s.deleted AND l.last < s.truncate_before) FROM {state} s WHERE s.stream_id = w.stream_id), false) \
+             AS shown) v",
+            last = last_version("w.stream_id"),
+        )
+    };
     format!(
-        "WITH RECURSIVE ids(stream_id) AS (SELECT LEAST({first_e}, {first_x}) \
-         UNION ALL SELECT LEAST({next_e}, {next_x}) FROM ids i WHERE i.stream_id IS NOT NULL) \
-         SELECT i.stream_id, {last} FROM ids i WHERE i.stream_id IS NOT NULL AND starts_with(i.stream_id, $1) \
-         AND NOT starts_with(i.stream_id, '$$') AND NOT COALESCE((SELECT s.tombstoned \
-         OR (s.deleted AND {last} < s.truncate_before) FROM {state} s WHERE s.stream_id = i.stream_id), false) \
-         LIMIT $3",
-        first_e = first(events),
-        first_x = first(erased),
-        next_e = next(events, "i.stream_id"),
-        next_x = next(erased, "i.stream_id"),
+        "WITH RECURSIVE ids(stream_id, last, shown, listed) AS ({anchor} \
+         UNION ALL {recursive} WHERE i.stream_id IS NOT NULL AND i.listed < $3) \
+         SELECT i.stream_id, i.last FROM ids i WHERE i.shown ORDER BY i.stream_id LIMIT $3",
+        anchor = step(
+            &format!(
+                "(SELECT LEAST({first_e}, {first_x}) AS stream_id) w",
+                first_e = first(events),
+                first_x = first(erased)
+            ),
+            "0::bigint"
+        ),
+        recursive = step(
+            &format!(
+                "ids i, LATERAL (SELECT LEAST({next_e}, {next_x}) AS stream_id) w",
+                next_e = next(events, "i.stream_id"),
+                next_x = next(erased, "i.stream_id")
+            ),
+            "i.listed"
+        ),
     )
 }
 

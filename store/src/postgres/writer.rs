@@ -30,7 +30,8 @@ use tokio_postgres::types::ToSql;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{Shared, row_checksum, state_at};
+use super::Shared;
+use super::rows::{row_checksum, state_at};
 use crate::codec::to_bincode;
 use crate::decide::{IdEntry, Plan, StreamView, all_done, plan_multi, plan_op};
 use crate::error::StoreError;
