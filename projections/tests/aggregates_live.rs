@@ -277,6 +277,7 @@ async fn run(ops: Vec<Op>, orders_json: bool, stock_json: bool, every: u64, batc
         RebuildOptions {
             batch_size: 7,
             flush_keys: 3,
+            ..RebuildOptions::default()
         },
         |_| {},
     )

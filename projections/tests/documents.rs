@@ -235,6 +235,7 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let options = RebuildOptions {
         batch_size: 7,
         flush_keys: 3,
+        ..RebuildOptions::default()
     };
     rebuild(&*shared, &fresh, &DocumentListingProjection, options, |_| {})
         .await

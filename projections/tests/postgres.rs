@@ -314,6 +314,7 @@ mod imp {
         let options = RebuildOptions {
             batch_size: 50,
             flush_keys: 20,
+            ..RebuildOptions::default()
         };
         rebuild(store, &orders, &OrderSummaryProjection, options, |_| {})
             .await

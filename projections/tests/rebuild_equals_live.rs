@@ -47,6 +47,7 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let options = RebuildOptions {
         batch_size: 7,
         flush_keys: 5,
+        ..RebuildOptions::default()
     };
     rebuild(&*store, &orders, &OrderSummaryProjection, options, |_| {})
         .await
@@ -184,6 +185,7 @@ fn rebuild_during_live_appends_hands_over_exactly_once() {
             RebuildOptions {
                 batch_size: 100,
                 flush_keys: 10,
+                ..RebuildOptions::default()
             },
             |_| calls += 1,
         )
