@@ -179,9 +179,10 @@ async fn rebuilds_equal_live<F, Fut>(
 async fn on_sled(ops: Vec<(u8, u32, u32)>, deletes: Vec<(bool, u16, bool)>, batch_size: usize, flush_keys: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_buffered(dir.path());
-    let projections = Projections::open(&store)
-        .unwrap()
-        .with_options(RunnerOptions { batch_size });
+    let projections = Projections::open(&store).unwrap().with_options(RunnerOptions {
+        batch_size,
+        ..RunnerOptions::default()
+    });
     projections.start().await.unwrap();
     history(&store, &projections, &ops, &deletes).await;
     let live = entries(&projections);
@@ -224,7 +225,10 @@ fn chunked_rebuilds_equal_live_on_postgres() {
         let projections = Projections::open_postgres(&a)
             .await
             .unwrap()
-            .with_options(RunnerOptions { batch_size: 5 });
+            .with_options(RunnerOptions {
+                batch_size: 5,
+                ..RunnerOptions::default()
+            });
         projections.start().await.unwrap();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {

@@ -23,9 +23,10 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_buffered(dir.path());
-    let projections = Projections::open(&store)
-        .unwrap()
-        .with_options(RunnerOptions { batch_size });
+    let projections = Projections::open(&store).unwrap().with_options(RunnerOptions {
+        batch_size,
+        ..RunnerOptions::default()
+    });
     projections.start().await.unwrap();
 
     let mut world = World::default();
@@ -149,7 +150,10 @@ fn rebuild_during_live_appends_hands_over_exactly_once() {
             shared.clone(),
             model.clone(),
             projection.clone(),
-            RunnerOptions { batch_size: 16 },
+            RunnerOptions {
+                batch_size: 16,
+                ..RunnerOptions::default()
+            },
         )
         .await
         .unwrap();
