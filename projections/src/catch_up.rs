@@ -112,17 +112,17 @@ pub(crate) async fn catch_up(
             .as_ref()
             .is_some_and(|(ws, _)| ws.len() >= catch_up_keys || ws.staged_bytes() >= CATCH_UP_BYTES);
         let done = near || events.is_empty();
-        if full || done {
-            if let Some((ws, at)) = pending.take() {
-                let keys = ws.len();
-                match model.commit(ws, at).await? {
-                    Commit::Done => {
-                        debug!(projection = name, keys, checkpoint = at.position, "catch-up: committed");
-                        checkpoint = at.position;
-                    }
-                    Commit::Stale => return Ok(CaughtUp::GenerationChanged),
-                    Commit::LeaseLost => return Ok(CaughtUp::LeaseLost),
+        if (full || done)
+            && let Some((ws, at)) = pending.take()
+        {
+            let keys = ws.len();
+            match model.commit(ws, at).await? {
+                Commit::Done => {
+                    debug!(projection = name, keys, checkpoint = at.position, "catch-up: committed");
+                    checkpoint = at.position;
                 }
+                Commit::Stale => return Ok(CaughtUp::GenerationChanged),
+                Commit::LeaseLost => return Ok(CaughtUp::LeaseLost),
             }
         }
         if done {
