@@ -112,6 +112,13 @@ fn bench_quick_reports_every_contender_and_workload() {
             r["events"].as_u64().unwrap() > 0 && r["events_per_sec"].as_f64().unwrap() > 0.0,
             "{r}"
         );
+        let rebuild = r["what"].as_str().unwrap().contains("projection rebuild");
+        assert_eq!(r["backend"], "segment", "{r}");
+        assert_eq!(
+            r["ratio_to_fold"].as_f64().is_some_and(|v| v > 0.0),
+            rebuild,
+            "a rebuild, and only a rebuild, is set against the fold: {r}"
+        );
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(
@@ -122,7 +129,8 @@ fn bench_quick_reports_every_contender_and_workload() {
 
 /// `strata bench --postgres`: strata on PostgreSQL and the plain INSERTs
 /// run every workload beside the embedded log, every strata-on-PostgreSQL row's events
-/// are in its store, and each is set against the plain INSERTs. Needs
+/// are in its store, and each is set against the plain INSERTs; the read
+/// side runs on PostgreSQL too, its rebuild set against its fold. Needs
 /// a server: ignored unless `STRATA_POSTGRES_URL` was set at build time.
 #[test]
 #[cfg_attr(not(strata_postgres), ignore = "needs PostgreSQL: scripts/test-postgres.sh")]
@@ -131,15 +139,7 @@ fn bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([
-            "bench",
-            "--quick",
-            "--no-read",
-            "--appends",
-            "40",
-            "--contenders",
-            "durable",
-        ])
+        .args(["bench", "--quick", "--appends", "40", "--contenders", "durable"])
         .args(["--postgres", &url, "--dir"])
         .arg(dir.path())
         .arg("--json")
@@ -189,4 +189,25 @@ fn bench_quick_with_postgres_adds_strata_on_postgres_and_plain_inserts() {
     for r in rows.iter().filter(|r| r["contender"] == "plain INSERT postgres") {
         assert_eq!(r["events"].as_u64(), Some(40), "{r}");
     }
+    // The read side on PostgreSQL too: read_all, the fold and a rebuild
+    // set against it.
+    let on_postgres: Vec<&serde_json::Value> = report["read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["backend"] == "postgres")
+        .collect();
+    for what in ["read_all", "plain fold", "projection rebuild"] {
+        let row = on_postgres
+            .iter()
+            .find(|r| r["what"].as_str().unwrap().contains(what))
+            .unwrap_or_else(|| panic!("no PostgreSQL read-side row {what}: {on_postgres:?}"));
+        assert!(row["events"].as_u64().unwrap() > 0, "{row}");
+    }
+    assert!(
+        on_postgres
+            .iter()
+            .any(|r| r["ratio_to_fold"].as_f64().is_some_and(|v| v > 0.0)),
+        "{on_postgres:?}"
+    );
 }

@@ -217,7 +217,13 @@ impl Projections {
         let progress = |p: RebuildProgress| {
             if last_logged.elapsed() >= Duration::from_secs(5) {
                 last_logged = Instant::now();
-                info!(done = p.done, total = p.total, "rebuilding read models");
+                info!(
+                    done = p.done,
+                    total = p.total,
+                    events_per_sec = p.events_per_sec().round(),
+                    remaining = ?p.remaining(),
+                    "rebuilding read models"
+                );
             }
         };
         let reports = rebuild_all_if(

@@ -20,6 +20,7 @@
 //! See `docs/projections.md` for the decisions behind it.
 
 pub mod backend;
+mod catch_up;
 mod codec;
 mod documents;
 mod error;

@@ -14,22 +14,34 @@ use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
 
 /// How a rebuild batches its work.
+///
+/// A rebuild folds the log into memory and writes the read models when
+/// the fold holds `flush_bytes` (or one model `flush_keys` changed keys),
+/// and once more before the swap: on a log whose models fit in the budget,
+/// every key is written once, with its final value, and a key the fold
+/// puts and removes again (an order's old status in the status index) is
+/// never written at all.
 #[derive(Clone, Copy, Debug)]
 pub struct RebuildOptions {
     /// Events read from the log at a time (default 4,096).
     pub batch_size: usize,
-    /// Changed keys a model's rebuild folds in memory before it commits
-    /// them, with their checkpoint, in one atomic write (default 65,536;
-    /// what is folded is also committed before the swap). A key changed
-    /// by many events is written once per commit.
+    /// Changed keys one model's fold may hold before it is committed, with
+    /// its checkpoint, in one atomic write (default: no limit of its own;
+    /// `flush_bytes` decides).
     pub flush_keys: usize,
+    /// Memory, roughly, that the fold of every model together may hold
+    /// (changed keys, their values and their bookkeeping) before it is
+    /// committed (default 256 MiB). A key that many events change is
+    /// written once per commit.
+    pub flush_bytes: usize,
 }
 
 impl Default for RebuildOptions {
     fn default() -> Self {
         RebuildOptions {
             batch_size: 4096,
-            flush_keys: 65_536,
+            flush_keys: usize::MAX,
+            flush_bytes: 256 << 20,
         }
     }
 }
@@ -42,6 +54,23 @@ pub struct RebuildProgress {
     pub done: u64,
     /// Events to replay (the head position last seen).
     pub total: u64,
+    /// Time since the rebuild started.
+    pub elapsed: Duration,
+}
+
+impl RebuildProgress {
+    /// Events replayed per second so far (0 before any).
+    pub fn events_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 { self.done as f64 / secs } else { 0.0 }
+    }
+
+    /// The time left at the rate so far (`None` before the first events
+    /// are replayed). Writers appending meanwhile make it longer.
+    pub fn remaining(&self) -> Option<Duration> {
+        let rate = self.events_per_sec();
+        (rate > 0.0).then(|| Duration::from_secs_f64(self.total.saturating_sub(self.done) as f64 / rate))
+    }
 }
 
 /// What a finished rebuild did.
@@ -138,6 +167,7 @@ pub(crate) async fn rebuild_all_if(
     let mut replay = Replay {
         models: Vec::with_capacity(targets.len()),
         flush_keys: options.flush_keys.max(1),
+        flush_bytes: options.flush_bytes.max(1),
     };
     for (model, projection) in targets {
         replay.models.push(Target {
@@ -172,7 +202,14 @@ pub(crate) async fn rebuild_all_if(
             "rebuilding read model"
         );
     }
-    progress(RebuildProgress { done: 0, total });
+    let mut report = |done, total| {
+        progress(RebuildProgress {
+            done,
+            total,
+            elapsed: started.elapsed(),
+        })
+    };
+    report(0, total);
     let mut done = 0;
     // Catch up without holding anything up, until at most a batch is left.
     loop {
@@ -181,8 +218,11 @@ pub(crate) async fn rebuild_all_if(
             break;
         }
         done = replay.batch(store, done, batch_size, u64::MAX).await?;
-        progress(RebuildProgress { done, total });
+        report(done, total);
     }
+    // What is folded is written before the live runners are held off: the
+    // largest write of the rebuild does not stall them.
+    replay.flush().await?;
     // The rest with the live runners' commits held off, up to the head seen
     // now; the live runners take over from there after the swap. (Runners
     // take one model's lock at a time, so taking several here cannot deadlock.)
@@ -196,7 +236,7 @@ pub(crate) async fn rebuild_all_if(
         total = total.max(target);
         while done < target {
             done = replay.batch(store, done, batch_size, target).await?;
-            progress(RebuildProgress { done, total });
+            report(done, total);
         }
         replay.flush().await?;
         // All pointers in one atomic write: no crash leaves some models on
@@ -205,7 +245,10 @@ pub(crate) async fn rebuild_all_if(
         // meanwhile: then replay up to there first, so no reader's model
         // goes back.
         let buildings = replay.models.iter_mut().map(|t| &mut t.building).collect();
-        match Building::swap_in_all(buildings, done).await? {
+        let swapping = Instant::now();
+        let swapped = Building::swap_in_all(buildings, done).await?;
+        debug!(projection = name, took = ?swapping.elapsed(), "rebuild: swap");
+        match swapped {
             None => break,
             Some(live) => {
                 debug!(
@@ -241,14 +284,16 @@ pub(crate) async fn rebuild_all_if(
 }
 
 /// The generations being rebuilt, each with a write set its events are
-/// folded into until it holds `flush_keys` changed keys (or the rebuild
-/// is about to swap), then committed with the last event's checkpoint: the
-/// fold's reads mostly hit its own staged changes, and a key that many
-/// events change (a count, a busy SKU) is written once per commit, not
-/// once per batch read from the log.
+/// folded into until the write sets together hold `flush_bytes` (or one
+/// holds `flush_keys` changed keys, or the rebuild is about to swap), then
+/// all committed with the last event's checkpoint: the fold's reads hit
+/// its own staged changes, and a key that many events change (a count, a
+/// busy SKU) is written once per commit, not once per batch read from the
+/// log.
 struct Replay<'a> {
     models: Vec<Target<'a>>,
     flush_keys: usize,
+    flush_bytes: usize,
 }
 
 struct Target<'a> {
@@ -289,6 +334,7 @@ impl Replay<'_> {
             let Some(last) = events.last().map(Checkpoint::of) else {
                 return Ok(done.max(head_before.min(until)));
             };
+            let (mut bytes, mut full) = (0, false);
             for t in &mut self.models {
                 let mut ws = match t.pending.take() {
                     Some((ws, _)) => ws,
@@ -299,11 +345,12 @@ impl Replay<'_> {
                     check_and_apply(t.projection, event, previous, &mut ws)?;
                     previous = event.position;
                 }
-                if ws.len() >= self.flush_keys {
-                    t.building.commit(ws, last).await?;
-                } else {
-                    t.pending = Some((ws, last));
-                }
+                bytes += ws.staged_bytes();
+                full |= ws.len() >= self.flush_keys;
+                t.pending = Some((ws, last));
+            }
+            if full || bytes >= self.flush_bytes {
+                self.flush().await?;
             }
             Ok(last.position)
         }
@@ -315,7 +362,16 @@ impl Replay<'_> {
     async fn flush(&mut self) -> Result<(), ProjectionError> {
         for t in &mut self.models {
             if let Some((ws, at)) = t.pending.take() {
+                let (keys, bytes, started) = (ws.len(), ws.staged_bytes(), Instant::now());
                 t.building.commit(ws, at).await?;
+                debug!(
+                    projection = t.projection.name(),
+                    keys,
+                    bytes,
+                    checkpoint = at.position,
+                    took = ?started.elapsed(),
+                    "rebuild: committed what is folded"
+                );
             }
         }
         Ok(())

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::backend::{Checkpoint, Commit};
+use crate::catch_up::{CaughtUp, catch_up};
 use crate::error::ProjectionError;
 use crate::model::run_state::RunState;
 use crate::model::store::ModelStore;
@@ -24,11 +25,20 @@ pub struct RunnerOptions {
     /// 512). When the runner is behind, batches are full; when it keeps up,
     /// a batch holds whatever has arrived since the last one.
     pub batch_size: usize,
+    /// When the runner starts (or a rebuild swaps a generation in) more
+    /// than `batch_size` events behind the log, it first catches up the
+    /// way a rebuild folds: large reads into one write set, committed with
+    /// its checkpoint when it holds this many changed keys (default
+    /// 16,384; or 64 MiB), then follows the subscription.
+    pub catch_up_keys: usize,
 }
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        RunnerOptions { batch_size: 512 }
+        RunnerOptions {
+            batch_size: 512,
+            catch_up_keys: 16_384,
+        }
     }
 }
 
@@ -103,7 +113,7 @@ impl ProjectionRunner {
                     model: model.clone(),
                     ended: None,
                 };
-                let following = lead_and_follow(&*store, &model, &*projection, options.batch_size.max(1), stop_rx);
+                let following = lead_and_follow(&*store, &model, &*projection, options, stop_rx);
                 let result = match AssertUnwindSafe(following).catch_unwind().await {
                     Ok(result) => result,
                     Err(panic) => {
@@ -336,14 +346,14 @@ async fn lead_and_follow(
     store: &dyn EventStore,
     model: &ModelStore,
     projection: &dyn Projection,
-    batch_size: usize,
+    options: RunnerOptions,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ProjectionError> {
     loop {
         if !model.lead(&mut stop).await? {
             return Ok(());
         }
-        match follow(store, model, projection, batch_size, &mut stop).await? {
+        match follow(store, model, projection, options, &mut stop).await? {
             Followed::Stopped => return Ok(()),
             Followed::LeaseLost => {
                 warn!(
@@ -360,10 +370,11 @@ async fn follow(
     store: &dyn EventStore,
     model: &ModelStore,
     projection: &dyn Projection,
-    batch_size: usize,
+    options: RunnerOptions,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Followed, ProjectionError> {
     let name = projection.name();
+    let batch_size = options.batch_size.max(1);
     'subscribe: loop {
         // The subscription belongs to this generation: its events are
         // applied to it and to no other (see `apply_batch`).
@@ -371,6 +382,14 @@ async fn follow(
         // A generation swapped in by another process (PostgreSQL) may have
         // been written by another version of the projection.
         model.check_model_version(projection.model_version())?;
+        // Far behind: the batched path first.
+        let limits = (batch_size, options.catch_up_keys.max(1));
+        let checkpoint = match catch_up(store, model, projection, (generation, checkpoint), limits, stop).await? {
+            CaughtUp::Near(checkpoint) => checkpoint,
+            CaughtUp::GenerationChanged => continue 'subscribe,
+            CaughtUp::LeaseLost => return Ok(Followed::LeaseLost),
+            CaughtUp::Stopped => return Ok(Followed::Stopped),
+        };
         debug!(projection = name, checkpoint, generation, "subscribing");
         let mut events = store.subscribe_all(checkpoint).ready_chunks(batch_size);
         let mut next = checkpoint + 1;

@@ -158,9 +158,10 @@ async fn run(ops: Vec<Op>, orders_json: bool, stock_json: bool, every: u64, batc
     )
     .unwrap();
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-    let projections = Projections::open(&store)
-        .unwrap()
-        .with_options(RunnerOptions { batch_size });
+    let projections = Projections::open(&store).unwrap().with_options(RunnerOptions {
+        batch_size,
+        ..RunnerOptions::default()
+    });
     projections.start().await.unwrap();
 
     let service = OrderService::from_repositories(
@@ -277,6 +278,7 @@ async fn run(ops: Vec<Op>, orders_json: bool, stock_json: bool, every: u64, batc
         RebuildOptions {
             batch_size: 7,
             flush_keys: 3,
+            ..RebuildOptions::default()
         },
         |_| {},
     )

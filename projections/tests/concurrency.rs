@@ -21,7 +21,10 @@ async fn sixteen_writers(store: Arc<dyn EventStore>, model: ModelStore, batch_si
         store.clone(),
         model.clone(),
         Arc::new(Tally::new(model.name())),
-        RunnerOptions { batch_size },
+        RunnerOptions {
+            batch_size,
+            ..RunnerOptions::default()
+        },
     )
     .await
     .unwrap();

@@ -70,7 +70,10 @@ fn crash_child() {
             shared.clone(),
             model,
             Arc::new(Tally::new(NAME)),
-            RunnerOptions { batch_size: 8 },
+            RunnerOptions {
+                batch_size: 8,
+                ..RunnerOptions::default()
+            },
         )
         .await
         .unwrap();

@@ -138,6 +138,7 @@ async fn deletes_then_rebuild(store: Arc<dyn EventStore>, projections: Projectio
     let options = RebuildOptions {
         batch_size: 5,
         flush_keys: 3,
+        ..RebuildOptions::default()
     };
     rebuild(&*store, &orders_model, &OrderSummaryProjection, options, |_| {})
         .await

@@ -217,9 +217,10 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_buffered(dir.path());
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-    let projections = Projections::open(&store)
-        .unwrap()
-        .with_options(RunnerOptions { batch_size });
+    let projections = Projections::open(&store).unwrap().with_options(RunnerOptions {
+        batch_size,
+        ..RunnerOptions::default()
+    });
     projections.start().await.unwrap();
     let docs = DocumentService::new(shared.clone());
     declare(&docs).await;
@@ -235,6 +236,7 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let options = RebuildOptions {
         batch_size: 7,
         flush_keys: 3,
+        ..RebuildOptions::default()
     };
     rebuild(&*shared, &fresh, &DocumentListingProjection, options, |_| {})
         .await

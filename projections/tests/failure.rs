@@ -42,7 +42,10 @@ async fn a_failing_apply_stops_at_its_position_and_a_restart_resumes_there() {
         shared.clone(),
         model.clone(),
         tally.clone(),
-        RunnerOptions { batch_size: 100 },
+        RunnerOptions {
+            batch_size: 100,
+            ..RunnerOptions::default()
+        },
     )
     .await
     .unwrap();

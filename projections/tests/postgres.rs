@@ -78,7 +78,10 @@ mod imp {
             Arc::new(store.clone()),
             model.clone(),
             Arc::new(Tally::new(TALLY)),
-            RunnerOptions { batch_size },
+            RunnerOptions {
+                batch_size,
+                ..RunnerOptions::default()
+            },
         )
         .await
         .unwrap();
@@ -240,7 +243,10 @@ mod imp {
             let pb = Projections::open_postgres(&b)
                 .await
                 .unwrap()
-                .with_options(RunnerOptions { batch_size: 7 });
+                .with_options(RunnerOptions {
+                    batch_size: 7,
+                    ..RunnerOptions::default()
+                });
             pb.start().await.unwrap();
 
             let mut world = World::default();
@@ -314,6 +320,7 @@ mod imp {
         let options = RebuildOptions {
             batch_size: 50,
             flush_keys: 20,
+            ..RebuildOptions::default()
         };
         rebuild(store, &orders, &OrderSummaryProjection, options, |_| {})
             .await

@@ -23,9 +23,10 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_buffered(dir.path());
-    let projections = Projections::open(&store)
-        .unwrap()
-        .with_options(RunnerOptions { batch_size });
+    let projections = Projections::open(&store).unwrap().with_options(RunnerOptions {
+        batch_size,
+        ..RunnerOptions::default()
+    });
     projections.start().await.unwrap();
 
     let mut world = World::default();
@@ -47,6 +48,7 @@ async fn live_then_rebuild(ops: Vec<(u8, u32, u32)>, batch_size: usize) {
     let options = RebuildOptions {
         batch_size: 7,
         flush_keys: 5,
+        ..RebuildOptions::default()
     };
     rebuild(&*store, &orders, &OrderSummaryProjection, options, |_| {})
         .await
@@ -148,7 +150,10 @@ fn rebuild_during_live_appends_hands_over_exactly_once() {
             shared.clone(),
             model.clone(),
             projection.clone(),
-            RunnerOptions { batch_size: 16 },
+            RunnerOptions {
+                batch_size: 16,
+                ..RunnerOptions::default()
+            },
         )
         .await
         .unwrap();
@@ -184,6 +189,7 @@ fn rebuild_during_live_appends_hands_over_exactly_once() {
             RebuildOptions {
                 batch_size: 100,
                 flush_keys: 10,
+                ..RebuildOptions::default()
             },
             |_| calls += 1,
         )

@@ -1,23 +1,23 @@
 //! `strata bench`: append throughput side by side with the disk's ceiling
 //! and the naive embedded append, in one run (with `--postgres`, also
 //! strata on PostgreSQL and plain `INSERT`s into the same database); then
-//! the read side.
+//! the read side (see `read`), on PostgreSQL too with `--postgres`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod read;
+
+pub use self::read::ReadRow;
+use self::read::{print_read, read_side, read_side_postgres};
 use super::workload::{
-    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, long_stock_stream, plain_fold, run_appends,
-    run_disk_ceiling, run_naive_sled, scan_log, write_history,
+    AppendSpec, Budget, FileMode, NaivePostgres, RunStats, Streams, run_appends, run_disk_ceiling, run_naive_sled,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use strata::aggregates::Repository;
-use strata::aggregates::domain::stock::StockItem;
-use strata::projections::Projections;
 use strata_store::{
     Durability, EventStore, MemoryStore, PostgresOptions, PostgresStore, SegmentOptions, SegmentStore, StoreError,
 };
@@ -95,7 +95,9 @@ pub struct BenchArgs {
     contenders: Vec<Contender>,
     /// A PostgreSQL database to add strata on PostgreSQL and plain INSERTs
     /// as contenders (each strata run in a schema of its own, the INSERTs in
-    /// a table of their own, all dropped afterwards). A libpq URL.
+    /// a table of their own, all dropped afterwards), and the read side on
+    /// PostgreSQL (the log, `read_all`, the plain fold and a rebuild of the
+    /// read models, in a schema dropped afterwards). A libpq URL.
     #[arg(long, env = "STRATA_BENCH_POSTGRES", value_name = "URL")]
     postgres: Option<String>,
     /// Records per `fdatasync` for the disk's ceiling.
@@ -135,19 +137,6 @@ pub struct BenchArgs {
     /// A tiny configuration (a second or two), for smoke tests.
     #[arg(long)]
     quick: bool,
-}
-
-/// One measurement of the read side.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReadRow {
-    /// What was measured.
-    pub what: String,
-    /// Events read and applied (for an aggregate load from a snapshot: the tail after it).
-    pub events: u64,
-    /// Wall time in seconds (for an aggregate load: the median of five loads).
-    pub seconds: f64,
-    /// Events per second.
-    pub events_per_sec: f64,
 }
 
 /// One measured run.
@@ -312,14 +301,19 @@ impl PgBench {
     }
 
     async fn drop_schema(&self, schema: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        use strata_store::tokio_postgres::{self, NoTls};
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await?;
-        Ok(())
+        drop_schema(&self.url, schema).await
     }
+}
+
+/// Drops a schema a bench made in the database at `url`.
+async fn drop_schema(url: &str, schema: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use strata_store::tokio_postgres::{self, NoTls};
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await?;
+    Ok(())
 }
 
 /// A tag from the clock and the process id: schemas of concurrent benches differ.
@@ -481,7 +475,7 @@ fn key(w: &AppendSpec) -> AppendSpecKey {
 
 fn print_table(report: &Report) {
     if report.rows.is_empty() {
-        return print_read(report);
+        return print_read(&report.read);
     }
     println!(
         "{:<24} {:>7} {:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>12} {:>8} {:>8} {:>6}",
@@ -534,165 +528,7 @@ fn print_table(report: &Report) {
             r.bytes_per_event.map(|v| format!("{v:.0}")).unwrap_or_default(),
         );
     }
-    print_read(report);
-}
-
-fn print_read(report: &Report) {
-    if report.read.is_empty() {
-        return;
-    }
-    println!();
-    println!("{:<66} {:>10} {:>12} {:>14}", "read side", "events", "ms", "events/s");
-    for r in &report.read {
-        println!(
-            "{:<66} {:>10} {:>12.2} {:>14.0}",
-            r.what,
-            r.events,
-            r.seconds * 1e3,
-            r.events_per_sec
-        );
-    }
-}
-
-fn read_row(what: &str, events: u64, took: Duration) -> ReadRow {
-    ReadRow {
-        what: what.into(),
-        events,
-        seconds: took.as_secs_f64(),
-        events_per_sec: events as f64 / took.as_secs_f64().max(1e-9),
-    }
-}
-
-/// The read side, on the embedded log: `read_all` and `subscribe_all` over
-/// a mixed log, the plain fold of it (the upper bound of a projection), a
-/// rebuild of both projections, opening the store, and loading one long
-/// aggregate with and without a snapshot.
-async fn read_side(
-    args: &BenchArgs,
-    base: &Path,
-    progress: &ProgressBar,
-) -> Result<Vec<ReadRow>, Box<dyn std::error::Error + Send + Sync>> {
-    use futures::StreamExt;
-    let mut rows = Vec::new();
-    let tmp = tempfile::tempdir_in(base)?;
-    let options = SegmentOptions {
-        durability: Durability::Buffered,
-        ..SegmentOptions::default()
-    };
-    let dir = tmp.path().join("log");
-    let store = SegmentStore::open_with(&dir, options.clone())?;
-    progress.set_message(format!("writing a log of {} order and stock events", args.read_events));
-    let n = write_history(&store, args.read_events).await?;
-    let waited = store.clone();
-    tokio::task::spawn_blocking(move || waited.wait_indexed()).await??;
-    progress.inc(1);
-
-    progress.set_message("read_all");
-    let (read, took) = scan_log(&store, 4096).await?;
-    rows.push(read_row("read_all, pages of 4,096", read, took));
-    progress.set_message("subscribe_all");
-    let start = std::time::Instant::now();
-    let mut sub = store.subscribe_all(0);
-    let mut seen = 0u64;
-    while seen < n {
-        match sub.next().await {
-            Some(Ok(e)) => {
-                seen += 1;
-                std::hint::black_box(&e);
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err("the subscription ended early".into()),
-        }
-    }
-    rows.push(read_row("subscribe_all from 0", seen, start.elapsed()));
-    drop(sub);
-    progress.inc(1);
-
-    progress.set_message("plain fold");
-    let start = std::time::Instant::now();
-    let fold = plain_fold(&store).await?;
-    rows.push(read_row(
-        "plain fold of read_all into maps (upper bound)",
-        fold.events,
-        start.elapsed(),
-    ));
-    progress.set_message("projection rebuild");
-    let projections = Projections::open(&store)?;
-    let reports = projections.rebuild(|_| {}).await?;
-    let rebuilt = reports
-        .first()
-        .map(|r| (r.events, r.elapsed))
-        .ok_or("no rebuild report")?;
-    if rebuilt.0 != n {
-        return Err(format!("the rebuild applied {} events of {n}", rebuilt.0).into());
-    }
-    rows.push(read_row(
-        "projection rebuild, both read models in one pass",
-        rebuilt.0,
-        rebuilt.1,
-    ));
-    drop(projections);
-    progress.inc(1);
-
-    progress.set_message("open");
-    let usage = store.disk_usage();
-    drop(store);
-    let start = std::time::Instant::now();
-    let store = SegmentStore::open_with(&dir, options.clone())?;
-    let took = start.elapsed();
-    rows.push(read_row(
-        &format!(
-            "open a store of {n} events ({} MB log, {} MB index)",
-            usage.log_bytes / 1_000_000,
-            usage.index_bytes / 1_000_000
-        ),
-        n,
-        took,
-    ));
-    drop(store);
-    progress.inc(1);
-
-    progress.set_message(format!("an aggregate of {} events", args.load_events));
-    let agg: Arc<dyn EventStore> = Arc::new(SegmentStore::open_with(tmp.path().join("aggregate"), options)?);
-    const SNAPSHOT_EVERY: u64 = 1_000;
-    let tail = (args.load_events / 200).clamp(1, SNAPSHOT_EVERY - 1);
-    long_stock_stream(
-        &agg,
-        "long",
-        args.load_events,
-        SNAPSHOT_EVERY.min(args.load_events / 2),
-        tail,
-    )
-    .await?;
-    for (what, snapshots) in [
-        ("load one aggregate, full replay", false),
-        ("load one aggregate, from its snapshot", true),
-    ] {
-        let mut repo = Repository::<StockItem>::new(agg.clone());
-        if snapshots {
-            repo = repo.with_snapshots(SNAPSHOT_EVERY.min(args.load_events / 2));
-        }
-        let mut times = Vec::new();
-        let (mut version, mut replayed) = (0, 0);
-        for _ in 0..5 {
-            let start = std::time::Instant::now();
-            let loaded = repo.load("long").await?;
-            times.push(start.elapsed());
-            (version, replayed) = (loaded.version, loaded.replayed);
-            if snapshots != loaded.snapshot_version.is_some() {
-                return Err(format!("{what}: snapshot used: {:?}", loaded.snapshot_version).into());
-            }
-        }
-        times.sort();
-        // The events it actually read and applied, in the median load's time.
-        rows.push(read_row(
-            &format!("{what} ({version}-event stream)"),
-            replayed,
-            times[times.len() / 2],
-        ));
-    }
-    progress.inc(1);
-    Ok(rows)
+    print_read(&report.read);
 }
 
 /// Per contender, (writers, events/s) points.
@@ -796,7 +632,7 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
         total += disk_runs + workloads.len() * contenders.len() * args.rounds;
     }
     if !args.no_read {
-        total += 5;
+        total += 5 + if args.postgres.is_some() { 3 } else { 0 };
     }
     let progress = ProgressBar::new(total as u64);
     progress.set_style(
@@ -865,7 +701,14 @@ pub async fn bench(mut args: BenchArgs) -> CliResult {
     let read = if args.no_read {
         Vec::new()
     } else {
-        read_side(&args, &base, &progress).await?
+        let mut read = read_side(&args, &base, &progress).await?;
+        if let Some(url) = &args.postgres {
+            let schema = format!("strata_bench_read_{:08x}", rand_tag());
+            let on_postgres = read_side_postgres(&args, url, &schema, &progress).await;
+            drop_schema(url, &schema).await?;
+            read.extend(on_postgres?);
+        }
+        read
     };
     progress.finish_and_clear();
     add_ratios(&mut rows);

@@ -24,15 +24,17 @@ pub async fn rebuild(args: RebuildArgs) -> CliResult {
     let projections = Projections::open(&store)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} rebuilding [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec})",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{spinner} rebuilding [{elapsed_precise}] {bar:40} {pos}/{len} events ({msg})")
+            .expect("valid template"),
     );
     let reports = projections
         .rebuild(|p| {
             bar.set_length(p.total);
             bar.set_position(p.done);
+            let left = p
+                .remaining()
+                .map_or_else(|| "?".to_string(), |d| format!("{:.0} s", d.as_secs_f64()));
+            bar.set_message(format!("{:.0} events/s, {left} left", p.events_per_sec()));
         })
         .await?;
     bar.finish_and_clear();

@@ -2,6 +2,7 @@
 //! history then live.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,10 @@ pub const SUBSCRIPTION_BATCH: usize = 512;
 /// the same path (no gap or duplicate at the handover), a slow subscriber
 /// costs writers nothing, and it never holds more than one batch.
 ///
+/// On a backend whose reads hold a pooled connection (PostgreSQL, see
+/// [`EventSubscription::follow_detached`]), each read runs to its end on a
+/// task of its own, whether or not the stream is polled meanwhile.
+///
 /// After an error the stream ends; resubscribe from the last position seen.
 pub struct EventSubscription {
     inner: BoxStream<'static, Result<RecordedEvent, StoreError>>,
@@ -36,6 +41,8 @@ struct Follow<S> {
     next: u64,
     buffer: VecDeque<RecordedEvent>,
     done: bool,
+    /// Reads run on a task of their own (see [`to_the_end`]).
+    detached: bool,
 }
 
 impl EventSubscription {
@@ -52,12 +59,31 @@ impl EventSubscription {
     /// at or below the head is a removed event (see the trait's contract),
     /// passed over.
     pub fn follow<S: EventStore + Clone>(store: S, head: watch::Receiver<u64>, after: u64) -> Self {
+        Self::follow_with(store, head, after, false)
+    }
+
+    /// [`EventSubscription::follow`] for a backend whose reads hold one of
+    /// its pooled connections until they end: each read runs to its end on
+    /// a task of its own (inside a tokio runtime), whether or not the
+    /// stream is polled meanwhile. A consumer that takes what is ready and
+    /// then works on it for a while (e.g. with `ready_chunks`) must not keep
+    /// a connection idle with the read it started: on PostgreSQL, a
+    /// projection runner waiting for a rebuild's commit lock so held a
+    /// connection the rebuild then waited for. (A read in flight when the
+    /// subscription is dropped still ends, with its clone of the store: not
+    /// for a backend whose files a drop must release at once.)
+    pub fn follow_detached<S: EventStore + Clone>(store: S, head: watch::Receiver<u64>, after: u64) -> Self {
+        Self::follow_with(store, head, after, true)
+    }
+
+    fn follow_with<S: EventStore + Clone>(store: S, head: watch::Receiver<u64>, after: u64, detached: bool) -> Self {
         let state = Follow {
             store,
             head,
             next: after.saturating_add(1),
             buffer: VecDeque::new(),
             done: false,
+            detached,
         };
         Self::from_stream(futures::stream::unfold(state, |mut st| async move {
             loop {
@@ -71,7 +97,14 @@ impl EventSubscription {
                 // visible when the read began, so one the read skips is
                 // removed, never one still to come.
                 let head_before = *st.head.borrow();
-                match st.store.read_all(st.next, SUBSCRIPTION_BATCH).await {
+                let (store, next) = (st.store.clone(), st.next);
+                let read = async move { store.read_all(next, SUBSCRIPTION_BATCH).await };
+                let read = if st.detached {
+                    to_the_end(read).await
+                } else {
+                    read.await
+                };
+                match read {
                     Ok(events) if !events.is_empty() => {
                         let mut expected = st.next;
                         for e in &events {
@@ -126,6 +159,26 @@ impl std::fmt::Debug for EventSubscription {
     }
 }
 
+/// Runs a subscription's `read` on a task of its own when there is a
+/// tokio runtime (else in place), so it finishes, and gives back whatever
+/// connection it holds, even while the subscription is not polled. A
+/// panic in the read is the subscription's; a runtime shutting down ends
+/// the subscription with [`StoreError::Unavailable`].
+async fn to_the_end<T: Send + 'static>(
+    read: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return read.await;
+    };
+    match runtime.spawn(read).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Unavailable {
+            reason: format!("a subscription's read did not finish: {e}"),
+        }),
+    }
+}
+
 /// One item of a [`FilteredSubscription`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubscriptionItem {
@@ -170,6 +223,8 @@ struct FollowFiltered<S> {
     next: u64,
     buffer: VecDeque<SubscriptionItem>,
     done: bool,
+    /// Reads run on a task of their own (see [`to_the_end`]).
+    detached: bool,
 }
 
 impl FilteredSubscription {
@@ -191,6 +246,28 @@ impl FilteredSubscription {
         after: u64,
         filter: EventFilter,
     ) -> Self {
+        Self::follow_with(store, head, after, filter, false)
+    }
+
+    /// [`FilteredSubscription::follow`] with each read on a task of its
+    /// own, for a backend whose reads hold a pooled connection (see
+    /// [`EventSubscription::follow_detached`]).
+    pub fn follow_detached<S: EventStore + Clone>(
+        store: S,
+        head: watch::Receiver<u64>,
+        after: u64,
+        filter: EventFilter,
+    ) -> Self {
+        Self::follow_with(store, head, after, filter, true)
+    }
+
+    fn follow_with<S: EventStore + Clone>(
+        store: S,
+        head: watch::Receiver<u64>,
+        after: u64,
+        filter: EventFilter,
+        detached: bool,
+    ) -> Self {
         let state = FollowFiltered {
             store,
             head,
@@ -198,6 +275,7 @@ impl FilteredSubscription {
             next: after.saturating_add(1),
             buffer: VecDeque::new(),
             done: false,
+            detached,
         };
         Self::from_stream(futures::stream::unfold(state, |mut st| async move {
             loop {
@@ -208,7 +286,14 @@ impl FilteredSubscription {
                     return None;
                 }
                 let head_before = *st.head.borrow();
-                match st.store.read_filtered(st.next, SUBSCRIPTION_BATCH, &st.filter).await {
+                let (store, next, filter) = (st.store.clone(), st.next, st.filter.clone());
+                let read = async move { store.read_filtered(next, SUBSCRIPTION_BATCH, &filter).await };
+                let read = if st.detached {
+                    to_the_end(read).await
+                } else {
+                    read.await
+                };
+                match read {
                     Ok(read) if read.examined >= st.next => {
                         let mut expected = st.next;
                         for e in &read.events {

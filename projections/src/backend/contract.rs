@@ -178,6 +178,10 @@ pub enum Hint {
 ///   commit without the model's lease ([`Commit::LeaseLost`]). What is
 ///   durable when `commit` returns is the backend's (sled: in sled's log,
 ///   made durable by the store's next sync; PostgreSQL: committed).
+///   One exception: a generation **being built**, which nobody reads and
+///   which is removed if its rebuild fails or dies, may write a large
+///   batch in several steps, the checkpoint with the last (sled does, in
+///   steps of 1,024 changes); a commit that fails there fails the rebuild.
 /// - **Refresh** brings a copy of a shared model up to what other
 ///   processes committed ([`Refresh`]); the others are the committed
 ///   model and stay [`Refresh::Unchanged`].

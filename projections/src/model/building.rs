@@ -36,14 +36,17 @@ pub(crate) struct Building {
 
 impl Building {
     /// A write set for a projection of `model_version`, on what is
-    /// committed so far.
+    /// committed so far. Before the first commit the generation holds
+    /// nothing (a new tree, rows under an id never used before, a new map)
+    /// and only this rebuild writes it: the write set knows it is fresh
+    /// (see `WriteSet::on_fresh`).
     pub(crate) fn write_set(&self, model_version: u64) -> WriteSet {
-        WriteSet::new(
-            self.generation.clone(),
-            &self.model.inner.name,
-            model_version,
-            self.checkpoint,
-        )
+        let (generation, name) = (self.generation.clone(), &self.model.inner.name);
+        if self.checkpoint == 0 {
+            WriteSet::on_fresh(generation, name, model_version, 0)
+        } else {
+            WriteSet::new(generation, name, model_version, self.checkpoint)
+        }
     }
 
     /// The generation's id.

@@ -541,11 +541,11 @@ impl EventStore for PostgresStore {
     }
 
     fn subscribe_all(&self, after: u64) -> EventSubscription {
-        EventSubscription::follow(self.clone(), self.shared().head.subscribe(), after)
+        EventSubscription::follow_detached(self.clone(), self.shared().head.subscribe(), after)
     }
 
     fn subscribe_filtered(&self, after: u64, filter: EventFilter) -> FilteredSubscription {
-        FilteredSubscription::follow(self.clone(), self.shared().head.subscribe(), after, filter)
+        FilteredSubscription::follow_detached(self.clone(), self.shared().head.subscribe(), after, filter)
     }
 }
 

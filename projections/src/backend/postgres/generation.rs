@@ -130,6 +130,9 @@ impl PgGeneration {
             key: format!("generation {}", self.copy.id()),
             detail: "the rebuild lock is gone".into(),
         })?;
+        if batch.base == 0 {
+            return super::bulk::commit_first(client, model, self.copy.id(), batch).await;
+        }
         let params = CommitParams::new(model, self.copy.id(), batch)?;
         let refs = params.refs();
         let commit_sql = model.sql(sql::COMMIT);

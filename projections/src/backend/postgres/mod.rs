@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use super::contract::{GenerationRef, Hint, ModelBackend, Opened, Swapped, own_generations};
 use crate::error::ProjectionError;
 
+mod bulk;
 mod generation;
 mod sql;
 mod swap;

@@ -106,6 +106,16 @@ pub(super) const COMMIT: &str = "WITH fence AS ( \
          ON CONFLICT (model, generation, key) DO UPDATE SET value = EXCLUDED.value, position = EXCLUDED.position \
      ) SELECT count(*) FROM fence";
 
+/// The fence of [`COMMIT`] alone (same parameters but the entries; $6 is
+/// the model version): 1 row when the checkpoint moved, 0 when fenced off.
+/// Run in a transaction with the rows' `COPY` (see `bulk`).
+pub(super) const FENCE: &str = "UPDATE {schema}.projection_checkpoints SET position = $3, event_id = $4, model_version = $6 \
+     WHERE model = $1 AND generation = $2 AND position = $5 AND $3 > position AND NOT retired";
+
+/// A fresh generation's first batch of entries, in the binary format.
+pub(super) const COPY_ENTRIES: &str =
+    "COPY {schema}.projection_entries (model, generation, key, value, position) FROM STDIN (FORMAT binary)";
+
 pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Deletes the tombstones up to $3 and records that changes are complete

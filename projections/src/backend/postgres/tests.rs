@@ -241,7 +241,10 @@ async fn a_copy_behind_purged_tombstones_is_reloaded_whole() {
         std::sync::Arc::new(store.clone()),
         model.clone(),
         std::sync::Arc::new(Moving),
-        crate::RunnerOptions { batch_size: 4 },
+        crate::RunnerOptions {
+            batch_size: 4,
+            ..crate::RunnerOptions::default()
+        },
     )
     .await
     .unwrap();
