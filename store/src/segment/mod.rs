@@ -238,6 +238,8 @@ pub struct SegmentStore {
 struct Inner {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Request>>,
+    /// The writer's state: the writer thread's, or an idle-time caller's.
+    cell: Arc<writer::WriterCell>,
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -403,9 +405,10 @@ impl SegmentStore {
             prepare_spare: options.prepare_next_segment,
             fsync,
         };
+        let cell = Arc::new(writer::WriterCell::new(shared.clone(), to_syncer, cursor, config));
         let writer = spawn("strata-writer", {
-            let shared = shared.clone();
-            Box::new(move || writer::run_writer(shared, rx, to_syncer, syncer, cursor, config))
+            let cell = cell.clone();
+            Box::new(move || writer::run_writer(cell, rx, syncer))
         })?;
         let indexer = spawn("strata-indexer", {
             let shared = shared.clone();
@@ -417,6 +420,7 @@ impl SegmentStore {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
+                cell,
                 writer: Some(writer),
                 indexer: Some(indexer),
                 path,
@@ -480,6 +484,7 @@ impl SegmentStore {
             commits: s.commits.load(Ordering::Relaxed),
             appends: s.appends.load(Ordering::Relaxed),
             events: s.events.load(Ordering::Relaxed),
+            inline_appends: s.inline_appends.load(Ordering::Relaxed),
             write_time: Duration::from_nanos(s.write_nanos.load(Ordering::Relaxed)),
             sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
             head: shared.visible(),
@@ -551,14 +556,15 @@ impl EventStore for SegmentStore {
             reason: "the store's writer has stopped".into(),
         };
         let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
-        tx.send(Request {
+        let req = Request {
             appends,
             op: None,
             roll: false,
             reply,
-        })
-        .await
-        .map_err(|_| closed())?;
+        };
+        if let Err(req) = self.inner.cell.try_inline(req, tx) {
+            tx.send(req).await.map_err(|_| closed())?;
+        }
         answer.await.map_err(|_| closed())?
     }
 

@@ -84,6 +84,9 @@ pub struct SegmentStats {
     pub appends: u64,
     /// Events written.
     pub events: u64,
+    /// Appends written, synced and answered on their caller's thread
+    /// because the writer was idle (no thread hop; see `writer.rs`).
+    pub inline_appends: u64,
     /// Time the writer spent judging, encoding and writing groups.
     pub write_time: Duration,
     /// Time the syncer spent in `fdatasync`.
@@ -124,6 +127,7 @@ pub(super) struct Stats {
     pub(super) commits: AtomicU64,
     pub(super) appends: AtomicU64,
     pub(super) events: AtomicU64,
+    pub(super) inline_appends: AtomicU64,
     pub(super) write_nanos: AtomicU64,
     pub(super) sync_nanos: AtomicU64,
 }

@@ -10,14 +10,19 @@
 //!   their callers, in commit order. Nothing is visible or acknowledged
 //!   before it is synced.
 //!
+//! - When the writer is idle (nothing queued, the syncer idle, the durable
+//!   mode, tokio's multi-thread runtime), the **caller** takes the
+//!   writer's lock and does all of it itself: one append is then the disk's
+//!   write and `fdatasync` with no thread hop ([`WriterCell::try_inline`]).
+//!
 //! A failed write or sync marks the store failed: every later append is
 //! refused with `StoreError::Unavailable`, nothing more is acknowledged,
 //! and reopening recovers what is on disk.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -505,82 +510,147 @@ pub(super) struct WriterConfig {
     pub(super) prepare_spare: bool,
 }
 
-/// The writer loop; at the end (every handle dropped) it waits for the
-/// syncer, then seals the log.
-pub(super) fn run_writer(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Request>,
-    to_syncer: std_mpsc::Sender<Written>,
-    syncer: std::thread::JoinHandle<()>,
-    cursor: Cursor,
-    config: WriterConfig,
-) {
-    let first_position = cursor.next_position;
-    let group_start = cursor.offset;
-    let mut w = Writer {
-        shared,
-        cursor,
-        heads: HashMap::new(),
-        ids: HashMap::new(),
-        to_syncer: Some(to_syncer),
-        sent: 0,
-        segment_bytes: config.segment_bytes,
-        fsync: config.fsync,
-        group_start,
-        buf: Vec::new(),
-        outcomes: Vec::new(),
-        first_position,
-        spare: None,
-        prepare_spare: config.prepare_spare,
-        grower: Grower::new(config.growth_bytes),
-        growth_bytes: config.growth_bytes,
-    };
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < config.max_group_appends {
-            match rx.try_recv() {
-                Ok(req) => group.push(req),
-                Err(_) => break,
-            }
+/// The writer's state, shared by the writer thread and by callers that
+/// write their append themselves ([`WriterCell::try_inline`]): whoever
+/// holds the lock is the one writer.
+pub(super) struct WriterCell {
+    state: Mutex<Writer>,
+    /// Set while the writer thread waits for the lock: callers then queue
+    /// rather than take it first again.
+    thread_waiting: AtomicBool,
+    max_group_appends: usize,
+    max_index_lag_events: usize,
+    fsync: bool,
+}
+
+impl WriterCell {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        to_syncer: std_mpsc::Sender<Written>,
+        cursor: Cursor,
+        config: WriterConfig,
+    ) -> WriterCell {
+        let first_position = cursor.next_position;
+        let group_start = cursor.offset;
+        WriterCell {
+            state: Mutex::new(Writer {
+                shared,
+                cursor,
+                heads: HashMap::new(),
+                ids: HashMap::new(),
+                to_syncer: Some(to_syncer),
+                sent: 0,
+                segment_bytes: config.segment_bytes,
+                fsync: config.fsync,
+                group_start,
+                buf: Vec::new(),
+                outcomes: Vec::new(),
+                first_position,
+                spare: None,
+                prepare_spare: config.prepare_spare,
+                grower: Grower::new(config.growth_bytes),
+                growth_bytes: config.growth_bytes,
+            }),
+            thread_waiting: AtomicBool::new(false),
+            max_group_appends: config.max_group_appends,
+            max_index_lag_events: config.max_index_lag_events,
+            fsync: config.fsync,
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `req` on the calling thread when the writer is idle: nothing
+    /// queued, the lock free, the durable mode (where the append is synced
+    /// and answered right here when the syncer is idle too). One append
+    /// then costs the disk's write and `fdatasync` and no thread hop: on a
+    /// small virtual machine each hop (waking a parked thread on another
+    /// CPU) cost about as much as the write. Only on tokio's multi-thread
+    /// runtime, through `block_in_place`, so that the worker's other tasks
+    /// move on meanwhile. Gives `req` back when it must be queued instead.
+    pub(super) fn try_inline(&self, req: Request, queue: &mpsc::Sender<Request>) -> Result<(), Request> {
+        let queue_empty = || queue.capacity() == queue.max_capacity();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !self.fsync || !multi_thread || !queue_empty() || self.thread_waiting.load(Ordering::Acquire) {
+            return Err(req);
+        }
+        let mut w = match self.state.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(req),
+        };
+        tokio::task::block_in_place(|| {
+            w.run_group(vec![req], self.max_index_lag_events, queue_empty());
+        });
+        w.shared.stats.inline_appends.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Judges, encodes and writes one group of requests, then syncs it here
+    /// (`queue_empty` and the syncer idle) or hands it to the syncer.
+    fn run_group(&mut self, group: Vec<Request>, max_index_lag_events: usize, queue_empty: bool) {
         let span = debug_span!("write_group", appends = group.len());
         let _enter = span.enter();
         let started = Instant::now();
-        let ready = match w.shared.failure() {
+        let ready = match self.shared.failure() {
             Some(reason) => Err(unavailable(&reason)),
-            None => w.wait_for_index(config.max_index_lag_events),
+            None => self.wait_for_index(max_index_lag_events),
         };
-        if w.heads.len() > MAX_CACHED_HEADS {
-            w.heads.clear();
+        if self.heads.len() > MAX_CACHED_HEADS {
+            self.heads.clear();
         }
         // Id lookups are kept across groups: the index changes only when the
         // indexer moves the tail epoch on, and a lookup made at an older
         // epoch is made again (`View::find_id`). Rebuilding them for every
         // group made one writer of 100-event appends spend most of its CPU
         // refilling the same map. Memory stays bounded.
-        if w.ids.len() + w.ids.values().map(|(_, ids)| ids.len()).sum::<usize>() > MAX_CACHED_IDS {
-            w.ids.clear();
+        if self.ids.len() + self.ids.values().map(|(_, ids)| ids.len()).sum::<usize>() > MAX_CACHED_IDS {
+            self.ids.clear();
         }
         for req in group {
             let result = match &ready {
                 Err(e) => Err(unavailable(&e.to_string())),
-                Ok(()) => match w.shared.failure() {
+                Ok(()) => match self.shared.failure() {
                     Some(reason) => Err(unavailable(&reason)),
-                    None if req.roll => w.roll_now().map(|()| Vec::new()),
+                    None if req.roll => self.roll_now().map(|()| Vec::new()),
                     None => match req.op {
-                        Some(op) => w.add_op(op),
-                        None => w.add(req.appends),
+                        Some(op) => self.add_op(op),
+                        None => self.add(req.appends),
                     },
                 },
             };
-            w.outcomes.push((req.reply, result));
-            if w.buf.len() >= MAX_GROUP_BYTES {
-                w.flush();
+            self.outcomes.push((req.reply, result));
+            if self.buf.len() >= MAX_GROUP_BYTES {
+                self.flush();
             }
         }
-        w.shared.stats.record_write(started.elapsed());
-        w.finish(rx.is_empty());
+        self.shared.stats.record_write(started.elapsed());
+        self.finish(queue_empty);
     }
+}
+
+/// The writer loop; at the end (every handle dropped) it waits for the
+/// syncer, then seals the log.
+pub(super) fn run_writer(cell: Arc<WriterCell>, mut rx: mpsc::Receiver<Request>, syncer: std::thread::JoinHandle<()>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < cell.max_group_appends {
+            match rx.try_recv() {
+                Ok(req) => group.push(req),
+                Err(_) => break,
+            }
+        }
+        cell.thread_waiting.store(true, Ordering::Release);
+        let mut w = cell.lock();
+        cell.thread_waiting.store(false, Ordering::Release);
+        w.run_group(group, cell.max_index_lag_events, rx.is_empty());
+    }
+    let mut w = cell.lock();
     drop(w.to_syncer.take());
     w.grower.finish();
     if syncer.join().is_err() {
