@@ -15,7 +15,9 @@ pub struct Limits {
     /// Most events in one append, counted over all streams of an
     /// `append_multi` (default 10,000).
     pub max_events_per_append: usize,
-    /// Longest event type, in bytes (default 256).
+    /// Longest event type, in bytes (default 256; at most 65,534 on every
+    /// backend, what the embedded log's record format holds, so that a log
+    /// can move between backends).
     pub max_event_type_bytes: usize,
     /// Largest metadata of one event, as counted by [`crate::Metadata::size`] (default 64 KiB).
     pub max_metadata_bytes: usize,
@@ -54,7 +56,7 @@ impl Limits {
         if self.max_event_type_bytes > crate::segment::MAX_EVENT_TYPE_BYTES {
             return Err(StoreError::InvalidLimits {
                 reason: format!(
-                    "max_event_type_bytes is {}; the log's record format holds event types of at most {} bytes",
+                    "max_event_type_bytes is {}; event types are at most {} bytes on every backend (the embedded log's record format)",
                     self.max_event_type_bytes,
                     crate::segment::MAX_EVENT_TYPE_BYTES
                 ),
@@ -171,6 +173,6 @@ mod tests {
             ..Limits::default()
         };
         let err = over.validate().unwrap_err().to_string();
-        assert!(err.contains("event types of at most 65534 bytes"), "{err}");
+        assert!(err.contains("event types are at most 65534 bytes"), "{err}");
     }
 }

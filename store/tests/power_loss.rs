@@ -158,6 +158,8 @@ struct Seen {
     landed_unacked: u64,
     lost_unacked: u64,
     events: u64,
+    /// Appends written and synced by their caller (the writer idle).
+    inline: u64,
 }
 
 /// Every property of the module documentation, after a reopen.
@@ -254,6 +256,7 @@ async fn run_seed(seed: u64, index_root: &Path, seen: &mut Seen, durability: Dur
         }
         // The power goes out (if the disk is still alive), the process dies.
         disk.crash_after(0);
+        seen.inline += store.stats().inline_appends;
         drop(store);
         disk.power_loss(rng.random());
         if rng.random_range(0..8) == 0 {
@@ -326,4 +329,12 @@ fn run(default_seeds: u64, durability: Durability, test: &str) {
         seen.acked > 0 && (seeds.len() < 50 || (seen.landed_unacked > 0 && seen.lost_unacked > 0)),
         "the run exercised acknowledged, landed and lost appends: {seen:?}"
     );
+    // Both paths of the writer were taken: appends queued to the writer
+    // thread and, in the durable mode, appends its callers wrote inline.
+    if durability == Durability::Fsync && seeds.len() >= 50 {
+        assert!(
+            seen.inline > 0 && seen.inline < seen.acked,
+            "both the inline path and the queue: {seen:?}"
+        );
+    }
 }

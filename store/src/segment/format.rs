@@ -313,7 +313,10 @@ pub(crate) fn encode_body(out: &mut Vec<u8>, recorded_at: u64, parts: &[PartIn<'
             if same.is_some_and(|prev| prev.event_type == e.event_type) {
                 out.extend_from_slice(&SAME_TYPE.to_le_bytes());
             } else {
-                debug_assert!(e.event_type.len() <= MAX_EVENT_TYPE_BYTES, "checked by Limits");
+                debug_assert!(
+                    e.event_type.len() <= MAX_EVENT_TYPE_BYTES || !shorthands,
+                    "checked by Limits"
+                );
                 out.extend_from_slice(&(e.event_type.len() as u16).to_le_bytes());
                 out.extend_from_slice(e.event_type.as_bytes());
             }
@@ -394,8 +397,15 @@ impl Cursor<'_> {
 }
 
 /// Decodes an events record's body into its events (payloads share the
-/// body's buffer). `header` must have been checked against `body`.
-pub(crate) fn decode_events(header: &RecordHeader, body: &Bytes) -> Decode<(Vec<Part>, Vec<RecordedEvent>)> {
+/// body's buffer), by the rules of segment format `version` (the
+/// shorthands only from 2 on). `header` must have been checked against
+/// `body`.
+pub(crate) fn decode_events(
+    header: &RecordHeader,
+    body: &Bytes,
+    version: u32,
+) -> Decode<(Vec<Part>, Vec<RecordedEvent>)> {
+    let shorthands = version >= 2;
     let mut c = Cursor { body, at: 0 };
     let recorded_at = from_micros(c.u64()?);
     let part_count = c.u32()? as usize;
@@ -435,7 +445,7 @@ pub(crate) fn decode_events(header: &RecordHeader, body: &Bytes) -> Decode<(Vec<
             let id = c.take(16)?;
             let id = EventId::from_uuid(uuid::Uuid::from_bytes(body[id].try_into().expect("16 bytes")));
             let event_type = match c.u16()? {
-                SAME_TYPE => match events.last() {
+                SAME_TYPE if shorthands => match events.last() {
                     Some(prev) => prev.event_type.clone(),
                     None => return Err("the first event of a record names a previous event's type".into()),
                 },
@@ -445,7 +455,7 @@ pub(crate) fn decode_events(header: &RecordHeader, body: &Bytes) -> Decode<(Vec<
             let payload = body.slice(c.take(n)?);
             let metadata = match c.u8()? {
                 0 => Metadata::default(),
-                SAME_METADATA => match events.last() {
+                SAME_METADATA if shorthands => match events.last() {
                     Some(prev) => prev.metadata.clone(),
                     None => return Err("the first event of a record names a previous event's metadata".into()),
                 },
@@ -553,7 +563,7 @@ mod tests {
             let decoded = RecordHeader::decode(&header.encode()).unwrap();
             assert_eq!(decoded, header);
             decoded.check_body(&body).unwrap();
-            let (parts, events) = decode_events(&decoded, &body).unwrap();
+            let (parts, events) = decode_events(&decoded, &body, version).unwrap();
             assert_eq!(parts.len(), 2);
             let got: Vec<_> = events
                 .iter()
@@ -581,6 +591,33 @@ mod tests {
         // metadata (2 times the 21 bytes after its flag: correlation id
         // 1 + 4 + 1, no causation id 1, one pair 4 + (4 + 1) + (4 + 1)).
         assert_eq!(lens[0] - lens[1], 3 + 2 * 21);
+    }
+
+    /// Format 1 had no shorthands: a type of exactly 0xFFFF bytes there is
+    /// that type, not "the previous event's".
+    #[test]
+    fn format_1_reads_a_65535_byte_type_as_itself() {
+        let stream = StreamId::new("a").unwrap();
+        let events = vec![NewEvent::new("T".repeat(0xFFFF), "x")];
+        let mut body = Vec::new();
+        let part = PartIn {
+            stream: &stream,
+            first_version: 1,
+            events: &events,
+        };
+        encode_body(&mut body, 1, &[part], 1);
+        let header = RecordHeader {
+            body_len: body.len() as u32,
+            first_position: 1,
+            synced_to: 0,
+            event_count: 1,
+            body_crc: crc32c::crc32c(&body),
+            kind: KIND_EVENTS,
+        };
+        let body = Bytes::from(body);
+        let (_, decoded) = decode_events(&header, &body, 1).unwrap();
+        assert_eq!(decoded[0].event_type.len(), 0xFFFF);
+        assert!(decode_events(&header, &body, 2).is_err());
     }
 
     #[test]
@@ -611,7 +648,7 @@ mod tests {
                 body_crc: crc32c::crc32c(&body),
                 kind: KIND_EVENTS,
             };
-            let err = decode_events(&header, &Bytes::from(body)).unwrap_err();
+            let err = decode_events(&header, &Bytes::from(body), SEGMENT_VERSION).unwrap_err();
             assert!(err.contains("previous"), "{shorthand}: {err}");
         }
     }
@@ -620,7 +657,10 @@ mod tests {
     fn every_truncation_and_flip_is_an_error_not_a_panic() {
         let (header, body) = sample();
         for n in 0..body.len() {
-            assert!(decode_events(&header, &body.slice(..n)).is_err(), "truncated at {n}");
+            assert!(
+                decode_events(&header, &body.slice(..n), SEGMENT_VERSION).is_err(),
+                "truncated at {n}"
+            );
         }
         let enc = header.encode();
         for i in 0..enc.len() * 8 {

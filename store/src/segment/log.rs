@@ -92,6 +92,8 @@ pub(crate) struct RawRecord {
     pub(crate) address: u64,
     pub(crate) header: RecordHeader,
     pub(crate) body: Bytes,
+    /// The record format of its segment.
+    pub(crate) version: u32,
 }
 
 impl RawRecord {
@@ -246,7 +248,12 @@ impl Log {
         let mut bytes = Bytes::from(buf);
         let body = bytes.split_off(RECORD_HEADER_BYTES).slice(..header.body_len as usize);
         header.check_body(&body).map_err(corrupt)?;
-        Ok(RawRecord { address, header, body })
+        Ok(RawRecord {
+            address,
+            header,
+            body,
+            version: segment.version,
+        })
     }
 }
 
@@ -339,6 +346,7 @@ impl SegmentCursor {
             address: self.address(),
             header,
             body,
+            version: self.segment.version,
         };
         self.previous = Some(self.offset);
         self.offset += record.len();

@@ -157,10 +157,11 @@ impl Shared {
         cv.notify_all();
     }
 
-    /// Wakes the indexer when a full batch waits for it.
+    /// Wakes the indexer when a full batch waits for it, or someone waits
+    /// for the index.
     fn nudge_indexer(&self) {
         let lag = self.visible().saturating_sub(self.indexed.load(Ordering::Acquire));
-        if lag >= self.index_batch_events {
+        if lag >= self.index_batch_events || self.lagging.load(Ordering::Acquire) {
             self.wake_indexer();
         }
     }

@@ -28,7 +28,7 @@ impl Shared {
 
     /// The events of a record, checked.
     fn events_of(&self, record: &RawRecord) -> Result<Vec<RecordedEvent>, StoreError> {
-        decode_events(&record.header, &record.body)
+        decode_events(&record.header, &record.body, record.version)
             .map(|(_, events)| events)
             .map_err(|d| self.corrupt(record, d))
     }

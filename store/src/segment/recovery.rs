@@ -333,49 +333,51 @@ impl Scan<'_> {
                         sealed = true;
                         continue;
                     }
-                    Ok(record) => match decode_events(&record.header, &record.body).inspect(|_| sealed = false) {
-                        Err(d) => Stop::Bad(d),
-                        Ok((parts, events)) => {
-                            let sparse = is_sparse_point(previous, at);
-                            if sparse {
-                                self.log.add_sparse(record.header.first_position, record.address);
-                            }
-                            previous = Some(at);
-                            expected = record.header.next_position();
-                            if record.header.first_position >= index_from {
-                                let len = record.len() as u32;
-                                let mut position = record.header.first_position;
-                                let parts = parts
-                                    .into_iter()
-                                    .map(|p| {
-                                        let chunk = Chunk {
-                                            first_version: p.first_version,
-                                            count: p.count,
-                                            first_position: position,
-                                            address: record.address,
-                                            len,
-                                        };
-                                        position += p.count as u64;
-                                        (p.stream, chunk)
-                                    })
-                                    .collect();
-                                self.batch.push(TailRecord {
-                                    address: record.address,
-                                    len,
-                                    first_position: record.header.first_position,
-                                    event_count: record.header.event_count,
-                                    sparse,
-                                    parts,
-                                    ids: events.iter().map(|e| e.id).collect(),
-                                });
-                                self.batch_events = self.batch_events.saturating_sub(events.len());
-                                if self.batch_events == 0 {
-                                    self.flush(i as u64)?;
+                    Ok(record) => {
+                        match decode_events(&record.header, &record.body, record.version).inspect(|_| sealed = false) {
+                            Err(d) => Stop::Bad(d),
+                            Ok((parts, events)) => {
+                                let sparse = is_sparse_point(previous, at);
+                                if sparse {
+                                    self.log.add_sparse(record.header.first_position, record.address);
                                 }
+                                previous = Some(at);
+                                expected = record.header.next_position();
+                                if record.header.first_position >= index_from {
+                                    let len = record.len() as u32;
+                                    let mut position = record.header.first_position;
+                                    let parts = parts
+                                        .into_iter()
+                                        .map(|p| {
+                                            let chunk = Chunk {
+                                                first_version: p.first_version,
+                                                count: p.count,
+                                                first_position: position,
+                                                address: record.address,
+                                                len,
+                                            };
+                                            position += p.count as u64;
+                                            (p.stream, chunk)
+                                        })
+                                        .collect();
+                                    self.batch.push(TailRecord {
+                                        address: record.address,
+                                        len,
+                                        first_position: record.header.first_position,
+                                        event_count: record.header.event_count,
+                                        sparse,
+                                        parts,
+                                        ids: events.iter().map(|e| e.id).collect(),
+                                    });
+                                    self.batch_events = self.batch_events.saturating_sub(events.len());
+                                    if self.batch_events == 0 {
+                                        self.flush(i as u64)?;
+                                    }
+                                }
+                                continue;
                             }
-                            continue;
                         }
-                    },
+                    }
                     Err(stop) => stop,
                 };
                 let bad = match stop {

@@ -354,8 +354,8 @@ fn erase_in_record(
         location: shared.log.describe(record.address),
         detail,
     };
-    let (_, events) = decode_events(&record.header, &record.body).map_err(corrupt)?;
-    let ranges = event_ranges(&record.body).map_err(corrupt)?;
+    let (_, events) = decode_events(&record.header, &record.body, record.version).map_err(corrupt)?;
+    let ranges = event_ranges(&record.body, record.version).map_err(corrupt)?;
     if ranges.len() != events.len() {
         return Err(corrupt(format!(
             "{} events decoded, {} walked",
@@ -425,7 +425,8 @@ struct EventRanges {
 /// For each event of an events record's body, in order, the byte ranges
 /// of its payload and of its metadata strings' contents (what a scavenge
 /// zeroes). Lengths are checked against the body, as `decode_events` does.
-fn event_ranges(body: &[u8]) -> Result<Vec<EventRanges>, String> {
+fn event_ranges(body: &[u8], version: u32) -> Result<Vec<EventRanges>, String> {
+    let shorthands = version >= 2;
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<Range<usize>, String> {
         if body.len() - *at < n {
@@ -451,7 +452,7 @@ fn event_ranges(body: &[u8]) -> Result<Vec<EventRanges>, String> {
     for i in 0..total {
         take(&mut at, 16)?;
         match u16_at(take(&mut at, 2)?) {
-            SAME_TYPE => {}
+            SAME_TYPE if shorthands => {}
             n => {
                 take(&mut at, n as usize)?;
             }
@@ -476,7 +477,7 @@ fn event_ranges(body: &[u8]) -> Result<Vec<EventRanges>, String> {
                     }
                 }
             }
-            SAME_METADATA => {
+            SAME_METADATA if shorthands => {
                 metadata_from = out
                     .last()
                     .map(|prev| prev.metadata_from)

@@ -106,7 +106,7 @@ pub(super) fn verify(log: &Log, index: &Index, visible: u64) -> Result<VerifyRep
                 continue;
             }
             expected = record.header.next_position();
-            match decode_events(&record.header, &record.body) {
+            match decode_events(&record.header, &record.body, record.version) {
                 Ok((_, events)) => {
                     report.events += events.len() as u64;
                     for e in events {

@@ -193,12 +193,15 @@ impl Writer {
     /// when nothing else waits (`inline`, the durable mode, the syncer
     /// idle), syncs and answers it on this thread: the pipeline gains
     /// nothing then, and a thread hop is saved.
-    fn finish(&mut self, inline: bool) {
+    /// Returns whether it synced and answered the group here.
+    fn finish(&mut self, inline: bool) -> bool {
         if inline && self.fsync && self.shared.handled.load(Ordering::Acquire) >= self.sent {
             let written = self.write_group();
             commit(&self.shared, vec![written], true);
+            true
         } else {
             self.flush();
+            false
         }
     }
 
@@ -558,34 +561,62 @@ impl WriterCell {
         }
     }
 
+    /// The writer's state for the writer thread. A panic of an earlier
+    /// holder left it half-done: the store is failed then (every later
+    /// append refused, reopening recovers), never written on from there.
     fn lock(&self) -> MutexGuard<'_, Writer> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| {
+            let w = p.into_inner();
+            w.shared.fail(&unavailable("the writer panicked"));
+            w
+        })
     }
 
     /// Writes `req` on the calling thread when the writer is idle: nothing
-    /// queued, the lock free, the durable mode (where the append is synced
-    /// and answered right here when the syncer is idle too). One append
-    /// then costs the disk's write and `fdatasync` and no thread hop: on a
-    /// small virtual machine each hop (waking a parked thread on another
-    /// CPU) cost about as much as the write. Only on tokio's multi-thread
-    /// runtime, through `block_in_place`, so that the worker's other tasks
-    /// move on meanwhile. Gives `req` back when it must be queued instead.
+    /// queued or being taken off the queue, the lock free, the index not
+    /// lagging (so nothing here waits for it), the durable mode (where the
+    /// append is synced and answered right here when the syncer is idle
+    /// too). One append then costs the disk's write and `fdatasync`, and
+    /// neither the hop to the writer thread nor the wake back: on a small
+    /// virtual machine each wake of a parked thread on another CPU cost
+    /// about as much as the write. Only on tokio's multi-thread runtime,
+    /// through `block_in_place`, so that the worker's other tasks move to
+    /// another thread meanwhile. Gives `req` back when it must be queued.
     pub(super) fn try_inline(&self, req: Request, queue: &mpsc::Sender<Request>) -> Result<(), Request> {
         let queue_empty = || queue.capacity() == queue.max_capacity();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !self.fsync || !multi_thread || !queue_empty() || self.thread_waiting.load(Ordering::Acquire) {
+        if !self.fsync
+            || !multi_thread
+            || queue.is_closed()
+            || !queue_empty()
+            || self.thread_waiting.load(Ordering::Acquire)
+        {
             return Err(req);
         }
         let mut w = match self.state.try_lock() {
             Ok(w) => w,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // A panic left the state half-done: fail the store, and let the
+            // queue answer (with the failure).
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().shared.fail(&unavailable("the writer panicked"));
+                return Err(req);
+            }
             Err(std::sync::TryLockError::WouldBlock) => return Err(req),
         };
-        tokio::task::block_in_place(|| {
-            w.run_group(vec![req], self.max_index_lag_events, queue_empty());
+        if w.tail().events() > self.max_index_lag_events {
+            return Err(req);
+        }
+        let synced_here = tokio::task::block_in_place(|| {
+            // The writer thread may have taken requests off the queue and
+            // be waiting for the lock: then hand this group to the syncer
+            // (which syncs both in one go) rather than sync it alone.
+            let alone = queue_empty() && !self.thread_waiting.load(Ordering::Acquire);
+            w.run_group(vec![req], self.max_index_lag_events, alone)
         });
-        w.shared.stats.inline_appends.fetch_add(1, Ordering::Relaxed);
+        if synced_here {
+            w.shared.stats.inline_appends.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -593,7 +624,8 @@ impl WriterCell {
 impl Writer {
     /// Judges, encodes and writes one group of requests, then syncs it here
     /// (`queue_empty` and the syncer idle) or hands it to the syncer.
-    fn run_group(&mut self, group: Vec<Request>, max_index_lag_events: usize, queue_empty: bool) {
+    /// Returns whether it was synced and answered here.
+    fn run_group(&mut self, group: Vec<Request>, max_index_lag_events: usize, queue_empty: bool) -> bool {
         let span = debug_span!("write_group", appends = group.len());
         let _enter = span.enter();
         let started = Instant::now();
@@ -630,7 +662,7 @@ impl Writer {
             }
         }
         self.shared.stats.record_write(started.elapsed());
-        self.finish(queue_empty);
+        self.finish(queue_empty)
     }
 }
 
@@ -638,6 +670,9 @@ impl Writer {
 /// syncer, then seals the log.
 pub(super) fn run_writer(cell: Arc<WriterCell>, mut rx: mpsc::Receiver<Request>, syncer: std::thread::JoinHandle<()>) {
     while let Some(first) = rx.blocking_recv() {
+        // Set before the queue looks empty to callers, so that none takes
+        // the lock ahead of the requests taken off it here.
+        cell.thread_waiting.store(true, Ordering::Release);
         let mut group = vec![first];
         while group.len() < cell.max_group_appends {
             match rx.try_recv() {
@@ -645,7 +680,6 @@ pub(super) fn run_writer(cell: Arc<WriterCell>, mut rx: mpsc::Receiver<Request>,
                 Err(_) => break,
             }
         }
-        cell.thread_waiting.store(true, Ordering::Release);
         let mut w = cell.lock();
         cell.thread_waiting.store(false, Ordering::Release);
         w.run_group(group, cell.max_index_lag_events, rx.is_empty());
