@@ -787,8 +787,12 @@ impl IoBufs {
         // have completed their (crossbeam-epoch)-pinned operations.
         let guard = pin();
         let max_header_stable_lsn = self.max_header_stable_lsn.clone();
+        // strata: logged here, not in the deferred closure, which may run in
+        // a thread-local destructor at thread exit, when the log subscriber's
+        // own thread-locals are gone (tracing-subscriber then panics and the
+        // process aborts; see STRATA-PATCH.md).
+        trace!("will bump atomic header lsn to {}", stored_max_stable_lsn);
         guard.defer(move || {
-            trace!("bumping atomic header lsn to {}", stored_max_stable_lsn);
             bump_atomic_lsn(&max_header_stable_lsn, stored_max_stable_lsn)
         });
 
