@@ -1,4 +1,4 @@
-//! How fast the log is consumed, in one run on one sled store: `read_all`,
+//! How fast the log is consumed, in one run on one segment store: `read_all`,
 //! a filtered subscription matching 1% of the events, and a persistent
 //! subscription group drained by 1, 4 and 16 consumers (events/s handled,
 //! p99 of a read call, redeliveries).
