@@ -226,6 +226,13 @@ impl Writer {
             events: 0,
             outcomes,
         };
+        if let Some(reason) = self.shared.failure() {
+            // Nothing more is written once the store failed: what is in
+            // `buf` may be a half-done group (a panic left it) or follow a
+            // write that did not land.
+            self.buf.clear();
+            fail_outcomes(&mut written.outcomes, &reason);
+        }
         if !self.buf.is_empty() {
             let result = self
                 .cursor
@@ -568,6 +575,7 @@ impl WriterCell {
         self.state.lock().unwrap_or_else(|p| {
             let w = p.into_inner();
             w.shared.fail(&unavailable("the writer panicked"));
+            self.state.clear_poison();
             w
         })
     }
@@ -600,6 +608,7 @@ impl WriterCell {
             // queue answer (with the failure).
             Err(std::sync::TryLockError::Poisoned(p)) => {
                 p.into_inner().shared.fail(&unavailable("the writer panicked"));
+                self.state.clear_poison();
                 return Err(req);
             }
             Err(std::sync::TryLockError::WouldBlock) => return Err(req),
@@ -670,8 +679,9 @@ impl Writer {
 /// syncer, then seals the log.
 pub(super) fn run_writer(cell: Arc<WriterCell>, mut rx: mpsc::Receiver<Request>, syncer: std::thread::JoinHandle<()>) {
     while let Some(first) = rx.blocking_recv() {
-        // Set before the queue looks empty to callers, so that none takes
-        // the lock ahead of the requests taken off it here.
+        // Callers that see it set queue rather than take the lock ahead of
+        // the requests taken off the queue here (it narrows that window; no
+        // order between different tasks is promised anyway).
         cell.thread_waiting.store(true, Ordering::Release);
         let mut group = vec![first];
         while group.len() < cell.max_group_appends {
