@@ -23,6 +23,7 @@ mod read;
 mod recovery;
 mod retention;
 mod scavenge;
+mod signal;
 #[cfg(feature = "sim")]
 mod sim;
 mod spare;
@@ -34,7 +35,7 @@ mod writer;
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -48,7 +49,7 @@ use self::format::{MAX_SEGMENT_BYTES, SEGMENT_HEADER_BYTES, address};
 use self::index::Index;
 use self::log::Log;
 use self::tail::Tail;
-use self::writer::{Request, WAKE};
+use self::writer::Request;
 use crate::durability::Durability;
 use crate::error::StoreError;
 use crate::filter::{EventFilter, FILTER_SCAN_WINDOW, FilteredRead, filter_read};
@@ -142,72 +143,6 @@ impl Shared {
         self.head.send_replace(self.visible());
         self.notify();
         self.nudge_indexer();
-    }
-
-    /// Wakes every thread waiting in [`Shared::wait`], if there is one.
-    fn notify(&self) {
-        // Pairs with the fence in `wait`: either the waiter is counted
-        // here, or it sees the new state before it sleeps.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let (lock, cv) = &self.signal;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        cv.notify_all();
-    }
-
-    /// Wakes the indexer when a full batch waits for it, or someone waits
-    /// for the index.
-    fn nudge_indexer(&self) {
-        let lag = self.visible().saturating_sub(self.indexed.load(Ordering::Acquire));
-        if lag >= self.index_batch_events || self.lagging.load(Ordering::Acquire) {
-            self.wake_indexer();
-        }
-    }
-
-    /// Wakes the indexer (a failure, the close, a writer or caller waiting
-    /// for the index, a full batch).
-    fn wake_indexer(&self) {
-        let (lock, cv) = &self.index_signal;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        cv.notify_one();
-    }
-
-    /// What the indexer reads before it looks at the state; its
-    /// [`Shared::indexer_sleep`] returns at once if a wake came since.
-    fn indexer_wakes(&self) -> u64 {
-        *self.index_signal.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The indexer waits for a wake (or [`WAKE`] at most).
-    fn indexer_sleep(&self, seen: u64) {
-        let (lock, cv) = &self.index_signal;
-        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if *guard == seen {
-            let _ = cv.wait_timeout(guard, WAKE);
-        }
-    }
-
-    /// Waits until `ready` returns something.
-    fn wait<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
-        let (lock, cv) = &self.signal;
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let result = loop {
-            let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let seen = *guard;
-            drop(guard);
-            if let Some(t) = ready() {
-                break t;
-            }
-            let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            if *guard == seen {
-                let _ = cv.wait_timeout(guard, WAKE);
-            }
-        };
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        result
     }
 }
 
