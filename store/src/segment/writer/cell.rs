@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -77,12 +77,16 @@ impl WriterCell {
     /// holder left it half-done: the store is failed then (every later
     /// append refused, reopening recovers), never written on from there.
     fn lock(&self) -> MutexGuard<'_, Writer> {
-        self.state.lock().unwrap_or_else(|p| {
-            let w = p.into_inner();
-            w.shared.fail(&unavailable("the writer panicked"));
-            self.state.clear_poison();
-            w
-        })
+        self.state.lock().unwrap_or_else(|p| self.after_panic(p))
+    }
+
+    /// The state a panic left poisoned: the store is failed and the
+    /// poison cleared (the failure answers every later append).
+    fn after_panic<'a>(&'a self, p: PoisonError<MutexGuard<'a, Writer>>) -> MutexGuard<'a, Writer> {
+        let w = p.into_inner();
+        w.shared.fail(&unavailable("the writer panicked"));
+        self.state.clear_poison();
+        w
     }
 
     /// Writes `req` on the calling thread when the writer is idle: nothing
@@ -111,12 +115,11 @@ impl WriterCell {
             Ok(w) => w,
             // A panic left the state half-done: fail the store, and let the
             // queue answer (with the failure).
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                p.into_inner().shared.fail(&unavailable("the writer panicked"));
-                self.state.clear_poison();
+            Err(TryLockError::Poisoned(p)) => {
+                drop(self.after_panic(p));
                 return Err(req);
             }
-            Err(std::sync::TryLockError::WouldBlock) => return Err(req),
+            Err(TryLockError::WouldBlock) => return Err(req),
         };
         if w.tail().events() > self.max_index_lag_events {
             return Err(req);
