@@ -46,7 +46,12 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
 
 /// `value` as stored under `key`.
 pub(crate) fn encode_value<T: Serialize>(projection: &str, key: &[u8], value: &T) -> Result<Vec<u8>, ProjectionError> {
-    to_bincode(value).map_err(|e| corrupt(projection, key, format!("cannot encode: {e}")))
+    to_bincode(value).map_err(|e| encode_error(projection, key, e))
+}
+
+/// The error of [`encode_value`] for a value the encoder refused with `e`.
+pub(crate) fn encode_error(projection: &str, key: &[u8], e: StoreError) -> ProjectionError {
+    corrupt(projection, key, format!("cannot encode: {e}"))
 }
 
 /// The upper bound of the keys starting with `prefix`, if there is one

@@ -28,6 +28,17 @@ pub fn to_bincode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// The length of `value` as [`to_bincode`] encodes it, counted without
+/// building the bytes; fails where and as [`to_bincode`] fails.
+pub fn bincode_len<T: Serialize>(value: &T) -> Result<usize, StoreError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config()).map_err(|e| StoreError::Corrupt {
+        location: "record being encoded".into(),
+        detail: e.to_string(),
+    })?;
+    Ok(size.bytes_written)
+}
+
 /// Decodes a serde value written by [`to_bincode`], with an explicit size
 /// limit (64 MiB) so a damaged length prefix cannot make it allocate more,
 /// and refusing trailing bytes. Failures are [`StoreError::Corrupt`] naming
@@ -68,5 +79,28 @@ mod tests {
         bytes.push(0);
         let r: Result<u32, _> = from_bincode(&bytes, || "test".into());
         assert!(matches!(r, Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn bincode_len_is_the_encoded_length_and_fails_as_the_encoder() {
+        let value = (
+            "order-1".to_string(),
+            300u64,
+            vec![1u8, 2, 3],
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(bincode_len(&value).unwrap(), to_bincode(&value).unwrap().len());
+        let before_epoch = std::time::SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        let (
+            Err(StoreError::Corrupt { location, detail }),
+            Err(StoreError::Corrupt {
+                location: l2,
+                detail: d2,
+            }),
+        ) = (bincode_len(&before_epoch), to_bincode(&before_epoch))
+        else {
+            panic!("a time before the epoch does not encode");
+        };
+        assert_eq!((location, detail), (l2, d2));
     }
 }

@@ -63,7 +63,7 @@ mod subscription;
 mod tables;
 mod types;
 
-pub use codec::{from_bincode, to_bincode};
+pub use codec::{bincode_len, from_bincode, to_bincode};
 #[cfg(feature = "postgres")]
 pub use commit_stats::CommitStats;
 /// The connection pool of [`PostgresStore::pool`].

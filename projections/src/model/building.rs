@@ -56,7 +56,7 @@ impl Building {
 
     /// Commits to the generation being built (no reader sees it).
     pub(crate) async fn commit(&mut self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
-        let (generation, batch) = ws.into_batch(at);
+        let (generation, batch) = ws.into_batch(at)?;
         let base = batch.base;
         if generation.id() != self.generation.id() {
             return Err(self.lost(format!(

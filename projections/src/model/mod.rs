@@ -20,6 +20,7 @@ pub(crate) mod building;
 pub(crate) mod open;
 pub(crate) mod reader;
 pub(crate) mod run_state;
+pub(crate) mod staged;
 pub(crate) mod store;
 pub(crate) mod write_set;
 pub(crate) mod writer;

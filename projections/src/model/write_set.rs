@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Batch, Changes, Checkpoint, GenerationRef};
-use crate::codec::{decode_value, encode_value};
 use crate::error::ProjectionError;
+use crate::model::staged::{Staged, encoded_len};
 
 /// The changes one batch of events makes to a read model, staged in memory
 /// and committed together with the checkpoint in one atomic write.
@@ -16,6 +16,11 @@ use crate::error::ProjectionError;
 /// Reads see the batch's own staged changes first, then the committed model.
 /// Keys are the read model's own; the store keeps them apart from the
 /// checkpoint.
+///
+/// A value staged with [`put_value`](WriteSet::put_value) is kept as it
+/// is and encoded once, at the commit: a [`get_value`](WriteSet::get_value)
+/// of the same type returns a clone of it, without a decode. The bytes
+/// committed are the same as if it had been encoded when staged.
 pub struct WriteSet {
     generation: GenerationRef,
     projection: String,
@@ -24,8 +29,10 @@ pub struct WriteSet {
     model_version: u64,
     /// Hashed, not ordered: a rebuild's fold looks keys up in hundreds of
     /// thousands of them for every event; they are put in key order once,
-    /// for the commit.
-    staged: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// for the commit. foldhash, not the standard SipHash, for the fold's
+    /// speed; randomly seeded per map, since keys hold ids that clients
+    /// choose.
+    staged: HashMap<Vec<u8>, Staged, foldhash::fast::RandomState>,
     /// The checkpoint the batch is staged on: the commit is refused unless
     /// the generation is still there.
     base: u64,
@@ -36,12 +43,13 @@ pub struct WriteSet {
     /// removal, so a key put and deleted again in the fold is never
     /// written.
     fresh: bool,
-    /// Roughly the memory the staged changes take (see [`STAGED_OVERHEAD`]).
+    /// Roughly the memory the staged changes take (see [`STAGED_OVERHEAD`]
+    /// and `Staged::size`).
     bytes: usize,
 }
 
 /// What one staged change costs beside its key's and value's bytes: the
-/// map's slot, the two vectors and their allocations (an estimate, for the
+/// map's slot, the key's vector and the allocations (an estimate, for the
 /// rebuild's memory budget).
 const STAGED_OVERHEAD: usize = 96;
 
@@ -64,7 +72,7 @@ impl WriteSet {
             generation,
             projection: projection.to_string(),
             model_version,
-            staged: HashMap::new(),
+            staged: HashMap::default(),
             base,
             fresh: false,
             bytes: 0,
@@ -81,20 +89,25 @@ impl WriteSet {
         }
     }
 
-    /// Stages `value` (`None`: a removal) under `key`, keeping count of the
-    /// bytes staged.
-    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        if value.is_none() && self.fresh {
-            if let Some(old) = self.staged.remove(&key) {
-                self.bytes -= STAGED_OVERHEAD + key.len() + old.map_or(0, |v| v.len());
+    /// Stages `value` under `key`, keeping count of the bytes staged. The
+    /// key is copied only when it is not staged yet.
+    fn stage(&mut self, key: impl AsRef<[u8]> + Into<Vec<u8>>, value: Staged) {
+        let k = key.as_ref();
+        if matches!(value, Staged::Removed) && self.fresh {
+            if let Some(old) = self.staged.remove(k) {
+                self.bytes -= STAGED_OVERHEAD + k.len() + old.size();
             }
             return;
         }
-        let (key_len, added) = (key.len(), value.as_ref().map_or(0, Vec::len));
-        match self.staged.insert(key, value) {
-            Some(old) => self.bytes = self.bytes + added - old.map_or(0, |v| v.len()),
-            None => self.bytes += STAGED_OVERHEAD + key_len + added,
+        let added = value.size();
+        if let Some(old) = self.staged.get_mut(k) {
+            self.bytes = self.bytes + added - old.size();
+            *old = value;
+            return;
         }
+        let key = key.into();
+        self.bytes += STAGED_OVERHEAD + key.len() + added;
+        self.staged.insert(key, value);
     }
 
     /// The generation it is staged on.
@@ -102,21 +115,32 @@ impl WriteSet {
         &self.generation
     }
 
-    /// The batch to commit, ending at `at`, and the generation to commit it to.
-    pub(crate) fn into_batch(self, at: Checkpoint) -> (GenerationRef, Batch) {
+    /// The batch to commit, ending at `at`, and the generation to commit
+    /// it to: the staged values encoded, in key order.
+    pub(crate) fn into_batch(self, at: Checkpoint) -> Result<(GenerationRef, Batch), ProjectionError> {
+        let projection = &self.projection;
+        let changes = self
+            .staged
+            .into_iter()
+            .map(|(key, staged)| {
+                let value = staged.into_bytes(projection, &key)?;
+                Ok((key, value))
+            })
+            .collect::<Result<Changes, ProjectionError>>()?;
         let batch = Batch {
-            changes: self.staged.into_iter().collect::<Changes>(),
+            changes,
             base: self.base,
             at,
             model_version: self.model_version,
         };
-        (self.generation, batch)
+        Ok((self.generation, batch))
     }
 
-    /// The value under `key`: staged in this batch, else committed.
+    /// The value under `key`: staged in this batch (a value staged with
+    /// [`put_value`](WriteSet::put_value) is encoded), else committed.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
         if let Some(staged) = self.staged.get(key) {
-            return Ok(staged.clone());
+            return staged.bytes(&self.projection, key);
         }
         if self.fresh {
             return Ok(None);
@@ -124,33 +148,57 @@ impl WriteSet {
         self.generation.get(key)
     }
 
-    /// The value under `key`, decoded (as written by [`WriteSet::put_value`]).
-    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
-        let decode = |v: &[u8]| decode_value(&self.projection, key, v);
+    /// The value under `key`, decoded (as written by
+    /// [`WriteSet::put_value`]): a value staged in this batch as a `T` is
+    /// cloned, anything else is decoded from its bytes
+    /// ([`ProjectionError::Corrupt`] if they do not hold a `T`).
+    pub fn get_value<T: DeserializeOwned + 'static>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
         match self.staged.get(key) {
-            // Decoded in place: no copy of the staged bytes.
-            Some(staged) => staged.as_deref().map(decode).transpose(),
+            Some(staged) => staged.get_value(&self.projection, key),
             None if self.fresh => Ok(None),
-            None => self.generation.get(key)?.as_deref().map(decode).transpose(),
+            None => self
+                .generation
+                .get(key)?
+                .as_deref()
+                .map(|v| crate::codec::decode_value(&self.projection, key, v))
+                .transpose(),
         }
     }
 
     /// Stages `value` under `key`.
-    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.stage(key.into(), Some(value.into()));
+    pub fn put(&mut self, key: impl AsRef<[u8]> + Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.stage(key, Staged::Bytes(value.into()));
     }
 
-    /// Stages `value`, encoded, under `key`.
-    pub fn put_value<T: Serialize>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<(), ProjectionError> {
-        let key = key.into();
-        let bytes = encode_value(&self.projection, &key, value)?;
-        self.stage(key, Some(bytes));
+    /// Stages `value` under `key`, to be stored encoded (bincode, as
+    /// [`get_value`](WriteSet::get_value) and the model's readers decode
+    /// it).
+    ///
+    /// The value is kept as it is (a clone) until the commit, where it is
+    /// encoded; its encoded length is counted now, so a value that cannot
+    /// be encoded is refused here with [`ProjectionError::Corrupt`] and
+    /// nothing is staged.
+    pub fn put_value<T: Serialize + Clone + Send + Sync + 'static>(
+        &mut self,
+        key: impl AsRef<[u8]> + Into<Vec<u8>>,
+        value: &T,
+    ) -> Result<(), ProjectionError> {
+        let encoded_len = encoded_len(&self.projection, key.as_ref(), value)?;
+        // A value of the same type staged under the key: replaced in place.
+        if let Some(Staged::Value(staged)) = self.staged.get_mut(key.as_ref()) {
+            let before = staged.encoded_len();
+            if staged.replace(value, encoded_len) {
+                self.bytes = self.bytes + encoded_len - before;
+                return Ok(());
+            }
+        }
+        self.stage(key, Staged::typed(value, encoded_len));
         Ok(())
     }
 
     /// Stages the removal of `key`.
-    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.stage(key.into(), None);
+    pub fn delete(&mut self, key: impl AsRef<[u8]> + Into<Vec<u8>>) {
+        self.stage(key, Staged::Removed);
     }
 
     /// How many keys the batch changes so far.
@@ -168,3 +216,6 @@ impl WriteSet {
         self.staged.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -162,7 +162,7 @@ impl ModelStore {
         if !self.inner.leased.load(Ordering::Acquire) {
             return Ok(Commit::LeaseLost);
         }
-        let (generation, batch) = ws.into_batch(at);
+        let (generation, batch) = ws.into_batch(at)?;
         match generation.commit(batch).await? {
             Commit::Done => {
                 self.inner.applied.send_replace(at.position);
