@@ -27,7 +27,8 @@
 //! changes in blocks of sorted entries, one sled value per block, in
 //! `sled::Batch`es of 64 blocks, the last holding `P` and the checkpoint
 //! (so a run counts only once it is whole). One sled insert per block
-//! instead of per key makes the rebuild's write ~15x cheaper a key. A
+//! instead of per key made the rebuild's write 4-9x cheaper a key
+//! (~1-2.8 µs against ~9-17 µs, 1M events on a busy machine). A
 //! later run overrides earlier ones, its deletes hiding their entries.
 //! After the swap, live commits write `o` keys over the runs (a delete
 //! writes the deleted flag only where a run holds the key) in one batch
