@@ -180,8 +180,9 @@ pub enum Hint {
 ///   made durable by the store's next sync; PostgreSQL: committed).
 ///   One exception: a generation **being built**, which nobody reads and
 ///   which is removed if its rebuild fails or dies, may write a large
-///   batch in several steps, the checkpoint with the last (sled does, in
-///   steps of 1,024 changes); a commit that fails there fails the rebuild.
+///   batch in several steps, the checkpoint with the last (sled writes it
+///   as a packed run in steps of 64 blocks); a commit that fails there
+///   fails the rebuild.
 /// - **Refresh** brings a copy of a shared model up to what other
 ///   processes committed ([`Refresh`]); the others are the committed
 ///   model and stay [`Refresh::Unchanged`].

@@ -11,17 +11,38 @@
 //! | `projection.<name>.gen.<id>`  | `c`            | the checkpoint (u64 BE)             |
 //! |                               | `e`            | the id of the event at `c` (16 B)   |
 //! |                               | `v`            | the model version that wrote it (u64 BE) |
-//! |                               | `m` + key      | the read model's own keys           |
+//! |                               | `m` + key      | the read model's own keys (a generation without packed runs) |
+//! |                               | `P`            | how many packed runs it has (u64 BE; absent: none) |
+//! |                               | `r` + run (u32 BE) + first key | a block of a packed run: up to 64 sorted entries or 16 KiB, some flagged deleted ([`block`]'s format) |
+//! |                               | `o` + key      | a live write over packed runs: 0 + the value, or 1 (deleted) |
 //!
 //! A batch is one `sled::Batch` on the generation's tree holding the
 //! model's changes and `c`, `e`, `v`: sled applies a batch atomically, for
 //! readers and across a crash. A swap writes the `current` pointers of every
 //! model swapped in one transaction over their meta trees. This backend
 //! knows only `LocalTables`, never which store (if any) they belong to.
+//!
+//! A generation being built (a rebuild, which nobody reads and which is
+//! removed if it fails) writes each commit as a **packed run**: its
+//! changes in blocks of sorted entries, one sled value per block, in
+//! `sled::Batch`es of 64 blocks, the last holding `P` and the checkpoint
+//! (so a run counts only once it is whole). One sled insert per block
+//! instead of per key made the rebuild's write 4-9x cheaper a key
+//! (~1-2.8 µs against ~9-17 µs, 1M events on a busy machine). A
+//! later run overrides earlier ones, its deletes hiding their entries.
+//! After the swap, live commits write `o` keys over the runs (a delete
+//! writes the deleted flag only where a run holds the key) in one batch
+//! with the checkpoint, as before. Reads look at `o`, then the runs from
+//! the newest (a `get`: one sled read each, then a binary search in a
+//! block); a range merges them lazily ([`packed`]). `P` is read once, when
+//! the generation is opened: a generation without runs (never rebuilt, or
+//! written by an older strata) reads and writes `m` keys exactly as before.
+//! The runs are never compacted; the next rebuild writes a fresh
+//! generation.
 
 use std::any::Any;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -31,10 +52,17 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::contract::{
-    Batch, Commit, Generation, GenerationRef, ModelBackend, Opened, Stored, Swapped, own_generations,
+    Batch, Changes, Commit, Generation, GenerationRef, ModelBackend, Opened, Stored, Swapped, own_generations,
 };
 use crate::codec::{Entry, corrupt, decode_u64};
 use crate::error::ProjectionError;
+
+mod block;
+mod packed;
+#[cfg(test)]
+mod tests;
+
+use packed::Packed;
 
 /// The key of the checkpoint in a generation.
 const CHECKPOINT_KEY: &[u8] = b"c";
@@ -62,13 +90,13 @@ fn tree_name(name: &str, id: u64) -> String {
     format!("projection.{name}.gen.{id}")
 }
 
-/// Changes per `sled::Batch` when a generation being built takes a large
-/// batch: sled keeps every node version a batch replaces until the batch
-/// is done, so one batch of a whole rebuild holds gigabytes and runs many
-/// times slower. Nobody reads a generation being built (a rebuild that
-/// fails or dies is removed), so only its last step, which holds the
-/// checkpoint, needs to be atomic with anything.
-const BUILDING_STEP: usize = 1024;
+/// The fewest changes a commit to a generation being built writes as a
+/// packed run. A smaller one (a rebuild's last few events, or every commit
+/// of a rebuild with a tiny memory budget) is written a key at a time like
+/// a live commit, so the runs a read looks through stay few; the next
+/// packed run takes those keys in and removes them. Lower in unit tests,
+/// so that the conformance suite's rebuilds write runs too.
+const PACK_MIN: usize = if cfg!(test) { 64 } else { 1024 };
 
 /// Where a generation is in its life; decides what its drop removes.
 const BUILDING: u8 = 0;
@@ -86,6 +114,10 @@ pub(crate) struct SledGeneration {
     state: AtomicU8,
     /// Makes a commit's compare-and-set and its batch one step.
     commit: Mutex<()>,
+    /// How many packed runs the generation has (0: every entry is an
+    /// `m` key, as before packed runs existed). Grows only while it is
+    /// being built.
+    runs: AtomicU32,
 }
 
 impl SledGeneration {
@@ -99,6 +131,65 @@ impl SledGeneration {
             None => Ok(None),
         }
     }
+
+    /// The packed runs, if the generation has any.
+    fn packed(&self) -> Option<Packed<'_>> {
+        match self.runs.load(Ordering::Acquire) {
+            0 => None,
+            runs => Some(Packed {
+                name: &self.name,
+                tree: &self.tree,
+                runs,
+            }),
+        }
+    }
+
+    /// A generation of model `name` on `tree`, with the runs it stores.
+    fn new(
+        name: &str,
+        id: u64,
+        tree: sled::Tree,
+        backend: (&LocalTables, &sled::Tree),
+        state: u8,
+    ) -> Result<SledGeneration, ProjectionError> {
+        let runs = match tree
+            .get(packed::RUNS_KEY)
+            .map_err(|e| ProjectionError::storage(name, e))?
+        {
+            Some(v) => packed::decode_runs(name, &v)?,
+            None => 0,
+        };
+        Ok(SledGeneration {
+            name: name.to_string(),
+            id,
+            tree,
+            tables: backend.0.clone(),
+            meta: backend.1.clone(),
+            state: AtomicU8::new(state),
+            commit: Mutex::new(()),
+            runs: AtomicU32::new(runs),
+        })
+    }
+
+    /// A live commit's changes over packed runs: a put writes the overlay;
+    /// a delete writes a deleted mark where a run holds the key, and
+    /// otherwise removes the overlay's key.
+    fn stage_over_runs(
+        &self,
+        packed: &Packed<'_>,
+        changes: Changes,
+        write: &mut sled::Batch,
+    ) -> Result<(), ProjectionError> {
+        for (k, v) in changes {
+            let key = packed::overlay_key(&k);
+            match v {
+                Some(v) => write.insert(key, packed::overlay_value(&v)),
+                None if packed.in_runs(&k)?.is_some_and(|v| v.is_some()) => write.insert(key, packed::OVERLAY_DELETED),
+                None => write.remove(key),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -108,6 +199,9 @@ impl Generation for SledGeneration {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
+        if let Some(packed) = self.packed() {
+            return packed.get(key);
+        }
         Ok(self
             .tree
             .get(data_key(key))
@@ -118,6 +212,9 @@ impl Generation for SledGeneration {
     fn range(&self, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, ProjectionError> {
         if to.is_some_and(|to| from >= to) {
             return Ok(Vec::new());
+        }
+        if let Some(packed) = self.packed() {
+            return packed.range(from, to, limit);
         }
         let upper = Bound::Excluded(to.map_or_else(|| vec![DATA + 1], data_key));
         self.tree
@@ -162,26 +259,38 @@ impl Generation for SledGeneration {
         if failpoint::commit_fails(&self.name) {
             return Err(self.storage(sled::Error::Unsupported("failpoint: the commit fails".into())));
         }
-        let building = self.state.load(Ordering::Acquire) == BUILDING;
-        let mut write = sled::Batch::default();
-        let mut staged = 0;
-        for (k, v) in batch.changes {
-            let k = data_key(&k);
-            match v {
-                Some(v) => write.insert(k, v),
-                None => write.remove(k),
+        let position = batch.at.position.to_be_bytes();
+        let version = batch.model_version.to_be_bytes();
+        let checkpoint: [(&[u8], &[u8]); 3] = [
+            (CHECKPOINT_KEY, &position),
+            (CHECKPOINT_EVENT_KEY, batch.at.event_id.as_bytes()),
+            (MODEL_VERSION_KEY, &version),
+        ];
+        if self.state.load(Ordering::Acquire) == BUILDING && batch.changes.len() >= PACK_MIN {
+            let run = self.runs.load(Ordering::Acquire);
+            let live = packed::live_entries(&self.name, &self.tree, run, DATA)?;
+            let written = packed::write_run(&self.name, &self.tree, run, &batch.changes, &live, &checkpoint)?;
+            if written {
+                self.runs.store(run + 1, Ordering::Release);
             }
-            staged += 1;
-            if building && staged == BUILDING_STEP {
-                self.tree
-                    .apply_batch(std::mem::take(&mut write))
-                    .map_err(|e| self.storage(e))?;
-                staged = 0;
+            return Ok(Commit::Done);
+        }
+        let mut write = sled::Batch::default();
+        match self.packed() {
+            Some(packed) => self.stage_over_runs(&packed, batch.changes, &mut write)?,
+            None => {
+                for (k, v) in batch.changes {
+                    let k = data_key(&k);
+                    match v {
+                        Some(v) => write.insert(k, v),
+                        None => write.remove(k),
+                    }
+                }
             }
         }
-        write.insert(CHECKPOINT_KEY, &batch.at.position.to_be_bytes());
-        write.insert(CHECKPOINT_EVENT_KEY, batch.at.event_id.as_bytes());
-        write.insert(MODEL_VERSION_KEY, &batch.model_version.to_be_bytes());
+        for (k, v) in checkpoint {
+            write.insert(k, v);
+        }
         self.tree.apply_batch(write).map_err(|e| self.storage(e))?;
         Ok(Commit::Done)
     }
@@ -251,15 +360,7 @@ impl SledBackend {
         }
         meta.remove(META_BUILDING).map_err(storage)?;
         let tree = tables.open_tree(&current_tree).map_err(tables_err)?;
-        let current = SledGeneration {
-            name: name.to_string(),
-            id: current_id,
-            tree,
-            tables: tables.clone(),
-            meta: meta.clone(),
-            state: AtomicU8::new(CURRENT),
-            commit: Mutex::new(()),
-        };
+        let current = SledGeneration::new(name, current_id, tree, (tables, &meta), CURRENT)?;
         info!(
             projection = name,
             generation = current_id,
@@ -304,15 +405,13 @@ impl ModelBackend for SledBackend {
         // A tree of that name can only be the remains of a failed rebuild.
         self.tables.drop_tree(&tree).map_err(tables_err)?;
         let tree = self.tables.open_tree(&tree).map_err(tables_err)?;
-        Ok(Arc::new(SledGeneration {
-            name: name.clone(),
+        Ok(Arc::new(SledGeneration::new(
+            name,
             id,
             tree,
-            tables: self.tables.clone(),
-            meta: self.meta.clone(),
-            state: AtomicU8::new(BUILDING),
-            commit: Mutex::new(()),
-        }))
+            (&self.tables, &self.meta),
+            BUILDING,
+        )?))
     }
 
     /// Flushes the new generations, writes every model's `current` pointer
@@ -369,67 +468,6 @@ fn write_pointers(pointers: &[(&sled::Tree, &str, u64)]) -> TransactionResult<()
 fn transaction_error(e: TransactionError<sled::Error>) -> sled::Error {
     match e {
         TransactionError::Abort(e) | TransactionError::Storage(e) => e,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Generation 1 of model `t` in `tables`, written as an older strata
-    /// wrote it: the checkpoint and an entry, plus `extra`.
-    fn legacy(tables: &LocalTables, extra: &[(&[u8], &[u8])]) {
-        let meta = tables.open_tree(&meta_name("t")).unwrap();
-        meta.insert(META_CURRENT, &1u64.to_be_bytes()).unwrap();
-        let tree = tables.open_tree(&tree_name("t", 1)).unwrap();
-        tree.insert(CHECKPOINT_KEY, &5u64.to_be_bytes()).unwrap();
-        tree.insert(data_key(b"k"), b"v".to_vec()).unwrap();
-        for (k, v) in extra {
-            tree.insert(k, v.to_vec()).unwrap();
-        }
-    }
-
-    /// A generation stored before strata recorded model versions and
-    /// checkpoint events reads as version 0 with no event (which only a
-    /// projection of version 0 may follow).
-    #[test]
-    fn a_generation_without_a_recorded_version_is_version_0() {
-        let dir = tempfile::tempdir().unwrap();
-        let tables = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
-        legacy(&tables, &[]);
-        let opened = SledBackend::open(&tables, "t").unwrap();
-        assert_eq!(
-            opened.current.stored().unwrap(),
-            Stored {
-                position: 5,
-                event_id: None,
-                model_version: 0
-            }
-        );
-        assert_eq!(opened.current.get(b"k").unwrap(), Some(b"v".to_vec()));
-    }
-
-    /// A stored checkpoint, event id or version of the wrong length is
-    /// [`ProjectionError::Corrupt`], never a panic.
-    #[test]
-    fn stored_numbers_of_the_wrong_length_are_corrupt() {
-        for (key, value) in [
-            (CHECKPOINT_EVENT_KEY, &[1, 2, 3][..]),
-            (MODEL_VERSION_KEY, &[1][..]),
-            (CHECKPOINT_KEY, &[0; 9][..]),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let tables = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
-            legacy(&tables, &[(key, value)]);
-            let stored = match SledBackend::open(&tables, "t") {
-                Ok(opened) => opened.current.stored(),
-                Err(e) => Err(e),
-            };
-            assert!(
-                matches!(&stored, Err(ProjectionError::Corrupt { key: k, .. }) if k.as_bytes() == key),
-                "{key:?}: {stored:?}"
-            );
-        }
     }
 }
 
