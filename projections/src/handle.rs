@@ -13,7 +13,7 @@ use crate::error::ProjectionError;
 use crate::model::store::ModelStore;
 use crate::orders::{ORDER_SUMMARY, OrderSummaries, OrderSummaryProjection};
 use crate::projection::Projection;
-use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all, rebuild_all_if};
+use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, rebuild_all_if};
 use crate::runner::{ProjectionRunner, RunnerOptions};
 use crate::stock::{STOCK_LEVELS, StockLevels, StockLevelsProjection};
 
@@ -232,6 +232,7 @@ impl Projections {
             RebuildOptions::default(),
             progress,
             Some(&still_other),
+            Some(self.store.clone()),
         )
         .await?;
         for ((model, projection), report) in targets.iter().zip(reports) {
@@ -286,13 +287,23 @@ impl Projections {
     }
 
     /// Rebuilds every read model from the log in one pass, while the
-    /// runners (if started) keep serving the old ones; see [`rebuild_all`].
+    /// runners (if started) keep serving the old ones; see
+    /// [`rebuild_all`](crate::rebuild_all). The log is read on a task of
+    /// its own, a page or two ahead of the fold.
     pub async fn rebuild(
         &self,
         progress: impl FnMut(RebuildProgress) + Send,
     ) -> Result<Vec<RebuildReport>, ProjectionError> {
         let parts = self.parts();
         let targets: Vec<(&ModelStore, &dyn Projection)> = parts.iter().map(|(m, p)| (m, &**p)).collect();
-        rebuild_all(&*self.store, &targets, RebuildOptions::default(), progress).await
+        rebuild_all_if(
+            &*self.store,
+            &targets,
+            RebuildOptions::default(),
+            progress,
+            None,
+            Some(self.store.clone()),
+        )
+        .await
     }
 }

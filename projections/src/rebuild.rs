@@ -1,6 +1,7 @@
 //! `rebuild`: a fresh copy of a read model, replayed from position 1 and
 //! swapped in when it has caught up.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_store::{EventStore, RecordedEvent};
@@ -12,6 +13,10 @@ use crate::model::building::Building;
 use crate::model::store::ModelStore;
 use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
+
+mod read_ahead;
+
+use read_ahead::{Page, ReadAhead};
 
 /// How a rebuild batches its work.
 ///
@@ -128,7 +133,7 @@ pub async fn rebuild_all(
     options: RebuildOptions,
     progress: impl FnMut(RebuildProgress) + Send,
 ) -> Result<Vec<RebuildReport>, ProjectionError> {
-    rebuild_all_if(store, targets, options, progress, None).await
+    rebuild_all_if(store, targets, options, progress, None, None).await
 }
 
 /// Whether a model still needs the rebuild its caller asked for.
@@ -138,12 +143,16 @@ pub(crate) type StillNeeded<'a> = &'a (dyn Fn(&ModelStore, &dyn Projection) -> b
 /// lock is held and its copy brought up to what is committed, that no
 /// model needs it any more (another process rebuilt them while this one
 /// waited for the locks): then nothing is rebuilt and no report returned.
+///
+/// Given `read_ahead` (the same store, shared), the catch-up reads the log
+/// on a task of its own, a page or two ahead of the fold ([`ReadAhead`]).
 pub(crate) async fn rebuild_all_if(
     store: &dyn EventStore,
     targets: &[(&ModelStore, &dyn Projection)],
     options: RebuildOptions,
     mut progress: impl FnMut(RebuildProgress) + Send,
     still_needed: Option<StillNeeded<'_>>,
+    read_ahead: Option<Arc<dyn EventStore>>,
 ) -> Result<Vec<RebuildReport>, ProjectionError> {
     for (i, (model, projection)) in targets.iter().enumerate() {
         if projection.name() != model.name() {
@@ -211,15 +220,28 @@ pub(crate) async fn rebuild_all_if(
     };
     report(0, total);
     let mut done = 0;
+    let mut ahead = read_ahead.map(|shared| ReadAhead::start(shared, name, done, batch_size));
     // Catch up without holding anything up, until at most a batch is left.
     loop {
         total = total.max(head(store, name).await?);
         if total - done <= batch_size as u64 {
             break;
         }
-        done = replay.batch(store, done, batch_size, u64::MAX).await?;
+        let page = match ahead.as_mut() {
+            Some(ahead) => ahead.next().await,
+            None => None,
+        };
+        done = match page {
+            Some(page) => replay.fold(page?, done, u64::MAX).await?,
+            // The read-ahead reached the head (or there is none): read in turn.
+            None => {
+                ahead = None;
+                replay.batch(store, done, batch_size, u64::MAX).await?
+            }
+        };
         report(done, total);
     }
+    drop(ahead);
     // What is folded is written before the live runners are held off: the
     // largest write of the rebuild does not stall them.
     replay.flush().await?;
@@ -313,6 +335,13 @@ impl Replay<'_> {
         limit: usize,
         until: u64,
     ) -> Result<u64, ProjectionError> {
+        let page = Page::read(store, self.models[0].projection.name(), done, limit).await?;
+        self.fold(page, done, until).await
+    }
+
+    /// Folds `page`, the events read after `done`, up to `until` into the
+    /// generations being built; returns the position reached.
+    async fn fold(&mut self, page: Page, done: u64, until: u64) -> Result<u64, ProjectionError> {
         let name = self.models[0].projection.name();
         let span = info_span!(
             "rebuild_batch",
@@ -322,15 +351,14 @@ impl Replay<'_> {
             events = tracing::field::Empty
         );
         async {
-            // Every position up to the head taken before the read that the
-            // read skips is removed: the replay moves past it.
-            let head_before = head(store, name).await?;
-            let mut events = store
-                .read_all(done + 1, limit)
-                .await
-                .map_err(|e| ProjectionError::store(name, e))?;
+            let Page {
+                head_before,
+                mut events,
+            } = page;
             events.retain(|e| e.position <= until);
             tracing::Span::current().record("events", events.len());
+            // Every position up to the head taken before the read that the
+            // read skips is removed: the replay moves past it.
             let Some(last) = events.last().map(Checkpoint::of) else {
                 return Ok(done.max(head_before.min(until)));
             };
