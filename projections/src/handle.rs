@@ -289,7 +289,7 @@ impl Projections {
     /// Rebuilds every read model from the log in one pass, while the
     /// runners (if started) keep serving the old ones; see
     /// [`rebuild_all`](crate::rebuild_all). The log is read on a task of
-    /// its own, a page or two ahead of the fold.
+    /// its own, a few pages ahead of the fold.
     pub async fn rebuild(
         &self,
         progress: impl FnMut(RebuildProgress) + Send,

@@ -145,7 +145,7 @@ pub(crate) type StillNeeded<'a> = &'a (dyn Fn(&ModelStore, &dyn Projection) -> b
 /// waited for the locks): then nothing is rebuilt and no report returned.
 ///
 /// Given `read_ahead` (the same store, shared), the catch-up reads the log
-/// on a task of its own, a page or two ahead of the fold ([`ReadAhead`]).
+/// on a task of its own, ahead of the fold ([`ReadAhead`]).
 pub(crate) async fn rebuild_all_if(
     store: &dyn EventStore,
     targets: &[(&ModelStore, &dyn Projection)],
@@ -220,12 +220,16 @@ pub(crate) async fn rebuild_all_if(
     };
     report(0, total);
     let mut done = 0;
-    let mut ahead = read_ahead.map(|shared| ReadAhead::start(shared, name, done, batch_size));
+    let (mut read_ahead, mut ahead) = (read_ahead, None);
     // Catch up without holding anything up, until at most a batch is left.
     loop {
         total = total.max(head(store, name).await?);
         if total - done <= batch_size as u64 {
             break;
+        }
+        // Started only when there is more than a batch to read.
+        if let Some(shared) = read_ahead.take() {
+            ahead = Some(ReadAhead::start(shared, name, done, batch_size));
         }
         let page = match ahead.as_mut() {
             Some(ahead) => ahead.next().await,
@@ -436,78 +440,4 @@ async fn head(store: &dyn EventStore, name: &str) -> Result<u64, ProjectionError
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentStore, StreamId};
-
-    use super::*;
-
-    /// Counts events.
-    struct Count(&'static str);
-
-    impl Projection for Count {
-        fn name(&self) -> &str {
-            self.0
-        }
-        fn apply(&self, _: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
-            let n: u64 = ws.get_value(b"n")?.unwrap_or(0);
-            ws.put_value(b"n".to_vec(), &(n + 1))
-        }
-    }
-
-    /// Models rebuilt together are swapped in together: when writing the
-    /// pointers fails for one, every model (on disk and in memory) stays on
-    /// its old generation.
-    #[tokio::test]
-    async fn a_failed_swap_leaves_every_model_on_its_old_generation() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SegmentStore::open(dir.path()).unwrap();
-        let events = (0..5).map(|_| NewEvent::new("Tick", "{}")).collect();
-        store
-            .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
-            .await
-            .unwrap();
-        let first = ModelStore::open_sled(&store, "swap_first").unwrap();
-        let second = ModelStore::open_sled(&store, "swap_second").unwrap();
-        let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-        crate::backend::sled::failpoint::fail_pointer_write("swap_second");
-        let result = {
-            let targets: [(&ModelStore, &dyn Projection); 2] =
-                [(&first, &Count("swap_first")), (&second, &Count("swap_second"))];
-            rebuild_all(&*shared, &targets, RebuildOptions::default(), |_| {}).await
-        };
-        assert!(result.is_err(), "the injected failure is reported");
-        assert_eq!((first.generation(), second.generation()), (1, 1), "in memory");
-        assert_eq!((first.checkpoint(), second.checkpoint()), (0, 0));
-        drop((first, second));
-        let first = ModelStore::open_sled(&store, "swap_first").unwrap();
-        let second = ModelStore::open_sled(&store, "swap_second").unwrap();
-        assert_eq!((first.generation(), second.generation()), (1, 1), "on disk");
-    }
-
-    /// Models in two sled databases cannot share a transaction: they are
-    /// still both swapped in.
-    #[tokio::test]
-    async fn models_in_different_databases_are_swapped_in_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SegmentStore::open(dir.path().join("log")).unwrap();
-        let events = (0..3).map(|_| NewEvent::new("Tick", "{}")).collect();
-        store
-            .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
-            .await
-            .unwrap();
-        let other_db =
-            strata_store::LocalTables::open(dir.path().join("models"), strata_store::Durability::Fsync).unwrap();
-        let first = ModelStore::open_sled(&store, "apart_first").unwrap();
-        let second = ModelStore::open_in_tables(&other_db, "apart_second").unwrap();
-        let targets: [(&ModelStore, &dyn Projection); 2] =
-            [(&first, &Count("apart_first")), (&second, &Count("apart_second"))];
-        rebuild_all(&store, &targets, RebuildOptions::default(), |_| {})
-            .await
-            .unwrap();
-        assert_eq!((first.generation(), second.generation()), (2, 2));
-        assert_eq!((first.checkpoint(), second.checkpoint()), (3, 3));
-        assert_eq!(second.get_value::<u64>(b"n").unwrap(), Some(3));
-    }
-}
+mod tests;

@@ -156,7 +156,7 @@ impl SledGeneration {
             .get(packed::RUNS_KEY)
             .map_err(|e| ProjectionError::storage(name, e))?
         {
-            Some(v) => packed::decode_runs(name, &v)?,
+            Some(v) => packed::stored_runs(name, &tree, &v)?,
             None => 0,
         };
         Ok(SledGeneration {

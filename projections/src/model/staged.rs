@@ -44,8 +44,10 @@ pub(crate) trait StagedValue: Send + Sync {
     /// it did.
     fn replace(&mut self, value: &dyn Any, encoded_len: usize) -> bool;
     /// Roughly the memory the value takes beside its encoded length: its
-    /// box (its heap parts, strings and vectors, are about as long as
-    /// their encoding).
+    /// box. The heap parts are counted as their encoded length, which is
+    /// about right for strings and byte vectors but low for vectors of
+    /// integers (varints), maps and spare capacity: the write set's
+    /// `staged_bytes` is an estimate, and the rebuild's budget with it.
     fn boxed_size(&self) -> usize;
 }
 

@@ -178,6 +178,19 @@ impl WriteSet {
     /// encoded; its encoded length is counted now, so a value that cannot
     /// be encoded is refused here with [`ProjectionError::Corrupt`] and
     /// nothing is staged.
+    ///
+    /// A [`get_value`](WriteSet::get_value) of the same type before the
+    /// commit returns a clone of the value, not a decode of its bytes, so
+    /// `T`'s encoding must be faithful: decoding what it encodes gives the
+    /// value back (no `#[serde(skip)]` fields a fold relies on, no shared
+    /// state behind an `Arc` that changes after the put). Otherwise a
+    /// rebuild, whose commits fall elsewhere than the live runner's, could
+    /// fold to another model.
+    ///
+    /// Since 0.1 (issue 14) `T` must be `Clone + Send + Sync + 'static`
+    /// (it was `Serialize` alone): a borrowed view such as `&(u64, &str)`
+    /// is staged as an owned value, or encoded first and staged with
+    /// [`put`](WriteSet::put).
     pub fn put_value<T: Serialize + Clone + Send + Sync + 'static>(
         &mut self,
         key: impl AsRef<[u8]> + Into<Vec<u8>>,

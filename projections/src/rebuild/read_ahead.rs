@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::ProjectionError;
 
-/// Pages read ahead and not folded yet, at most: what the read-ahead may
-/// hold in memory beside the page being folded.
+/// Pages read ahead and waiting in the channel, at most: the read-ahead
+/// holds these, one more it is sending, beside the page being folded.
 const PAGES_AHEAD: usize = 2;
 
 /// One page of the log, as a rebuild reads it.
@@ -49,7 +49,9 @@ impl Page {
 ///
 /// The task stops after an empty page (the head was reached: a caller
 /// that wants more reads in turn from there), after a failed read (the
-/// error is the last page), when the pages are dropped, and with them.
+/// error is the last page), and when the pages are dropped. Should the
+/// task panic, the pages end as at the head and the caller reads on in
+/// turn, which loses nothing. Needs a Tokio runtime (it spawns a task).
 pub(crate) struct ReadAhead {
     pages: mpsc::Receiver<Result<Page, ProjectionError>>,
     task: JoinHandle<()>,
@@ -90,5 +92,73 @@ impl ReadAhead {
 impl Drop for ReadAhead {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use strata_store::{ExpectedVersion, NewEvent, SegmentStore, StreamId};
+
+    use super::*;
+
+    /// A store of `n` events, 10 to an append, in streams of their own.
+    async fn store_of(n: usize) -> (tempfile::TempDir, Arc<dyn EventStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SegmentStore::open(dir.path()).unwrap();
+        for i in 0..n / 10 {
+            let events = (0..10).map(|_| NewEvent::new("Tick", "{}")).collect();
+            store
+                .append(
+                    &StreamId::new(format!("s-{i}")).unwrap(),
+                    ExpectedVersion::NoStream,
+                    events,
+                )
+                .await
+                .unwrap();
+        }
+        (dir, Arc::new(store))
+    }
+
+    /// The pages follow each other without a gap or a repeat, up to the
+    /// head; an empty page says the head was reached and ends the task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_cover_the_log_once_in_order_then_stop() {
+        let (_dir, store) = store_of(1_000).await;
+        let mut ahead = ReadAhead::start(store.clone(), "t", 0, 7);
+        let mut seen = Vec::new();
+        loop {
+            let page = ahead.next().await.expect("a page before the end").unwrap();
+            assert!(page.events.len() <= 7, "a page holds at most the limit");
+            assert_eq!(page.head_before, 1_000);
+            if page.events.is_empty() {
+                break;
+            }
+            seen.extend(page.events.iter().map(|e| e.position));
+        }
+        assert_eq!(seen, (1..=1_000).collect::<Vec<u64>>());
+        assert!(ahead.next().await.is_none(), "nothing after the empty page");
+        // Started in the middle: from the event after it.
+        let mut ahead = ReadAhead::start(store, "t", 995, 100);
+        let page = ahead.next().await.unwrap().unwrap();
+        let positions: Vec<u64> = page.events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, vec![996, 997, 998, 999, 1_000]);
+    }
+
+    /// Dropping the pages stops the task, which lets go of the store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_pages_stop_the_task() {
+        let (_dir, store) = store_of(1_000).await;
+        let mut ahead = ReadAhead::start(store.clone(), "t", 0, 10);
+        ahead.next().await.unwrap().unwrap();
+        drop(ahead);
+        for _ in 0..500 {
+            if Arc::strong_count(&store) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the read-ahead task still holds the store after its pages were dropped");
     }
 }

@@ -43,11 +43,16 @@ const BLOCK_BYTES: usize = 16 * 1024;
 /// a generation being built (a rebuild that fails or dies is removed) and
 /// a run counts only once its last step is written, so only that step,
 /// which holds the checkpoint, needs to be atomic with anything.
-const STEP_BLOCKS: usize = 64;
+const STEP_BLOCKS: usize = if cfg!(test) { 4 } else { 64 };
 
 fn run_prefix(run: u32) -> [u8; 5] {
     let r = run.to_be_bytes();
     [RUN, r[0], r[1], r[2], r[3]]
+}
+
+/// The model key a block's sled key names (its first entry's), for errors.
+fn first_key(block_key: &[u8]) -> &[u8] {
+    block_key.get(5..).unwrap_or_default()
 }
 
 fn block_key(run: u32, key: &[u8]) -> Vec<u8> {
@@ -84,10 +89,39 @@ fn decode_overlay<'v>(name: &str, key: &[u8], value: &'v [u8]) -> Result<Option<
     }
 }
 
-/// The number of runs as stored under [`RUNS_KEY`].
-pub(super) fn decode_runs(name: &str, value: &[u8]) -> Result<u32, ProjectionError> {
+/// Packed runs a generation may hold: a rebuild writes one per commit of
+/// its budget, so a count past this is damage, not a large rebuild (and
+/// reads, which look at every run, would crawl).
+const MAX_RUNS: u32 = 1 << 16;
+
+/// The number of runs as stored under [`RUNS_KEY`] in `tree`, checked
+/// against the runs the tree holds: run `n - 1` has blocks and run `n`
+/// none (a count that is off would hide runs or invent one).
+pub(super) fn stored_runs(name: &str, tree: &sled::Tree, value: &[u8]) -> Result<u32, ProjectionError> {
     let n = crate::codec::decode_u64(name, RUNS_KEY, value)?;
-    u32::try_from(n).map_err(|_| corrupt(name, RUNS_KEY, format!("{n} packed runs")))
+    let runs = u32::try_from(n).ok().filter(|&n| n <= MAX_RUNS).ok_or_else(|| {
+        corrupt(
+            name,
+            RUNS_KEY,
+            format!("{n} packed runs, more than the {MAX_RUNS} allowed"),
+        )
+    })?;
+    let has_blocks = |run: u32| -> Result<bool, ProjectionError> {
+        Ok(tree
+            .scan_prefix(run_prefix(run))
+            .next()
+            .transpose()
+            .map_err(|e| ProjectionError::storage(name, e))?
+            .is_some())
+    };
+    if (runs > 0 && !has_blocks(runs - 1)?) || has_blocks(runs)? {
+        return Err(corrupt(
+            name,
+            RUNS_KEY,
+            format!("{runs} packed runs recorded, but the blocks stored say otherwise"),
+        ));
+    }
+    Ok(runs)
 }
 
 fn bad_block(name: &str, key: &[u8], run: u32, e: BlockError) -> ProjectionError {
@@ -138,7 +172,7 @@ impl Packed<'_> {
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
         let overlay = overlay_key(key);
         if let Some(v) = self.tree.get(&overlay).map_err(|e| self.storage(e))? {
-            return Ok(decode_overlay(self.name, &overlay, &v)?.map(<[u8]>::to_vec));
+            return Ok(decode_overlay(self.name, key, &v)?.map(<[u8]>::to_vec));
         }
         Ok(self.in_runs(key)?.flatten())
     }
@@ -146,6 +180,9 @@ impl Packed<'_> {
     /// At most `limit` entries in `from..to`, merged from the overlay and
     /// the runs, each read one entry (a run: one block) ahead of the merge.
     pub(super) fn range(&self, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, ProjectionError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut sources = Vec::with_capacity(self.runs as usize + 1);
         let upper = Bound::Excluded(to.map_or_else(|| vec![OVERLAY + 1], overlay_key));
         sources.push(Source::Overlay(
@@ -171,13 +208,19 @@ impl Packed<'_> {
             let Some((key, value)) = heads[winner].take() else {
                 break;
             };
-            for i in 0..heads.len() {
-                if i == winner || heads[i].as_ref().is_some_and(|h| h.0 == key) {
-                    heads[i] = sources[i].next(self, to)?;
-                }
-            }
+            let shadowed = |head: &Head| head.as_ref().is_some_and(|h| h.0 == key);
+            let advance: Vec<usize> = (0..heads.len())
+                .filter(|&i| i == winner || shadowed(&heads[i]))
+                .collect();
             if let Some(value) = value {
                 out.push((key, value));
+                if out.len() == limit {
+                    // Nothing more is needed: no source reads ahead.
+                    break;
+                }
+            }
+            for i in advance {
+                heads[i] = sources[i].next(self, to)?;
             }
         }
         Ok(out)
@@ -199,7 +242,7 @@ impl Source {
                 None => Ok(None),
                 Some(Err(e)) => Err(p.storage(e)),
                 Some(Ok((k, v))) => {
-                    let value = decode_overlay(p.name, &k, &v)?.map(<[u8]>::to_vec);
+                    let value = decode_overlay(p.name, &k[1..], &v)?.map(<[u8]>::to_vec);
                     Ok(Some((k[1..].to_vec(), value)))
                 }
             },
@@ -245,7 +288,9 @@ impl RunCursor {
             if let Some((block, i, block_key)) = &mut self.block
                 && *i < block.len()
             {
-                let (k, v) = block.entry(*i).map_err(|e| bad_block(p.name, block_key, self.run, e))?;
+                let (k, v) = block
+                    .entry(*i)
+                    .map_err(|e| bad_block(p.name, first_key(block_key), self.run, e))?;
                 if to.is_some_and(|to| k >= to) {
                     self.block = None;
                     self.done = true;
@@ -265,11 +310,11 @@ impl RunCursor {
                 }
                 Some(Err(e)) => return Err(p.storage(e)),
                 Some(Ok((k, v))) => {
-                    let block = Block::parse(v).map_err(|e| bad_block(p.name, &k, self.run, e))?;
+                    let block = Block::parse(v).map_err(|e| bad_block(p.name, first_key(&k), self.run, e))?;
                     let first = match self.from.take() {
                         Some(from) => block
                             .lower_bound(&from)
-                            .map_err(|e| bad_block(p.name, &k, self.run, e))?,
+                            .map_err(|e| bad_block(p.name, first_key(&k), self.run, e))?,
                         None => 0,
                     };
                     self.block = Some((block, first, k.to_vec()));
@@ -291,7 +336,7 @@ pub(super) fn live_entries(name: &str, tree: &sled::Tree, runs: u32, data: u8) -
         let value = if runs == 0 {
             Some(v.to_vec())
         } else {
-            decode_overlay(name, &k, &v)?.map(<[u8]>::to_vec)
+            decode_overlay(name, &k[1..], &v)?.map(<[u8]>::to_vec)
         };
         entries.push((k[1..].to_vec(), value));
         keys.push(k);

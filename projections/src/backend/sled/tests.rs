@@ -36,6 +36,38 @@ fn a_generation_without_a_recorded_version_is_version_0() {
     assert_eq!(opened.current.get(b"k").unwrap(), Some(b"v".to_vec()));
 }
 
+/// A run count that disagrees with the runs stored (too large to be one,
+/// naming a run that has no blocks, or leaving a run with blocks out) is
+/// [`ProjectionError::Corrupt`] naming it, at open: never a huge
+/// allocation, a read per phantom run, or runs silently hidden.
+#[test]
+fn a_run_count_that_disagrees_with_the_runs_stored_is_corrupt() {
+    let block_of_run_0: &[u8] = b"r\0\0\0\0k";
+    let (max, huge, one, zero) = (
+        (u32::MAX as u64).to_be_bytes(),
+        u64::MAX.to_be_bytes(),
+        1u64.to_be_bytes(),
+        0u64.to_be_bytes(),
+    );
+    type Extra<'a> = Vec<(&'a [u8], &'a [u8])>;
+    let cases: [(&str, Extra); 4] = [
+        ("past the maximum", vec![(b"P", &max[..])]),
+        ("past u32", vec![(b"P", &huge[..])]),
+        ("a run without blocks", vec![(b"P", &one[..])]),
+        ("a run left out", vec![(b"P", &zero[..]), (block_of_run_0, &b"x"[..])]),
+    ];
+    for (case, extra) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = LocalTables::open(dir.path(), strata_store::Durability::Buffered).unwrap();
+        legacy(&tables, &extra);
+        let opened = SledBackend::open(&tables, "t").map(|_| ());
+        assert!(
+            matches!(&opened, Err(ProjectionError::Corrupt { key, .. }) if key == "P"),
+            "{case}: {opened:?}"
+        );
+    }
+}
+
 /// A stored checkpoint, event id or version of the wrong length is
 /// [`ProjectionError::Corrupt`], never a panic.
 #[test]

@@ -1,0 +1,139 @@
+//! Tests of rebuilds: swaps of several models, and reading ahead.
+
+use std::sync::Arc;
+
+use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentStore, StreamId};
+
+use super::*;
+
+/// Counts events.
+struct Count(&'static str);
+
+impl Projection for Count {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn apply(&self, _: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        let n: u64 = ws.get_value(b"n")?.unwrap_or(0);
+        ws.put_value(b"n".to_vec(), &(n + 1))
+    }
+}
+
+/// Records each event's position as a key.
+struct Positions;
+
+impl Projection for Positions {
+    fn name(&self) -> &str {
+        "positions"
+    }
+    fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        ws.put(event.position.to_be_bytes().to_vec(), Vec::new());
+        Ok(())
+    }
+}
+
+/// A rebuild that reads ahead applies every event once, in order (a
+/// repeat or a gap fails the replay's order check), on a multi-threaded
+/// runtime and on a current-thread one.
+#[test]
+fn a_rebuild_reading_ahead_applies_every_event_once() {
+    for multi_thread in [true, false] {
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SegmentStore::open(dir.path()).unwrap();
+            for i in 0..50 {
+                let events = (0..10).map(|_| NewEvent::new("Tick", "{}")).collect();
+                store
+                    .append(
+                        &StreamId::new(format!("s-{i}")).unwrap(),
+                        ExpectedVersion::NoStream,
+                        events,
+                    )
+                    .await
+                    .unwrap();
+            }
+            let model = ModelStore::open_sled(&store, "positions").unwrap();
+            let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+            let options = RebuildOptions {
+                batch_size: 7,
+                flush_keys: 40,
+                ..RebuildOptions::default()
+            };
+            let targets: [(&ModelStore, &dyn Projection); 1] = [(&model, &Positions)];
+            let reports = rebuild_all_if(&store, &targets, options, |_| {}, None, Some(shared))
+                .await
+                .unwrap();
+            assert_eq!(reports[0].events, 500);
+            let keys: Vec<u64> = model
+                .entries()
+                .unwrap()
+                .iter()
+                .map(|(k, _)| u64::from_be_bytes(k[..].try_into().unwrap()))
+                .collect();
+            assert_eq!(keys, (1..=500).collect::<Vec<u64>>(), "multi_thread: {multi_thread}");
+        });
+    }
+}
+
+/// Models rebuilt together are swapped in together: when writing the
+/// pointers fails for one, every model (on disk and in memory) stays on
+/// its old generation.
+#[tokio::test]
+async fn a_failed_swap_leaves_every_model_on_its_old_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
+    let events = (0..5).map(|_| NewEvent::new("Tick", "{}")).collect();
+    store
+        .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+    let first = ModelStore::open_sled(&store, "swap_first").unwrap();
+    let second = ModelStore::open_sled(&store, "swap_second").unwrap();
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    crate::backend::sled::failpoint::fail_pointer_write("swap_second");
+    let result = {
+        let targets: [(&ModelStore, &dyn Projection); 2] =
+            [(&first, &Count("swap_first")), (&second, &Count("swap_second"))];
+        rebuild_all(&*shared, &targets, RebuildOptions::default(), |_| {}).await
+    };
+    assert!(result.is_err(), "the injected failure is reported");
+    assert_eq!((first.generation(), second.generation()), (1, 1), "in memory");
+    assert_eq!((first.checkpoint(), second.checkpoint()), (0, 0));
+    drop((first, second));
+    let first = ModelStore::open_sled(&store, "swap_first").unwrap();
+    let second = ModelStore::open_sled(&store, "swap_second").unwrap();
+    assert_eq!((first.generation(), second.generation()), (1, 1), "on disk");
+}
+
+/// Models in two sled databases cannot share a transaction: they are
+/// still both swapped in.
+#[tokio::test]
+async fn models_in_different_databases_are_swapped_in_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentStore::open(dir.path().join("log")).unwrap();
+    let events = (0..3).map(|_| NewEvent::new("Tick", "{}")).collect();
+    store
+        .append(&StreamId::new("a").unwrap(), ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+    let other_db = strata_store::LocalTables::open(dir.path().join("models"), strata_store::Durability::Fsync).unwrap();
+    let first = ModelStore::open_sled(&store, "apart_first").unwrap();
+    let second = ModelStore::open_in_tables(&other_db, "apart_second").unwrap();
+    let targets: [(&ModelStore, &dyn Projection); 2] =
+        [(&first, &Count("apart_first")), (&second, &Count("apart_second"))];
+    rebuild_all(&store, &targets, RebuildOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((first.generation(), second.generation()), (2, 2));
+    assert_eq!((first.checkpoint(), second.checkpoint()), (3, 3));
+    assert_eq!(second.get_value::<u64>(b"n").unwrap(), Some(3));
+}
