@@ -99,25 +99,11 @@ impl Drop for ReadAhead {
 mod tests {
     use std::time::Duration;
 
-    use strata_store::{ExpectedVersion, NewEvent, SegmentStore, StreamId};
-
     use super::*;
 
-    /// A store of `n` events, 10 to an append, in streams of their own.
+    /// A store of `n` events, shared.
     async fn store_of(n: usize) -> (tempfile::TempDir, Arc<dyn EventStore>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SegmentStore::open(dir.path()).unwrap();
-        for i in 0..n / 10 {
-            let events = (0..10).map(|_| NewEvent::new("Tick", "{}")).collect();
-            store
-                .append(
-                    &StreamId::new(format!("s-{i}")).unwrap(),
-                    ExpectedVersion::NoStream,
-                    events,
-                )
-                .await
-                .unwrap();
-        }
+        let (dir, store) = crate::rebuild::tests::ticks(n).await;
         (dir, Arc::new(store))
     }
 

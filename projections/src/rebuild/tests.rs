@@ -6,6 +6,25 @@ use strata_store::{EventStore, ExpectedVersion, NewEvent, SegmentStore, StreamId
 
 use super::*;
 
+/// A store of `n` events, 10 to an append, in streams of their own
+/// (`s-0`, `s-1`, ...), and the directory it lives in.
+pub(super) async fn ticks(n: usize) -> (tempfile::TempDir, SegmentStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
+    for i in 0..n / 10 {
+        let events = (0..10).map(|_| NewEvent::new("Tick", "{}")).collect();
+        store
+            .append(
+                &StreamId::new(format!("s-{i}")).unwrap(),
+                ExpectedVersion::NoStream,
+                events,
+            )
+            .await
+            .unwrap();
+    }
+    (dir, store)
+}
+
 /// Counts events.
 struct Count(&'static str);
 
@@ -48,19 +67,7 @@ fn a_rebuild_reading_ahead_applies_every_event_once() {
         }
         .unwrap();
         runtime.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SegmentStore::open(dir.path()).unwrap();
-            for i in 0..50 {
-                let events = (0..10).map(|_| NewEvent::new("Tick", "{}")).collect();
-                store
-                    .append(
-                        &StreamId::new(format!("s-{i}")).unwrap(),
-                        ExpectedVersion::NoStream,
-                        events,
-                    )
-                    .await
-                    .unwrap();
-            }
+            let (_dir, store) = ticks(500).await;
             let model = ModelStore::open_sled(&store, "positions").unwrap();
             let shared: Arc<dyn EventStore> = Arc::new(store.clone());
             let options = RebuildOptions {

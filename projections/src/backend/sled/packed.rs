@@ -140,16 +140,20 @@ impl Packed<'_> {
         ProjectionError::storage(self.name, e)
     }
 
-    /// The block of `run` that would hold `key`, if any.
-    fn block_for(&self, run: u32, key: &[u8]) -> Result<Option<Block<sled::IVec>>, ProjectionError> {
+    /// The last block of `run` keyed at or before `key` (the one that
+    /// would hold it), with its sled key, if any.
+    fn block_at_or_before(&self, run: u32, key: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>, ProjectionError> {
         let prefix = run_prefix(run);
-        let found = self
-            .tree
+        self.tree
             .range::<&[u8], _>((Bound::Included(&prefix[..]), Bound::Included(&block_key(run, key)[..])))
             .next_back()
             .transpose()
-            .map_err(|e| self.storage(e))?;
-        found
+            .map_err(|e| self.storage(e))
+    }
+
+    /// The block of `run` that would hold `key`, if any.
+    fn block_for(&self, run: u32, key: &[u8]) -> Result<Option<Block<sled::IVec>>, ProjectionError> {
+        self.block_at_or_before(run, key)?
             .map(|(_, v)| Block::parse(v).map_err(|e| bad_block(self.name, key, run, e)))
             .transpose()
     }
@@ -267,11 +271,7 @@ impl RunCursor {
         let prefix = run_prefix(run);
         // The block holding `from` starts at or before it.
         let start = p
-            .tree
-            .range::<&[u8], _>((Bound::Included(&prefix[..]), Bound::Included(&block_key(run, from)[..])))
-            .next_back()
-            .transpose()
-            .map_err(|e| p.storage(e))?
+            .block_at_or_before(run, from)?
             .map_or_else(|| prefix.to_vec(), |(k, _)| k.to_vec());
         let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
         Ok(RunCursor {
