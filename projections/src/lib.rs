@@ -32,6 +32,7 @@ mod projection;
 mod rebuild;
 mod runner;
 mod stock;
+mod threads;
 
 pub use codec::Entry;
 pub use documents::{

@@ -71,7 +71,12 @@ fn order_key(order_id: &str) -> Vec<u8> {
 }
 
 fn customer_prefix(customer: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(customer.len() + 5);
+    customer_key_with(customer, 0)
+}
+
+/// A customer's key prefix, with room for `more` bytes after it.
+fn customer_key_with(customer: &str, more: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(customer.len() + 5 + more);
     k.push(CUSTOMER);
     k.extend_from_slice(&(customer.len() as u32).to_be_bytes());
     k.extend_from_slice(customer.as_bytes());
@@ -79,14 +84,20 @@ fn customer_prefix(customer: &str) -> Vec<u8> {
 }
 
 fn customer_key(customer: &str, order_id: &str) -> Vec<u8> {
-    let mut k = customer_prefix(customer);
+    // Allocated once, at its full length: the fold makes one per order.
+    let mut k = customer_key_with(customer, order_id.len());
     k.extend_from_slice(order_id.as_bytes());
     k
 }
 
 fn status_prefix(status: OrderStatus) -> Vec<u8> {
+    status_key_with(status, 0)
+}
+
+/// A status's key prefix, with room for `more` bytes after it.
+fn status_key_with(status: OrderStatus, more: usize) -> Vec<u8> {
     let name = status_name(status);
-    let mut k = Vec::with_capacity(name.len() + 2);
+    let mut k = Vec::with_capacity(name.len() + 2 + more);
     k.push(STATUS);
     k.extend_from_slice(name.as_bytes());
     k.push(0);
@@ -94,7 +105,8 @@ fn status_prefix(status: OrderStatus) -> Vec<u8> {
 }
 
 fn status_key(status: OrderStatus, order_id: &str) -> Vec<u8> {
-    let mut k = status_prefix(status);
+    // Allocated once, at its full length: the fold makes two per event.
+    let mut k = status_key_with(status, order_id.len());
     k.extend_from_slice(order_id.as_bytes());
     k
 }

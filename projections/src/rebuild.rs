@@ -13,8 +13,13 @@ use crate::model::building::Building;
 use crate::model::store::ModelStore;
 use crate::model::write_set::WriteSet;
 use crate::projection::Projection;
+use crate::threads::drop_elsewhere;
 
+mod lanes;
 mod read_ahead;
+
+/// Pages of at least this many events are freed on another thread.
+const DROP_ELSEWHERE_MIN: usize = 256;
 
 use read_ahead::{Page, ReadAhead};
 
@@ -183,6 +188,7 @@ pub(crate) async fn rebuild_all_if(
             building: model.begin_generation().await?,
             projection: *projection,
             pending: None,
+            cost: Duration::ZERO,
         });
     }
     if let Some(still_needed) = still_needed {
@@ -327,6 +333,9 @@ struct Target<'a> {
     projection: &'a dyn Projection,
     /// Folded but not committed yet, and the checkpoint it reaches.
     pending: Option<(WriteSet, Checkpoint)>,
+    /// How long folding the last page into this model took (how the
+    /// models are dealt to lanes, see [`lanes`]).
+    cost: Duration,
 }
 
 impl Replay<'_> {
@@ -366,20 +375,15 @@ impl Replay<'_> {
             let Some(last) = events.last().map(Checkpoint::of) else {
                 return Ok(done.max(head_before.min(until)));
             };
+            lanes::fold_page(&mut self.models, &events, done, last)?;
+            // A short page is cheaper to drop than to hand over.
+            if events.len() >= DROP_ELSEWHERE_MIN {
+                drop_elsewhere(events);
+            }
             let (mut bytes, mut full) = (0, false);
-            for t in &mut self.models {
-                let mut ws = match t.pending.take() {
-                    Some((ws, _)) => ws,
-                    None => t.building.write_set(t.projection.model_version()),
-                };
-                let mut previous = done;
-                for event in &events {
-                    check_and_apply(t.projection, event, previous, &mut ws)?;
-                    previous = event.position;
-                }
+            for (ws, _) in self.models.iter().filter_map(|t| t.pending.as_ref()) {
                 bytes += ws.staged_bytes();
                 full |= ws.len() >= self.flush_keys;
-                t.pending = Some((ws, last));
             }
             if full || bytes >= self.flush_bytes {
                 self.flush().await?;

@@ -273,6 +273,8 @@ impl Generation for SledGeneration {
             if written {
                 self.runs.store(run + 1, Ordering::Release);
             }
+            // Hundreds of thousands of keys and values: freed elsewhere.
+            crate::threads::drop_elsewhere(batch.changes);
             return Ok(Commit::Done);
         }
         let mut write = sled::Batch::default();

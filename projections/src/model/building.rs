@@ -56,7 +56,14 @@ impl Building {
 
     /// Commits to the generation being built (no reader sees it).
     pub(crate) async fn commit(&mut self, ws: WriteSet, at: Checkpoint) -> Result<(), ProjectionError> {
+        let started = std::time::Instant::now();
         let (generation, batch) = ws.into_batch(at)?;
+        tracing::debug!(
+            projection = %self.model.inner.name,
+            keys = batch.changes.len(),
+            took = ?started.elapsed(),
+            "rebuild: the write set encoded and sorted"
+        );
         let base = batch.base;
         if generation.id() != self.generation.id() {
             return Err(self.lost(format!(

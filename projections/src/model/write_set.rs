@@ -1,14 +1,17 @@
 //! [`WriteSet`]: the changes of one batch of events, staged for one atomic
 //! commit with the batch's checkpoint.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Batch, Changes, Checkpoint, GenerationRef};
 use crate::error::ProjectionError;
 use crate::model::staged::{Staged, encoded_len};
+use crate::threads::cores;
 
 /// The changes one batch of events makes to a read model, staged in memory
 /// and committed together with the checkpoint in one atomic write.
@@ -29,10 +32,15 @@ pub struct WriteSet {
     model_version: u64,
     /// Hashed, not ordered: a rebuild's fold looks keys up in hundreds of
     /// thousands of them for every event; they are put in key order once,
-    /// for the commit. foldhash, not the standard SipHash, for the fold's
-    /// speed; randomly seeded per map, since keys hold ids that clients
-    /// choose.
-    staged: HashMap<Vec<u8>, Staged, foldhash::fast::RandomState>,
+    /// for the commit. A table of its own, hashed by `hasher`, so that a
+    /// change finds or makes its slot in one probe, and a key is copied
+    /// only when it is new. Each key is kept with its hash: the table
+    /// grows by rehashing every key, and a key's bytes are elsewhere in
+    /// memory.
+    staged: HashTable<Slot>,
+    /// foldhash, not the standard SipHash, for the fold's speed; randomly
+    /// seeded per map, since keys hold ids that clients choose.
+    hasher: foldhash::fast::RandomState,
     /// The checkpoint the batch is staged on: the commit is refused unless
     /// the generation is still there.
     base: u64,
@@ -47,6 +55,12 @@ pub struct WriteSet {
     /// and `Staged::size`).
     bytes: usize,
 }
+
+/// One change of a batch: a key and its value (`None`: removed).
+type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// One staged change: the key's hash, the key and the change.
+type Slot = (u64, Vec<u8>, Staged);
 
 /// What one staged change costs beside its key's and value's bytes: the
 /// map's slot, the key's vector and the allocations (an estimate, for the
@@ -72,7 +86,8 @@ impl WriteSet {
             generation,
             projection: projection.to_string(),
             model_version,
-            staged: HashMap::default(),
+            staged: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             base,
             fresh: false,
             bytes: 0,
@@ -93,21 +108,49 @@ impl WriteSet {
     /// key is copied only when it is not staged yet.
     fn stage(&mut self, key: impl AsRef<[u8]> + Into<Vec<u8>>, value: Staged) {
         let k = key.as_ref();
-        if matches!(value, Staged::Removed) && self.fresh {
-            if let Some(old) = self.staged.remove(k) {
+        let hash = self.hash(k);
+        let entry = self.staged.entry(
+            hash,
+            |(h, staged, _)| *h == hash && staged.as_slice() == k,
+            |(h, ..)| *h,
+        );
+        let dropped = matches!(value, Staged::Removed) && self.fresh;
+        match entry {
+            Entry::Occupied(slot) if dropped => {
+                let ((_, k, old), _) = slot.remove();
                 self.bytes -= STAGED_OVERHEAD + k.len() + old.size();
             }
-            return;
+            Entry::Occupied(mut slot) => {
+                let old = &mut slot.get_mut().2;
+                self.bytes = self.bytes + value.size() - old.size();
+                *old = value;
+            }
+            Entry::Vacant(_) if dropped => {}
+            Entry::Vacant(slot) => {
+                let key = key.into();
+                self.bytes += STAGED_OVERHEAD + key.len() + value.size();
+                slot.insert((hash, key, value));
+            }
         }
-        let added = value.size();
-        if let Some(old) = self.staged.get_mut(k) {
-            self.bytes = self.bytes + added - old.size();
-            *old = value;
-            return;
-        }
-        let key = key.into();
-        self.bytes += STAGED_OVERHEAD + key.len() + added;
-        self.staged.insert(key, value);
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot of `key`, if it is staged.
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Slot> {
+        let hash = self.hash(key);
+        self.staged
+            .find_mut(hash, |(h, staged, _)| *h == hash && staged.as_slice() == key)
+    }
+
+    /// What is staged under `key`, if anything.
+    fn staged(&self, key: &[u8]) -> Option<&Staged> {
+        let hash = self.hash(key);
+        self.staged
+            .find(hash, |(h, staged, _)| *h == hash && staged.as_slice() == key)
+            .map(|(.., staged)| staged)
     }
 
     /// The generation it is staged on.
@@ -116,17 +159,10 @@ impl WriteSet {
     }
 
     /// The batch to commit, ending at `at`, and the generation to commit
-    /// it to: the staged values encoded, in key order.
+    /// it to: the staged values encoded, in key order (see [`sorted`]).
     pub(crate) fn into_batch(self, at: Checkpoint) -> Result<(GenerationRef, Batch), ProjectionError> {
-        let projection = &self.projection;
-        let changes = self
-            .staged
-            .into_iter()
-            .map(|(key, staged)| {
-                let value = staged.into_bytes(projection, &key)?;
-                Ok((key, value))
-            })
-            .collect::<Result<Changes, ProjectionError>>()?;
+        let staged = self.staged.into_iter().map(|(_, key, staged)| (key, staged)).collect();
+        let changes = sorted(&self.projection, staged)?;
         let batch = Batch {
             changes,
             base: self.base,
@@ -139,7 +175,7 @@ impl WriteSet {
     /// The value under `key`: staged in this batch (a value staged with
     /// [`put_value`](WriteSet::put_value) is encoded), else committed.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
-        if let Some(staged) = self.staged.get(key) {
+        if let Some(staged) = self.staged(key) {
             return staged.bytes(&self.projection, key);
         }
         if self.fresh {
@@ -153,7 +189,7 @@ impl WriteSet {
     /// cloned, anything else is decoded from its bytes
     /// ([`ProjectionError::Corrupt`] if they do not hold a `T`).
     pub fn get_value<T: DeserializeOwned + 'static>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
-        match self.staged.get(key) {
+        match self.staged(key) {
             Some(staged) => staged.get_value(&self.projection, key),
             None if self.fresh => Ok(None),
             None => self
@@ -198,7 +234,7 @@ impl WriteSet {
     ) -> Result<(), ProjectionError> {
         let encoded_len = encoded_len(&self.projection, key.as_ref(), value)?;
         // A value of the same type staged under the key: replaced in place.
-        if let Some(Staged::Value(staged)) = self.staged.get_mut(key.as_ref()) {
+        if let Some((.., Staged::Value(staged))) = self.find_mut(key.as_ref()) {
             let before = staged.encoded_len();
             if staged.replace(value, encoded_len) {
                 self.bytes = self.bytes + encoded_len - before;
@@ -228,6 +264,69 @@ impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.staged.is_empty()
     }
+}
+
+/// Staged changes at least this many are encoded and sorted on two
+/// threads (see [`sorted`]).
+const PARALLEL_MIN: usize = if cfg!(test) { 64 } else { 1 << 15 };
+
+/// `staged` encoded and in key order: the changes of a batch.
+///
+/// A rebuild's commit holds hundreds of thousands of changes, and what it
+/// costs is mostly this sort and the encoding of the values: on a machine
+/// with more than one core, a large batch is split at a pivot key (the
+/// median of a sample of its keys) into the keys below it and the rest,
+/// each encoded and sorted on a thread of its own; one after the other,
+/// they are in order.
+fn sorted(projection: &str, staged: Vec<(Vec<u8>, Staged)>) -> Result<Changes, ProjectionError> {
+    if staged.len() < PARALLEL_MIN || cores() < 2 {
+        return Ok(encode_and_sort(projection, staged)?.into_iter().collect());
+    }
+    let mut low = staged;
+    let below = split_at_pivot(&mut low);
+    let high = low.split_off(below);
+    let (low, high) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| encode_and_sort(projection, high));
+        let low = encode_and_sort(projection, low);
+        let high = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (low, high)
+    });
+    let mut low = low?;
+    low.append(&mut high?);
+    // Already in order: the map's sort only checks it.
+    Ok(low.into_iter().collect())
+}
+
+/// Moves the keys of `staged` below a pivot key before the others and
+/// returns how many they are. The pivot is the median of up to 255 keys
+/// taken evenly through `staged` (a staged map's order is its hashes',
+/// which says nothing of the keys'), so the two parts are about as large.
+fn split_at_pivot(staged: &mut [(Vec<u8>, Staged)]) -> usize {
+    let step = staged.len().div_ceil(255).max(1);
+    let mut sample: Vec<&[u8]> = staged.iter().step_by(step).map(|(k, _)| k.as_slice()).collect();
+    sample.sort_unstable();
+    let Some(pivot) = sample.get(sample.len() / 2).map(|k| k.to_vec()) else {
+        return 0;
+    };
+    let mut below = 0;
+    for i in 0..staged.len() {
+        if staged[i].0 < pivot {
+            staged.swap(i, below);
+            below += 1;
+        }
+    }
+    below
+}
+
+/// `staged` encoded and sorted by key (keys are unique: an unstable sort).
+fn encode_and_sort(projection: &str, staged: Vec<(Vec<u8>, Staged)>) -> Result<Vec<Change>, ProjectionError> {
+    let mut encoded = Vec::with_capacity(staged.len());
+    for (key, value) in staged {
+        let value = value.into_bytes(projection, &key)?;
+        encoded.push((key, value));
+    }
+    encoded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(encoded)
 }
 
 #[cfg(test)]

@@ -144,3 +144,88 @@ async fn models_in_different_databases_are_swapped_in_too() {
     assert_eq!((first.checkpoint(), second.checkpoint()), (3, 3));
     assert_eq!(second.get_value::<u64>(b"n").unwrap(), Some(3));
 }
+
+/// Fails at one position.
+struct FailsAt(&'static str, u64);
+
+impl Projection for FailsAt {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        if event.position == self.1 {
+            return Err(ProjectionError::Corrupt {
+                projection: self.0.to_string(),
+                key: String::new(),
+                detail: format!("fails at {}", self.1),
+            });
+        }
+        Count(self.0).apply(event, ws)
+    }
+}
+
+/// Several models fold a page side by side (in lanes, on a multi-threaded
+/// runtime): each sees every event once, in order, and they are swapped
+/// in together with the same checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_folded_side_by_side_each_apply_every_event_once() {
+    let (_dir, store) = ticks(300).await;
+    let names = ["lanes_a", "lanes_b", "lanes_c"];
+    let models: Vec<ModelStore> = names
+        .iter()
+        .map(|n| ModelStore::open_sled(&store, n).unwrap())
+        .collect();
+    let counts: Vec<Count> = names.iter().map(|n| Count(n)).collect();
+    let positions = ModelStore::open_sled(&store, "positions").unwrap();
+    let mut targets: Vec<(&ModelStore, &dyn Projection)> = models
+        .iter()
+        .zip(&counts)
+        .map(|(m, c)| (m, c as &dyn Projection))
+        .collect();
+    targets.push((&positions, &Positions));
+    let options = RebuildOptions {
+        batch_size: 16,
+        ..RebuildOptions::default()
+    };
+    let reports = rebuild_all(&store, &targets, options, |_| {}).await.unwrap();
+    assert!(reports.iter().all(|r| r.events == 300));
+    for model in &models {
+        assert_eq!(model.get_value::<u64>(b"n").unwrap(), Some(300), "{}", model.name());
+        assert_eq!(model.checkpoint(), 300);
+    }
+    let keys: Vec<u64> = positions
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| u64::from_be_bytes(k[..].try_into().unwrap()))
+        .collect();
+    assert_eq!(keys, (1..=300).collect::<Vec<u64>>());
+}
+
+/// When models folded side by side fail on the same page, the rebuild
+/// reports the first failed model's error, in the order given, and no
+/// model is swapped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_failing_in_its_lane_fails_the_rebuild_and_nothing_is_swapped() {
+    let (_dir, store) = ticks(100).await;
+    let names = ["fail_ok", "fail_late", "fail_early"];
+    let models: Vec<ModelStore> = names
+        .iter()
+        .map(|n| ModelStore::open_sled(&store, n).unwrap())
+        .collect();
+    let projections: [&dyn Projection; 3] = [&Count("fail_ok"), &FailsAt("fail_late", 60), &FailsAt("fail_early", 50)];
+    let targets: Vec<(&ModelStore, &dyn Projection)> = models.iter().zip(projections).collect();
+    let options = RebuildOptions {
+        batch_size: 100,
+        ..RebuildOptions::default()
+    };
+    match rebuild_all(&store, &targets, options, |_| {}).await {
+        Err(ProjectionError::Apply {
+            projection, position, ..
+        }) => assert_eq!((projection.as_str(), position), ("fail_late", 60)),
+        other => panic!("expected the first model's apply error, got {other:?}"),
+    }
+    for model in &models {
+        assert_eq!((model.generation(), model.checkpoint()), (1, 0), "{}", model.name());
+    }
+}

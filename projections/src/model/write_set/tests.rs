@@ -231,3 +231,60 @@ fn staged_bytes_count_the_encoded_length_of_typed_values() {
     ws.delete(b"o".to_vec());
     assert_eq!(ws.staged_bytes(), 0);
 }
+
+/// One operation of [`a_batch_holds_the_last_change_of_each_key_in_key_order`].
+#[derive(Clone, Debug)]
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    PutValue(Vec<u8>, u64),
+    Delete(Vec<u8>),
+}
+
+fn change() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    // Short keys of few letters: shared prefixes, keys that are prefixes
+    // of others, and many keys equal to the pivot's neighbours.
+    let key = proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0u8), Just(0xff)], 0..5);
+    prop_oneof![
+        (key.clone(), proptest::collection::vec(any::<u8>(), 0..3)).prop_map(|(k, v)| Op::Put(k, v)),
+        (key.clone(), any::<u64>()).prop_map(|(k, v)| Op::PutValue(k, v)),
+        key.prop_map(Op::Delete),
+    ]
+}
+
+proptest::proptest! {
+    /// A batch holds each key's last change, encoded, in key order, on a
+    /// fresh generation (where a delete drops the key's change) and on
+    /// one that holds values; batches of more than 64 changes are sorted
+    /// in two halves on two threads under test.
+    #[test]
+    fn a_batch_holds_the_last_change_of_each_key_in_key_order(
+        changes_made in proptest::collection::vec(change(), 0..400),
+        is_fresh in proptest::bool::ANY,
+    ) {
+        let mut ws = if is_fresh { fresh() } else { on(Vec::new()) };
+        let mut model: Changes = Changes::new();
+        for c in changes_made {
+            match c {
+                Op::Put(k, v) => {
+                    model.insert(k.clone(), Some(v.clone()));
+                    ws.put(k, v);
+                }
+                Op::PutValue(k, v) => {
+                    model.insert(k.clone(), Some(to_bincode(&v).unwrap()));
+                    ws.put_value(k, &v).unwrap();
+                }
+                Op::Delete(k) => {
+                    if is_fresh {
+                        model.remove(&k);
+                    } else {
+                        model.insert(k.clone(), None);
+                    }
+                    ws.delete(k);
+                }
+            }
+        }
+        let got = changes(ws);
+        proptest::prop_assert_eq!(got, model);
+    }
+}
