@@ -18,19 +18,18 @@ use crate::model::store::ModelStore;
 use crate::model::write_set::WriteSet;
 use crate::projection::{Projection, deleted_stream};
 
+mod keys;
+
+use keys::{
+    COUNT, ORDER, STATUSES, after_key, count_key, customer_key, customer_prefix, order_key, status_key, status_name,
+    status_prefix,
+};
+
 /// The name of the order summary projection (and of its sled trees).
 pub const ORDER_SUMMARY: &str = "order_summary";
 
 /// The stream id prefix of orders.
 const ORDER_PREFIX: &str = "order-";
-
-// Keys: `o` order id → OrderSummary; `c` len(customer) u32 BE, customer,
-// order id → (); `n` status name → count u64 BE; `t` status name, 0, order
-// id → () (the status index; status names hold no 0 byte).
-const ORDER: u8 = b'o';
-const CUSTOMER: u8 = b'c';
-const COUNT: u8 = b'n';
-const STATUS: u8 = b't';
 
 /// The order summary's model version (see [`Projection::model_version`]):
 /// 1 since it keeps the status index. A model stored before (version 0)
@@ -61,94 +60,6 @@ pub struct OrderSummary {
     pub placed_at: SystemTime,
     /// When its last event was committed.
     pub updated_at: SystemTime,
-}
-
-fn order_key(order_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(order_id.len() + 1);
-    k.push(ORDER);
-    k.extend_from_slice(order_id.as_bytes());
-    k
-}
-
-fn customer_prefix(customer: &str) -> Vec<u8> {
-    customer_key_with(customer, 0)
-}
-
-/// A customer's key prefix, with room for `more` bytes after it.
-fn customer_key_with(customer: &str, more: usize) -> Vec<u8> {
-    let mut k = Vec::with_capacity(customer.len() + 5 + more);
-    k.push(CUSTOMER);
-    k.extend_from_slice(&(customer.len() as u32).to_be_bytes());
-    k.extend_from_slice(customer.as_bytes());
-    k
-}
-
-fn customer_key(customer: &str, order_id: &str) -> Vec<u8> {
-    // Allocated once, at its full length: the fold makes one per order.
-    let mut k = customer_key_with(customer, order_id.len());
-    k.extend_from_slice(order_id.as_bytes());
-    k
-}
-
-fn status_prefix(status: OrderStatus) -> Vec<u8> {
-    status_key_with(status, 0)
-}
-
-/// A status's key prefix, with room for `more` bytes after it.
-fn status_key_with(status: OrderStatus, more: usize) -> Vec<u8> {
-    let name = status_name(status);
-    let mut k = Vec::with_capacity(name.len() + 2 + more);
-    k.push(STATUS);
-    k.extend_from_slice(name.as_bytes());
-    k.push(0);
-    k
-}
-
-fn status_key(status: OrderStatus, order_id: &str) -> Vec<u8> {
-    // Allocated once, at its full length: the fold makes two per event.
-    let mut k = status_key_with(status, order_id.len());
-    k.extend_from_slice(order_id.as_bytes());
-    k
-}
-
-/// The first key greater than `key` (`key` followed by a 0 byte): where a
-/// page that starts after `key` starts.
-fn after_key(mut key: Vec<u8>) -> Vec<u8> {
-    key.push(0);
-    key
-}
-
-fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::New => "new",
-        OrderStatus::Placed => "placed",
-        OrderStatus::Paid => "paid",
-        OrderStatus::Shipped => "shipped",
-        OrderStatus::Delivered => "delivered",
-        OrderStatus::Cancelled => "cancelled",
-    }
-}
-
-const STATUSES: [OrderStatus; 6] = [
-    OrderStatus::New,
-    OrderStatus::Placed,
-    OrderStatus::Paid,
-    OrderStatus::Shipped,
-    OrderStatus::Delivered,
-    OrderStatus::Cancelled,
-];
-
-/// [`COUNT`] and the status's name: a constant, since the fold bumps two
-/// counts for every order event.
-fn count_key(status: OrderStatus) -> &'static [u8] {
-    match status {
-        OrderStatus::New => b"nnew",
-        OrderStatus::Placed => b"nplaced",
-        OrderStatus::Paid => b"npaid",
-        OrderStatus::Shipped => b"nshipped",
-        OrderStatus::Delivered => b"ndelivered",
-        OrderStatus::Cancelled => b"ncancelled",
-    }
 }
 
 /// Projects `order-*` streams into the order summary.
@@ -492,31 +403,5 @@ impl OrderSummaries {
             counts: counts_of(&reader)?,
             generation: reader.generation(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn count_keys_are_the_count_prefix_and_the_status_name() {
-        for s in STATUSES {
-            assert_eq!(count_key(s), [&[COUNT], status_name(s).as_bytes()].concat(), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn status_keys_of_one_status_never_prefix_another() {
-        for a in STATUSES {
-            for b in STATUSES {
-                if a != b {
-                    assert!(!status_key(a, "x").starts_with(&status_prefix(b)), "{a:?} {b:?}");
-                }
-            }
-        }
-        assert!(status_key(OrderStatus::Paid, "a") < status_key(OrderStatus::Paid, "a\0"));
-        assert!(after_key(status_key(OrderStatus::Paid, "a")) <= status_key(OrderStatus::Paid, "a\0"));
-        assert!(after_key(status_key(OrderStatus::Paid, "a")) > status_key(OrderStatus::Paid, "a"));
     }
 }

@@ -20,6 +20,11 @@ use crate::model::write_set::WriteSet;
 /// every event of the log, in position order; it ignores the ones it does
 /// not project by returning `Ok(())`.
 ///
+/// A rebuild of several models calls the `apply` of different projections
+/// at the same time, on threads of its own (in the caller's Tokio runtime
+/// context, tracing dispatcher and span); one model's events are applied
+/// one after the other, never two at once.
+///
 /// ```
 /// use strata_projections::{Projection, ProjectionError, WriteSet};
 /// use strata_store::RecordedEvent;

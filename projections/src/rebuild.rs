@@ -18,10 +18,10 @@ use crate::threads::drop_elsewhere;
 mod lanes;
 mod read_ahead;
 
+use read_ahead::{Page, ReadAhead};
+
 /// Pages of at least this many events are freed on another thread.
 const DROP_ELSEWHERE_MIN: usize = 256;
-
-use read_ahead::{Page, ReadAhead};
 
 /// How a rebuild batches its work.
 ///

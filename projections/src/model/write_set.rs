@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::{Batch, Changes, Checkpoint, GenerationRef};
 use crate::error::ProjectionError;
 use crate::model::staged::{Staged, encoded_len};
-use crate::threads::cores;
+use crate::threads::{cores, side_by_side};
 
 /// The changes one batch of events makes to a read model, staged in memory
 /// and committed together with the checkpoint in one atomic write.
@@ -33,8 +33,9 @@ pub struct WriteSet {
     /// Hashed, not ordered: a rebuild's fold looks keys up in hundreds of
     /// thousands of them for every event; they are put in key order once,
     /// for the commit. A table of its own, hashed by `hasher`, so that a
-    /// change finds or makes its slot in one probe, and a key is copied
-    /// only when it is new. Each key is kept with its hash: the table
+    /// change finds or makes its slot in one lookup (hashbrown's `entry`,
+    /// which may first grow the table), and a key is copied only when it
+    /// is new. Each key is kept with its hash: the table
     /// grows by rehashing every key, and a key's bytes are elsewhere in
     /// memory.
     staged: HashTable<Slot>,
@@ -134,6 +135,7 @@ impl WriteSet {
         }
     }
 
+    /// The hash `key` is staged under.
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -146,7 +148,7 @@ impl WriteSet {
     }
 
     /// What is staged under `key`, if anything.
-    fn staged(&self, key: &[u8]) -> Option<&Staged> {
+    fn find(&self, key: &[u8]) -> Option<&Staged> {
         let hash = self.hash(key);
         self.staged
             .find(hash, |(h, staged, _)| *h == hash && staged.as_slice() == key)
@@ -175,7 +177,7 @@ impl WriteSet {
     /// The value under `key`: staged in this batch (a value staged with
     /// [`put_value`](WriteSet::put_value) is encoded), else committed.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
-        if let Some(staged) = self.staged(key) {
+        if let Some(staged) = self.find(key) {
             return staged.bytes(&self.projection, key);
         }
         if self.fresh {
@@ -189,7 +191,7 @@ impl WriteSet {
     /// cloned, anything else is decoded from its bytes
     /// ([`ProjectionError::Corrupt`] if they do not hold a `T`).
     pub fn get_value<T: DeserializeOwned + 'static>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
-        match self.staged(key) {
+        match self.find(key) {
             Some(staged) => staged.get_value(&self.projection, key),
             None if self.fresh => Ok(None),
             None => self
@@ -278,23 +280,26 @@ const PARALLEL_MIN: usize = if cfg!(test) { 64 } else { 1 << 15 };
 /// median of a sample of its keys) into the keys below it and the rest,
 /// each encoded and sorted on a thread of its own; one after the other,
 /// they are in order.
-fn sorted(projection: &str, staged: Vec<(Vec<u8>, Staged)>) -> Result<Changes, ProjectionError> {
-    if staged.len() < PARALLEL_MIN || cores() < 2 {
-        return Ok(encode_and_sort(projection, staged)?.into_iter().collect());
+fn sorted(projection: &str, mut staged: Vec<(Vec<u8>, Staged)>) -> Result<Changes, ProjectionError> {
+    let n = staged.len();
+    let mut changes: Vec<Change> = Vec::with_capacity(n);
+    changes.resize_with(n, || (Vec::new(), None));
+    if n < PARALLEL_MIN || cores() < 2 {
+        encode_and_sort(projection, &mut staged, &mut changes)?;
+    } else {
+        let below = split_at_pivot(&mut staged);
+        let (from_low, from_high) = staged.split_at_mut(below);
+        let (to_low, to_high) = changes.split_at_mut(below);
+        let parts = vec![(from_low, to_low), (from_high, to_high)];
+        side_by_side("strata-commit-sort", parts, |(from, to)| {
+            encode_and_sort(projection, from, to)
+        })
+        .into_iter()
+        .collect::<Result<(), ProjectionError>>()?;
     }
-    let mut low = staged;
-    let below = split_at_pivot(&mut low);
-    let high = low.split_off(below);
-    let (low, high) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| encode_and_sort(projection, high));
-        let low = encode_and_sort(projection, low);
-        let high = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (low, high)
-    });
-    let mut low = low?;
-    low.append(&mut high?);
-    // Already in order: the map's sort only checks it.
-    Ok(low.into_iter().collect())
+    // In key order already: the map's own sort only checks it, and builds
+    // on this vector's memory.
+    Ok(changes.into_iter().collect())
 }
 
 /// Moves the keys of `staged` below a pivot key before the others and
@@ -318,15 +323,16 @@ fn split_at_pivot(staged: &mut [(Vec<u8>, Staged)]) -> usize {
     below
 }
 
-/// `staged` encoded and sorted by key (keys are unique: an unstable sort).
-fn encode_and_sort(projection: &str, staged: Vec<(Vec<u8>, Staged)>) -> Result<Vec<Change>, ProjectionError> {
-    let mut encoded = Vec::with_capacity(staged.len());
-    for (key, value) in staged {
-        let value = value.into_bytes(projection, &key)?;
-        encoded.push((key, value));
+/// Moves the changes of `from` into `to` (as long), encoded, and sorts
+/// them by key (keys are unique: an unstable sort). What is left in
+/// `from` is empty.
+fn encode_and_sort(projection: &str, from: &mut [(Vec<u8>, Staged)], to: &mut [Change]) -> Result<(), ProjectionError> {
+    for ((key, staged), slot) in from.iter_mut().zip(to.iter_mut()) {
+        let value = std::mem::replace(staged, Staged::Removed).into_bytes(projection, key)?;
+        *slot = (std::mem::take(key), value);
     }
-    encoded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(encoded)
+    to.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(())
 }
 
 #[cfg(test)]

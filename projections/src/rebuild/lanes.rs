@@ -3,10 +3,12 @@
 //! The models are independent (each folds into a write set of its own),
 //! so with several models and more than one core they fold side by side:
 //! each page, the models are dealt to lanes (this thread and up to one
-//! scoped thread per further core), the costliest model first, each to
-//! the lane with the least work so far, by what each model's last page
-//! cost. A rebuild of the order summary, the stock levels and the
-//! document listing then takes about as long as the order summary alone.
+//! scoped thread per further core, see `threads::side_by_side`), the
+//! costliest model first, each to the lane with the least work so far,
+//! by what each model's last page cost. In the bench's rebuild the order
+//! summary takes about three quarters of the fold's work: it gets a lane
+//! of its own, and the stock levels and the document listing share the
+//! other with the read-ahead.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
@@ -16,11 +18,12 @@ use strata_store::RecordedEvent;
 use super::{Target, check_and_apply};
 use crate::backend::Checkpoint;
 use crate::error::ProjectionError;
-use crate::threads::cores;
+use crate::threads::{cores, side_by_side};
 
 /// A page shorter than this folds on one thread: a thread costs more
 /// than it saves there. (Under test, every page of two events or more
-/// folds in lanes, so the tests run that path.)
+/// folds in lanes, and there are at least two cores, so the tests run
+/// that path.)
 const LANES_MIN_EVENTS: usize = if cfg!(test) { 2 } else { 512 };
 
 impl Target<'_> {
@@ -62,25 +65,12 @@ pub(super) fn fold_page(
     for (i, t) in models.iter_mut().enumerate() {
         dealt[lane_of[i]].push((i, t));
     }
-    let span = tracing::Span::current();
-    let fold_lane = |lane: Vec<(usize, &mut Target<'_>)>| -> Vec<(usize, Result<(), ProjectionError>)> {
-        lane.into_iter().map(|(i, t)| (i, t.fold(events, done, last))).collect()
-    };
-    let mut results = std::thread::scope(|scope| {
-        let mut dealt = dealt.into_iter();
-        let here = dealt.next().unwrap_or_default();
-        let others: Vec<_> = dealt
-            .map(|lane| {
-                let span = span.clone();
-                scope.spawn(move || span.in_scope(|| fold_lane(lane)))
-            })
-            .collect();
-        let mut results = fold_lane(here);
-        for other in others {
-            results.extend(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        }
-        results
+    let folded = side_by_side("strata-rebuild-lane", dealt, |lane| {
+        lane.into_iter()
+            .map(|(i, t)| (i, t.fold(events, done, last)))
+            .collect::<Vec<_>>()
     });
+    let mut results: Vec<_> = folded.into_iter().flatten().collect();
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().try_for_each(|(_, r)| r)
 }

@@ -164,9 +164,10 @@ impl Projection for FailsAt {
     }
 }
 
-/// Several models fold a page side by side (in lanes, on a multi-threaded
-/// runtime): each sees every event once, in order, and they are swapped
-/// in together with the same checkpoint.
+/// Several models fold a page side by side (in lanes; there are at least
+/// two cores under test), committing every 20 changed keys, so a lane
+/// also reads what its model committed: each sees every event once, in
+/// order, and they are swapped in together with the same checkpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_folded_side_by_side_each_apply_every_event_once() {
     let (_dir, store) = ticks(300).await;
@@ -185,6 +186,7 @@ async fn models_folded_side_by_side_each_apply_every_event_once() {
     targets.push((&positions, &Positions));
     let options = RebuildOptions {
         batch_size: 16,
+        flush_keys: 20,
         ..RebuildOptions::default()
     };
     let reports = rebuild_all(&store, &targets, options, |_| {}).await.unwrap();
@@ -228,4 +230,33 @@ async fn a_model_failing_in_its_lane_fails_the_rebuild_and_nothing_is_swapped() 
     for model in &models {
         assert_eq!((model.generation(), model.checkpoint()), (1, 0), "{}", model.name());
     }
+}
+
+/// Panics at one position.
+struct PanicsAt(u64);
+
+impl Projection for PanicsAt {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn apply(&self, event: &RecordedEvent, ws: &mut WriteSet) -> Result<(), ProjectionError> {
+        assert!(event.position != self.0, "the projection panics at {}", self.0);
+        Count("panics").apply(event, ws)
+    }
+}
+
+/// A panic in a model folded in a lane of its own reaches the rebuild's
+/// caller, as it would without lanes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "the projection panics at 42")]
+async fn a_model_panicking_in_its_lane_panics_the_rebuild() {
+    let (_dir, store) = ticks(100).await;
+    let first = ModelStore::open_sled(&store, "calm").unwrap();
+    let second = ModelStore::open_sled(&store, "panics").unwrap();
+    let targets: [(&ModelStore, &dyn Projection); 2] = [(&first, &Count("calm")), (&second, &PanicsAt(42))];
+    let options = RebuildOptions {
+        batch_size: 100,
+        ..RebuildOptions::default()
+    };
+    let _ = rebuild_all(&store, &targets, options, |_| {}).await;
 }

@@ -288,3 +288,59 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, model);
     }
 }
+
+proptest::proptest! {
+    /// The keys below the pivot come first, and each half comes out of
+    /// `encode_and_sort` in key order: put one after the other, they are
+    /// the batch in key order (the map the batch is collected into would
+    /// hide a misplaced key, at the cost of a slower commit).
+    #[test]
+    fn the_halves_of_a_large_batch_are_in_key_order(
+        keys in proptest::collection::btree_set(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6), 64..300),
+    ) {
+        let n = keys.len();
+        let mut staged: Vec<(Vec<u8>, Staged)> = keys.iter().rev().map(|k| (k.clone(), Staged::Bytes(k.clone()))).collect();
+        let below = split_at_pivot(&mut staged);
+        proptest::prop_assert!(0 < below && below < n, "both halves hold keys: {below} of {n}");
+        let low_max = staged[..below].iter().map(|(k, _)| k.clone()).max().unwrap();
+        let high_min = staged[below..].iter().map(|(k, _)| k.clone()).min().unwrap();
+        proptest::prop_assert!(low_max < high_min);
+        let mut out: Vec<Change> = (0..n).map(|_| (Vec::new(), None)).collect();
+        let (from_low, from_high) = staged.split_at_mut(below);
+        let (to_low, to_high) = out.split_at_mut(below);
+        encode_and_sort("m", from_low, to_low).unwrap();
+        encode_and_sort("m", from_high, to_high).unwrap();
+        let got: Vec<Vec<u8>> = out.iter().map(|(k, _)| k.clone()).collect();
+        let want: Vec<Vec<u8>> = keys.into_iter().collect();
+        proptest::prop_assert_eq!(&got, &want);
+        proptest::prop_assert!(out.iter().all(|(k, v)| v.as_ref() == Some(k)), "each key keeps its own value");
+    }
+
+    /// On a fresh generation, the memory estimate comes back to nothing
+    /// once every key staged is deleted again, whatever was staged over
+    /// what before.
+    #[test]
+    fn the_memory_estimate_returns_to_zero_when_every_key_is_dropped(
+        ops in proptest::collection::vec(change(), 0..300),
+    ) {
+        let mut ws = fresh();
+        let mut touched = std::collections::BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    touched.insert(k.clone());
+                    ws.put(k, v);
+                }
+                Op::PutValue(k, v) => {
+                    touched.insert(k.clone());
+                    ws.put_value(k, &v).unwrap();
+                }
+                Op::Delete(k) => ws.delete(k),
+            }
+        }
+        for k in touched {
+            ws.delete(k);
+        }
+        proptest::prop_assert_eq!((ws.staged_bytes(), ws.len()), (0, 0));
+    }
+}
