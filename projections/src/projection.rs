@@ -22,8 +22,12 @@ use crate::model::write_set::WriteSet;
 ///
 /// A rebuild of several models calls the `apply` of different projections
 /// at the same time, on threads of its own (in the caller's Tokio runtime
-/// context, tracing dispatcher and span); one model's events are applied
-/// one after the other, never two at once.
+/// context, tracing dispatcher and span; no other thread-locals); one
+/// model's events are applied one after the other, never two at once.
+/// `apply` must not block on the runtime (`Handle::block_on`): on the
+/// caller's thread it panics, and on a lane beside a current-thread
+/// runtime it can wait forever, since that runtime's thread is busy
+/// folding.
 ///
 /// ```
 /// use strata_projections::{Projection, ProjectionError, WriteSet};

@@ -76,7 +76,9 @@ const DROPS_WAITING: usize = 2;
 /// use), or here if that thread is behind by [`DROPS_WAITING`] values or
 /// could not be started: freeing a page of events or a commit's hundreds
 /// of thousands of keys and values is work the caller need not wait for,
-/// and what waits to be freed stays bounded.
+/// and what waits to be freed stays bounded (two values waiting, one
+/// being freed). Only for values whose drop just frees memory: at
+/// process exit, what waits may never be dropped.
 pub(crate) fn drop_elsewhere<T: Send + 'static>(value: T) {
     static DROPPER: OnceLock<Option<SyncSender<Box<dyn Send>>>> = OnceLock::new();
     let dropper = DROPPER.get_or_init(|| {
@@ -95,23 +97,46 @@ pub(crate) fn drop_elsewhere<T: Send + 'static>(value: T) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
+    /// Each part runs once, the results keep the parts' order, and a part
+    /// runs on a thread of its own (the first waits, up to 10 s, for a
+    /// part to report from one).
     #[test]
-    fn parts_run_once_each_and_results_keep_their_order() {
-        let threads = Mutex::new(HashSet::new());
-        let results = side_by_side("t", (0..5).collect(), |i: u32| {
-            threads.lock().unwrap().insert(std::thread::current().id());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            i * 10
+    fn parts_run_once_each_side_by_side_and_results_keep_their_order() {
+        let runs: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
+        let (seen, on_thread) = std::sync::mpsc::channel::<()>();
+        let (seen, on_thread) = (Mutex::new(seen), Mutex::new(on_thread));
+        let results = side_by_side("t", (0..5).collect(), |i: usize| {
+            runs[i].fetch_add(1, Ordering::SeqCst);
+            if i == 0 {
+                let on_thread = on_thread.lock().unwrap();
+                return on_thread.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
+            }
+            if std::thread::current().name() == Some("t") {
+                let _ = seen.lock().unwrap().send(());
+            }
+            true
         });
-        assert_eq!(results, vec![0, 10, 20, 30, 40]);
-        assert!(threads.lock().unwrap().len() >= 2, "the parts ran side by side");
+        assert!(results[0], "no part ran on a thread of its own");
+        assert_eq!(results.len(), 5);
+        assert!(runs.iter().all(|n| n.load(Ordering::SeqCst) == 1), "each part ran once");
         assert_eq!(side_by_side("t", Vec::<u32>::new(), |i| i), Vec::<u32>::new());
+    }
+
+    /// A part on a thread runs in the caller's Tokio runtime context.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_on_threads_run_in_the_callers_runtime_context() {
+        let contexts = side_by_side("t", (0..4).collect(), |_: u32| {
+            (
+                std::thread::current().name().map(str::to_string),
+                tokio::runtime::Handle::try_current().is_ok(),
+            )
+        });
+        assert!(contexts.iter().all(|(_, runtime)| *runtime), "{contexts:?}");
     }
 
     #[test]
@@ -123,25 +148,70 @@ mod tests {
         });
     }
 
-    /// A value is dropped (on the dropper or here), never kept.
-    #[test]
-    fn values_dropped_elsewhere_are_dropped() {
-        struct Counted(Arc<AtomicUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
+    /// Records the thread a value was dropped on.
+    struct Noted(Arc<Mutex<Vec<Option<String>>>>);
+
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().map(str::to_string);
+            self.0.lock().unwrap().push(name);
+        }
+    }
+
+    /// Holds the dropper up until released (or 10 s), and says which.
+    struct Blocker(std::sync::mpsc::Receiver<()>, Arc<AtomicUsize>);
+
+    impl Drop for Blocker {
+        fn drop(&mut self) {
+            if self.0.recv_timeout(std::time::Duration::from_secs(10)).is_ok() {
+                self.1.store(1, Ordering::SeqCst);
             }
         }
-        let dropped = Arc::new(AtomicUsize::new(0));
-        for _ in 0..100 {
-            drop_elsewhere(Counted(dropped.clone()));
-        }
-        for _ in 0..500 {
-            if dropped.load(Ordering::SeqCst) == 100 {
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..1_000 {
+            if done() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("{} of 100 values dropped", dropped.load(Ordering::SeqCst));
+        panic!("{what}: not within 10 s");
+    }
+
+    /// Values are dropped on the dropper thread; while it is held up, no
+    /// more than two wait for it and the rest are dropped by their caller,
+    /// which never waits.
+    #[test]
+    fn values_are_dropped_on_the_dropper_and_what_waits_is_bounded() {
+        // On the dropper (another test's values may take its slots for a
+        // moment: tried until one of ours gets there).
+        let mut elsewhere = false;
+        for _ in 0..100 {
+            let noted = Arc::new(Mutex::new(Vec::new()));
+            drop_elsewhere(Noted(noted.clone()));
+            wait_for("a value dropped", || noted.lock().unwrap().len() == 1);
+            if noted.lock().unwrap()[0].as_deref() == Some("strata-dropper") {
+                elsewhere = true;
+                break;
+            }
+        }
+        assert!(elsewhere, "no value was dropped on the dropper");
+        // Held up: of three values, at least one is dropped here.
+        let (release, held) = std::sync::mpsc::channel();
+        let released = Arc::new(AtomicUsize::new(0));
+        drop_elsewhere(Blocker(held, released.clone()));
+        let noted = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..3 {
+            drop_elsewhere(Noted(noted.clone()));
+        }
+        let here = std::thread::current().name().map(str::to_string);
+        assert!(
+            noted.lock().unwrap().contains(&here),
+            "a value beyond the bound is dropped here"
+        );
+        release.send(()).unwrap();
+        wait_for("every value dropped", || noted.lock().unwrap().len() == 3);
+        wait_for("the blocker dropped", || released.load(Ordering::SeqCst) == 1);
     }
 }

@@ -291,14 +291,17 @@ fn sorted(projection: &str, mut staged: Vec<(Vec<u8>, Staged)>) -> Result<Change
         let (from_low, from_high) = staged.split_at_mut(below);
         let (to_low, to_high) = changes.split_at_mut(below);
         let parts = vec![(from_low, to_low), (from_high, to_high)];
-        side_by_side("strata-commit-sort", parts, |(from, to)| {
-            encode_and_sort(projection, from, to)
-        })
-        .into_iter()
-        .collect::<Result<(), ProjectionError>>()?;
+        side_by_side("strata-sort", parts, |(from, to)| encode_and_sort(projection, from, to))
+            .into_iter()
+            .collect::<Result<(), ProjectionError>>()?;
     }
-    // In key order already: the map's own sort only checks it, and builds
-    // on this vector's memory.
+    drop(staged);
+    debug_assert!(
+        changes.windows(2).all(|w| w[0].0 < w[1].0),
+        "the halves are in key order"
+    );
+    // In key order already: the map's own (stable) sort finds one run and
+    // merges nothing; the map is built on this vector's memory.
     Ok(changes.into_iter().collect())
 }
 
@@ -327,6 +330,8 @@ fn split_at_pivot(staged: &mut [(Vec<u8>, Staged)]) -> usize {
 /// them by key (keys are unique: an unstable sort). What is left in
 /// `from` is empty.
 fn encode_and_sort(projection: &str, from: &mut [(Vec<u8>, Staged)], to: &mut [Change]) -> Result<(), ProjectionError> {
+    // A slot left over would commit the empty key's removal.
+    assert_eq!(from.len(), to.len(), "a change for every slot");
     for ((key, staged), slot) in from.iter_mut().zip(to.iter_mut()) {
         let value = std::mem::replace(staged, Staged::Removed).into_bytes(projection, key)?;
         *slot = (std::mem::take(key), value);

@@ -65,7 +65,7 @@ pub(super) fn fold_page(
     for (i, t) in models.iter_mut().enumerate() {
         dealt[lane_of[i]].push((i, t));
     }
-    let folded = side_by_side("strata-rebuild-lane", dealt, |lane| {
+    let folded = side_by_side("strata-lane", dealt, |lane| {
         lane.into_iter()
             .map(|(i, t)| (i, t.fold(events, done, last)))
             .collect::<Vec<_>>()

@@ -246,7 +246,9 @@ impl Projection for PanicsAt {
 }
 
 /// A panic in a model folded in a lane of its own reaches the rebuild's
-/// caller, as it would without lanes.
+/// caller, as it would without lanes. (The lane may run on the caller's
+/// thread, should its own start late: `threads.rs` tests a panic that
+/// crosses a thread.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[should_panic(expected = "the projection panics at 42")]
 async fn a_model_panicking_in_its_lane_panics_the_rebuild() {
