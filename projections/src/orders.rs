@@ -20,10 +20,7 @@ use crate::projection::{Projection, deleted_stream};
 
 mod keys;
 
-use keys::{
-    COUNT, ORDER, STATUSES, after_key, count_key, customer_key, customer_prefix, order_key, status_key, status_name,
-    status_prefix,
-};
+use keys::{COUNT, ORDER, after_key, count_key, customer_key, customer_prefix, order_key, status_key, status_prefix};
 
 /// The name of the order summary projection (and of its sled trees).
 pub const ORDER_SUMMARY: &str = "order_summary";
@@ -239,9 +236,9 @@ fn counts_of(reader: &ModelReader) -> Result<BTreeMap<OrderStatus, u64>, Project
     let mut counts = BTreeMap::new();
     // At most one key per status.
     for (key, value) in reader.range_limit(&[COUNT], Some(&[COUNT + 1]), usize::MAX)? {
-        let status = STATUSES
+        let status = OrderStatus::ALL
             .into_iter()
-            .find(|s| key.get(1..) == Some(status_name(*s).as_bytes()))
+            .find(|s| key.get(1..) == Some(s.as_str().as_bytes()))
             .ok_or_else(|| corrupt(ORDER_SUMMARY, &key, "unknown status"))?;
         counts.insert(status, decode_value(ORDER_SUMMARY, &key, &value)?);
     }

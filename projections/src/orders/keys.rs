@@ -44,7 +44,7 @@ pub(super) fn status_prefix(status: OrderStatus) -> Vec<u8> {
 
 /// A status's key prefix, with room for `more` bytes after it.
 fn status_key_with(status: OrderStatus, more: usize) -> Vec<u8> {
-    let name = status_name(status);
+    let name = status.as_str();
     let mut k = Vec::with_capacity(name.len() + 2 + more);
     k.push(STATUS);
     k.extend_from_slice(name.as_bytes());
@@ -66,26 +66,6 @@ pub(super) fn after_key(mut key: Vec<u8>) -> Vec<u8> {
     key
 }
 
-pub(super) fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::New => "new",
-        OrderStatus::Placed => "placed",
-        OrderStatus::Paid => "paid",
-        OrderStatus::Shipped => "shipped",
-        OrderStatus::Delivered => "delivered",
-        OrderStatus::Cancelled => "cancelled",
-    }
-}
-
-pub(super) const STATUSES: [OrderStatus; 6] = [
-    OrderStatus::New,
-    OrderStatus::Placed,
-    OrderStatus::Paid,
-    OrderStatus::Shipped,
-    OrderStatus::Delivered,
-    OrderStatus::Cancelled,
-];
-
 /// [`COUNT`] and the status's name: a constant, since the fold bumps two
 /// counts for every order event.
 pub(super) fn count_key(status: OrderStatus) -> &'static [u8] {
@@ -105,15 +85,15 @@ mod tests {
 
     #[test]
     fn count_keys_are_the_count_prefix_and_the_status_name() {
-        for s in STATUSES {
-            assert_eq!(count_key(s), [&[COUNT], status_name(s).as_bytes()].concat(), "{s:?}");
+        for s in OrderStatus::ALL {
+            assert_eq!(count_key(s), [&[COUNT], s.as_str().as_bytes()].concat(), "{s:?}");
         }
     }
 
     #[test]
     fn status_keys_of_one_status_never_prefix_another() {
-        for a in STATUSES {
-            for b in STATUSES {
+        for a in OrderStatus::ALL {
+            for b in OrderStatus::ALL {
                 if a != b {
                     assert!(!status_key(a, "x").starts_with(&status_prefix(b)), "{a:?} {b:?}");
                 }

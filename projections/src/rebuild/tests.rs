@@ -51,6 +51,20 @@ impl Projection for Positions {
     }
 }
 
+/// The positions a [`Positions`] model holds, in key order.
+fn positions_in(model: &ModelStore) -> Vec<u64> {
+    let entries = model.entries().unwrap();
+    entries
+        .iter()
+        .map(|(k, _)| u64::from_be_bytes(k[..].try_into().unwrap()))
+        .collect()
+}
+
+/// A sled model of each of `names` on `store`.
+fn models_named(store: &SegmentStore, names: &[&str]) -> Vec<ModelStore> {
+    names.iter().map(|n| ModelStore::open_sled(store, n).unwrap()).collect()
+}
+
 /// A rebuild that reads ahead applies every event once, in order (a
 /// repeat or a gap fails the replay's order check), on a multi-threaded
 /// runtime and on a current-thread one.
@@ -80,13 +94,11 @@ fn a_rebuild_reading_ahead_applies_every_event_once() {
                 .await
                 .unwrap();
             assert_eq!(reports[0].events, 500);
-            let keys: Vec<u64> = model
-                .entries()
-                .unwrap()
-                .iter()
-                .map(|(k, _)| u64::from_be_bytes(k[..].try_into().unwrap()))
-                .collect();
-            assert_eq!(keys, (1..=500).collect::<Vec<u64>>(), "multi_thread: {multi_thread}");
+            assert_eq!(
+                positions_in(&model),
+                (1..=500).collect::<Vec<u64>>(),
+                "multi_thread: {multi_thread}"
+            );
         });
     }
 }
@@ -172,10 +184,7 @@ impl Projection for FailsAt {
 async fn models_folded_side_by_side_each_apply_every_event_once() {
     let (_dir, store) = ticks(300).await;
     let names = ["lanes_a", "lanes_b", "lanes_c"];
-    let models: Vec<ModelStore> = names
-        .iter()
-        .map(|n| ModelStore::open_sled(&store, n).unwrap())
-        .collect();
+    let models = models_named(&store, &names);
     let counts: Vec<Count> = names.iter().map(|n| Count(n)).collect();
     let positions = ModelStore::open_sled(&store, "positions").unwrap();
     let mut targets: Vec<(&ModelStore, &dyn Projection)> = models
@@ -195,13 +204,7 @@ async fn models_folded_side_by_side_each_apply_every_event_once() {
         assert_eq!(model.get_value::<u64>(b"n").unwrap(), Some(300), "{}", model.name());
         assert_eq!(model.checkpoint(), 300);
     }
-    let keys: Vec<u64> = positions
-        .entries()
-        .unwrap()
-        .iter()
-        .map(|(k, _)| u64::from_be_bytes(k[..].try_into().unwrap()))
-        .collect();
-    assert_eq!(keys, (1..=300).collect::<Vec<u64>>());
+    assert_eq!(positions_in(&positions), (1..=300).collect::<Vec<u64>>());
 }
 
 /// When models folded side by side fail on the same page, the rebuild
@@ -211,10 +214,7 @@ async fn models_folded_side_by_side_each_apply_every_event_once() {
 async fn a_model_failing_in_its_lane_fails_the_rebuild_and_nothing_is_swapped() {
     let (_dir, store) = ticks(100).await;
     let names = ["fail_ok", "fail_late", "fail_early"];
-    let models: Vec<ModelStore> = names
-        .iter()
-        .map(|n| ModelStore::open_sled(&store, n).unwrap())
-        .collect();
+    let models = models_named(&store, &names);
     let projections: [&dyn Projection; 3] = [&Count("fail_ok"), &FailsAt("fail_late", 60), &FailsAt("fail_early", 50)];
     let targets: Vec<(&ModelStore, &dyn Projection)> = models.iter().zip(projections).collect();
     let options = RebuildOptions {
